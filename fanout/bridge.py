@@ -263,18 +263,16 @@ class RedisEventBridge:
         try:
             await asyncio.wait_for(self._transport.publish(channel, encode(env)), self.config.publish_timeout_s)
         except (asyncio.TimeoutError, TimeoutError) as exc:
-            raise self._publish_failed(channel, f"no answer within {self.config.publish_timeout_s:g}s") from exc
-        except (ConnectionError, OSError) as exc:
-            raise self._publish_failed(channel, str(exc).split("\n")[0] or exc.__class__.__name__) from exc
-        except Exception as exc:  # redis-py's RedisError family and the like
-            if isinstance(exc, FanoutError):
-                raise
-            raise self._publish_failed(channel, str(exc).split("\n")[0] or exc.__class__.__name__) from exc
+            raise self._publish_failed(env, channel, f"no answer within {self.config.publish_timeout_s:g}s") from exc
+        except FanoutError:
+            raise
+        except Exception as exc:  # ConnectionError, OSError, redis-py's RedisError family
+            raise self._publish_failed(env, channel, str(exc).split("\n")[0] or exc.__class__.__name__) from exc
         self._counts["published"] += 1
         self._connected_pub = True
         return env
 
-    def _publish_failed(self, channel: str, why: str) -> PublishError:
+    def _publish_failed(self, env: Envelope, channel: str, why: str) -> PublishError:
         self._counts["errors"] += 1
         self._counts["publish_errors"] += 1
         self._connected_pub = False
@@ -282,7 +280,9 @@ class RedisEventBridge:
         self.last_error = msg
         log.warning("%s", msg)
         # The sequence number was used: receivers will see a gap, which is the truth.
-        return PublishError(msg)
+        err = PublishError(msg)
+        err.envelope = env
+        return err
 
     # -- receiving ---------------------------------------------------------------------
     async def _read_loop(self) -> None:

@@ -32,7 +32,13 @@ class AuthenticationFailed(RedisUnavailable):
 
 
 class PublishError(FanoutError):
-    """A publish did not reach Redis within its time bound."""
+    """A publish did not reach Redis within its time bound.
+
+    ``envelope`` is the envelope that was not sent (its ``seq`` was used, so receivers
+    will count a gap for it).
+    """
+
+    envelope = None
 
 
 class NotPublisher(FanoutError):

@@ -165,7 +165,7 @@ class RedisServer:
         if self.pubsub_buffer_limit:
             args += ["--client-output-buffer-limit", f"pubsub {self.pubsub_buffer_limit} {self.pubsub_buffer_limit} 0"]
         for user, pw in self.users.items():
-            args += ["--user", f"{user} on >{pw} ~* &* +@all"]
+            args += ["--user", user, "on", f">{pw}", "~*", "&*", "+@all"]
         return args + self.extra_args
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -205,10 +205,10 @@ class RedisServer:
         while time.monotonic() < deadline:
             assert self._proc is not None
             if self._proc.poll() is not None:
-                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")
+                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace").strip()
                 raise RedisServerError(
                     f"redis-server on port {self.port} exited with code {self._proc.returncode}: "
-                    f"{(err.strip() or self._log_tail()).splitlines()[-1:] or ''}"
+                    f"{err.splitlines()[-1] if err else self._log_tail()}"
                 )
             if self._ping():
                 return
@@ -219,11 +219,14 @@ class RedisServer:
             f"log: {self._log_tail()}"
         )
 
-    def _log_tail(self, n: int = 3) -> str:
+    def _log_tail(self, n: int = 2) -> str:
+        """The last lines of the server's log that say something (its warnings skipped)."""
         try:
-            return " | ".join(self.logfile.read_text(errors="replace").splitlines()[-n:])
+            lines = [ln for ln in self.logfile.read_text(errors="replace").splitlines()
+                     if ln.strip() and "WARNING" not in ln]
         except OSError:
             return "(no log)"
+        return " | ".join(ln.split(" # ", 1)[-1] for ln in lines[-n:]) or "(empty log)"
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Graceful shutdown (SIGTERM; AOF is flushed). Bounded: SIGKILL after ``timeout_s``."""

@@ -1,0 +1,32 @@
+# Shortcuts; each is also a plain command in README.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install report report-full test bench lab clean
+
+$(BIN)/fanout: pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+install: $(BIN)/fanout
+
+report: install            ## the validation report (quick scenarios) into reports/
+	$(BIN)/fanout report
+
+report-full: install       ## the validation report with the seed's full-length scenarios
+	$(BIN)/fanout report --full
+
+test: install              ## the test suite (starts its own throwaway redis-servers)
+	$(BIN)/python -m pytest
+
+bench: install             ## load and latency benchmarks (prints a table, writes benchmarks/results/)
+	$(BIN)/python -m benchmarks
+
+lab: install               ## JupyterLab on the notebooks
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf data/runs reports/*.ipynb .pytest_cache

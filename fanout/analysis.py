@@ -1,0 +1,348 @@
+"""Turn a :class:`~fanout.record.RunRecord` into facts: per-instance arithmetic, latency, verdict.
+
+Pure functions over frames: nothing here prints, reads or writes files.
+
+Definitions (the column contract is in docs/architecture.md):
+
+* **published**: publications with ``ok``; the others are *publish failures*, expected nowhere.
+* **receivers**: every instance in ``record.instances``, or the scenario's ``receivers`` list.
+  A receiver *r* expects every ok publication whose source is not *r* (the seed's
+  "total published − its own"); an instance that is not a receiver expects nothing.
+* **received**: distinct expected ids a receiver got; **missing** = expected − received.
+* **duplicate**: a second or later delivery row with the same ``(id, receiver)``.
+* **self-received**: a delivery row whose ``source`` is its ``receiver``.
+* **unknown**: delivery rows whose id is in no publication (should be 0).
+* **unexpected**: ok events from others delivered to an instance that is not a receiver, plus
+  rows delivered to an instance that is not in the run.
+* **latency**: per first delivery of each ``(id, receiver)``, excluding self-deliveries, integer ns.
+  The headline is ``t_received − t_intended`` (from when the event was due, so publisher
+  back-pressure is not hidden); ``t_received − t_sent`` is reported beside it. Negative values
+  are counted and kept. Statistics use every sample; percentiles are ``numpy.percentile`` with
+  ``method="linear"`` over the nanosecond values, then divided by 1e6 (never rounded here).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .record import RunRecord
+
+#: Above this many other instances the expected-formula is summarised, not spelled out.
+MAX_FORMULA_TERMS = 8
+
+LATENCY_SAMPLE_COLUMNS = ["receiver", "source", "id", "type", "t_received", "lat_ns", "lat_sent_ns", "lat_ms"]
+
+_PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass marks for the verdict (the seed's: delivery above 95 %, average latency below 100 ms)."""
+
+    min_delivery_pct: float = 95.0
+    max_avg_latency_ms: float = 100.0
+
+    @classmethod
+    def from_scenario(cls, scenario: dict[str, Any]) -> "Thresholds":
+        """Read ``min_delivery_pct`` and ``max_avg_latency_ms`` from a scenario dict when present."""
+        keys = ("min_delivery_pct", "max_avg_latency_ms")
+        return cls(**{k: float(scenario[k]) for k in keys if scenario.get(k) is not None})
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One line of the verdict."""
+
+    name: str
+    passed: bool
+    measured: str
+    threshold: str
+
+
+@dataclass
+class Findings:
+    """Everything a report states about one run."""
+
+    run_id: str
+    scenario: dict[str, Any]
+    environment: dict[str, Any]
+    thresholds: Thresholds
+    per_instance: pd.DataFrame
+    overall: dict[str, Any]
+    latency: dict[str, Any]
+    latency_sent: dict[str, Any]
+    verdict: list[Criterion] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """All criteria passed."""
+        return all(c.passed for c in self.verdict)
+
+    @property
+    def status(self) -> str:
+        return "PASS" if self.passed else "FAIL"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict: plain Python numbers, ``None`` for undefined values."""
+        return _plain({
+            "run_id": self.run_id,
+            "status": self.status,
+            "passed": self.passed,
+            "scenario": self.scenario,
+            "environment": self.environment,
+            "thresholds": {"min_delivery_pct": self.thresholds.min_delivery_pct,
+                           "max_avg_latency_ms": self.thresholds.max_avg_latency_ms},
+            "overall": self.overall,
+            "latency": self.latency,
+            "latency_sent": self.latency_sent,
+            "per_instance": self.per_instance.to_dict(orient="records"),
+            "verdict": [{"name": c.name, "passed": c.passed, "measured": c.measured, "threshold": c.threshold}
+                        for c in self.verdict],
+        })
+
+
+def _plain(value: Any) -> Any:
+    """Recursively convert numpy/pandas scalars to Python ones; NaN and NA become ``None``."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or value is pd.NA:
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def latency_stats(ns: np.ndarray) -> dict[str, Any]:
+    """count, negative, avg/min/max and percentiles in ms (floats) from every sample; ``None`` when empty."""
+    ns = np.asarray(ns, dtype=np.int64)
+    stats: dict[str, Any] = {"count": int(ns.size), "negative": int((ns < 0).sum())}
+    if ns.size == 0:
+        return stats | {"avg_ms": None, "min_ms": None, "max_ms": None} | dict.fromkeys(_PERCENTILES)
+    stats |= {"avg_ms": float(ns.mean()) / 1e6, "min_ms": float(ns.min()) / 1e6, "max_ms": float(ns.max()) / 1e6}
+    for key, q in _PERCENTILES.items():
+        stats[key] = float(np.percentile(ns, q, method="linear")) / 1e6
+    return stats
+
+
+def fmt_ms(value: float | None) -> str:
+    """A latency for display: milliseconds with three decimals (microsecond resolution)."""
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}ms"
+
+
+def latency_samples(record: RunRecord) -> pd.DataFrame:
+    """One row per first delivery (earliest ``t_received``) of an ok publication to an instance
+    other than its publisher, with both latencies in ns and the headline one in ms."""
+    pubs = record.publications.loc[record.publications["ok"], ["id", "source", "t_intended", "t_sent"]]
+    firsts = (record.deliveries[["id", "receiver", "type", "t_received"]]
+              .sort_values("t_received", kind="stable")
+              .drop_duplicates(["id", "receiver"]))
+    s = firsts.merge(pubs, on="id", how="inner")
+    s = s[s["receiver"] != s["source"]].copy()
+    s["lat_ns"] = (s["t_received"] - s["t_intended"]).astype("int64")
+    s["lat_sent_ns"] = (s["t_received"] - s["t_sent"]).astype("int64")
+    s["lat_ms"] = s["lat_ns"].astype("float64") / 1e6
+    return s[LATENCY_SAMPLE_COLUMNS].sort_values("t_received", kind="stable").reset_index(drop=True)
+
+
+def _expected_formula(terms: list[int], total: int) -> str:
+    """The seed's "65 + 61 = 126": what each other instance published, summed."""
+    if not terms:
+        return "0"
+    if len(terms) > MAX_FORMULA_TERMS:
+        return f"sum of {len(terms)} others = {total}"
+    return f"{' + '.join(str(t) for t in terms)} = {total}"
+
+
+def _ms_quantiles(ns: pd.Series) -> dict[str, float | None]:
+    """p50, p99 and max of ns values, in ms."""
+    if ns.empty:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+    a = ns.to_numpy(dtype=np.int64)
+    return {"p50_ms": float(np.percentile(a, 50.0, method="linear")) / 1e6,
+            "p99_ms": float(np.percentile(a, 99.0, method="linear")) / 1e6,
+            "max_ms": float(a.max()) / 1e6}
+
+
+def _count_by(series: pd.Series) -> dict[str, int]:
+    return {str(k): int(v) for k, v in series.value_counts().items()}
+
+
+def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings:
+    """Per-instance arithmetic, latency statistics and the verdict for one run.
+
+    ``thresholds`` default to the scenario's ``min_delivery_pct`` / ``max_avg_latency_ms``.
+    """
+    scenario = dict(record.scenario)
+    th = thresholds if thresholds is not None else Thresholds.from_scenario(scenario)
+    inst = record.instances.reset_index(drop=True)
+    names = [str(x) for x in inst["instance"]]
+    receivers = set(names) if scenario.get("receivers") is None else {str(x) for x in scenario["receivers"]}
+    publishers = set(names) if scenario.get("publishers") is None else {str(x) for x in scenario["publishers"]}
+
+    pubs = record.publications
+    ok = pubs[pubs["ok"]]
+    published_by = _count_by(ok["source"])
+    failed_by = _count_by(pubs.loc[~pubs["ok"], "source"])
+    external = [s for s in published_by if s not in names]  # publishers outside record.instances
+    total_ok = len(ok)
+
+    d = record.deliveries
+    rows_by = _count_by(d["receiver"])
+    distinct_by = _count_by(d.drop_duplicates(["id", "receiver"])["receiver"])
+    self_by = _count_by(d.loc[d["source"] == d["receiver"], "receiver"])
+    samples = latency_samples(record)
+    got_by = _count_by(samples["receiver"])
+    lat_by = {str(r): g.to_numpy() for r, g in samples.groupby("receiver")["lat_ns"]}
+
+    rows = []
+    for i, name in enumerate(names):
+        is_receiver = name in receivers
+        others = [published_by.get(n, 0) for n in names if n != name] + [published_by[s] for s in external]
+        expected = total_ok - published_by.get(name, 0) if is_receiver else 0
+        received = got_by.get(name, 0) if is_receiver else 0
+        unexpected = got_by.get(name, 0) - received
+        duplicates = rows_by.get(name, 0) - distinct_by.get(name, 0)
+        self_received = self_by.get(name, 0)
+        lat = latency_stats(lat_by.get(name, np.empty(0, dtype=np.int64)))
+        rows.append({
+            "instance": name,
+            "role": "+".join(r for r, on in (("publisher", name in publishers), ("receiver", is_receiver)) if on)
+                    or "none",
+            "connected": bool(inst.at[i, "connected"]),
+            "published": published_by.get(name, 0),
+            "publish_failed": failed_by.get(name, 0),
+            "expected": expected,
+            "expected_formula": _expected_formula(others, expected) if is_receiver else "not a receiver",
+            "received": received,
+            "missing": expected - received,
+            "duplicates": duplicates,
+            "self_received": self_received,
+            "unexpected": unexpected,
+            "delivery_pct": 100.0 * received / expected if expected else 100.0,
+            "errors": int(inst.at[i, "errors"]),
+            "gaps": int(inst.at[i, "gaps"]),
+            "reconnects": int(inst.at[i, "reconnects"]),
+            "lat_avg_ms": lat["avg_ms"], "lat_p50_ms": lat["p50_ms"], "lat_p95_ms": lat["p95_ms"],
+            "lat_p99_ms": lat["p99_ms"], "lat_max_ms": lat["max_ms"],
+            "arithmetic_ok": received == expected and duplicates == 0 and self_received == 0 and unexpected == 0,
+        })
+    per_instance = _per_instance_frame(rows)
+
+    latency = latency_stats(samples["lat_ns"].to_numpy())
+    latency_sent = latency_stats(samples["lat_sent_ns"].to_numpy())
+    duration_s = float(scenario["duration_s"]) if scenario.get("duration_s") else max(record.t_end - record.t0, 0) / 1e9
+    expected_total = int(per_instance["expected"].sum())
+    received_total = int(per_instance["received"].sum())
+    stray = int((~d["receiver"].isin(names)).sum())
+    span_s = (int(ok["t_intended"].max()) - int(ok["t_intended"].min())) / 1e9 if total_ok else 0.0
+    window_s = (record.t_end - record.t0) / 1e9 if record.t_end > record.t0 else duration_s
+    lag = _ms_quantiles(ok["t_sent"] - ok["t_intended"])
+    overall: dict[str, Any] = {
+        "instances": len(names),
+        "duration_s": duration_s,
+        "published": total_ok,
+        "publish_failed": len(pubs) - total_ok,
+        "expected": expected_total,
+        "received": received_total,
+        "delivered_rows": len(d),
+        "delivery_pct": 100.0 * received_total / expected_total if expected_total else 100.0,
+        "missing": expected_total - received_total,
+        "duplicates": len(d) - sum(distinct_by.values()),
+        "self_received": int((d["source"] == d["receiver"]).sum()),
+        "unknown": int((~d["id"].isin(pubs["id"])).sum()),
+        "unexpected": int(per_instance["unexpected"].sum()) + stray,
+        "failed_delivered": int(d["id"].isin(pubs.loc[~pubs["ok"], "id"]).sum()),
+        "errors": int(inst["errors"].sum()),
+        "gaps": int(inst["gaps"].sum()),
+        "reconnects": int(inst["reconnects"].sum()),
+        "negative_latencies": latency["negative"],
+        "target_rate_per_s": float(scenario["rate_per_s"]) if scenario.get("rate_per_s") else None,
+        # n events due over a span cover n - 1 intervals, so a perfect schedule gives the target exactly
+        "achieved_rate_per_s": ((total_ok - 1) / span_s if total_ok >= 2 and span_s > 0
+                                else total_ok / duration_s if duration_s > 0 else None),
+        "deliveries_per_s": received_total / window_s if window_s > 0 else None,
+        "schedule_lag_p50_ms": lag["p50_ms"],
+        "schedule_lag_p99_ms": lag["p99_ms"],
+        "schedule_lag_max_ms": lag["max_ms"],
+    }
+    return Findings(
+        run_id=record.run_id, scenario=scenario, environment=dict(record.environment), thresholds=th,
+        per_instance=per_instance, overall=overall, latency=latency, latency_sent=latency_sent,
+        verdict=_verdict(per_instance, overall, latency, th),
+    )
+
+
+_PER_INSTANCE_DTYPES = {
+    "instance": "string", "role": "string", "connected": "bool", "published": "int64", "publish_failed": "int64",
+    "expected": "int64", "expected_formula": "string", "received": "int64", "missing": "int64",
+    "duplicates": "int64", "self_received": "int64", "unexpected": "int64", "delivery_pct": "float64",
+    "errors": "int64", "gaps": "int64", "reconnects": "int64", "lat_avg_ms": "float64", "lat_p50_ms": "float64",
+    "lat_p95_ms": "float64", "lat_p99_ms": "float64", "lat_max_ms": "float64", "arithmetic_ok": "bool",
+}
+
+
+def _per_instance_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Rows to a frame with fixed columns and dtypes (missing latencies are NaN)."""
+    return pd.DataFrame(rows, columns=list(_PER_INSTANCE_DTYPES)).astype(_PER_INSTANCE_DTYPES)
+
+
+def _verdict(per: pd.DataFrame, overall: dict[str, Any], latency: dict[str, Any], th: Thresholds) -> list[Criterion]:
+    """The seed's five criteria in its wording, then ours."""
+    n = len(per)
+    connected = int(per["connected"].sum())
+    exact = int(per["arithmetic_ok"].sum())
+    avg = latency["avg_ms"]
+    arithmetic = f"{exact}/{n} instances exact"
+    if overall["unknown"] or overall["unexpected"]:
+        arithmetic += f", {overall['unknown']} unknown, {overall['unexpected']} unexpected"
+    return [
+        Criterion("All instances connected", connected == n, f"{connected}/{n} connected", "all"),
+        Criterion("No self-received events (instance filtering works)", overall["self_received"] == 0,
+                  str(overall["self_received"]), "0"),
+        Criterion(f"Delivery rate >{th.min_delivery_pct:g}%", overall["delivery_pct"] > th.min_delivery_pct,
+                  f"{overall['delivery_pct']:.2f}%", f">{th.min_delivery_pct:g}%"),
+        Criterion("No errors", overall["errors"] == 0, str(overall["errors"]), "0"),
+        Criterion(f"Average latency <{th.max_avg_latency_ms:g}ms",
+                  overall["expected"] == 0 if avg is None else avg < th.max_avg_latency_ms,
+                  "n/a (no deliveries)" if avg is None else fmt_ms(avg), f"<{th.max_avg_latency_ms:g}ms"),
+        Criterion("Per-instance arithmetic exact (each received all published minus its own)",
+                  exact == n and overall["unknown"] == 0 and overall["unexpected"] == 0, arithmetic, "all"),
+        Criterion("No duplicates", overall["duplicates"] == 0, str(overall["duplicates"]), "0"),
+    ]
+
+
+def _pct_change(a: float | None, b: float | None) -> str:
+    """Relative change, the seed's "+21%" (whole percent; "0%" when unchanged)."""
+    if a is None or b is None:
+        return "n/a"
+    if a == 0:
+        return "0%" if b == 0 else "n/a"
+    text = f"{(b - a) / a * 100:+.0f}%"
+    return "0%" if text in ("+0%", "-0%") else text
+
+
+def compare(a: Findings, b: Findings, labels: tuple[str, str] = ("3 Instances", "5 Instances")) -> pd.DataFrame:
+    """The seed's "Comparative Analysis" table: display strings, index ``Metric``,
+    columns the two labels and ``Difference``."""
+    rows: list[tuple[str, str, str, str]] = []
+    da, db = a.overall["delivery_pct"], b.overall["delivery_pct"]
+    diff = f"{db - da:+.2f}%"
+    rows.append(("Delivery Rate", f"{da:.2f}%", f"{db:.2f}%", "0%" if diff in ("+0.00%", "-0.00%") else diff))
+    for label, key in (("Avg Latency", "avg_ms"), ("P95 Latency", "p95_ms"), ("P99 Latency", "p99_ms"),
+                       ("Max Latency", "max_ms")):
+        va, vb = a.latency[key], b.latency[key]
+        rows.append((label, fmt_ms(va), fmt_ms(vb), _pct_change(va, vb)))
+    for label, key in (("Self-Received", "self_received"), ("Errors", "errors")):
+        ca, cb = a.overall[key], b.overall[key]
+        rows.append((label, str(ca), str(cb), "0" if ca == cb else f"{cb - ca:+d}"))
+    return pd.DataFrame(rows, columns=["Metric", labels[0], labels[1], "Difference"]).set_index("Metric")

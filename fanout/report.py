@@ -1,0 +1,148 @@
+"""Findings as text (the seed report's layout), JSON and a markdown per-instance table.
+
+Latencies are always milliseconds with three decimals, rates two decimals, counts whole.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .analysis import Findings, fmt_ms
+
+RULE = "=" * 60
+#: Above this many instances the per-instance blocks become one line each.
+MAX_INSTANCE_BLOCKS = 12
+
+
+def _mark(ok: bool) -> str:
+    return "✓" if ok else "✗"
+
+
+def _rate(value: float | None, unit: str = "") -> str:
+    return "n/a" if value is None else f"{value:.2f}{unit}"
+
+
+def _compact(formula: str) -> str:
+    """The seed's "65+61=126" from "65 + 61 = 126" (a "sum of N others" summary stays as it is)."""
+    return formula if formula.startswith("sum of") else formula.replace(" + ", "+").replace(" = ", "=")
+
+
+def _terms(formula: str, expected: int) -> str:
+    """"  (65 + 61)" after an expected count, or "" when it would only repeat the count."""
+    terms = formula.rsplit(" = ", 1)[0]
+    return "" if terms == str(expected) else f"  ({terms})"
+
+
+def _overall_lines(f: Findings) -> list[str]:
+    o = f.overall
+    lag = (f"p50 {fmt_ms(o['schedule_lag_p50_ms'])}, p99 {fmt_ms(o['schedule_lag_p99_ms'])}, "
+           f"max {fmt_ms(o['schedule_lag_max_ms'])}")
+    return [
+        "Overall Statistics:",
+        f"  Total Instances: {o['instances']}",
+        f"  Test Duration: {o['duration_s']:g}s",
+        f"  Total Events Published: {o['published']}",
+        f"  Total Events Received: {o['received']}",
+        f"  Expected Received: {o['expected']}",
+        f"  Delivery Rate: {o['delivery_pct']:.2f}%",
+        f"  Self-Received Events: {o['self_received']} {_mark(o['self_received'] == 0)}",
+        f"  Total Errors: {o['errors']}",
+        f"  Missing: {o['missing']}",
+        f"  Duplicates: {o['duplicates']}",
+        f"  Unknown / Unexpected Deliveries: {o['unknown']} / {o['unexpected']}",
+        f"  Publish Failures: {o['publish_failed']} (delivered anyway: {o['failed_delivered']})",
+        f"  Gaps / Reconnects: {o['gaps']} / {o['reconnects']}",
+        f"  Target Rate: {_rate(o['target_rate_per_s'], ' events/s')}",
+        f"  Achieved Publish Rate: {_rate(o['achieved_rate_per_s'], ' events/s')}",
+        f"  Deliveries/s: {_rate(o['deliveries_per_s'])}",
+        f"  Schedule Lag: {lag}",
+        f"  Run: {f.run_id}",
+    ]
+
+
+def _latency_lines(f: Findings) -> list[str]:
+    lat, sent = f.latency, f.latency_sent
+    return [
+        "Latency Statistics (from intended send time):",
+        f"  Samples: {lat['count']} (negative: {lat['negative']})",
+        f"  Average: {fmt_ms(lat['avg_ms'])}",
+        f"  Min: {fmt_ms(lat['min_ms'])}",
+        f"  Max: {fmt_ms(lat['max_ms'])}",
+        f"  P50 (Median): {fmt_ms(lat['p50_ms'])}",
+        f"  P95: {fmt_ms(lat['p95_ms'])}",
+        f"  P99: {fmt_ms(lat['p99_ms'])}",
+        f"  P99.9: {fmt_ms(lat['p999_ms'])}",
+        f"  From send: average {fmt_ms(sent['avg_ms'])}, P99 {fmt_ms(sent['p99_ms'])}, max {fmt_ms(sent['max_ms'])}",
+    ]
+
+
+def _instance_block(row: dict[str, Any]) -> list[str]:
+    lines = [
+        f"Instance {row['instance']}:",
+        f"  Connected: {'Yes' if row['connected'] else 'No'}",
+    ]
+    if row["role"] != "publisher+receiver":
+        lines.append(f"  Role: {row['role']}")
+    lines += [
+        f"  Published: {row['published']}",
+        f"  Received: {row['received']}",
+        f"  Expected: {row['expected']}{_terms(row['expected_formula'], row['expected'])}",
+        f"  Self-Received: {row['self_received']} {_mark(row['self_received'] == 0)}",
+        f"  Avg Latency: {fmt_ms(row['lat_avg_ms'])} (P99 {fmt_ms(row['lat_p99_ms'])})",
+        f"  Errors: {row['errors']}",
+    ]
+    extras = ("missing", "duplicates", "unexpected", "publish_failed", "gaps", "reconnects")
+    lines += [f"  {k.replace('_', ' ').capitalize()}: {row[k]}" for k in extras if row[k]]
+    return lines
+
+
+def _instance_table(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per instance, for runs with many instances."""
+    width = max([len("instance")] + [len(str(r["instance"])) for r in rows])
+    cols = ("published", "expected", "received", "missing", "duplicates", "self_received", "errors")
+    head = "  ".join(f"{c:>{len(c)}}" for c in cols)
+    lines = [f"  {'instance':<{width}}  conn  {head}  {'avg':<9}  p99"]
+    for r in rows:
+        counts = "  ".join(f"{r[c]:>{len(c)}}" for c in cols)
+        lines.append(f"  {r['instance']:<{width}}  {'yes' if r['connected'] else 'NO':<4}  {counts}  "
+                     f"{fmt_ms(r['lat_avg_ms']):<9}  {fmt_ms(r['lat_p99_ms'])}")
+    return lines
+
+
+def _distribution_line(row: dict[str, Any]) -> str:
+    line = (f"  - {row['instance']}: Published {row['published']}, "
+            f"Should receive {_compact(row['expected_formula'])} {_mark(row['arithmetic_ok'])} Received {row['received']}")
+    faults = [f"{k.replace('_', '-')} {row[k]}" for k in ("missing", "duplicates", "self_received", "unexpected")
+              if row[k]]
+    return line + (f" ({', '.join(faults)})" if faults else "")
+
+
+def render_text(f: Findings) -> str:
+    """The seed's "Test Results" block, plus our extra facts, verdict with measured values."""
+    rows = f.per_instance.to_dict(orient="records")
+    lines = [RULE, "Test Results - Multi-Instance Redis Pub/Sub", RULE, ""]
+    lines += _overall_lines(f) + [""] + _latency_lines(f) + ["", "Per-Instance Statistics:", ""]
+    if len(rows) > MAX_INSTANCE_BLOCKS:
+        lines += _instance_table(rows) + [""]
+    else:
+        for row in rows:
+            lines += _instance_block(row) + [""]
+    lines += ["Event Distribution Verification:"] + [_distribution_line(r) for r in rows] + [""]
+    lines.append("Test Verdict:")
+    lines += [f"  {_mark(c.passed)} {c.name} (measured {c.measured}; threshold {c.threshold})" for c in f.verdict]
+    lines += ["", f"{_mark(f.passed)} Overall Status: {f.status}", RULE]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(f: Findings) -> str:
+    """``Findings.to_dict()`` as indented JSON (strict: no NaN)."""
+    return json.dumps(f.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def render_markdown_table(f: Findings) -> str:
+    """Per-instance distribution as a markdown table (instance | published | should receive | received | ✓)."""
+    lines = ["| Instance | Published | Should receive | Received | ✓ |", "|---|---:|---:|---:|:---:|"]
+    for r in f.per_instance.to_dict(orient="records"):
+        lines.append(f"| {r['instance']} | {r['published']} | {r['expected_formula']} | {r['received']} | "
+                     f"{_mark(r['arithmetic_ok'])} |")
+    return "\n".join(lines) + "\n"

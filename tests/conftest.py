@@ -1,0 +1,52 @@
+"""Shared fixtures: every test that needs Redis gets its own throwaway redis-server.
+
+No mocks of Redis anywhere: the servers are real (``fanout.RedisServer``), on free loopback
+ports, so tests can restart, pause and kill them, and pass where no Redis runs.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from fanout import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def redis_server():
+    """A fresh redis-server for one test (no persistence)."""
+    with RedisServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    return redis_server.url
+
+
+def arun(coro, timeout: float = 60.0):
+    """Run a coroutine to completion, bounded: a hang fails the test instead of the suite."""
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def wait_for(predicate, timeout: float = 5.0, what: str = "condition") -> None:
+    """Poll ``predicate()`` until true; fail with ``what`` after ``timeout`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def fanout_cmd() -> list[str]:
+    """The CLI as a subprocess, from this interpreter (works without the venv on PATH)."""
+    return [sys.executable, "-m", "fanout"]
+
+
+os.environ.setdefault("MPLBACKEND", "Agg")

