@@ -174,6 +174,7 @@ def _ms_quantiles(ns: pd.Series) -> dict[str, float | None]:
 
 
 def _count_by(series: pd.Series) -> dict[str, int]:
+    """How often each value occurs."""
     return {str(k): int(v) for k, v in series.value_counts().items()}
 
 

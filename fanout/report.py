@@ -110,8 +110,9 @@ def _instance_table(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _distribution_line(row: dict[str, Any]) -> str:
-    line = (f"  - {row['instance']}: Published {row['published']}, "
-            f"Should receive {_compact(row['expected_formula'])} {_mark(row['arithmetic_ok'])} Received {row['received']}")
+    """The seed's "- Instance 0: Published 69, Should receive 65+61=126 ✓ Received 126", plus any faults."""
+    line = (f"  - {row['instance']}: Published {row['published']}, Should receive "
+            f"{_compact(row['expected_formula'])} {_mark(row['arithmetic_ok'])} Received {row['received']}")
     faults = [f"{k.replace('_', '-')} {row[k]}" for k in ("missing", "duplicates", "self_received", "unexpected")
               if row[k]]
     return line + (f" ({', '.join(faults)})" if faults else "")
