@@ -163,6 +163,10 @@ class RedisEventBridge:
         self._reader: asyncio.Task | None = None
         self._reconnect_allowed = asyncio.Event()
         self._reconnect_allowed.set()
+        self._reading_allowed = asyncio.Event()
+        self._reading_allowed.set()
+        #: [t_lost_ns, t_restored_ns (0 while still down), reason] per lost subscription
+        self.outages: list[list] = []
         self._started = False
         self._closed = False
         self.last_error: str | None = None
@@ -196,6 +200,7 @@ class RedisEventBridge:
             return
         self._closed = True
         self._reconnect_allowed.set()
+        self._reading_allowed.set()
         if self._reader is not None:
             self._reader.cancel()
             try:
@@ -288,6 +293,8 @@ class RedisEventBridge:
     async def _read_loop(self) -> None:
         timeout = min(1.0, self.config.health_check_interval_s)
         while not self._closed:
+            if not self._reading_allowed.is_set():
+                await self._reading_allowed.wait()
             sub = self._subscriber
             try:
                 if sub is None:
@@ -306,10 +313,12 @@ class RedisEventBridge:
 
     async def _reconnect(self, why: str) -> None:
         self._connected_sub = False
+        outage = [time.time_ns(), 0, redact_text(why)]
+        self.outages.append(outage)
         if self._subscriber is not None:
             self._subscriber.abort()
             self._subscriber = None
-        log.warning("bridge %s lost its subscription (%s); reconnecting", self._id_str, redact_text(why))
+        log.warning("bridge %s lost its subscription (%s); reconnecting", self._id_str, outage[2])
         delay = self.config.reconnect_initial_s
         attempt = 0
         while not self._closed:
@@ -325,6 +334,7 @@ class RedisEventBridge:
                 delay = min(delay * 2, self.config.reconnect_max_s)
                 continue
             self._connected_sub = True
+            outage[1] = time.time_ns()
             self._counts["reconnects"] += 1
             log.info("bridge %s resubscribed after %d attempt(s)", self._id_str, attempt)
             await self._notify(GapNotice(reason="reconnect"))
@@ -336,6 +346,13 @@ class RedisEventBridge:
 
     def release_reconnect(self) -> None:
         self._reconnect_allowed.set()
+
+    def pause_reading(self) -> None:
+        """Fault-injection hook: stop reading (a slow consumer); Redis buffers, then may cut us off."""
+        self._reading_allowed.clear()
+
+    def resume_reading(self) -> None:
+        self._reading_allowed.set()
 
     async def _on_message(self, channel: str, payload: bytes) -> None:
         try:
@@ -392,9 +409,16 @@ class RedisEventBridge:
             log.exception("bridge %s: handler raised on %s event %s", self._id_str, env.type, env.id)
 
     def _transport_loss(self, loss) -> None:
+        t = self._chan_type.get(loss.channel)
+        if loss.reason == "trimmed":
+            # Counted exactly by the transport (all sources together): restart this type's seq
+            # baselines so the next event from each source does not count the same hole again.
+            for key in [k for k in self._seen if k[1] == t]:
+                del self._seen[key]
+            if not loss.count:
+                return
         self._counts["transport_losses"] += loss.count
         self._counts["gaps"] += loss.count
-        t = self._chan_type.get(loss.channel)
         asyncio.get_running_loop().create_task(self._notify(
             GapNotice(reason=loss.reason, type=t, missing=loss.count)))
 

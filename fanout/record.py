@@ -25,11 +25,17 @@ DELIVERY_COLUMNS = {
     "id": "string", "source": "string", "receiver": "string", "type": "string", "seq": "int64",
     "t_received": "int64",
 }
+FAULT_COLUMNS = {
+    "kind": "string", "instance": "string", "t_start": "int64", "t_end": "int64", "detail": "string",
+}
+OUTAGE_COLUMNS = {
+    "instance": "string", "t_down": "int64", "t_up": "int64", "reason": "string",
+}
 INSTANCE_COLUMNS = {
     "instance": "string", "connected": "bool", "published": "int64", "received": "int64",
     "self_filtered": "int64", "errors": "int64", "gaps": "int64", "duplicates": "int64",
     "reconnects": "int64", "subscriptions": "int64", "malformed": "int64", "handler_errors": "int64",
-    "publish_errors": "int64",
+    "publish_errors": "int64", "source_restarts": "int64", "transport_losses": "int64",
 }
 
 
@@ -63,6 +69,10 @@ class RunRecord:
     t_end: int = 0
     notes: list[str] = field(default_factory=list)
     path: Path | None = None
+    faults: pd.DataFrame = field(default_factory=lambda: frame([], FAULT_COLUMNS))
+    outages: pd.DataFrame = field(default_factory=lambda: frame([], OUTAGE_COLUMNS))
+    #: server-side facts gathered at the end (e.g. output-buffer disconnections)
+    redis_stats: dict[str, Any] = field(default_factory=dict)
 
     def meta(self) -> dict[str, Any]:
         scen = dict(self.scenario)
@@ -71,6 +81,7 @@ class RunRecord:
         return {
             "run_id": self.run_id, "scenario": scen, "environment": self.environment,
             "t0": self.t0, "t_end": self.t_end, "notes": [redact_text(n) for n in self.notes],
+            "redis_stats": self.redis_stats,
             "counts": {"publications": len(self.publications), "deliveries": len(self.deliveries),
                        "instances": len(self.instances)},
         }
@@ -82,6 +93,8 @@ class RunRecord:
         self.publications.to_parquet(out / "publications.parquet", index=False)
         self.deliveries.to_parquet(out / "deliveries.parquet", index=False)
         self.instances.to_parquet(out / "instances.parquet", index=False)
+        self.faults.to_parquet(out / "faults.parquet", index=False)
+        self.outages.to_parquet(out / "outages.parquet", index=False)
         (out / "run.json").write_text(json.dumps(self.meta(), indent=2, default=str) + "\n")
         self.path = out
         return out
@@ -90,13 +103,24 @@ class RunRecord:
 def load_run(path: str | os.PathLike) -> RunRecord:
     """Read a run folder written by :meth:`RunRecord.save`."""
     p = Path(path)
+    if not (p / "run.json").exists():
+        from .errors import ConfigError
+
+        raise ConfigError(f"{p} is not a run folder (no run.json)")
     meta = json.loads((p / "run.json").read_text())
+
+    def optional(name: str, columns: dict[str, str]) -> pd.DataFrame:
+        f = p / f"{name}.parquet"
+        return frame(pd.read_parquet(f) if f.exists() else [], columns)
+
     return RunRecord(
         run_id=meta["run_id"], scenario=meta["scenario"], environment=meta["environment"],
         publications=frame(pd.read_parquet(p / "publications.parquet"), PUBLICATION_COLUMNS),
         deliveries=frame(pd.read_parquet(p / "deliveries.parquet"), DELIVERY_COLUMNS),
         instances=frame(pd.read_parquet(p / "instances.parquet"), INSTANCE_COLUMNS),
         t0=int(meta.get("t0", 0)), t_end=int(meta.get("t_end", 0)), notes=list(meta.get("notes", [])), path=p,
+        faults=optional("faults", FAULT_COLUMNS), outages=optional("outages", OUTAGE_COLUMNS),
+        redis_stats=dict(meta.get("redis_stats", {})),
     )
 
 

@@ -41,7 +41,11 @@ class Scenario:
     min_delivery_pct: float = 95.0     # verdict: delivery rate must be above this (seed: 95%)
     max_avg_latency_ms: float = 100.0  # verdict: average latency must be below this (seed: 100 ms)
     key_prefix: str = "ws:"
-    faults: tuple[dict, ...] = field(default_factory=tuple)
+    faults: tuple[dict, ...] = field(default_factory=tuple)  # timed faults, see fanout/faults.py
+    redis_aof: bool = False            # throwaway server with AOF (appendfsync always), so a restart keeps streams
+    pubsub_buffer_limit: str | None = None  # throwaway server's pub/sub output-buffer hard limit, e.g. "256kb"
+    health_check_s: float = 5.0        # a silent subscriber connection is PINGed after this long
+    stream_maxlen: int = 100_000       # streams transport: entries kept per stream (approximate)
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -85,6 +89,16 @@ class Scenario:
             raise ConfigError(f"seed: must be an integer, got {self.seed!r}")
         if self.redis_url is not None and not str(self.redis_url).startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("redis_url: must start with redis://, rediss:// or unix://")
+        if isinstance(self.health_check_s, bool) or not isinstance(self.health_check_s, (int, float)) \
+                or self.health_check_s <= 0:
+            raise ConfigError(f"health_check_s: must be a number > 0, got {self.health_check_s!r}")
+        if not isinstance(self.stream_maxlen, int) or self.stream_maxlen < 1:
+            raise ConfigError(f"stream_maxlen: must be a whole number >= 1, got {self.stream_maxlen!r}")
+        from .faults import parse_faults
+
+        faults = parse_faults(self.faults, self.instances, self.duration_s)
+        if self.redis_url and any(f.kind == "redis_restart" for f in faults):
+            raise ConfigError("faults: redis_restart needs the throwaway server fanout starts (leave redis_url empty)")
 
     @property
     def expected_events(self) -> int:

@@ -24,16 +24,19 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Callable
+from typing import Any, Callable
 
 from redis.asyncio import Redis
 
 from .bridge import BridgeConfig, RedisEventBridge
 from .errors import FanoutError, PublishError, RedisUnavailable
 from .market import SyntheticMarket
+from .faults import PROXY_KINDS, Fault, FaultRunner, parse_faults
 from .record import (
     DELIVERY_COLUMNS,
+    FAULT_COLUMNS,
     INSTANCE_COLUMNS,
+    OUTAGE_COLUMNS,
     PUBLICATION_COLUMNS,
     RunRecord,
     environment,
@@ -164,27 +167,57 @@ async def simulate(
     progress: bool | None = None,
     printer: Printer | None = None,
     run_id: str | None = None,
+    server: RedisServer | None = None,
 ) -> RunRecord:
-    """Run ``sc`` against Redis at ``redis_url`` (or ``sc.redis_url``) and return its record."""
+    """Run ``sc`` against Redis at ``redis_url`` (or ``sc.redis_url``) and return its record.
+
+    ``server`` is the throwaway server behind ``redis_url``, needed by ``redis_restart`` faults.
+    """
     url = redis_url or sc.redis_url
     if not url:
         raise FanoutError("simulate() needs a Redis URL: pass redis_url, or use run_scenario() for a throwaway server")
-    run_id = run_id or new_run_id(sc)
-    ids = instance_ids(sc)
-    plan = schedule(sc)
-    say = printer if (printer and sc.verbose) else None
+    return await _Simulation(sc, url, progress=progress, printer=printer, run_id=run_id, server=server).run()
 
-    bridges = [
-        RedisEventBridge(BridgeConfig(url=url, instance_id=i, event_types=sc.event_types,
-                                      transport=sc.transport, key_prefix=sc.key_prefix))
-        for i in ids
-    ]
-    deliveries: list[tuple] = []
-    seen: set[tuple[str, str]] = set()
-    now_ns = time.time_ns
 
-    for b in bridges:
-        rid = str(b.instance_id)
+class _Simulation:
+    """One run: the bridges, the recorder, the publisher loop and the fault plan."""
+
+    def __init__(self, sc: Scenario, url: str, *, progress, printer, run_id, server) -> None:
+        self.sc = sc
+        self.url = url
+        self.progress = progress
+        self.say = printer if (printer and sc.verbose) else None
+        self.run_id = run_id or new_run_id(sc)
+        self.server = server
+        self.ids = instance_ids(sc)
+        self.faults = parse_faults(sc.faults, sc.instances, sc.duration_s)
+        if any(f.kind == "redis_restart" for f in self.faults) and server is None:
+            raise FanoutError("a redis_restart fault needs the throwaway server (run without redis_url)")
+        self.deliveries: list[tuple] = []
+        self.seen: set[tuple[str, str]] = set()
+        self.pubs: list[tuple] = []
+        self.bridges: list[RedisEventBridge] = []
+        self.retired: list[RedisEventBridge] = []      # crashed bridges, for their metrics and outages
+        self.down: dict[int, str] = {}                  # instance index -> why it cannot publish now
+        self.crash_outages: list[tuple] = []
+        self.proxies: dict[int, Any] = {}
+        self.t0 = 0
+
+    # -- bridges -----------------------------------------------------------------------
+    def _config(self, i: int) -> BridgeConfig:
+        url = self.proxies[i].url_for(self.url) if i in self.proxies else self.url
+        fast = bool(self.faults)  # under faults, notice and recover quickly
+        return BridgeConfig(
+            url=url, instance_id=self.ids[i], event_types=self.sc.event_types, transport=self.sc.transport,
+            key_prefix=self.sc.key_prefix, health_check_interval_s=self.sc.health_check_s,
+            health_check_timeout_s=min(3.0, self.sc.health_check_s), stream_maxlen=self.sc.stream_maxlen,
+            reconnect_max_s=0.5 if fast else 2.0, publish_timeout_s=1.0 if fast else 2.0,
+        )
+
+    def _make_bridge(self, i: int) -> RedisEventBridge:
+        b = RedisEventBridge(self._config(i))
+        rid = self.ids[i]
+        deliveries, seen, now_ns, say = self.deliveries, self.seen, time.time_ns, self.say
 
         def on_event(env, rid=rid):
             t = now_ns()
@@ -192,80 +225,233 @@ async def simulate(
             deliveries.append((env.id, src, rid, env.type, env.seq if env.seq is not None else -1, t))
             seen.add((env.id, rid))
             if say:
-                say(f"[{(t - t0) / 1e9:9.3f}s]   {rid} <- {src} {env.type} {env.id}")
+                say(f"[{(t - self.t0) / 1e9:9.3f}s]   {rid} <- {src} {env.type} {env.id}")
 
         b.on("*", on_event)
+        return b
 
-    try:
-        results = await asyncio.gather(*(b.start() for b in bridges), return_exceptions=True)
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
-        if sc.transport == "pubsub":
-            await _confirm_subscriptions(url, [bridges[0].config.channel(t) for t in sc.event_types],
-                                         len(bridges), SUBSCRIBE_CONFIRM_TIMEOUT_S)
-        version = await redis_version(url)
-        market = SyntheticMarket(random.Random(sc.seed + 1), symbols=sc.symbols)
-        pubs: list[tuple] = []
-        total_s = sc.warmup_s + sc.duration_s
-        bar = _Progress(progress, total_s, sc.name)
-        t_start = now_ns() + 20_000_000  # first event due 20 ms from now
-        t0 = t_start + int(sc.warmup_s * 1e9)
-        last_tick = 0.0
-        try:
-            for ev in plan:
-                due = t_start + int(ev.due_s * 1e9)
-                await _sleep_until(due)
-                b = bridges[ev.publisher]
-                data = market.make(ev.type, ev.symbol, due // 1_000_000)
-                t_sent = now_ns()
+    # -- faults --------------------------------------------------------------------------
+    def _fault_actions(self) -> dict:
+        async def restart_begin(f: Fault) -> str:
+            await asyncio.to_thread(self.server.kill if f.hard else self.server.stop)
+            return f"redis-server {'killed' if f.hard else 'stopped'} (aof={'on' if self.sc.redis_aof else 'off'})"
+
+        async def restart_end(f: Fault) -> str:
+            await asyncio.to_thread(self.server.start)
+            return "redis-server started again"
+
+        async def crash_begin(f: Fault) -> str:
+            i = f.instance
+            self.down[i] = f"instance crashed (fault {f.label})"
+            self.crash_t = time.time_ns()
+            b = self.bridges[i]
+            b.abort()
+            self.retired.append(b)
+            return f"{self.ids[i]} aborted without closing"
+
+        async def crash_end(f: Fault) -> str:
+            i = f.instance
+            t_down = self.crash_t
+            for attempt in range(50):
+                b = self._make_bridge(i)
                 try:
-                    env = await b.publish(ev.type, data, intended_ns=due)
-                    t_ack = now_ns()
-                    pubs.append((env.id, ids[ev.publisher], env.seq, ev.type, ev.symbol, due, t_sent, t_ack, True, ""))
-                    if say:
-                        say(f"[{(t_sent - t0) / 1e9:9.3f}s] {ids[ev.publisher]} -> {ev.type} {ev.symbol} {env.id}")
-                except PublishError as exc:
-                    env = exc.envelope
-                    pubs.append((env.id if env else f"failed:{ev.k}", ids[ev.publisher], env.seq if env else -1,
-                                 ev.type, ev.symbol, due, t_sent, 0, False, str(exc)))
-                    if say:
-                        say(f"[{(t_sent - t0) / 1e9:9.3f}s] {ids[ev.publisher]} -x {ev.type}: {exc}")
-                el = (now_ns() - t_start) / 1e9
-                if el - last_tick >= 0.25:
-                    last_tick = el
-                    bar.update(el, len(pubs), len(deliveries))
-            # drain: until every expected delivery arrived, or the bound
-            expected = {(p[0], r) for p in pubs if p[8] for r in ids if r != p[1]}
-            deadline = time.monotonic() + sc.drain_timeout_s
-            while time.monotonic() < deadline and not expected <= seen:
-                await asyncio.sleep(0.01)
-            bar.update(total_s, len(pubs), len(deliveries))
-        finally:
-            bar.close()
-        t_end = now_ns()
-        inst_rows = []
-        for b in bridges:
-            m = b.metrics()
-            inst_rows.append({k: m.get(k, 0) for k in INSTANCE_COLUMNS if k != "instance"} | {"instance": str(b.instance_id)})
-    finally:
-        await asyncio.gather(*(b.close() for b in bridges), return_exceptions=True)
+                    await b.start()
+                    break
+                except (RedisUnavailable, FanoutError):
+                    await asyncio.sleep(0.1)
+            else:
+                return f"{self.ids[i]} could not restart"
+            self.bridges[i] = b
+            self.down.pop(i, None)
+            self.crash_outages.append((self.ids[i], t_down, time.time_ns(), "instance_crash"))
+            return f"{self.ids[i]} restarted with the same id (epoch {b.epoch})"
 
-    pub_df = frame([dict(zip(PUBLICATION_COLUMNS, p)) for p in pubs], PUBLICATION_COLUMNS)
-    del_df = frame([dict(zip(DELIVERY_COLUMNS, d)) for d in deliveries], DELIVERY_COLUMNS)
-    if sc.warmup_s > 0:
-        warm_ids = set(pub_df.loc[pub_df["t_intended"] < t0, "id"])
-        pub_df = pub_df[~pub_df["id"].isin(warm_ids)].reset_index(drop=True)
-        del_df = del_df[~del_df["id"].isin(warm_ids)].reset_index(drop=True)
-    scen = sc.to_dict()
-    scen["redis_url"] = redact_url(url) if (sc.redis_url or redis_url) else None
-    env_info = environment(version)
-    env_info["redis_url"] = redact_url(url)
-    return RunRecord(
-        run_id=run_id, scenario=scen, environment=env_info,
-        publications=pub_df, deliveries=del_df, instances=frame(inst_rows, INSTANCE_COLUMNS),
-        t0=t0, t_end=t_end,
-    )
+        async def slow_begin(f: Fault) -> str:
+            self.bridges[f.instance].pause_reading()
+            return f"{self.ids[f.instance]} stopped reading"
+
+        async def slow_end(f: Fault) -> str:
+            self.bridges[f.instance].resume_reading()
+            return f"{self.ids[f.instance]} reading again"
+
+        async def latency_begin(f: Fault) -> str:
+            self.proxies[f.instance].set_delay(f.delay_ms / 1000)
+            return f"+{f.delay_ms:g} ms each way between {self.ids[f.instance]} and Redis"
+
+        async def latency_end(f: Fault) -> str:
+            self.proxies[f.instance].set_delay(0)
+            return ""
+
+        async def partition_begin(f: Fault) -> str:
+            self.proxies[f.instance].partition(mode=f.mode)
+            return f"{self.ids[f.instance]} cut off from Redis ({f.mode})"
+
+        async def partition_end(f: Fault) -> str:
+            self.proxies[f.instance].heal()
+            return "partition healed"
+
+        return {
+            "redis_restart": (restart_begin, restart_end), "instance_crash": (crash_begin, crash_end),
+            "slow_consumer": (slow_begin, slow_end), "latency": (latency_begin, latency_end),
+            "partition": (partition_begin, partition_end),
+        }
+
+    async def _start_proxies(self) -> None:
+        needs = sorted({f.instance for f in self.faults if f.kind in PROXY_KINDS})
+        if not needs:
+            return
+        from urllib.parse import urlsplit
+
+        from .proxy import FaultProxy
+
+        parts = urlsplit(self.url)
+        for i in needs:
+            self.proxies[i] = await FaultProxy(parts.hostname or "127.0.0.1", parts.port or 6379).start()
+
+    # -- the run -------------------------------------------------------------------------
+    async def run(self) -> RunRecord:
+        sc, ids = self.sc, self.ids
+        plan = schedule(sc)
+        now_ns = time.time_ns
+        say = self.say
+        runner: FaultRunner | None = None
+        try:
+            await self._start_proxies()
+            self.bridges = [self._make_bridge(i) for i in range(sc.instances)]
+            results = await asyncio.gather(*(b.start() for b in self.bridges), return_exceptions=True)
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+            if sc.transport == "pubsub":
+                await _confirm_subscriptions(self.url, [self.bridges[0].config.channel(t) for t in sc.event_types],
+                                             len(self.bridges), SUBSCRIBE_CONFIRM_TIMEOUT_S)
+            version = await redis_version(self.url)
+            market = SyntheticMarket(random.Random(sc.seed + 1), symbols=sc.symbols)
+            total_s = sc.warmup_s + sc.duration_s
+            bar = _Progress(self.progress, total_s, sc.name)
+            t_start = now_ns() + 20_000_000  # first event due 20 ms from now
+            self.t0 = t0 = t_start + int(sc.warmup_s * 1e9)
+            if self.faults:
+                runner = FaultRunner(self.faults, t0, self._fault_actions(), ids)
+                runner.start()
+            last_tick = 0.0
+            try:
+                for ev in plan:
+                    due = t_start + int(ev.due_s * 1e9)
+                    await _sleep_until(due)
+                    await self._publish(ev, due, market)
+                    el = (now_ns() - t_start) / 1e9
+                    if el - last_tick >= 0.25:
+                        last_tick = el
+                        bar.update(el, len(self.pubs), len(self.deliveries))
+                if runner is not None:
+                    await runner.wait(timeout_s=max((f.at_s + f.duration_s for f in self.faults), default=0) + 30)
+                await self._drain(ids)
+                bar.update(total_s, len(self.pubs), len(self.deliveries))
+            finally:
+                bar.close()
+            t_end = now_ns()
+            stats = await self._redis_stats()
+            inst_rows = self._instance_rows()  # before closing: "connected" is as the run ended
+        finally:
+            await asyncio.gather(*(b.close() for b in self.bridges), return_exceptions=True)
+            for p in self.proxies.values():
+                await p.close()
+        return self._record(version, t0, t_end, runner, stats, inst_rows)
+
+    async def _publish(self, ev: Scheduled, due: int, market: SyntheticMarket) -> None:
+        ids, say = self.ids, self.say
+        src = ids[ev.publisher]
+        data = market.make(ev.type, ev.symbol, due // 1_000_000)
+        t_sent = time.time_ns()
+        if ev.publisher in self.down:
+            self.pubs.append((f"not-sent:{src}:{ev.k}", src, -1, ev.type, ev.symbol, due, t_sent, 0, False,
+                              self.down[ev.publisher]))
+            return
+        try:
+            env = await self.bridges[ev.publisher].publish(ev.type, data, intended_ns=due)
+            self.pubs.append((env.id, src, env.seq, ev.type, ev.symbol, due, t_sent, time.time_ns(), True, ""))
+            if say:
+                say(f"[{(t_sent - self.t0) / 1e9:9.3f}s] {src} -> {ev.type} {ev.symbol} {env.id}")
+        except PublishError as exc:
+            env = exc.envelope
+            self.pubs.append((env.id if env else f"failed:{src}:{ev.k}", src, env.seq if env else -1,
+                              ev.type, ev.symbol, due, t_sent, 0, False, str(exc)))
+            if say:
+                say(f"[{(t_sent - self.t0) / 1e9:9.3f}s] {src} -x {ev.type}: {exc}")
+
+    async def _drain(self, ids: list[str]) -> None:
+        """Until every expected delivery arrived, or the drain bound passed."""
+        expected = {(p[0], r) for p in self.pubs if p[8] for r in ids if r != p[1]}
+        deadline = time.monotonic() + self.sc.drain_timeout_s
+        while time.monotonic() < deadline and not expected <= self.seen:
+            await asyncio.sleep(0.01)
+
+    async def _redis_stats(self) -> dict:
+        """Server-side facts for the loss accounting (bounded; best effort)."""
+        stats: dict = {}
+        client = Redis.from_url(self.url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            info = await client.info("stats")
+            for k in ("client_output_buffer_limit_disconnections", "evicted_clients", "total_connections_received"):
+                if k in info:
+                    stats[k] = int(info[k])
+        except Exception as exc:  # noqa: BLE001 - stats are extra facts, not the run
+            stats["error"] = str(exc).split("\n")[0]
+        finally:
+            await client.aclose()
+        if "client_output_buffer_limit_disconnections" not in stats and self.server is not None:
+            # Redis < 7.2 has no counter: its log says it, one line per client cut off.
+            try:
+                text = self.server.logfile.read_text(errors="replace")
+                stats["client_output_buffer_limit_disconnections"] = text.count("overcoming of output buffer limits")
+                stats["output_buffer_source"] = "redis log"
+            except OSError:
+                pass
+        return stats
+
+    def _instance_rows(self) -> list[dict]:
+        inst_rows = []
+        for i, b in enumerate(self.bridges):
+            m = b.metrics()
+            for old in self.retired:  # a crashed and restarted instance: add its first life's counters
+                if str(old.instance_id) == self.ids[i]:
+                    om = old.metrics()
+                    for k in ("published", "received", "self_filtered", "errors", "gaps", "duplicates",
+                              "reconnects", "malformed", "handler_errors", "publish_errors", "source_restarts",
+                              "transport_losses"):
+                        m[k] = m.get(k, 0) + om.get(k, 0)
+            inst_rows.append({k: m.get(k, 0) for k in INSTANCE_COLUMNS if k != "instance"} | {"instance": self.ids[i]})
+        return inst_rows
+
+    def _record(self, version, t0: int, t_end: int, runner, stats: dict, inst_rows: list[dict]) -> RunRecord:
+        sc = self.sc
+        outages = [(str(b.instance_id), o[0], o[1], o[2]) for b in [*self.retired, *self.bridges] for o in b.outages]
+        outages += self.crash_outages
+        pub_df = frame([dict(zip(PUBLICATION_COLUMNS, p)) for p in self.pubs], PUBLICATION_COLUMNS)
+        del_df = frame([dict(zip(DELIVERY_COLUMNS, d)) for d in self.deliveries], DELIVERY_COLUMNS)
+        if sc.warmup_s > 0:
+            warm_ids = set(pub_df.loc[pub_df["t_intended"] < t0, "id"])
+            pub_df = pub_df[~pub_df["id"].isin(warm_ids)].reset_index(drop=True)
+            del_df = del_df[~del_df["id"].isin(warm_ids)].reset_index(drop=True)
+        scen = sc.to_dict()
+        scen["redis_url"] = redact_url(self.url) if sc.redis_url else None
+        env_info = environment(version)
+        env_info["redis_url"] = redact_url(self.url)
+        env_info["transport"] = sc.transport
+        return RunRecord(
+            run_id=self.run_id, scenario=scen, environment=env_info,
+            publications=pub_df, deliveries=del_df, instances=frame(inst_rows, INSTANCE_COLUMNS),
+            t0=t0, t_end=t_end,
+            faults=frame([vars(x) for x in (runner.log if runner else [])], FAULT_COLUMNS),
+            outages=frame([dict(zip(OUTAGE_COLUMNS, o)) for o in outages], OUTAGE_COLUMNS),
+            redis_stats=stats,
+        )
+
+
+def throwaway_server(sc: Scenario) -> RedisServer:
+    """The throwaway redis-server a scenario asks for (persistence, output-buffer limit)."""
+    return RedisServer(appendonly=sc.redis_aof, pubsub_buffer_limit=sc.pubsub_buffer_limit)
 
 
 def run_scenario(
@@ -277,18 +463,12 @@ def run_scenario(
 ) -> RunRecord:
     """Synchronous wrapper: start a throwaway redis-server unless ``sc.redis_url`` is set,
     run, save the record under ``save_to`` (unless None) and return it."""
-
-    async def go(url: str, throwaway: bool) -> RunRecord:
-        rec = await simulate(sc, redis_url=url, progress=progress, printer=printer)
-        if throwaway:
-            rec.environment["redis_url"] = "throwaway redis-server on " + redact_url(url)
-        return rec
-
     if sc.redis_url:
-        rec = asyncio.run(go(sc.redis_url, False))
+        rec = asyncio.run(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer))
     else:
-        with RedisServer() as srv:
-            rec = asyncio.run(go(srv.url, True))
+        with throwaway_server(sc) as srv:
+            rec = asyncio.run(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv))
+            rec.environment["redis_url"] = "throwaway redis-server on " + srv.safe_url
     if save_to:
         rec.save(save_to)
     return rec
