@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .accounting import LossAccount, account_losses, fault_windows
 from .record import RunRecord
 
 #: Above this many other instances the expected-formula is summarised, not spelled out.
@@ -76,6 +77,7 @@ class Findings:
     latency: dict[str, Any]
     latency_sent: dict[str, Any]
     verdict: list[Criterion] = field(default_factory=list)
+    losses: LossAccount | None = None
 
     @property
     def passed(self) -> bool:
@@ -102,6 +104,7 @@ class Findings:
             "per_instance": self.per_instance.to_dict(orient="records"),
             "verdict": [{"name": c.name, "passed": c.passed, "measured": c.measured, "threshold": c.threshold}
                         for c in self.verdict],
+            "losses": self.losses.to_dict() if self.losses is not None else None,
         })
 
 
@@ -276,11 +279,75 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         "schedule_lag_p99_ms": lag["p99_ms"],
         "schedule_lag_max_ms": lag["max_ms"],
     }
+    losses = account_losses(record, [n for n in names if n in receivers])
+    overall["unexplained"] = losses.unexplained
+    overall["faults"] = len(record.faults)
+    attributed = losses.losses[losses.losses["cause"] != "unexplained"].groupby("receiver")["count"].sum()
+    per_instance["lost_attributed"] = [int(attributed.get(n, 0)) for n in per_instance["instance"]]
+    malformed = int(inst["malformed"].sum()) if "malformed" in inst else 0
+    handler_errors = int(inst["handler_errors"].sum()) if "handler_errors" in inst else 0
+    overall["malformed"] = malformed
+    overall["handler_errors"] = handler_errors
+    verdict = (_fault_verdict(per_instance, overall, latency, th, record, losses) if len(record.faults)
+               else _verdict(per_instance, overall, latency, th))
     return Findings(
         run_id=record.run_id, scenario=scenario, environment=dict(record.environment), thresholds=th,
         per_instance=per_instance, overall=overall, latency=latency, latency_sent=latency_sent,
-        verdict=_verdict(per_instance, overall, latency, th),
+        verdict=verdict, losses=losses,
     )
+
+
+def streams_promise_applies(record: RunRecord) -> bool:
+    """Streams promise zero loss for every fault but a restart of a Redis that keeps nothing."""
+    sc = record.scenario
+    if sc.get("transport") != "streams":
+        return False
+    restart = (record.faults["kind"] == "redis_restart").any() if len(record.faults) else False
+    return not restart or bool(sc.get("redis_aof"))
+
+
+def _fault_verdict(per: pd.DataFrame, overall: dict[str, Any], latency: dict[str, Any], th: Thresholds,
+                   record: RunRecord, losses: LossAccount) -> list[Criterion]:
+    """Under faults, loss is expected on pub/sub: the verdict asks that every loss is explained,
+    that Streams keeps what it promises, and that everyone is connected and receiving after."""
+    n = len(per)
+    connected = int(per["connected"].sum())
+    exact = int((per["received"] + per["lost_attributed"] == per["expected"]).sum())
+    # latency outside the faults' windows: a fault's own delay is its point, not a regression
+    windows = fault_windows(record, list(per["instance"]))
+    s = latency_samples(record).merge(record.publications[["id", "t_sent"]], on="id")
+    inside = np.zeros(len(s), dtype=bool)
+    for _, _, r, start, end in windows:
+        inside |= ((s["receiver"] == r) & (s["t_sent"] >= start) & (s["t_sent"] <= end)).to_numpy()
+    avg = latency_stats(s.loc[~inside, "lat_ns"].to_numpy())["avg_ms"]
+    last_end = int(record.faults["t_end"].max())
+    d = record.deliveries
+    receiving = sum(1 for name in per["instance"]
+                    if ((d["receiver"] == name) & (d["t_received"] > last_end)).any())
+    own_errors = overall["malformed"] + overall["handler_errors"]
+    out = [
+        Criterion("All instances connected after the faults", connected == n, f"{connected}/{n} connected", "all"),
+        Criterion("All instances receiving again after the faults", receiving == n,
+                  f"{receiving}/{n} received events after the last fault", "all"),
+        Criterion("No self-received events (instance filtering works)", overall["self_received"] == 0,
+                  str(overall["self_received"]), "0"),
+        Criterion("Every lost event accounted for", losses.unexplained == 0,
+                  f"{losses.lost} lost, {losses.unexplained} unexplained", "0 unexplained"),
+        Criterion("Per-instance arithmetic exact (received + attributed losses = expected)",
+                  exact == n and overall["unknown"] == 0 and overall["unexpected"] == 0,
+                  f"{exact}/{n} instances exact", "all"),
+        Criterion("No errors besides the faults' (malformed messages, handler errors)", own_errors == 0,
+                  str(own_errors), "0"),
+        Criterion(f"Average latency <{th.max_avg_latency_ms:g}ms outside the faults' windows",
+                  overall["expected"] == 0 if avg is None else avg < th.max_avg_latency_ms,
+                  "n/a (no deliveries)" if avg is None else fmt_ms(avg), f"<{th.max_avg_latency_ms:g}ms"),
+        Criterion("No duplicates handed to the application", overall["duplicates"] == 0,
+                  str(overall["duplicates"]), "0"),
+    ]
+    if streams_promise_applies(record):
+        out.insert(4, Criterion("Streams lost nothing it promises to keep", losses.lost == 0,
+                                f"{losses.lost} lost", "0"))
+    return out
 
 
 _PER_INSTANCE_DTYPES = {

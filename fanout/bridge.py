@@ -280,10 +280,11 @@ class RedisEventBridge:
     def _publish_failed(self, env: Envelope, channel: str, why: str) -> PublishError:
         self._counts["errors"] += 1
         self._counts["publish_errors"] += 1
+        first = self._connected_pub  # say it loudly once per outage, quietly after that
         self._connected_pub = False
         msg = redact_text(f"publish to {channel} on {self.config.safe_url} failed: {why}")
         self.last_error = msg
-        log.warning("%s", msg)
+        log.log(logging.WARNING if first else logging.DEBUG, "bridge %s: %s", self._id_str, msg)
         # The sequence number was used: receivers will see a gap, which is the truth.
         err = PublishError(msg)
         err.envelope = env
@@ -347,8 +348,13 @@ class RedisEventBridge:
     def release_reconnect(self) -> None:
         self._reconnect_allowed.set()
 
-    def pause_reading(self) -> None:
-        """Fault-injection hook: stop reading (a slow consumer); Redis buffers, then may cut us off."""
+    def pause_reading(self, receive_buffer: int | None = None) -> None:
+        """Fault-injection hook: stop reading (a slow consumer); Redis buffers, then may cut us off.
+
+        ``receive_buffer`` caps the subscriber socket's kernel buffer (bytes) so the backlog
+        lands in Redis's output buffer rather than in the kernel."""
+        if receive_buffer and self._subscriber is not None:
+            self._subscriber.shrink_receive_buffer(receive_buffer)
         self._reading_allowed.clear()
 
     def resume_reading(self) -> None:

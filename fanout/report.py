@@ -118,6 +118,30 @@ def _distribution_line(row: dict[str, Any]) -> str:
     return line + (f" ({', '.join(faults)})" if faults else "")
 
 
+def _loss_lines(f: Findings) -> list[str]:
+    """Faults and the exact account of every lost event (only when there is something to say)."""
+    acc = f.losses
+    if acc is None or (not acc.lost and not acc.not_published and acc.faults.empty):
+        return []
+    lines = ["Faults and Loss Accounting:"]
+    for row in acc.faults.to_dict(orient="records"):
+        rec = "n/a" if row["recovery_ms"] is None or row["recovery_ms"] != row["recovery_ms"] \
+            else f"{row['recovery_ms']:.3f}ms"
+        lines.append(f"  {row['kind']} ({row['instance']}): {row['fault']}")
+        lines.append(f"    sent in window {row['sent_in_window']}, delivered {row['delivered']}, lost {row['lost']}, "
+                     f"recovered {row['recovered']}, receiving again after {rec}")
+    lines.append(f"  Not published (publisher was told): {acc.not_published}")
+    for reason, n in acc.not_published_reasons.items():
+        lines.append(f"    {n} × {reason}")
+    lines.append(f"  Lost: {acc.lost}")
+    for cause, n in sorted(acc.by_cause.items()):
+        lines.append(f"    {cause}: {n}")
+    if acc.output_buffer_disconnections is not None:
+        lines.append(f"  Redis output-buffer disconnections: {acc.output_buffer_disconnections}")
+    lines.append(f"  {_mark(acc.unexplained == 0)} Unexplained: {acc.unexplained}")
+    return lines + [""]
+
+
 def render_text(f: Findings) -> str:
     """The seed's "Test Results" block, plus our extra facts, verdict with measured values."""
     rows = f.per_instance.to_dict(orient="records")
@@ -129,6 +153,7 @@ def render_text(f: Findings) -> str:
         for row in rows:
             lines += _instance_block(row) + [""]
     lines += ["Event Distribution Verification:"] + [_distribution_line(r) for r in rows] + [""]
+    lines += _loss_lines(f)
     lines.append("Test Verdict:")
     lines += [f"  {_mark(c.passed)} {c.name} (measured {c.measured}; threshold {c.threshold})" for c in f.verdict]
     lines += ["", f"{_mark(f.passed)} Overall Status: {f.status}", RULE]

@@ -52,6 +52,8 @@ Printer = Callable[[str], None]
 
 #: how long to wait for every subscription to show on the server before publishing
 SUBSCRIBE_CONFIRM_TIMEOUT_S = 10.0
+#: a slow consumer's kernel receive buffer (bytes): small, so Redis's output buffer fills
+SLOW_CONSUMER_RCVBUF = 16 * 1024
 #: the last stretch before an event is due is waited out by yielding, not sleeping
 SPIN_S = 0.0015
 
@@ -267,7 +269,7 @@ class _Simulation:
             return f"{self.ids[i]} restarted with the same id (epoch {b.epoch})"
 
         async def slow_begin(f: Fault) -> str:
-            self.bridges[f.instance].pause_reading()
+            self.bridges[f.instance].pause_reading(receive_buffer=SLOW_CONSUMER_RCVBUF)
             return f"{self.ids[f.instance]} stopped reading"
 
         async def slow_end(f: Fault) -> str:

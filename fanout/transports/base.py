@@ -36,6 +36,10 @@ class Subscriber(abc.ABC):
         """Losses the transport detected itself (e.g. a trimmed stream); cleared on read."""
         return []
 
+    def shrink_receive_buffer(self, nbytes: int) -> None:
+        """Fault injection: cap the socket's kernel receive buffer, so a consumer that stops
+        reading backs up into Redis quickly instead of into megabytes of kernel memory."""
+
     @abc.abstractmethod
     async def close(self) -> None:
         """Unsubscribe and close politely (bounded)."""

@@ -8,6 +8,7 @@ connection drops, ``read`` raises and the bridge decides how to reconnect and co
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 
 from redis.asyncio import Redis
@@ -116,6 +117,12 @@ class PubSubSubscriber(Subscriber):
             ch = resp[1]
             out.append((ch.decode() if isinstance(ch, bytes) else ch, resp[2]))
         # subscribe confirmations and pongs carry no events
+
+    def shrink_receive_buffer(self, nbytes: int) -> None:
+        writer = getattr(self._conn, "_writer", None)
+        sock = writer.get_extra_info("socket") if writer is not None else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
 
     async def close(self) -> None:
         try:
