@@ -134,6 +134,9 @@ class BridgeConfig:
         return channel_for(self.key_prefix, event_type)
 
 
+#: receive buffer (bytes) given back to a subscriber socket when a paused reader resumes
+RESTORED_RCVBUF = 4 * 1024 * 1024
+
 _METRIC_KEYS = ("published", "received", "self_filtered", "errors", "gaps", "duplicates", "reconnects",
                 "malformed", "handler_errors", "publish_errors", "source_restarts", "transport_losses")
 
@@ -358,6 +361,9 @@ class RedisEventBridge:
         self._reading_allowed.clear()
 
     def resume_reading(self) -> None:
+        if self._subscriber is not None:
+            # a capped buffer would throttle the catch-up to a trickle (small TCP window)
+            self._subscriber.shrink_receive_buffer(RESTORED_RCVBUF)
         self._reading_allowed.set()
 
     async def _on_message(self, channel: str, payload: bytes) -> None:

@@ -28,6 +28,7 @@ class SyntheticMarket:
     rng: random.Random
     symbols: tuple[str, ...] = DEFAULT_SYMBOLS
     exchange: str = "binance"
+    book_depth: int = 5  # levels per side in an order book snapshot; diffs carry a quarter of that
     _price: dict[str, float] = field(default_factory=dict)
     _trade_id: int = 1_000_000
     _books: dict[str, _Book] = field(default_factory=dict)
@@ -58,7 +59,7 @@ class SyntheticMarket:
         if event_type == ORDERBOOK:
             book = self._books.setdefault(symbol, _Book())
             book.update_id += self.rng.randint(1, 5)
-            depth = 5 if not book.snapshot_sent else 2
+            depth = self.book_depth if not book.snapshot_sent else max(2, self.book_depth // 4)
             kind = "snapshot" if not book.snapshot_sent else "diff"
             book.snapshot_sent = True
             tick = max(price * 0.0001, 0.01)

@@ -46,6 +46,7 @@ class Scenario:
     pubsub_buffer_limit: str | None = None  # throwaway server's pub/sub output-buffer hard limit, e.g. "256kb"
     health_check_s: float = 5.0        # a silent subscriber connection is PINGed after this long
     stream_maxlen: int = 100_000       # streams transport: entries kept per stream (approximate)
+    book_depth: int = 5                # order book levels per side in a snapshot (diffs: a quarter); sets message size
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -92,6 +93,8 @@ class Scenario:
         if isinstance(self.health_check_s, bool) or not isinstance(self.health_check_s, (int, float)) \
                 or self.health_check_s <= 0:
             raise ConfigError(f"health_check_s: must be a number > 0, got {self.health_check_s!r}")
+        if not isinstance(self.book_depth, int) or not 1 <= self.book_depth <= 5000:
+            raise ConfigError(f"book_depth: must be a whole number from 1 to 5000, got {self.book_depth!r}")
         if not isinstance(self.stream_maxlen, int) or self.stream_maxlen < 1:
             raise ConfigError(f"stream_maxlen: must be a whole number >= 1, got {self.stream_maxlen!r}")
         from .faults import parse_faults

@@ -328,7 +328,7 @@ class _Simulation:
                 await _confirm_subscriptions(self.url, [self.bridges[0].config.channel(t) for t in sc.event_types],
                                              len(self.bridges), SUBSCRIBE_CONFIRM_TIMEOUT_S)
             version = await redis_version(self.url)
-            market = SyntheticMarket(random.Random(sc.seed + 1), symbols=sc.symbols)
+            market = SyntheticMarket(random.Random(sc.seed + 1), symbols=sc.symbols, book_depth=sc.book_depth)
             total_s = sc.warmup_s + sc.duration_s
             bar = _Progress(self.progress, total_s, sc.name)
             t_start = now_ns() + 20_000_000  # first event due 20 ms from now
