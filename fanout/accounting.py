@@ -20,6 +20,7 @@ they are expected nowhere and are listed separately as "not published".
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,13 @@ class LossAccount:
         }
 
 
+def _reason(error: str) -> str:
+    """A publish error, without what differs per event (channel, address), so alike ones group."""
+    why = error.split(" failed: ", 1)[-1]
+    why = re.sub(r"\(?'?\d+\.\d+\.\d+\.\d+'?[:,] ?\d+\)?", "<addr>", why)
+    return why.strip()[:120]
+
+
 def _cause(kind: str, cut_off: bool) -> str:
     if kind == "slow_consumer" and cut_off:
         return OUTPUT_BUFFER
@@ -90,7 +98,7 @@ def account_losses(record: RunRecord, receivers: list[str] | None = None) -> Los
     pubs = record.publications
     ok = pubs[pubs["ok"]]
     failed = pubs[~pubs["ok"]]
-    reasons = failed["error"].astype(str).str.replace(r"\d+", "#", regex=True).str.slice(0, 120)
+    reasons = failed["error"].astype(str).map(_reason)
     not_published_reasons = {str(k): int(v) for k, v in reasons.value_counts().items()}
 
     delivered = set(zip(record.deliveries["id"], record.deliveries["receiver"]))

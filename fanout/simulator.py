@@ -52,6 +52,8 @@ Printer = Callable[[str], None]
 
 #: how long to wait for every subscription to show on the server before publishing
 SUBSCRIBE_CONFIRM_TIMEOUT_S = 10.0
+#: publishes one instance may have awaiting their reply at once (bounds memory when Redis is slow)
+MAX_IN_FLIGHT = 1000
 #: a slow consumer's kernel receive buffer (bytes): small, so Redis's output buffer fills
 SLOW_CONSUMER_RCVBUF = 16 * 1024
 #: the last stretch before an event is due is waited out by yielding, not sleeping
@@ -328,7 +330,6 @@ class _Simulation:
                 await _confirm_subscriptions(self.url, [self.bridges[0].config.channel(t) for t in sc.event_types],
                                              len(self.bridges), SUBSCRIBE_CONFIRM_TIMEOUT_S)
             version = await redis_version(self.url)
-            market = SyntheticMarket(random.Random(sc.seed + 1), symbols=sc.symbols, book_depth=sc.book_depth)
             total_s = sc.warmup_s + sc.duration_s
             bar = _Progress(self.progress, total_s, sc.name)
             t_start = now_ns() + 20_000_000  # first event due 20 ms from now
@@ -336,21 +337,25 @@ class _Simulation:
             if self.faults:
                 runner = FaultRunner(self.faults, t0, self._fault_actions(), ids)
                 runner.start()
-            last_tick = 0.0
+            # every instance publishes its own share of the plan on its own, as separate hosts would:
+            # one slow instance (a fault, a full socket) delays only its own events
+            by_publisher: list[list[Scheduled]] = [[] for _ in ids]
+            for ev in plan:
+                by_publisher[ev.publisher].append(ev)
+            publishers = [asyncio.create_task(self._publisher(i, evs, t_start)) for i, evs in enumerate(by_publisher)]
             try:
-                for ev in plan:
-                    due = t_start + int(ev.due_s * 1e9)
-                    await _sleep_until(due)
-                    await self._publish(ev, due, market)
-                    el = (now_ns() - t_start) / 1e9
-                    if el - last_tick >= 0.25:
-                        last_tick = el
-                        bar.update(el, len(self.pubs), len(self.deliveries))
+                while not all(t.done() for t in publishers):
+                    await asyncio.wait(publishers, timeout=0.25)
+                    bar.update((now_ns() - t_start) / 1e9, len(self.pubs), len(self.deliveries))
+                for t in publishers:
+                    t.result()  # a publisher that crashed is a bug: surface it
                 if runner is not None:
                     await runner.wait(timeout_s=max((f.at_s + f.duration_s for f in self.faults), default=0) + 30)
                 await self._drain(ids)
                 bar.update(total_s, len(self.pubs), len(self.deliveries))
             finally:
+                for t in publishers:
+                    t.cancel()
                 bar.close()
             t_end = now_ns()
             stats = await self._redis_stats()
@@ -360,6 +365,31 @@ class _Simulation:
             for p in self.proxies.values():
                 await p.close()
         return self._record(version, t0, t_end, runner, stats, inst_rows)
+
+    async def _publisher(self, i: int, events: list[Scheduled], t_start: int) -> None:
+        """Instance ``i``'s publishing loop: each event at its due time, late but never skipped."""
+        market = SyntheticMarket(random.Random(self.sc.seed * 1_000 + i), symbols=self.sc.symbols,
+                                 book_depth=self.sc.book_depth)
+        # Each event is sent when due, without waiting for the previous one's reply: the bridge
+        # pipelines them on one connection in order, so a slow link slows delivery, not the schedule.
+        window = asyncio.Semaphore(MAX_IN_FLIGHT)
+        in_flight: set[asyncio.Task] = set()
+
+        async def one(ev: Scheduled, due: int) -> None:
+            try:
+                await self._publish(ev, due, market)
+            finally:
+                window.release()
+
+        for ev in events:
+            due = t_start + int(ev.due_s * 1e9)
+            await _sleep_until(due)
+            await window.acquire()
+            t = asyncio.get_running_loop().create_task(one(ev, due))
+            in_flight.add(t)
+            t.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.gather(*in_flight)
 
     async def _publish(self, ev: Scheduled, due: int, market: SyntheticMarket) -> None:
         ids, say = self.ids, self.say
@@ -431,6 +461,7 @@ class _Simulation:
         outages = [(str(b.instance_id), o[0], o[1], o[2]) for b in [*self.retired, *self.bridges] for o in b.outages]
         outages += self.crash_outages
         pub_df = frame([dict(zip(PUBLICATION_COLUMNS, p)) for p in self.pubs], PUBLICATION_COLUMNS)
+        pub_df = pub_df.sort_values("t_intended", kind="stable").reset_index(drop=True)  # the schedule's order
         del_df = frame([dict(zip(DELIVERY_COLUMNS, d)) for d in self.deliveries], DELIVERY_COLUMNS)
         if sc.warmup_s > 0:
             warm_ids = set(pub_df.loc[pub_df["t_intended"] < t0, "id"])

@@ -11,7 +11,6 @@ import asyncio
 import socket
 import time
 
-from redis.asyncio import Redis
 from redis.asyncio.connection import ConnectionPool
 from redis.backoff import NoBackoff
 from redis.asyncio.retry import Retry
@@ -25,6 +24,7 @@ except ImportError:  # pragma: no cover
 from ..errors import AuthenticationFailed, RedisUnavailable
 from ..redact import redact_url
 from .base import Subscriber, Transport
+from .pipe import CommandPipe
 
 _MESSAGE = b"message"
 _PONG = b"pong"
@@ -142,20 +142,22 @@ class PubSubTransport(Transport):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._client: Redis | None = None
+        self._pipe: CommandPipe | None = None
 
     async def connect_publisher(self) -> None:
         cfg = self.config
-        self._client = Redis.from_url(cfg.resolved_url(), **connection_kwargs(cfg))
+        self._pipe = CommandPipe(cfg.resolved_url(), cfg.command_timeout_s, cfg.connect_timeout_s,
+                                 **connection_kwargs(cfg))
         try:
-            await asyncio.wait_for(self._client.ping(), cfg.connect_timeout_s + cfg.command_timeout_s)
-        except (RedisError, OSError, asyncio.TimeoutError) as exc:
-            await self._discard_client()
+            await asyncio.wait_for(self._pipe.call("PING"), cfg.connect_timeout_s + cfg.command_timeout_s)
+        except (RedisError, OSError, ConnectionError, asyncio.TimeoutError) as exc:
+            await self._pipe.close()
+            self._pipe = None
             raise explain(exc, cfg.resolved_url()) from None
 
     async def publish(self, channel: str, payload: bytes) -> None:
-        assert self._client is not None, "publisher not connected"
-        await self._client.execute_command("PUBLISH", channel, payload)
+        assert self._pipe is not None, "publisher not connected"
+        await self._pipe.call("PUBLISH", channel, payload)
 
     async def open_subscriber(self, channels: list[str]) -> PubSubSubscriber:
         cfg = self.config
@@ -186,22 +188,10 @@ class PubSubTransport(Transport):
             raise
         return PubSubSubscriber(conn, cfg.health_check_interval_s, cfg.health_check_timeout_s)
 
-    async def _discard_client(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            try:
-                await asyncio.wait_for(client.aclose(), 2.0)
-            except Exception:
-                pass
-
     async def close(self) -> None:
-        await self._discard_client()
+        if self._pipe is not None:
+            await self._pipe.close()
 
     def abort(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
-            pool = client.connection_pool
-            for conn in list(getattr(pool, "_available_connections", [])) + list(getattr(pool, "_in_use_connections", [])):
-                writer = getattr(conn, "_writer", None)
-                if writer is not None:
-                    writer.transport.abort()
+        if self._pipe is not None:
+            self._pipe.abort()
