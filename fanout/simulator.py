@@ -186,7 +186,8 @@ async def simulate(
 class _Simulation:
     """One run: the bridges, the recorder, the publisher loop and the fault plan."""
 
-    def __init__(self, sc: Scenario, url: str, *, progress, printer, run_id, server) -> None:
+    def __init__(self, sc: Scenario, url: str, *, progress=None, printer=None, run_id=None, server=None,
+                 hosted: list[int] | None = None) -> None:
         self.sc = sc
         self.url = url
         self.progress = progress
@@ -197,10 +198,12 @@ class _Simulation:
         self.faults = parse_faults(sc.faults, sc.instances, sc.duration_s)
         if any(f.kind == "redis_restart" for f in self.faults) and server is None:
             raise FanoutError("a redis_restart fault needs the throwaway server (run without redis_url)")
+        self.hosted = list(range(sc.instances)) if hosted is None else list(hosted)
         self.deliveries: list[tuple] = []
         self.seen: set[tuple[str, str]] = set()
+        self.got: dict[str, int] = {}                    # receiver -> distinct events received
         self.pubs: list[tuple] = []
-        self.bridges: list[RedisEventBridge] = []
+        self.bridges: dict[int, RedisEventBridge] = {}
         self.retired: list[RedisEventBridge] = []      # crashed bridges, for their metrics and outages
         self.down: dict[int, str] = {}                  # instance index -> why it cannot publish now
         self.crash_outages: list[tuple] = []
@@ -221,13 +224,17 @@ class _Simulation:
     def _make_bridge(self, i: int) -> RedisEventBridge:
         b = RedisEventBridge(self._config(i))
         rid = self.ids[i]
-        deliveries, seen, now_ns, say = self.deliveries, self.seen, time.time_ns, self.say
+        deliveries, seen, got, now_ns, say = self.deliveries, self.seen, self.got, time.time_ns, self.say
+        got.setdefault(rid, 0)
 
         def on_event(env, rid=rid):
             t = now_ns()
             src = env.source if type(env.source) is str else str(env.source)
             deliveries.append((env.id, src, rid, env.type, env.seq if env.seq is not None else -1, t))
-            seen.add((env.id, rid))
+            key = (env.id, rid)
+            if key not in seen:
+                seen.add(key)
+                got[rid] += 1
             if say:
                 say(f"[{(t - self.t0) / 1e9:9.3f}s]   {rid} <- {src} {env.type} {env.id}")
 
@@ -313,58 +320,77 @@ class _Simulation:
             self.proxies[i] = await FaultProxy(parts.hostname or "127.0.0.1", parts.port or 6379).start()
 
     # -- the run -------------------------------------------------------------------------
+    async def setup(self) -> str | None:
+        """Start the hosted instances' bridges (subscriptions confirmed); return Redis's version."""
+        await self._start_proxies()
+        self.bridges = {i: self._make_bridge(i) for i in self.hosted}
+        results = await asyncio.gather(*(b.start() for b in self.bridges.values()), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return await redis_version(self.url)
+
+    async def publish_phase(self, t_start: int, bar: "_Progress | None" = None) -> None:
+        """Every hosted instance publishes its own share of the plan on its own, as separate
+        hosts would: one slow instance (a fault, a full socket) delays only its own events."""
+        by_publisher: dict[int, list[Scheduled]] = {i: [] for i in self.hosted}
+        for ev in schedule(self.sc):
+            if ev.publisher in by_publisher:
+                by_publisher[ev.publisher].append(ev)
+        publishers = [asyncio.create_task(self._publisher(i, evs, t_start)) for i, evs in by_publisher.items()]
+        try:
+            while not all(t.done() for t in publishers):
+                await asyncio.wait(publishers, timeout=0.25)
+                if bar is not None:
+                    bar.update((time.time_ns() - t_start) / 1e9, len(self.pubs), len(self.deliveries))
+            for t in publishers:
+                t.result()  # a publisher that crashed is a bug: surface it
+        finally:
+            for t in publishers:
+                t.cancel()
+
+    async def drain(self, expected: dict[str, int]) -> None:
+        """Until each receiver has its expected count of distinct events, or the drain bound passed."""
+        deadline = time.monotonic() + self.sc.drain_timeout_s
+        got = self.got
+        while time.monotonic() < deadline and any(got.get(r, 0) < n for r, n in expected.items()):
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(b.close() for b in self.bridges.values()), return_exceptions=True)
+        for p in self.proxies.values():
+            await p.close()
+
     async def run(self) -> RunRecord:
+        """The whole run in this process: every instance hosted here."""
         sc, ids = self.sc, self.ids
-        plan = schedule(sc)
-        now_ns = time.time_ns
-        say = self.say
         runner: FaultRunner | None = None
         try:
-            await self._start_proxies()
-            self.bridges = [self._make_bridge(i) for i in range(sc.instances)]
-            results = await asyncio.gather(*(b.start() for b in self.bridges), return_exceptions=True)
-            for r in results:
-                if isinstance(r, BaseException):
-                    raise r
+            version = await self.setup()
             if sc.transport == "pubsub":
-                await _confirm_subscriptions(self.url, [self.bridges[0].config.channel(t) for t in sc.event_types],
-                                             len(self.bridges), SUBSCRIBE_CONFIRM_TIMEOUT_S)
-            version = await redis_version(self.url)
+                await _confirm_subscriptions(self.url, [self._config(0).channel(t) for t in sc.event_types],
+                                             sc.instances, SUBSCRIBE_CONFIRM_TIMEOUT_S)
             total_s = sc.warmup_s + sc.duration_s
             bar = _Progress(self.progress, total_s, sc.name)
-            t_start = now_ns() + 20_000_000  # first event due 20 ms from now
+            t_start = time.time_ns() + 20_000_000  # first event due 20 ms from now
             self.t0 = t0 = t_start + int(sc.warmup_s * 1e9)
             if self.faults:
                 runner = FaultRunner(self.faults, t0, self._fault_actions(), ids)
                 runner.start()
-            # every instance publishes its own share of the plan on its own, as separate hosts would:
-            # one slow instance (a fault, a full socket) delays only its own events
-            by_publisher: list[list[Scheduled]] = [[] for _ in ids]
-            for ev in plan:
-                by_publisher[ev.publisher].append(ev)
-            publishers = [asyncio.create_task(self._publisher(i, evs, t_start)) for i, evs in enumerate(by_publisher)]
             try:
-                while not all(t.done() for t in publishers):
-                    await asyncio.wait(publishers, timeout=0.25)
-                    bar.update((now_ns() - t_start) / 1e9, len(self.pubs), len(self.deliveries))
-                for t in publishers:
-                    t.result()  # a publisher that crashed is a bug: surface it
+                await self.publish_phase(t_start, bar)
                 if runner is not None:
                     await runner.wait(timeout_s=max((f.at_s + f.duration_s for f in self.faults), default=0) + 30)
-                await self._drain(ids)
+                await self.drain(expected_counts(self.pubs, ids))
                 bar.update(total_s, len(self.pubs), len(self.deliveries))
             finally:
-                for t in publishers:
-                    t.cancel()
                 bar.close()
-            t_end = now_ns()
+            t_end = time.time_ns()
             stats = await self._redis_stats()
             inst_rows = self._instance_rows()  # before closing: "connected" is as the run ended
         finally:
-            await asyncio.gather(*(b.close() for b in self.bridges), return_exceptions=True)
-            for p in self.proxies.values():
-                await p.close()
-        return self._record(version, t0, t_end, runner, stats, inst_rows)
+            await self.close()
+        return self._record(version, t0, t_end, runner.log if runner else [], stats, inst_rows)
 
     async def _publisher(self, i: int, events: list[Scheduled], t_start: int) -> None:
         """Instance ``i``'s publishing loop: each event at its due time, late but never skipped."""
@@ -412,12 +438,6 @@ class _Simulation:
             if say:
                 say(f"[{(t_sent - self.t0) / 1e9:9.3f}s] {src} -x {ev.type}: {exc}")
 
-    async def _drain(self, ids: list[str]) -> None:
-        """Until every expected delivery arrived, or the drain bound passed."""
-        expected = {(p[0], r) for p in self.pubs if p[8] for r in ids if r != p[1]}
-        deadline = time.monotonic() + self.sc.drain_timeout_s
-        while time.monotonic() < deadline and not expected <= self.seen:
-            await asyncio.sleep(0.01)
 
     async def _redis_stats(self) -> dict:
         """Server-side facts for the loss accounting (bounded; best effort)."""
@@ -444,7 +464,7 @@ class _Simulation:
 
     def _instance_rows(self) -> list[dict]:
         inst_rows = []
-        for i, b in enumerate(self.bridges):
+        for i, b in sorted(self.bridges.items()):
             m = b.metrics()
             for old in self.retired:  # a crashed and restarted instance: add its first life's counters
                 if str(old.instance_id) == self.ids[i]:
@@ -456,30 +476,51 @@ class _Simulation:
             inst_rows.append({k: m.get(k, 0) for k in INSTANCE_COLUMNS if k != "instance"} | {"instance": self.ids[i]})
         return inst_rows
 
-    def _record(self, version, t0: int, t_end: int, runner, stats: dict, inst_rows: list[dict]) -> RunRecord:
-        sc = self.sc
-        outages = [(str(b.instance_id), o[0], o[1], o[2]) for b in [*self.retired, *self.bridges] for o in b.outages]
-        outages += self.crash_outages
-        pub_df = frame([dict(zip(PUBLICATION_COLUMNS, p)) for p in self.pubs], PUBLICATION_COLUMNS)
-        pub_df = pub_df.sort_values("t_intended", kind="stable").reset_index(drop=True)  # the schedule's order
-        del_df = frame([dict(zip(DELIVERY_COLUMNS, d)) for d in self.deliveries], DELIVERY_COLUMNS)
-        if sc.warmup_s > 0:
-            warm_ids = set(pub_df.loc[pub_df["t_intended"] < t0, "id"])
-            pub_df = pub_df[~pub_df["id"].isin(warm_ids)].reset_index(drop=True)
-            del_df = del_df[~del_df["id"].isin(warm_ids)].reset_index(drop=True)
-        scen = sc.to_dict()
-        scen["redis_url"] = redact_url(self.url) if sc.redis_url else None
-        env_info = environment(version)
-        env_info["redis_url"] = redact_url(self.url)
-        env_info["transport"] = sc.transport
-        return RunRecord(
-            run_id=self.run_id, scenario=scen, environment=env_info,
-            publications=pub_df, deliveries=del_df, instances=frame(inst_rows, INSTANCE_COLUMNS),
-            t0=t0, t_end=t_end,
-            faults=frame([vars(x) for x in (runner.log if runner else [])], FAULT_COLUMNS),
-            outages=frame([dict(zip(OUTAGE_COLUMNS, o)) for o in outages], OUTAGE_COLUMNS),
-            redis_stats=stats,
-        )
+    def outage_rows(self) -> list[tuple]:
+        out = [(str(b.instance_id), o[0], o[1], o[2]) for b in [*self.retired, *self.bridges.values()] for o in b.outages]
+        return out + self.crash_outages
+
+    def _record(self, version, t0: int, t_end: int, fault_log: list, stats: dict, inst_rows: list[dict]) -> RunRecord:
+        return build_record(self.sc, self.url, self.run_id, version, t0, t_end, self.pubs, self.deliveries,
+                            inst_rows, fault_log, self.outage_rows(), stats)
+
+
+def expected_counts(pubs: list[tuple], receivers: list[str]) -> dict[str, int]:
+    """Distinct events each receiver should get: every ok publication but its own."""
+    per_source: dict[str, int] = {}
+    for p in pubs:
+        if p[8]:
+            per_source[p[1]] = per_source.get(p[1], 0) + 1
+    total = sum(per_source.values())
+    return {r: total - per_source.get(r, 0) for r in receivers}
+
+
+def build_record(sc: Scenario, url: str, run_id: str, version: str | None, t0: int, t_end: int,
+                 pubs: list[tuple], deliveries: list[tuple], inst_rows: list[dict], fault_log: list,
+                 outages: list[tuple], stats: dict) -> RunRecord:
+    """Raw lists from one or many processes -> one RunRecord (frames with the contract's dtypes)."""
+    pub_df = frame([dict(zip(PUBLICATION_COLUMNS, p)) for p in pubs], PUBLICATION_COLUMNS)
+    pub_df = pub_df.sort_values("t_intended", kind="stable").reset_index(drop=True)  # the schedule's order
+    del_df = frame([dict(zip(DELIVERY_COLUMNS, d)) for d in deliveries], DELIVERY_COLUMNS)
+    if sc.warmup_s > 0:
+        warm_ids = set(pub_df.loc[pub_df["t_intended"] < t0, "id"])
+        pub_df = pub_df[~pub_df["id"].isin(warm_ids)].reset_index(drop=True)
+        del_df = del_df[~del_df["id"].isin(warm_ids)].reset_index(drop=True)
+    scen = sc.to_dict()
+    scen["redis_url"] = redact_url(url) if sc.redis_url else None
+    env_info = environment(version)
+    env_info["redis_url"] = redact_url(url)
+    env_info["transport"] = sc.transport
+    order = {name: k for k, name in enumerate(instance_ids(sc))}
+    inst_rows = sorted(inst_rows, key=lambda r: order.get(r["instance"], len(order)))
+    return RunRecord(
+        run_id=run_id, scenario=scen, environment=env_info,
+        publications=pub_df, deliveries=del_df, instances=frame(inst_rows, INSTANCE_COLUMNS),
+        t0=t0, t_end=t_end,
+        faults=frame([vars(x) if not isinstance(x, dict) else x for x in fault_log], FAULT_COLUMNS),
+        outages=frame([dict(zip(OUTAGE_COLUMNS, o)) for o in outages], OUTAGE_COLUMNS),
+        redis_stats=stats,
+    )
 
 
 def throwaway_server(sc: Scenario) -> RedisServer:
