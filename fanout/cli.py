@@ -44,6 +44,7 @@ def _add_scenario_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--arrivals", choices=("uniform", "poisson"), help="arrival process (default uniform)")
     g.add_argument("--event-types", type=_csv, metavar="T,T", help="comma-separated: ticker,trade,orderbook,candle")
     g.add_argument("--transport", help="pubsub (default) or streams")
+    g.add_argument("--processes", action="store_true", help="run each instance in its own OS process")
     g.add_argument("--seed", type=int, help="random seed: same seed, same publishers, types and payloads")
     g.add_argument("--warmup", type=float, metavar="S", help="seconds published before measuring")
     g.add_argument("--drain-timeout", type=float, metavar="S", help="seconds to wait for late deliveries")
@@ -95,6 +96,7 @@ def _scenario_from_args(args: argparse.Namespace):
         "seed": args.seed, "warmup_s": args.warmup, "drain_timeout_s": args.drain_timeout,
         "min_delivery_pct": args.min_delivery, "max_avg_latency_ms": args.max_avg_latency,
         "redis_url": _redis_url(args), "verbose": True if getattr(args, "verbose", False) else None,
+        "process_mode": "processes" if args.processes else None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.scenario:

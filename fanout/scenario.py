@@ -46,6 +46,7 @@ class Scenario:
     pubsub_buffer_limit: str | None = None  # throwaway server's pub/sub output-buffer hard limit, e.g. "256kb"
     health_check_s: float = 5.0        # a silent subscriber connection is PINGed after this long
     stream_maxlen: int = 100_000       # streams transport: entries kept per stream (approximate)
+    process_mode: str = "single"       # single: all instances in one process; processes: one OS process each
     book_depth: int = 5                # order book levels per side in a snapshot (diffs: a quarter); sets message size
 
     def __post_init__(self) -> None:
@@ -97,6 +98,10 @@ class Scenario:
             raise ConfigError(f"book_depth: must be a whole number from 1 to 5000, got {self.book_depth!r}")
         if not isinstance(self.stream_maxlen, int) or self.stream_maxlen < 1:
             raise ConfigError(f"stream_maxlen: must be a whole number >= 1, got {self.stream_maxlen!r}")
+        if self.process_mode not in ("single", "processes"):
+            raise ConfigError(f"process_mode: {self.process_mode!r} is not single or processes")
+        if self.process_mode == "processes" and self.faults:
+            raise ConfigError("faults: fault plans run with process_mode single (processes mode injects none yet)")
         from .faults import parse_faults
 
         faults = parse_faults(self.faults, self.instances, self.duration_s)

@@ -180,6 +180,10 @@ async def simulate(
     url = redis_url or sc.redis_url
     if not url:
         raise FanoutError("simulate() needs a Redis URL: pass redis_url, or use run_scenario() for a throwaway server")
+    if sc.process_mode == "processes":
+        from .processes import simulate_processes
+
+        return await simulate_processes(sc, url, run_id or new_run_id(sc), progress=progress)
     return await _Simulation(sc, url, progress=progress, printer=printer, run_id=run_id, server=server).run()
 
 

@@ -87,3 +87,24 @@ def test_warmup_events_are_published_but_not_recorded(tmp_path):
     assert (rec.publications["t_intended"] >= rec.t0).all()
     assert set(rec.deliveries["id"]) <= set(rec.publications["id"])
     assert int(rec.instances["published"].sum()) == 30  # warm-up included in the bridges' own counters
+
+
+def test_processes_mode_gives_the_same_analysis_as_single_mode():
+    from fanout.analysis import analyse
+
+    sc = Scenario(name="modes", instances=3, duration_s=1.5, rate_per_s=40, event_types=("ticker", "trade", "candle"))
+    single = run_scenario(sc, progress=False, save_to=None)
+    procs = run_scenario(sc.replace(process_mode="processes"), progress=False, save_to=None)
+    assert len(set(procs.environment["worker_pids"])) == 3
+    cols = ["instance", "published", "expected", "expected_formula", "received", "missing", "duplicates",
+            "self_received", "arithmetic_ok"]
+    fs, fp = analyse(single), analyse(procs)
+    assert fs.per_instance[cols].equals(fp.per_instance[cols])
+    assert fp.passed and fp.overall["received"] == fs.overall["received"] == 60 * 2
+    key = ["source", "type", "seq", "symbol"]
+    assert single.publications[key].equals(procs.publications[key])  # same publisher sequence
+
+
+def test_processes_mode_refuses_a_fault_plan():
+    with pytest.raises(ConfigError, match="process_mode single"):
+        Scenario(process_mode="processes", faults=[{"kind": "redis_restart", "at_s": 1}])
