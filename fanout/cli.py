@@ -1,7 +1,7 @@
 """The ``fanout`` command.
 
     fanout run [--instances=5 --duration=30 --rate=10 --verbose ...]   one scenario, a verdict
-    fanout report [--quick]                                             the validation report (HTML + Markdown)
+    fanout report [--full]                                              the validation report (HTML + Markdown)
     fanout demo                                                         one publisher, two subscribers, metrics
 
 Exit codes: 0 pass, 1 verdict failed, 2 usage error, 3 Redis unreachable. Every user mistake
@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     rep = sub.add_parser("report", help="run the validation notebook and export reports/validation-report.{html,md}")
-    rep.add_argument("--quick", action="store_true", help="short scenarios (about a minute) instead of the seed's full lengths")
+    length = rep.add_mutually_exclusive_group()
+    length.add_argument("--quick", action="store_true", help="short scenarios, about a minute in all (the default)")
+    length.add_argument("--full", action="store_true", help="the seed's full-length scenarios (20 s, 30 s, ...)")
     rep.add_argument("--scenarios", type=_csv, metavar="A,B", help="which scenarios to run (default standard,stress,scale-10,load-1k)")
     rep.add_argument("--duration-scale", type=float, metavar="X", help="multiply every scenario's duration by X")
     rep.add_argument("--out", metavar="DIR", default="reports", help="output folder (default reports)")
@@ -125,16 +127,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_PASS if findings.passed else EXIT_FAIL
 
 
+def _parameter_value(text: str):
+    """A ``-p NAME VALUE`` value: a number when it reads as one (``1e-9`` too), else YAML."""
+    import yaml
+
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"-p value {text!r} is not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .notebook_runner import build_validation_report
 
     params: dict = {}
-    import yaml
-
     for name, value in args.parameter:
-        params[name] = yaml.safe_load(value)
-    if args.quick:
-        params.setdefault("quick", True)
+        params[name] = _parameter_value(value)
+    if args.full:
+        params["quick"] = False
+    elif args.quick:
+        params["quick"] = True
     if args.scenarios:
         params["scenarios"] = args.scenarios
     if args.duration_scale is not None:

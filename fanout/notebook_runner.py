@@ -114,27 +114,11 @@ def run_one(sc, *, save_to: str | None = "data/runs", source: str = "", changes:
     say = printer or (lambda _line: None)
     say(f"{label}{sc.name}: {sc.instances} instances, {sc.duration_s:g} s at {sc.rate_per_s:g} events/s "
         f"({sc.transport}) ...")
-    record = _outside_event_loop(run_scenario, sc, progress=False, save_to=save_to,
-                                 printer=print if sc.verbose else None)
+    record = run_scenario(sc, progress=False, save_to=save_to, printer=print if sc.verbose else None)
     findings = analyse(record)
     say(f"{label}{sc.name}: {findings.status} (delivery {findings.overall['delivery_pct']:.2f}%, "
         f"avg latency {_ms(findings.latency['avg_ms'])}) -> {record.path or 'not saved'}")
     return ScenarioRun(scenario=sc, record=record, findings=findings, source=source, changes=dict(changes or {}))
-
-
-def _outside_event_loop(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """Call ``fn`` here, or in a worker thread when this thread already runs an event loop
-    (a Jupyter kernel does): ``run_scenario`` uses ``asyncio.run``, which refuses to nest."""
-    import asyncio
-
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return fn(*args, **kwargs)
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fanout-run") as pool:
-        return pool.submit(fn, *args, **kwargs).result()
 
 
 def _ms(v: float | None) -> str:

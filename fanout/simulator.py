@@ -527,6 +527,18 @@ def build_record(sc: Scenario, url: str, run_id: str, version: str | None, t0: i
     )
 
 
+def _run_sync(coro):
+    """``asyncio.run``, also from inside a running loop (a Jupyter kernel): then in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 def throwaway_server(sc: Scenario) -> RedisServer:
     """The throwaway redis-server a scenario asks for (persistence, output-buffer limit)."""
     return RedisServer(appendonly=sc.redis_aof, pubsub_buffer_limit=sc.pubsub_buffer_limit)
@@ -542,10 +554,10 @@ def run_scenario(
     """Synchronous wrapper: start a throwaway redis-server unless ``sc.redis_url`` is set,
     run, save the record under ``save_to`` (unless None) and return it."""
     if sc.redis_url:
-        rec = asyncio.run(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer))
+        rec = _run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer))
     else:
         with throwaway_server(sc) as srv:
-            rec = asyncio.run(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv))
+            rec = _run_sync(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv))
             rec.environment["redis_url"] = "throwaway redis-server on " + srv.safe_url
     if save_to:
         rec.save(save_to)
