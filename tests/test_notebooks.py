@@ -189,6 +189,7 @@ def assert_markdown_images_exist(md_path: Path) -> int:
 
 def test_validation_report_pass(tmp_path):
     res = build_validation_report({"scenarios": ["standard", "stress"], "duration_scale": 0.05,
+                                   "failover": ["instance-crash"],
                                    "save_to": str(tmp_path / "runs")}, tmp_path / "out", printer=None)
     assert res.passed is True and res.status == "PASS"
     assert res.html == tmp_path / "out" / "validation-report.html"
@@ -200,8 +201,10 @@ def test_validation_report_pass(tmp_path):
     md = res.markdown.read_text()
     assert md.startswith("# Redis Multi-Instance Testing Report")
     assert "\n# ✅ PASS\n" in md
-    # 3 figures per scenario + comparison + latency by scenario
-    assert assert_markdown_images_exist(res.markdown) == 2 * 3 + 2
+    # 3 figures per scenario + comparison + latency by scenario + delivery around the faults
+    assert assert_markdown_images_exist(res.markdown) == 2 * 3 + 2 + 1
+    assert "## Failover: what each transport loses under each fault" in md
+    assert re.search(r"\| instance-crash \| ✓ \d+ delivered / \d+ lost / 0 recovered.*\| ✓ \d+ delivered / 0 lost / [1-9]\d* recovered", md)
     for section in ("## Provenance", "## Executive Summary", "### Key Results", "## Test Scenario 1: standard",
                     "## Test Scenario 2: stress", "## Comparative Analysis", "### Performance Scaling",
                     "3 Instances (standard)", "5 Instances (stress)", "### Event Distribution", "2:1", "4:1",
@@ -210,8 +213,10 @@ def test_validation_report_pass(tmp_path):
                     "### 4. Single Point of Failure", "## Conclusion", "Redis server", "redis-py", "CPU cores"):
         assert section in md, section
     runs = res.result["runs"]
-    assert [r["name"] for r in runs] == ["standard", "stress"]
+    assert [r["name"] for r in runs] == ["standard", "stress", "instance-crash-pubsub", "instance-crash-streams"]
     for r in runs:
+        assert r["run_id"] in md and r["findings"]["status"] == "PASS"
+    for r in runs[:2]:
         assert r["run_id"] in md and (Path(r["record"]) / "run.json").is_file()
         assert_exact_fanout(r["findings"], r["findings"]["overall"]["instances"])
     assert res.result["provenance"]["parameters"]["duration_scale"] == 0.05
@@ -221,7 +226,7 @@ def test_validation_report_pass(tmp_path):
 
 def test_validation_report_says_fail_plainly_for_an_impossible_threshold(tmp_path):
     res = build_validation_report({"scenarios": ["standard"], "duration_scale": 0.05, "max_avg_latency_ms": 1e-9,
-                                   "save_to": str(tmp_path / "runs")}, tmp_path, printer=None)
+                                   "failover": [], "save_to": str(tmp_path / "runs")}, tmp_path, printer=None)
     assert res.passed is False and res.status == "FAIL"
     md = res.markdown.read_text()
     assert md.index("# ❌ FAIL") < md.index("## Provenance")
@@ -232,6 +237,7 @@ def test_validation_report_says_fail_plainly_for_an_impossible_threshold(tmp_pat
 def test_cli_report_exits_non_zero_when_the_verdict_fails(tmp_path):
     out = subprocess.run([*fanout_cmd(), "report", "--scenarios", "standard", "--duration-scale", "0.05",
                           "-p", "max_avg_latency_ms", "1e-9", "-p", "save_to", str(tmp_path / "runs"),
+                          "-p", "failover", "[]",
                           "--out", str(tmp_path / "out")],
                          capture_output=True, text=True, cwd=ROOT, timeout=170)
     assert out.returncode == 1, out.stderr
@@ -250,3 +256,17 @@ def test_a_failing_cell_is_one_line_and_leaves_the_executed_notebook(tmp_path):
     assert "validation-report.ipynb" in msg
     assert (tmp_path / "validation-report.ipynb").is_file()
     assert not (tmp_path / "validation-report.html").exists()
+
+
+def test_failover_notebook_runs_one_fault_on_both_transports(tmp_path):
+    result = tmp_path / "failover.json"
+    execute_notebook(ROOT / "notebooks" / "failover.ipynb", tmp_path / "failover.ipynb",
+                     {"faults": ["partition"], "transports": ["pubsub", "streams"], "save_to": "",
+                      "result_json": str(result)}, cwd=ROOT)
+    data = json.loads(result.read_text())
+    assert data["status"] == "PASS"
+    rows = {r["transport"]: r for r in data["runs"]}
+    assert set(rows) == {"pubsub", "streams"}
+    assert rows["pubsub"]["lost"] > 0 and rows["pubsub"]["unexplained"] == 0
+    assert rows["pubsub"]["causes"].startswith("lost during partition")
+    assert rows["streams"]["lost"] == 0 and rows["streams"]["recovered"] > 0
