@@ -9,8 +9,13 @@ def _pubsub():
     return PubSubTransport
 
 
+def _streams():
+    from .streams import StreamsTransport
+    return StreamsTransport
+
+
 #: name -> zero-argument loader of the transport class (imported lazily)
-TRANSPORTS = {"pubsub": _pubsub}
+TRANSPORTS = {"pubsub": _pubsub, "streams": _streams}
 
 
 def make_transport(config) -> Transport:
