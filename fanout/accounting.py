@@ -9,8 +9,9 @@ Causes, in the order they are tried for each missing ``(event, receiver)``:
 2. **a named fault**: the event was sent inside the fault's window *for that receiver*. A
    fault touches one instance (crash, slow consumer, latency, partition) or all of them
    (redis_restart). The window opens at the fault's start (less ``PRE_NS``, for what was in
-   flight) and closes when the fault ended or, if later, when that receiver's own outage that
-   began during the fault was over (its resubscription), plus ``POST_NS``. A slow consumer's
+   flight) and closes when the fault ended or, if later, when the last of that receiver's own
+   outages that began after the fault struck (and before the next fault touching it) was over
+   (its resubscription), plus ``POST_NS``. A slow consumer's
    loss is named "cut off by output-buffer limit" when Redis reports (INFO, or its log on
    Redis < 7.2) that it disconnected a client for its output buffer.
 3. **unexplained**: anything else.
@@ -78,12 +79,17 @@ def fault_windows(record: RunRecord, receivers: list[str]) -> list[tuple[str, st
     """(fault label, kind, receiver, start_ns, end_ns) for every fault and receiver it touches."""
     out = []
     outages = record.outages
-    for f in record.faults.itertuples(index=False):
+    faults = list(record.faults.sort_values("t_start").itertuples(index=False))
+    for k, f in enumerate(faults):
         touched = [str(f.instance)] if f.instance else receivers
         for r in touched:
             end = int(f.t_end)
+            # the receiver's outages that began once this fault struck, and before the next fault
+            # that touches it: a consumer still catching up after a slow spell may be cut off late
+            nxt = next((int(g.t_start) for g in faults[k + 1:] if not g.instance or str(g.instance) == r),
+                       int(record.t_end) + 1)
             mine = outages[(outages["instance"] == r) & (outages["t_down"] >= int(f.t_start) - PRE_NS)
-                           & (outages["t_down"] <= int(f.t_end) + 10_000_000_000)]
+                           & (outages["t_down"] < nxt)]
             for o in mine.itertuples(index=False):
                 end = max(end, int(o.t_up) if int(o.t_up) else int(record.t_end))
             label = f"{f.kind}" + (f" on {f.instance}" if f.instance else "")

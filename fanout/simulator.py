@@ -143,6 +143,16 @@ async def _confirm_subscriptions(url: str, channels: list[str], n: int, timeout_
         await client.aclose()
 
 
+async def _forget_stream_positions(url: str, sc: Scenario) -> None:
+    """A run's instances are new: drop positions an earlier run with the same ids left in Redis
+    (a crash *within* this run still resumes, from what this run saves)."""
+    client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        await client.delete(*[f"{sc.key_prefix}pos:{i}" for i in instance_ids(sc)])
+    finally:
+        await client.aclose()
+
+
 async def redis_version(url: str) -> str | None:
     client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
     try:
@@ -180,6 +190,8 @@ async def simulate(
     url = redis_url or sc.redis_url
     if not url:
         raise FanoutError("simulate() needs a Redis URL: pass redis_url, or use run_scenario() for a throwaway server")
+    if sc.transport == "streams":
+        await _forget_stream_positions(url, sc)
     if sc.process_mode == "processes":
         from .processes import simulate_processes
 
