@@ -1,0 +1,139 @@
+"""Memory per instance: RSS of a fresh process holding K idle, subscribed instances.
+
+``(rss(K_high) - rss(K_low)) / (K_high - K_low)`` cancels the interpreter and imports; each
+measurement is a fresh subprocess (``python -m benchmarks.memory child ...``), so nothing
+from an earlier run is counted. An instance is:
+
+* fanout: one started ``RedisEventBridge`` (publishing connection + subscriber connection +
+  reader task), subscribed to every event type;
+* baseline: one ``redis.asyncio.Redis`` client with one ``PubSub`` subscribed to every event
+  type and its ``listen()`` task (the baseline shares one publisher, so no publishing side).
+
+The child also reports redis-server's ``used_memory`` with its instances connected, so the
+server-side cost per instance comes out the same way.
+"""
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+EVENT_TYPES = ("ticker", "trade", "orderbook", "candle")
+CHILD_TIMEOUT_S = 60.0
+
+
+def rss_bytes() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+async def _child(kind: str, k: int, url: str) -> dict[str, Any]:
+    from redis.asyncio import Redis
+
+    channels = [f"ws:{t}" for t in EVENT_TYPES]
+    holders: list = []
+    tasks: list = []
+    if kind == "fanout":
+        from fanout.bridge import BridgeConfig, RedisEventBridge
+
+        bridges = [RedisEventBridge(BridgeConfig(url=url, instance_id=f"mem-{i}", event_types=EVENT_TYPES))
+                   for i in range(k)]
+        for b in bridges:
+            b.on("*", lambda env: None)
+        await asyncio.gather(*(b.start() for b in bridges))
+        holders = bridges
+    elif kind == "baseline":
+        import orjson  # noqa: F401 - the baseline's decoder, loaded as it would be
+
+        async def listen(ps):
+            async for _ in ps.listen():
+                pass
+
+        for _ in range(k):
+            client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=None)
+            ps = client.pubsub(ignore_subscribe_messages=True)
+            await ps.subscribe(*channels)
+            holders.append((client, ps))
+            tasks.append(asyncio.create_task(listen(ps)))
+    else:
+        raise SystemExit(f"unknown kind {kind!r}")
+    admin = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    deadline = time.monotonic() + 20
+    while True:  # every subscription confirmed on the server
+        counts = {(a.decode() if isinstance(a, bytes) else a): int(b) for a, b in await admin.pubsub_numsub(*channels)}
+        if all(counts.get(c, 0) >= k for c in channels):
+            break
+        if time.monotonic() > deadline:
+            raise SystemExit(f"subscriptions not confirmed: {counts}")
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.3)
+    gc.collect()
+    await asyncio.sleep(0.1)
+    rss = rss_bytes()
+    info = await admin.info("memory")
+    clients = (await admin.info("clients")).get("connected_clients")
+    await admin.aclose()
+    out = {"kind": kind, "k": k, "rss_bytes": rss, "redis_used_memory": int(info["used_memory"]),
+           "redis_connected_clients": clients}
+    for t in tasks:
+        t.cancel()
+    return out
+
+
+def measure_child(kind: str, k: int, url: str) -> dict[str, Any]:
+    """Run one child (bounded) and return what it printed."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(root) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    p = subprocess.run([sys.executable, "-m", "benchmarks.memory", "child", kind, str(k), url],
+                       capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, cwd=root, env=env)
+    if p.returncode != 0:
+        raise RuntimeError(f"memory child {kind} k={k} failed ({p.returncode}): {p.stderr.strip()[-500:]}")
+    return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+def memory_per_instance(kinds: tuple[str, ...] = ("fanout", "baseline"), k_low: int = 1, k_high: int = 51,
+                        repeats: int = 2) -> dict[str, Any]:
+    """RSS and redis used_memory per added instance, per kind (median over ``repeats``)."""
+    from fanout.redis_server import RedisServer
+
+    out: dict[str, Any] = {"k_low": k_low, "k_high": k_high, "repeats": repeats, "method":
+                           f"fresh subprocess per measurement; (RSS(K={k_high}) - RSS(K={k_low})) / {k_high - k_low}; "
+                           "idle instances subscribed to 4 channels; median over repeats"}
+    for kind in kinds:
+        per, rpr, lows, highs = [], [], [], []
+        for _ in range(repeats):
+            with RedisServer() as srv:  # a fresh server per pair: used_memory deltas are this pair's
+                lo = measure_child(kind, k_low, srv.url)
+                hi = measure_child(kind, k_high, srv.url)
+            lows.append(lo)
+            highs.append(hi)
+            per.append((hi["rss_bytes"] - lo["rss_bytes"]) / (k_high - k_low))
+            rpr.append((hi["redis_used_memory"] - lo["redis_used_memory"]) / (k_high - k_low))
+        per.sort()
+        rpr.sort()
+        out[kind] = {
+            "rss_per_instance_kib": round(per[len(per) // 2] / 1024, 1),
+            "rss_per_instance_kib_all": [round(x / 1024, 1) for x in per],
+            "redis_used_memory_per_instance_kib": round(rpr[len(rpr) // 2] / 1024, 1),
+            "rss_k_low_mib": round(min(x["rss_bytes"] for x in lows) / 2**20, 1),
+            "rss_k_high_mib": round(min(x["rss_bytes"] for x in highs) / 2**20, 1),
+        }
+    return out
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 5 and sys.argv[1] == "child":
+        res = asyncio.run(asyncio.wait_for(_child(sys.argv[2], int(sys.argv[3]), sys.argv[4]), CHILD_TIMEOUT_S - 5))
+        print(json.dumps(res), flush=True)
+        os._exit(0)  # skip closing K connections politely: the numbers are taken
+    raise SystemExit("usage: python -m benchmarks.memory child fanout|baseline K URL")
