@@ -269,7 +269,8 @@ class RedisEventBridge:
         )
         channel = self.config.channel(event_type)
         try:
-            await asyncio.wait_for(self._transport.publish(channel, encode(env)), self.config.publish_timeout_s)
+            async with asyncio.timeout(self.config.publish_timeout_s):  # no extra task, unlike wait_for
+                await self._transport.publish(channel, encode(env))
         except (asyncio.TimeoutError, TimeoutError) as exc:
             raise self._publish_failed(env, channel, f"no answer within {self.config.publish_timeout_s:g}s") from exc
         except FanoutError:

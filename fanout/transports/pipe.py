@@ -5,7 +5,9 @@ command per round trip: 10 events/s per instance when Redis is 50 ms away. The p
 publishes be in flight on one connection while keeping their order on the wire (so per-source
 sequence numbers arrive in order), and still gives every caller its own reply.
 
-* Writes happen under an ``asyncio.Lock`` (FIFO), so the order of ``call()`` is the wire order.
+* Commands are queued in call order and written together once per event-loop turn (one
+  ``send()`` for many commands); (re)connecting happens under an ``asyncio.Lock`` (FIFO) that
+  later calls queue behind, so the order of ``call()`` is the wire order.
 * One reader task pops a future per reply.
 * When the oldest reply is overdue (``reply_timeout_s``) or the connection breaks, every
   pending call fails with ``ConnectionError`` and the next call reconnects: nothing waits forever.
@@ -17,7 +19,7 @@ import collections
 import time
 
 from redis.asyncio.connection import ConnectionPool
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError, ResponseError  # noqa: F401 (RedisError: read loop)
 
 
 class CommandPipe:
@@ -28,6 +30,9 @@ class CommandPipe:
         self._conn = None
         self._pending: collections.deque[tuple[asyncio.Future, float]] = collections.deque()
         self._lock = asyncio.Lock()
+        self._waiting = 0                  # calls queued behind the lock (a connect in progress)
+        self._outbox: list[bytes] = []     # packed commands not yet handed to the socket
+        self._flush_scheduled = False
         self._reader: asyncio.Task | None = None
         self._closed = False
 
@@ -53,16 +58,42 @@ class CommandPipe:
         """Send one command; return its reply (or raise its error). Order is call order."""
         if self._closed:
             raise ConnectionError("pipe closed")
-        fut = asyncio.get_running_loop().create_future()
-        async with self._lock:
-            conn = await self._ensure()
-            self._pending.append((fut, time.monotonic()))
+        conn = self._conn
+        if conn is None or self._waiting or not conn.is_connected:
+            self._waiting += 1
             try:
-                await conn.send_packed_command(conn.pack_command(*args), check_health=False)
-            except (RedisError, OSError) as exc:
-                self._drop(ConnectionError(str(exc) or exc.__class__.__name__))
-                raise ConnectionError(str(exc) or exc.__class__.__name__) from exc
-        return await fut
+                async with self._lock:
+                    conn = await self._ensure()
+                    fut = self._enqueue(conn, args)
+            finally:
+                self._waiting -= 1
+            return await fut
+        return await self._enqueue(conn, args)
+
+    def _enqueue(self, conn, args) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        fut = loop.create_future()
+        self._pending.append((fut, time.monotonic()))
+        self._outbox.extend(conn.pack_command(*args))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        chunks, self._outbox = self._outbox, []
+        conn = self._conn
+        writer = getattr(conn, "_writer", None) if conn is not None else None
+        if not chunks:
+            return
+        if writer is None:
+            self._drop(ConnectionError("connection lost before the command was sent"))
+            return
+        try:
+            writer.write(b"".join(chunks))
+        except (OSError, RuntimeError) as exc:
+            self._drop(ConnectionError(str(exc) or exc.__class__.__name__))
 
     async def _read_loop(self, conn) -> None:
         pending = self._pending
@@ -102,6 +133,7 @@ class CommandPipe:
             reader.cancel()
         if conn is not None:
             self._abort_conn(conn)
+        self._outbox = []
         while self._pending:
             fut, _ = self._pending.popleft()
             if not fut.done():
