@@ -1,0 +1,108 @@
+"""The validation report's load section, from the benchmark's own results.
+
+The load benchmark (``python -m benchmarks``, ``make bench``) takes minutes and measures the
+machine at its limit; the report does not re-run it. It shows the latest result file
+(``benchmarks/results/latest.json``) with the time it was made and the machine it ran on, or
+says plainly that no load benchmark was run.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+LATEST = Path("benchmarks/results/latest.json")
+
+
+def load_results(path: str | Path = LATEST) -> dict[str, Any] | None:
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _machine(d: dict) -> str:
+    m = d.get("machine", {})
+    return (f"{m.get('cores')} cores ({m.get('cpu_model')}), Redis {m.get('redis_server')}, Python {m.get('python')}, "
+            f"redis-py {m.get('redis_py')}, hiredis {m.get('hiredis')}")
+
+
+def latency_frame(d: dict) -> pd.DataFrame:
+    rows = []
+    for r in d.get("latency", {}).get("runs", []):
+        lat = r.get("latency") or {}
+        rows.append({"rate/s": f"{r['target_rate']:,.0f}", "harness": r["harness"],
+                     "achieved/s": f"{r.get('achieved_rate') or 0:,.1f}", "delivery": f"{r['delivery_pct']:.3f}%",
+                     "publish failures": r.get("publish_failed", 0),
+                     **{k: (f"{lat[k]:.3f}" if lat.get(k) is not None else "n/a")
+                        for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")}})
+    return pd.DataFrame(rows)
+
+
+def knee_frame(d: dict) -> pd.DataFrame:
+    rows = [{"instances": r["instances"], "harness": r["harness"],
+             "max lossless events/s": f"{r['knee_rate']:,.0f}" if r.get("knee_rate") else "none",
+             "deliveries/s": f"{r['knee_deliveries_per_s']:,.0f}" if r.get("knee_deliveries_per_s") else "n/a",
+             "why the next step failed": r.get("reason") or ""}
+            for r in d.get("knee", {}).get("results", [])]
+    return pd.DataFrame(rows)
+
+
+def curve_frame(d: dict) -> pd.DataFrame:
+    return pd.DataFrame(d.get("knee", {}).get("curve", []))
+
+
+def plot_curve(d: dict):
+    """Latency (p50 and p99) against delivered events/s, one panel per instance count."""
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    c = curve_frame(d)
+    if c.empty:
+        return None
+    counts = sorted(c["instances"].unique())
+    fig, axes = plt.subplots(1, len(counts), figsize=(4.2 * len(counts), 3.4), squeeze=False, sharey=True)
+    for ax, n in zip(axes[0], counts):
+        part = c[c["instances"] == n].sort_values("deliveries_per_s")
+        long = part.melt(id_vars=["harness", "deliveries_per_s", "passed"], value_vars=["p50_ms", "p99_ms"],
+                         var_name="percentile", value_name="ms")
+        sns.lineplot(data=long, x="deliveries_per_s", y="ms", hue="harness", style="percentile", marker="o", ax=ax)
+        ax.set_yscale("log")
+        ax.set_title(f"{n} instances")
+        ax.set_xlabel("deliveries per second")
+        ax.set_ylabel("latency from due time (ms, log)")
+        if ax is not axes[0][0] and ax.get_legend():
+            ax.get_legend().remove()
+    fig.suptitle("Latency against throughput (the benchmark's knee search)")
+    fig.tight_layout()
+    return fig
+
+
+def load_markdown(d: dict | None) -> str:
+    from .tables import md_table
+
+    if d is None:
+        return ("## Load and Scale\n\nNo load benchmark result was found (`benchmarks/results/latest.json`): "
+                "run `make bench` (or `python -m benchmarks`) and regenerate this report. The scenario runs above "
+                "measure correctness at their own rates, not the machine's limit.\n")
+    out = ["## Load and Scale\n",
+           f"From the load benchmark (`python -m benchmarks`, {d.get('mode', 'full')} mode) started "
+           f"{d.get('started')} on {_machine(d)}. *fanout* is this package's simulator and bridges; *baseline* is "
+           "a minimal redis-py harness (one publisher awaiting each publish), *baseline-pipelined* the same with "
+           "pipelined publishes; all in one Python process, on the same machine in the same minutes.\n",
+           "### Latency at fixed rates (5 instances, ms from each event's due time)\n",
+           md_table(latency_frame(d)),
+           "\n### Maximum lossless rate\n",
+           "The search raises the rate until delivery falls below 100%, a subscriber is disconnected, or the "
+           "publisher cannot keep its schedule; the knee is the last rate that passed.\n",
+           md_table(knee_frame(d), align={"why the next step failed": "left"})]
+    facts = d.get("comparison", {}).get("lines") or []
+    if facts:
+        out.append("\n### Where fanout stands against the baselines\n")
+        out += [f"- {line}" for line in facts]
+    return "\n".join(out) + "\n"
