@@ -18,7 +18,21 @@ from .errors import (
 from .events import EVENT_TYPES, Envelope, decode, encode
 from .redis_server import RedisServer
 
-__all__ = [
+_LAZY = {  # heavier modules (pandas), loaded on first use
+    "RunRecord": "record", "load_run": "record", "Scenario": "scenario", "load_scenario": "scenario",
+    "simulate": "simulator", "run_scenario": "simulator", "analyse": "analysis", "Findings": "analysis",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'fanout' has no attribute {name!r}")
+
+
+__all__ = [*_LAZY,
     "__version__", "BridgeConfig", "GapNotice", "RedisEventBridge", "RedisServer",
     "EVENT_TYPES", "Envelope", "decode", "encode",
     "AuthenticationFailed", "ConfigError", "FanoutError", "MalformedMessage", "NotPublisher",

@@ -208,7 +208,8 @@ def test_validation_report_pass(tmp_path):
     for section in ("## Provenance", "## Executive Summary", "### Key Results", "## Test Scenario 1: standard",
                     "## Test Scenario 2: stress", "## Comparative Analysis", "### Performance Scaling",
                     "3 Instances (standard)", "5 Instances (stress)", "### Event Distribution", "2:1", "4:1",
-                    "### Throughput", "### Latency Distribution", "## Failover and Streams", "## Known Limitations",
+                    "### Throughput", "### Latency Distribution", "## Load and Scale", "## Failover and Streams",
+                    "## Known Limitations",
                     "### 1. Event Ordering", "### 2. No Message Persistence", "### 3. Network Latency",
                     "### 4. Single Point of Failure", "## Conclusion", "Redis server", "redis-py", "CPU cores"):
         assert section in md, section

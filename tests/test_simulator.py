@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+import fanout
 from fanout.errors import ConfigError
 from fanout.record import load_run
 from fanout.scenario import Scenario, from_dict, load_scenario
@@ -75,6 +76,7 @@ def test_real_run_delivers_everything_to_every_other_instance(instances, tmp_pat
     assert (merged["t_received"] % 1000 != 0).any()  # not rounded to µs, let alone ms
     # saved and loaded back unchanged
     back = load_run(rec.path)
+    assert fanout.load_run is load_run  # the package exports it
     assert back.run_id == rec.run_id and back.scenario["instances"] == instances
     assert back.publications.equals(rec.publications) and back.deliveries.equals(rec.deliveries)
     assert back.environment["redis_server"] and back.environment["cores"] >= 1
