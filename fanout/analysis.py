@@ -211,7 +211,8 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
     rows = []
     for i, name in enumerate(names):
         is_receiver = name in receivers
-        others = [published_by.get(n, 0) for n in names if n != name] + [published_by[s] for s in external]
+        others = [published_by.get(n, 0) for n in names if n != name and n in publishers] + \
+            [published_by[s] for s in external]
         expected = total_ok - published_by.get(name, 0) if is_receiver else 0
         received = got_by.get(name, 0) if is_receiver else 0
         unexpected = got_by.get(name, 0) - received

@@ -46,6 +46,7 @@ class Scenario:
     pubsub_buffer_limit: str | None = None  # throwaway server's pub/sub output-buffer hard limit, e.g. "256kb"
     health_check_s: float = 5.0        # a silent subscriber connection is PINGed after this long
     stream_maxlen: int = 100_000       # streams transport: entries kept per stream (approximate)
+    topology: str = "mesh"             # mesh: all publish and subscribe; host-bots: one publish-only host, subscribe-only bots
     process_mode: str = "single"       # single: all instances in one process; processes: one OS process each
     book_depth: int = 5                # order book levels per side in a snapshot (diffs: a quarter); sets message size
 
@@ -98,6 +99,10 @@ class Scenario:
             raise ConfigError(f"book_depth: must be a whole number from 1 to 5000, got {self.book_depth!r}")
         if not isinstance(self.stream_maxlen, int) or self.stream_maxlen < 1:
             raise ConfigError(f"stream_maxlen: must be a whole number >= 1, got {self.stream_maxlen!r}")
+        if self.topology not in ("mesh", "host-bots"):
+            raise ConfigError(f"topology: {self.topology!r} is not mesh or host-bots")
+        if self.topology == "host-bots" and self.instances < 2:
+            raise ConfigError("instances: host-bots needs at least 2 (one host, one bot)")
         if self.process_mode not in ("single", "processes"):
             raise ConfigError(f"process_mode: {self.process_mode!r} is not single or processes")
         if self.process_mode == "processes" and self.faults:

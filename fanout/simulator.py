@@ -75,6 +75,7 @@ def schedule(sc: Scenario) -> list[Scheduled]:
     Reproducible: one seeded generator draws the arrival times, publishers, types and symbols.
     """
     rng = random.Random(sc.seed)
+    publishers = roles(sc)[0]
     total_s = sc.warmup_s + sc.duration_s
     out: list[Scheduled] = []
     t = 0.0
@@ -86,13 +87,33 @@ def schedule(sc: Scenario) -> list[Scheduled]:
             t += rng.expovariate(sc.rate_per_s)
         if t >= total_s - 1e-12:
             break
-        out.append(Scheduled(k, t, rng.randrange(sc.instances), rng.choice(sc.event_types), rng.choice(sc.symbols)))
+        publisher = rng.choice(publishers) if len(publishers) > 1 else publishers[0]
+        out.append(Scheduled(k, t, publisher, rng.choice(sc.event_types), rng.choice(sc.symbols)))
         k += 1
     return out
 
 
 def instance_ids(sc: Scenario) -> list[str]:
+    if sc.topology == "host-bots":
+        return ["websocket-host", *(f"bot-{i}" for i in range(1, sc.instances))]
     return [f"test-instance-{i}" for i in range(sc.instances)]
+
+
+def roles(sc: Scenario) -> tuple[list[int], list[int]]:
+    """(publishing instance indices, receiving instance indices) of the scenario's topology."""
+    everyone = list(range(sc.instances))
+    if sc.topology == "host-bots":  # the seed's deployment: one publish-only host, subscribe-only bots
+        return [0], everyone[1:]
+    return everyone, everyone
+
+
+#: added to the wall clock: 0, except in an agent started with an injected skew (tests of clock correction)
+CLOCK_SKEW_NS = 0
+
+
+def clock_ns() -> int:
+    """The simulator's clock: integer ns, the wall clock shared by every process on a host."""
+    return time.time_ns() + CLOCK_SKEW_NS
 
 
 def new_run_id(sc: Scenario) -> str:
@@ -167,10 +188,10 @@ async def redis_version(url: str) -> str | None:
 async def _sleep_until(due_ns: int) -> None:
     """Sleep until ``due_ns`` (time.time_ns) without the event loop's millisecond overshoot:
     sleep most of the way, then yield to the loop until the moment comes."""
-    wait = (due_ns - time.time_ns()) / 1e9
+    wait = (due_ns - clock_ns()) / 1e9
     if wait > SPIN_S:
         await asyncio.sleep(wait - SPIN_S)
-    while time.time_ns() < due_ns:
+    while clock_ns() < due_ns:
         await asyncio.sleep(0)
 
 
@@ -230,7 +251,9 @@ class _Simulation:
     def _config(self, i: int) -> BridgeConfig:
         url = self.proxies[i].url_for(self.url) if i in self.proxies else self.url
         fast = bool(self.faults)  # under faults, notice and recover quickly
+        publishers, receivers = roles(self.sc)
         return BridgeConfig(
+            enable_publishing=i in publishers, enable_subscription=i in receivers,
             url=url, instance_id=self.ids[i], event_types=self.sc.event_types, transport=self.sc.transport,
             key_prefix=self.sc.key_prefix, health_check_interval_s=self.sc.health_check_s,
             health_check_timeout_s=min(3.0, self.sc.health_check_s), stream_maxlen=self.sc.stream_maxlen,
@@ -240,7 +263,7 @@ class _Simulation:
     def _make_bridge(self, i: int) -> RedisEventBridge:
         b = RedisEventBridge(self._config(i))
         rid = self.ids[i]
-        deliveries, seen, got, now_ns, say = self.deliveries, self.seen, self.got, time.time_ns, self.say
+        deliveries, seen, got, now_ns, say = self.deliveries, self.seen, self.got, clock_ns, self.say
         got.setdefault(rid, 0)
 
         def on_event(env, rid=rid):
@@ -270,7 +293,7 @@ class _Simulation:
         async def crash_begin(f: Fault) -> str:
             i = f.instance
             self.down[i] = f"instance crashed (fault {f.label})"
-            self.crash_t = time.time_ns()
+            self.crash_t = clock_ns()
             b = self.bridges[i]
             b.abort()
             self.retired.append(b)
@@ -290,7 +313,7 @@ class _Simulation:
                 return f"{self.ids[i]} could not restart"
             self.bridges[i] = b
             self.down.pop(i, None)
-            self.crash_outages.append((self.ids[i], t_down, time.time_ns(), "instance_crash"))
+            self.crash_outages.append((self.ids[i], t_down, clock_ns(), "instance_crash"))
             return f"{self.ids[i]} restarted with the same id (epoch {b.epoch})"
 
         async def slow_begin(f: Fault) -> str:
@@ -358,7 +381,7 @@ class _Simulation:
             while not all(t.done() for t in publishers):
                 await asyncio.wait(publishers, timeout=0.25)
                 if bar is not None:
-                    bar.update((time.time_ns() - t_start) / 1e9, len(self.pubs), len(self.deliveries))
+                    bar.update((clock_ns() - t_start) / 1e9, len(self.pubs), len(self.deliveries))
             for t in publishers:
                 t.result()  # a publisher that crashed is a bug: surface it
         finally:
@@ -385,10 +408,10 @@ class _Simulation:
             version = await self.setup()
             if sc.transport == "pubsub":
                 await _confirm_subscriptions(self.url, [self._config(0).channel(t) for t in sc.event_types],
-                                             sc.instances, SUBSCRIBE_CONFIRM_TIMEOUT_S)
+                                             len(roles(sc)[1]), SUBSCRIBE_CONFIRM_TIMEOUT_S)
             total_s = sc.warmup_s + sc.duration_s
             bar = _Progress(self.progress, total_s, sc.name)
-            t_start = time.time_ns() + 20_000_000  # first event due 20 ms from now
+            t_start = clock_ns() + 20_000_000  # first event due 20 ms from now
             self.t0 = t0 = t_start + int(sc.warmup_s * 1e9)
             if self.faults:
                 runner = FaultRunner(self.faults, t0, self._fault_actions(), ids)
@@ -397,11 +420,11 @@ class _Simulation:
                 await self.publish_phase(t_start, bar)
                 if runner is not None:
                     await runner.wait(timeout_s=max((f.at_s + f.duration_s for f in self.faults), default=0) + 30)
-                await self.drain(expected_counts(self.pubs, ids))
+                await self.drain(expected_counts(self.pubs, [ids[i] for i in roles(sc)[1]]))
                 bar.update(total_s, len(self.pubs), len(self.deliveries))
             finally:
                 bar.close()
-            t_end = time.time_ns()
+            t_end = clock_ns()
             stats = await self._redis_stats()
             inst_rows = self._instance_rows()  # before closing: "connected" is as the run ended
         finally:
@@ -437,14 +460,14 @@ class _Simulation:
         ids, say = self.ids, self.say
         src = ids[ev.publisher]
         data = market.make(ev.type, ev.symbol, due // 1_000_000)
-        t_sent = time.time_ns()
+        t_sent = clock_ns()
         if ev.publisher in self.down:
             self.pubs.append((f"not-sent:{src}:{ev.k}", src, -1, ev.type, ev.symbol, due, t_sent, 0, False,
                               self.down[ev.publisher]))
             return
         try:
             env = await self.bridges[ev.publisher].publish(ev.type, data, intended_ns=due)
-            self.pubs.append((env.id, src, env.seq, ev.type, ev.symbol, due, t_sent, time.time_ns(), True, ""))
+            self.pubs.append((env.id, src, env.seq, ev.type, ev.symbol, due, t_sent, clock_ns(), True, ""))
             if say:
                 say(f"[{(t_sent - self.t0) / 1e9:9.3f}s] {src} -> {ev.type} {ev.symbol} {env.id}")
         except PublishError as exc:
@@ -524,6 +547,11 @@ def build_record(sc: Scenario, url: str, run_id: str, version: str | None, t0: i
         del_df = del_df[~del_df["id"].isin(warm_ids)].reset_index(drop=True)
     scen = sc.to_dict()
     scen["redis_url"] = redact_url(url) if sc.redis_url else None
+    if sc.topology != "mesh":  # analysis: who publishes, who is expected to receive
+        ids = instance_ids(sc)
+        pubs_i, recv_i = roles(sc)
+        scen["publishers"] = [ids[i] for i in pubs_i]
+        scen["receivers"] = [ids[i] for i in recv_i]
     env_info = environment(version)
     env_info["redis_url"] = redact_url(url)
     env_info["transport"] = sc.transport
