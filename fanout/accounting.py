@@ -14,7 +14,9 @@ Causes, in the order they are tried for each missing ``(event, receiver)``:
    (its resubscription), plus ``POST_NS``. A slow consumer's
    loss is named "cut off by output-buffer limit" when Redis reports (INFO, or its log on
    Redis < 7.2) that it disconnected a client for its output buffer.
-3. **unexplained**: anything else.
+3. **its agent died**: a receiver hosted by an agent that died mid-run (a multi-host run) loses
+   everything after that, and its records with it.
+4. **unexplained**: anything else.
 
 Events whose publish failed were never published: the publisher was told (``PublishError``);
 they are expected nowhere and are listed separately as "not published".
@@ -121,9 +123,14 @@ def account_losses(record: RunRecord, receivers: list[str] | None = None) -> Los
     cut = stats.get("client_output_buffer_limit_disconnections")
     windows = fault_windows(record, receivers)
     trimmed = dict(zip(record.instances["instance"], record.instances.get("transport_losses", pd.Series(dtype=int))))
+    dead = dict((record.environment or {}).get("dead_instances") or {})
     rows: dict[tuple[str, str, str], int] = {}
     for r, ids in missing.items():
         left = sorted(ids, key=lambda e: sent[e])
+        if r in dead:  # its agent died: nothing it should have received was recorded
+            if left:
+                rows[(r, f"agent {dead[r]} died", "")] = len(left)
+            continue
         t = min(int(trimmed.get(r, 0) or 0), len(left))
         if t:
             rows[(r, TRIMMED, "")] = t

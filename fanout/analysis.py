@@ -201,6 +201,7 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
     total_ok = len(ok)
 
     d = record.deliveries
+    dead_sources = list((record.environment or {}).get("dead_instances") or {})
     rows_by = _count_by(d["receiver"])
     distinct_by = _count_by(d.drop_duplicates(["id", "receiver"])["receiver"])
     self_by = _count_by(d.loc[d["source"] == d["receiver"], "receiver"])
@@ -264,7 +265,10 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         "missing": expected_total - received_total,
         "duplicates": len(d) - sum(distinct_by.values()),
         "self_received": int((d["source"] == d["receiver"]).sum()),
-        "unknown": int((~d["id"].isin(pubs["id"])).sum()),
+        # deliveries of events no publication row names; those from instances whose agent died
+        # (its publication records died with it) are counted apart
+        "unknown": int((~d["id"].isin(pubs["id"]) & ~d["source"].isin(dead_sources)).sum()),
+        "from_dead_agents": int((~d["id"].isin(pubs["id"]) & d["source"].isin(dead_sources)).sum()),
         "unexpected": int(per_instance["unexpected"].sum()) + stray,
         "failed_delivered": int(d["id"].isin(pubs.loc[~pubs["ok"], "id"]).sum()),
         "errors": int(inst["errors"].sum()),

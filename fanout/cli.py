@@ -45,6 +45,11 @@ def _add_scenario_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--event-types", type=_csv, metavar="T,T", help="comma-separated: ticker,trade,orderbook,candle")
     g.add_argument("--transport", help="pubsub (default) or streams")
     g.add_argument("--processes", action="store_true", help="run each instance in its own OS process")
+    g.add_argument("--agents", type=int, metavar="K", help="run over K 'fanout agent' processes (any hosts) through Redis")
+    g.add_argument("--agent-wait", type=float, metavar="S", default=60.0,
+                   help="with --agents: seconds to wait for them to register (default 60)")
+    g.add_argument("--topology", choices=("mesh", "host-bots"),
+                   help="mesh (default): all publish and subscribe; host-bots: one publish-only host, the rest bots")
     g.add_argument("--seed", type=int, help="random seed: same seed, same publishers, types and payloads")
     g.add_argument("--warmup", type=float, metavar="S", help="seconds published before measuring")
     g.add_argument("--drain-timeout", type=float, metavar="S", help="seconds to wait for late deliveries")
@@ -79,6 +84,15 @@ def build_parser() -> argparse.ArgumentParser:
                      help="extra notebook parameter (YAML value), repeatable")
     rep.add_argument("--redis-url", metavar="URL", default=None, help="Redis to use (default: $REDIS_URL, else throwaway)")
 
+    agent = sub.add_parser("agent", help="host instances for runs coordinated through Redis (fanout run --agents K)")
+    agent.add_argument("--redis-url", metavar="URL", default=None, help="the Redis under test (default: $REDIS_URL)")
+    agent.add_argument("--name", help="this agent's name (default: host-pid)")
+    agent.add_argument("--role", choices=("any", "host", "bot"), default="any",
+                       help="host: take the websocket-host in a host-bots run (default any)")
+    agent.add_argument("--wait", type=float, default=600.0, metavar="S",
+                       help="seconds to wait for a run before exiting (default 600)")
+    agent.add_argument("--clock-skew-ms", type=float, default=0.0, help=argparse.SUPPRESS)
+
     demo = sub.add_parser("demo", help="one publisher, two subscribers on a throwaway Redis; print their metrics")
     demo.add_argument("--events", type=int, default=20, help="events to publish (default 20)")
     demo.add_argument("--redis-url", metavar="URL", default=None, help="Redis to use (default: $REDIS_URL, else throwaway)")
@@ -99,6 +113,7 @@ def _scenario_from_args(args: argparse.Namespace):
         "min_delivery_pct": args.min_delivery, "max_avg_latency_ms": args.max_avg_latency,
         "redis_url": _redis_url(args), "verbose": True if getattr(args, "verbose", False) else None,
         "process_mode": "processes" if args.processes else None,
+        "agents": args.agents, "topology": args.topology,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if args.scenario:
@@ -114,6 +129,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     sc = _scenario_from_args(args)
     if sc.redis_url:
         check_reachable(sc.redis_url)
+    if sc.agents:
+        from . import simulator
+
+        simulator.AGENT_WAIT_S = args.agent_wait
     printer = (lambda line: print(line, flush=True)) if sc.verbose and not args.json else None
     rec = run_scenario(sc, progress=False if (args.no_progress or args.json) else None, printer=printer,
                        save_to=None if args.no_save else args.out)
@@ -172,6 +191,17 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_PASS if result.passed else EXIT_FAIL
 
 
+def cmd_agent(args: argparse.Namespace) -> int:
+    from .agents import agent_main
+
+    url = _redis_url(args)
+    if not url:
+        raise ConfigError("an agent needs --redis-url (or $REDIS_URL): the Redis every agent and the coordinator reach")
+    return asyncio.run(agent_main(url, args.name, args.role, wait_s=args.wait,
+                                  clock_skew_ns=int(args.clock_skew_ms * 1e6),
+                                  say=lambda line: print(line, flush=True)))
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .bridge import BridgeConfig, RedisEventBridge
     from .redis_server import RedisServer
@@ -219,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return EXIT_USAGE
-    handler = {"run": cmd_run, "report": cmd_report, "demo": cmd_demo}[args.command]
+    handler = {"run": cmd_run, "report": cmd_report, "demo": cmd_demo, "agent": cmd_agent}[args.command]
     try:
         return handler(args)
     except ConfigError as exc:

@@ -1,172 +1,264 @@
-"""Instances as separate OS processes (``Scenario.process_mode = "processes"``).
+"""Instances outside this process: one coordinator, many workers, one RunRecord.
 
-The realistic deployment: every instance has its own interpreter, event loop and connections.
-The coordinator (this process) spawns one worker per instance; every worker runs the same
-simulator code over its one instance (``_Simulation(hosted=[i])``), so the records that come
-back are the ones a single-process run makes and the analysis is unchanged.
+A *worker* hosts some instances and runs the same simulator code over them
+(``_Simulation(hosted=[...])``), so the records that come back are the ones a single-process run
+makes and the analysis is unchanged. Two kinds of worker share this conversation:
 
-The conversation with each worker, over a pipe, every step bounded by a timeout:
+* a **process** (``Scenario.process_mode = "processes"``): one spawned OS process per instance,
+  talking over a pipe (``ProcessLink``);
+* an **agent** on any host (``fanout agent``, see :mod:`fanout.agents`), talking through Redis.
 
-    worker -> ("ready", version)          bridges started, subscriptions confirmed on its side
-    coord  -> ("go", t_start)             after Redis shows every subscriber (PUBSUB NUMSUB)
-    worker -> ("published", pubs)         its share of the schedule is done
-    coord  -> ("drain", expected)         distinct events each of its receivers must get
-    worker -> ("done", records...)        deliveries, metrics, outages
-A worker that dies or goes silent is named in a one-line error; no step waits forever.
+The conversation, every step bounded by a timeout::
+
+    worker -> ("ready", version, clock)    bridges started; clock = (offset_ns, uncertainty_ns)
+    coord  -> ("go", t_start)              after Redis shows every subscriber (PUBSUB NUMSUB)
+    worker -> ("published", pubs)          its share of the schedule is done
+    coord  -> ("drain", expected)          distinct events each of its receivers must get
+    worker -> ("done", deliveries, instance rows, outages)
+
+Times cross the link in the *reference clock* (Redis's ``TIME`` for agents, the shared wall
+clock for local processes): a worker adds its clock offset to every time it sends and subtracts
+it from the start time it receives, so latency across hosts is measured on one clock.
+A worker that dies or goes silent is named: a process in a one-line error, an agent in the
+record (its instances' missing deliveries are attributed to it).
 """
 from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import FanoutError
 from .scenario import Scenario, from_dict
 
-#: how long a worker may take to start its bridge and report ready
+#: how long a worker may take to start its bridges and report ready
 READY_TIMEOUT_S = 60.0
 
-
-def _worker(index: int, scenario: dict, url: str, conn) -> None:
-    """Entry point of one worker process (spawned: imports fanout afresh)."""
-    from .simulator import _Simulation
-
-    async def main() -> None:
-        sc = from_dict(scenario)
-        sim = _Simulation(sc, url, hosted=[index])
-        try:
-            version = await sim.setup()
-            conn.send(("ready", version))
-            msg = await _recv(conn, READY_TIMEOUT_S + sc.duration_s)
-            if msg[0] != "go":
-                return
-            sim.t0 = msg[1] + int(sc.warmup_s * 1e9)
-            await sim.publish_phase(msg[1])
-            conn.send(("published", sim.pubs))
-            msg = await _recv(conn, 60.0 + sc.drain_timeout_s)
-            if msg[0] != "drain":
-                return
-            await sim.drain(msg[1])
-            conn.send(("done", sim.deliveries, sim._instance_rows(), sim.outage_rows()))
-        except Exception as exc:  # noqa: BLE001 - reported to the coordinator in one line
-            conn.send(("error", f"{type(exc).__name__}: {exc}"))
-        finally:
-            await sim.close()
-
-    asyncio.run(main())
+_PUB_TIMES = (5, 6, 7)      # t_intended, t_sent, t_acked in a publication tuple
+_DEL_TIME = 5               # t_received in a delivery tuple
 
 
-async def _recv(conn, timeout_s: float):
-    """Receive one message from a pipe without blocking the event loop, bounded."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if conn.poll():
-            return conn.recv()
-        if time.monotonic() > deadline:
-            raise FanoutError(f"no message within {timeout_s:g}s")
-        await asyncio.sleep(0.005)
+def shift_records(pubs: list, deliveries: list, outages: list, offset_ns: int) -> tuple[list, list, list]:
+    """Every time in the raw records moved by ``offset_ns`` (local clock -> reference clock)."""
+    if not offset_ns:
+        return pubs, deliveries, outages
+    p2 = [tuple(v + offset_ns if k in _PUB_TIMES and v else v for k, v in enumerate(p)) for p in pubs]
+    d2 = [tuple(v + offset_ns if k == _DEL_TIME else v for k, v in enumerate(d)) for d in deliveries]
+    o2 = [(o[0], o[1] + offset_ns if o[1] else 0, o[2] + offset_ns if o[2] else 0, o[3]) for o in outages]
+    return p2, d2, o2
 
 
-class _Workers:
-    def __init__(self, sc: Scenario, url: str) -> None:
-        ctx = mp.get_context("spawn")
-        self.sc = sc
-        self.ids = [f"test-instance-{i}" for i in range(sc.instances)]
-        self.pipes = []
-        self.procs = []
-        for i in range(sc.instances):
-            parent, child = ctx.Pipe()
-            p = ctx.Process(target=_worker, args=(i, sc.to_dict(), url, child), name=f"fanout-{self.ids[i]}",
-                            daemon=True)
-            self.pipes.append(parent)
-            self.procs.append(p)
+async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=(0, 0)) -> None:
+    """The worker's side of the conversation over ``send(msg)`` / ``await recv(timeout)``."""
+    from .simulator import _Simulation, roles
 
-    def start(self) -> None:
-        for p in self.procs:
-            p.start()
+    offset = int(clock[0])
+    sim = _Simulation(sc, url, hosted=hosted)
+    try:
+        version = await sim.setup()
+        await send(("ready", version, list(clock)))
+        msg = await recv(READY_TIMEOUT_S + sc.duration_s)
+        if msg[0] != "go":
+            return
+        t_start = int(msg[1]) - offset
+        sim.t0 = t_start + int(sc.warmup_s * 1e9)
+        await sim.publish_phase(t_start)
+        pubs, _, _ = shift_records(sim.pubs, [], [], offset)
+        await send(("published", pubs))
+        msg = await recv(60.0 + sc.drain_timeout_s)
+        if msg[0] != "drain":
+            return
+        receivers = set(roles(sc)[1])
+        await sim.drain({r: n for r, n in msg[1].items() if sim.ids.index(r) in receivers})
+        _, dels, outs = shift_records([], sim.deliveries, sim.outage_rows(), offset)
+        await send(("done", dels, sim._instance_rows(), outs))
+    except Exception as exc:  # noqa: BLE001 - reported to the coordinator in one line
+        await send(("error", f"{type(exc).__name__}: {exc}"))
+    finally:
+        await sim.close()
 
-    async def gather(self, what: str, timeout_s: float) -> list[tuple]:
-        """One message from every worker (all of kind ``what``), or a one-line error naming who failed."""
-        out: list[Any] = [None] * len(self.pipes)
-        deadline = time.monotonic() + timeout_s
-        while any(m is None for m in out):
-            for i, conn in enumerate(self.pipes):
-                if out[i] is not None:
-                    continue
-                if conn.poll():
-                    msg = conn.recv()
-                    if msg[0] == "error":
-                        raise FanoutError(f"{self.ids[i]} (pid {self.procs[i].pid}) failed: {msg[1]}")
-                    out[i] = msg
-                elif not self.procs[i].is_alive():
-                    raise FanoutError(f"{self.ids[i]} (pid {self.procs[i].pid}) died with exit code "
-                                      f"{self.procs[i].exitcode} while the coordinator waited for '{what}'")
-            if time.monotonic() > deadline:
-                late = [self.ids[i] for i, m in enumerate(out) if m is None]
-                raise FanoutError(f"no '{what}' from {', '.join(late)} within {timeout_s:g}s")
-            await asyncio.sleep(0.005)
-        return out
 
-    def send_all(self, msgs: list[tuple]) -> None:
-        for conn, msg in zip(self.pipes, msgs):
-            conn.send(msg)
+# ------------------------------------------------------------------ the coordinator
+
+
+@dataclass
+class Link:
+    """One worker as the coordinator sees it."""
+
+    name: str
+    hosted: list[int]
+    clock: tuple[int, int] = (0, 0)
+    dead: str | None = None           # why it is gone, once it is
+    info: dict[str, Any] = field(default_factory=dict)
+
+    async def send(self, msg: tuple) -> None: ...
+    async def poll(self) -> tuple | None: ...
+    async def alive(self) -> bool: ...
+    def stop(self) -> None: ...
+
+
+class ProcessLink(Link):
+    def __init__(self, name: str, hosted: list[int], proc, conn) -> None:
+        super().__init__(name, hosted)
+        self.proc, self.conn = proc, conn
+
+    async def send(self, msg: tuple) -> None:
+        self.conn.send(msg)
+
+    async def poll(self) -> tuple | None:
+        return self.conn.recv() if self.conn.poll() else None
+
+    async def alive(self) -> bool:
+        return self.proc.is_alive()
 
     def stop(self) -> None:
-        for conn in self.pipes:
-            try:
-                conn.send(("stop",))
-            except (OSError, ValueError):
-                pass
-        for p in self.procs:
-            p.join(timeout=5)
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=5)
+        self.proc.join(timeout=5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(timeout=5)
 
 
-async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None) -> "RunRecord":  # noqa: F821
-    """The coordinator: one worker process per instance, one RunRecord at the end."""
+async def gather(links: list[Link], what: str, timeout_s: float, *, tolerate_death: bool) -> dict[str, tuple]:
+    """One message of kind ``what`` from every live link. A link that dies or errs is marked
+    dead (``tolerate_death``) or raises a one-line error naming it."""
+    out: dict[str, tuple] = {}
+    deadline = time.monotonic() + timeout_s
+    while True:
+        waiting = [ln for ln in links if ln.dead is None and ln.name not in out]
+        if not waiting:
+            return out
+        for ln in waiting:
+            msg = await ln.poll()
+            why = None
+            if msg is not None and msg[0] == "error":
+                why = f"failed: {msg[1]}"
+            elif msg is not None:
+                out[ln.name] = msg
+                continue
+            elif not await ln.alive():
+                why = f"died while the coordinator waited for '{what}'"
+            if why:
+                if not tolerate_death:
+                    raise FanoutError(f"{ln.name} {why}")
+                ln.dead = why
+        if time.monotonic() > deadline:
+            late = [ln.name for ln in links if ln.dead is None and ln.name not in out]
+            if not tolerate_death:
+                raise FanoutError(f"no '{what}' from {', '.join(late)} within {timeout_s:g}s")
+            for ln in links:
+                if ln.name in late:
+                    ln.dead = f"silent: no '{what}' within {timeout_s:g}s"
+        await asyncio.sleep(0.01)
+
+
+async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, progress=None,
+                     tolerate_death: bool = False, now_ns=None) -> "RunRecord":  # noqa: F821
+    """Drive the workers through one run and build its record (see the module doc)."""
     from .simulator import (
         SUBSCRIBE_CONFIRM_TIMEOUT_S,
         _confirm_subscriptions,
         _Progress,
         build_record,
         expected_counts,
+        instance_ids,
+        roles,
     )
 
-    workers = _Workers(sc, url)
-    workers.start()
+    from .record import INSTANCE_COLUMNS
+
+    now_ns = now_ns or time.time_ns
+    ids = instance_ids(sc)
+    ready = await gather(links, "ready", READY_TIMEOUT_S, tolerate_death=tolerate_death)
+    for ln in links:
+        if ln.name in ready:
+            ln.clock = tuple(ready[ln.name][2])
+    version = next((m[1] for m in ready.values() if m[1]), None)
+    if sc.transport == "pubsub":
+        alive_receivers = [i for ln in links if ln.dead is None for i in ln.hosted if i in roles(sc)[1]]
+        await _confirm_subscriptions(url, [f"{sc.key_prefix}{t}" for t in sc.event_types],
+                                     len(alive_receivers), SUBSCRIBE_CONFIRM_TIMEOUT_S)
+    t_start = now_ns() + 500_000_000  # every worker gets the message well before the first event
+    t0 = t_start + int(sc.warmup_s * 1e9)
+    for ln in links:
+        if ln.dead is None:
+            await ln.send(("go", t_start))
+    bar = _Progress(progress, sc.warmup_s + sc.duration_s, sc.name)
     try:
-        ready = await workers.gather("ready", READY_TIMEOUT_S)
-        version = ready[0][1]
-        if sc.transport == "pubsub":
-            channels = [f"{sc.key_prefix}{t}" for t in sc.event_types]
-            await _confirm_subscriptions(url, channels, sc.instances, SUBSCRIBE_CONFIRM_TIMEOUT_S)
-        t_start = time.time_ns() + 200_000_000  # every worker gets the message well before the first event
-        t0 = t_start + int(sc.warmup_s * 1e9)
-        workers.send_all([("go", t_start)] * sc.instances)
-        bar = _Progress(progress, sc.warmup_s + sc.duration_s, sc.name)
-        try:
-            wait_s = sc.warmup_s + sc.duration_s + 60.0
-            published_task = asyncio.ensure_future(workers.gather("published", wait_s))
-            while not published_task.done():
-                await asyncio.wait([published_task], timeout=0.25)
-                bar.update((time.time_ns() - t_start) / 1e9, 0, 0)
-            published = published_task.result()
-        finally:
-            bar.close()
-        pubs = [p for msg in published for p in msg[1]]
-        expected = expected_counts(pubs, workers.ids)
-        workers.send_all([("drain", {r: expected[r]}) for r in workers.ids])
-        done = await workers.gather("done", sc.drain_timeout_s + 60.0)
-        t_end = time.time_ns()
+        task = asyncio.ensure_future(gather(links, "published", sc.warmup_s + sc.duration_s + 60.0,
+                                            tolerate_death=tolerate_death))
+        while not task.done():
+            await asyncio.wait([task], timeout=0.25)
+            bar.update((now_ns() - t_start) / 1e9, 0, 0)
+        published = task.result()
     finally:
-        workers.stop()
-    deliveries = [d for msg in done for d in msg[1]]
-    inst_rows = [r for msg in done for r in msg[2]]
-    outages = [o for msg in done for o in msg[3]]
+        bar.close()
+    pubs = [p for m in published.values() for p in m[1]]
+    expected = expected_counts(pubs, [ids[i] for i in roles(sc)[1]])
+    for ln in links:
+        if ln.dead is None:
+            await ln.send(("drain", {ids[i]: expected[ids[i]] for i in ln.hosted if ids[i] in expected}))
+    done = await gather(links, "done", sc.drain_timeout_s + 60.0, tolerate_death=tolerate_death)
+    t_end = now_ns()
+    deliveries = [d for m in done.values() for d in m[1]]
+    inst_rows = [r for m in done.values() for r in m[2]]
+    outages = [o for m in done.values() for o in m[3]]
+    lost_instances = {}
+    for ln in links:
+        if ln.name not in done:
+            ln.dead = ln.dead or "no records"
+            for i in ln.hosted:
+                lost_instances[ids[i]] = ln.name
+                inst_rows.append({**dict.fromkeys(INSTANCE_COLUMNS, 0), "instance": ids[i], "connected": False})
     rec = build_record(sc, url, run_id, version, t0, t_end, pubs, deliveries, inst_rows, [], outages, {})
+    rec.environment["workers"] = {
+        ln.name: {"instances": [ids[i] for i in ln.hosted], "clock_offset_ns": int(ln.clock[0]),
+                  "clock_uncertainty_ns": int(ln.clock[1]), "status": ln.dead or "ok", **ln.info}
+        for ln in links}
+    if lost_instances:
+        rec.environment["dead_instances"] = lost_instances
+    return rec
+
+
+# ------------------------------------------------------------------ workers as local processes
+
+
+def _process_main(index: int, scenario: dict, url: str, conn) -> None:
+    """Entry point of one spawned worker process (imports fanout afresh)."""
+
+    async def send(msg) -> None:
+        conn.send(msg)
+
+    async def recv(timeout_s: float):
+        deadline = time.monotonic() + timeout_s
+        while not conn.poll():
+            if time.monotonic() > deadline:
+                raise FanoutError(f"no message from the coordinator within {timeout_s:g}s")
+            await asyncio.sleep(0.005)
+        return conn.recv()
+
+    asyncio.run(serve(from_dict(scenario), url, [index], send, recv))
+
+
+async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None) -> "RunRecord":  # noqa: F821
+    """One worker process per instance; the same RunRecord as a single-process run."""
+    from .simulator import instance_ids
+
+    ctx = mp.get_context("spawn")
+    ids = instance_ids(sc)
+    links: list[Link] = []
+    for i in range(sc.instances):
+        parent, child = ctx.Pipe()
+        p = ctx.Process(target=_process_main, args=(i, sc.to_dict(), url, child), name=f"fanout-{ids[i]}",
+                        daemon=True)
+        p.start()
+        links.append(ProcessLink(ids[i], [i], p, parent))
+    try:
+        rec = await coordinate(sc, url, run_id, links, progress=progress)
+    finally:
+        for ln in links:
+            ln.stop()
     rec.environment["process_mode"] = "processes"
-    rec.environment["worker_pids"] = [p.pid for p in workers.procs]
+    rec.environment["worker_pids"] = [ln.proc.pid for ln in links]
     return rec

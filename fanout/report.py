@@ -118,6 +118,18 @@ def _distribution_line(row: dict[str, Any]) -> str:
     return line + (f" ({', '.join(faults)})" if faults else "")
 
 
+def _worker_lines(f: Findings) -> list[str]:
+    """Which agent hosted which instances, and its clock against Redis's (multi-host runs)."""
+    workers = (f.environment or {}).get("workers") or {}
+    if not workers or not str(f.environment.get("process_mode", "")).startswith("agents"):
+        return []
+    lines = ["Agents (clock offset against Redis TIME ± uncertainty):"]
+    for name, w in workers.items():
+        lines.append(f"  {name}: {', '.join(w['instances'])}; clock {w['clock_offset_ns'] / 1e6:+.3f}ms "
+                     f"± {w['clock_uncertainty_ns'] / 1e6:.3f}ms; {w['status']}")
+    return lines + [""]
+
+
 def _loss_lines(f: Findings) -> list[str]:
     """Faults and the exact account of every lost event (only when there is something to say)."""
     acc = f.losses
@@ -146,7 +158,7 @@ def render_text(f: Findings) -> str:
     """The seed's "Test Results" block, plus our extra facts, verdict with measured values."""
     rows = f.per_instance.to_dict(orient="records")
     lines = [RULE, "Test Results - Multi-Instance Redis Pub/Sub", RULE, ""]
-    lines += _overall_lines(f) + [""] + _latency_lines(f) + ["", "Per-Instance Statistics:", ""]
+    lines += _overall_lines(f) + [""] + _latency_lines(f) + [""] + _worker_lines(f) + ["Per-Instance Statistics:", ""]
     if len(rows) > MAX_INSTANCE_BLOCKS:
         lines += _instance_table(rows) + [""]
     else:

@@ -46,6 +46,7 @@ class Scenario:
     pubsub_buffer_limit: str | None = None  # throwaway server's pub/sub output-buffer hard limit, e.g. "256kb"
     health_check_s: float = 5.0        # a silent subscriber connection is PINGed after this long
     stream_maxlen: int = 100_000       # streams transport: entries kept per stream (approximate)
+    agents: int = 0                    # >0: run over this many `fanout agent` processes (any hosts), through Redis
     topology: str = "mesh"             # mesh: all publish and subscribe; host-bots: one publish-only host, subscribe-only bots
     process_mode: str = "single"       # single: all instances in one process; processes: one OS process each
     book_depth: int = 5                # order book levels per side in a snapshot (diffs: a quarter); sets message size
@@ -103,6 +104,12 @@ class Scenario:
             raise ConfigError(f"topology: {self.topology!r} is not mesh or host-bots")
         if self.topology == "host-bots" and self.instances < 2:
             raise ConfigError("instances: host-bots needs at least 2 (one host, one bot)")
+        if not isinstance(self.agents, int) or isinstance(self.agents, bool) or self.agents < 0:
+            raise ConfigError(f"agents: must be a whole number >= 0, got {self.agents!r}")
+        if self.agents and (self.faults or self.process_mode != "single"):
+            raise ConfigError("agents: a run over agents takes no fault plan and no process_mode")
+        if self.agents and not self.redis_url:
+            raise ConfigError("agents: a run over agents needs redis_url (the Redis every agent can reach)")
         if self.process_mode not in ("single", "processes"):
             raise ConfigError(f"process_mode: {self.process_mode!r} is not single or processes")
         if self.process_mode == "processes" and self.faults:

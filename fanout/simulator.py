@@ -52,6 +52,8 @@ Printer = Callable[[str], None]
 
 #: how long to wait for every subscription to show on the server before publishing
 SUBSCRIBE_CONFIRM_TIMEOUT_S = 10.0
+#: how long a run over agents waits for them to register (the CLI's --agent-wait sets it)
+AGENT_WAIT_S = 60.0
 #: publishes one instance may have awaiting their reply at once (bounds memory when Redis is slow)
 MAX_IN_FLIGHT = 1000
 #: a slow consumer's kernel receive buffer (bytes): small, so Redis's output buffer fills
@@ -213,6 +215,11 @@ async def simulate(
         raise FanoutError("simulate() needs a Redis URL: pass redis_url, or use run_scenario() for a throwaway server")
     if sc.transport == "streams":
         await _forget_stream_positions(url, sc)
+    if sc.agents:
+        from .agents import run_with_agents
+
+        return await run_with_agents(sc, url, run_id or new_run_id(sc), sc.agents, wait_s=AGENT_WAIT_S,
+                                     progress=progress)
     if sc.process_mode == "processes":
         from .processes import simulate_processes
 
