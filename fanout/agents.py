@@ -199,6 +199,9 @@ async def agent_main(url: str, name: str | None = None, role: str = "any", *, wa
         await client.ping()
     except Exception as exc:  # noqa: BLE001
         raise RedisUnavailable(f"cannot reach Redis at {redact_url(url)}: {str(exc).splitlines()[0]}") from None
+    if not await client.set(alive_key, b"1", px=HEARTBEAT_TTL_MS, nx=True):
+        raise FanoutError(f"an agent named {name!r} is already registered and alive at {redact_url(url)}; "
+                          f"give this one another --name")
     await client.delete(inbox, f"{NS}agent:{name}:busy")
     await client.hset(f"{NS}agent:{name}", mapping={"name": name, "host": socket.gethostname(), "pid": os.getpid(),
                                                     "role": role, "registered_ns": time.time_ns()})

@@ -16,7 +16,7 @@ from .errors import ConfigError
 from .events import EVENT_TYPES
 from .market import DEFAULT_SYMBOLS
 
-TRANSPORT_NAMES = ("pubsub", "streams")
+TRANSPORT_NAMES = ("pubsub", "streams", "sharded")
 ARRIVALS = ("uniform", "poisson")
 
 #: where the shipped scenario files live (repository root / scenarios)
@@ -50,6 +50,10 @@ class Scenario:
     topology: str = "mesh"             # mesh: all publish and subscribe; host-bots: one publish-only host, subscribe-only bots
     process_mode: str = "single"       # single: all instances in one process; processes: one OS process each
     book_depth: int = 5                # order book levels per side in a snapshot (diffs: a quarter); sets message size
+    cluster_masters: int = 0           # >0: the throwaway Redis is a local Redis Cluster of this many masters (sharded transport)
+    cluster_replicas: int = 0          # replicas per cluster master (node_failover needs 1)
+    sentinel: bool = False             # the throwaway Redis is a master + replica watched by 3 Sentinels (bridges ask them)
+    shard_partitions: int = 1          # sharded transport: channels per event type, partitioned by symbol
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -108,8 +112,6 @@ class Scenario:
             raise ConfigError(f"agents: must be a whole number >= 0, got {self.agents!r}")
         if self.agents and (self.faults or self.process_mode != "single"):
             raise ConfigError("agents: a run over agents takes no fault plan and no process_mode")
-        if self.agents and not self.redis_url:
-            raise ConfigError("agents: a run over agents needs redis_url (the Redis every agent can reach)")
         if self.process_mode not in ("single", "processes"):
             raise ConfigError(f"process_mode: {self.process_mode!r} is not single or processes")
         if self.process_mode == "processes" and self.faults:
@@ -119,6 +121,30 @@ class Scenario:
         faults = parse_faults(self.faults, self.instances, self.duration_s)
         if self.redis_url and any(f.kind == "redis_restart" for f in faults):
             raise ConfigError("faults: redis_restart needs the throwaway server fanout starts (leave redis_url empty)")
+        for name in ("cluster_masters", "cluster_replicas", "shard_partitions"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise ConfigError(f"{name}: must be a whole number >= 0, got {v!r}")
+        if self.cluster_masters and self.cluster_masters < 3:
+            raise ConfigError(f"cluster_masters: a Redis Cluster needs at least 3, got {self.cluster_masters}")
+        if self.cluster_masters and self.transport != "sharded":
+            raise ConfigError("cluster_masters: the local cluster is for the sharded transport (transport: sharded)")
+        if self.transport == "sharded" and not (self.cluster_masters or self.redis_url):
+            raise ConfigError("transport sharded needs a Redis Cluster: cluster_masters >= 3, or redis_url of a cluster node")
+        if not 1 <= self.shard_partitions <= 1024 or (self.shard_partitions > 1 and self.transport != "sharded"):
+            raise ConfigError(f"shard_partitions: 1..1024, and > 1 only with transport sharded, got {self.shard_partitions!r}")
+        if not isinstance(self.sentinel, bool):
+            raise ConfigError(f"sentinel: must be true or false, got {self.sentinel!r}")
+        if self.sentinel and (self.transport == "sharded" or self.redis_url or self.cluster_masters):
+            raise ConfigError("sentinel: a throwaway Sentinel setup for pubsub or streams (no redis_url, no cluster)")
+        if self.redis_url and any(f.kind in ("node_failover", "sentinel_failover") for f in faults):
+            raise ConfigError("faults: node_failover and sentinel_failover need the throwaway setup fanout starts")
+        if any(f.kind == "node_failover" for f in faults) and not (self.cluster_masters and self.cluster_replicas):
+            raise ConfigError("faults: node_failover needs a local cluster with replicas (cluster_masters, cluster_replicas: 1)")
+        if any(f.kind == "sentinel_failover" for f in faults) and not self.sentinel:
+            raise ConfigError("faults: sentinel_failover needs sentinel: true")
+        if any(f.kind == "redis_restart" for f in faults) and (self.sentinel or self.cluster_masters):
+            raise ConfigError("faults: redis_restart restarts a single throwaway server, not a cluster or a Sentinel setup")
 
     @property
     def expected_events(self) -> int:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from redis.asyncio import Redis
 
 from .bridge import BridgeConfig, RedisEventBridge
-from .errors import FanoutError, PublishError, RedisUnavailable
+from .errors import ConfigError, FanoutError, PublishError, RedisUnavailable
 from .market import SyntheticMarket
 from .faults import PROXY_KINDS, Fault, FaultRunner, parse_faults
 from .record import (
@@ -43,6 +43,7 @@ from .record import (
     frame,
 )
 from .redact import redact_url
+from .cluster import backend_options
 from .redis_server import RedisServer
 from .scenario import Scenario
 
@@ -265,6 +266,7 @@ class _Simulation:
             key_prefix=self.sc.key_prefix, health_check_interval_s=self.sc.health_check_s,
             health_check_timeout_s=min(3.0, self.sc.health_check_s), stream_maxlen=self.sc.stream_maxlen,
             reconnect_max_s=0.5 if fast else 2.0, publish_timeout_s=1.0 if fast else 2.0,
+            **backend_options(self.server, self.sc),  # sentinel addresses, shard partitions
         )
 
     def _make_bridge(self, i: int) -> RedisEventBridge:
@@ -347,10 +349,17 @@ class _Simulation:
             self.proxies[f.instance].heal()
             return "partition healed"
 
+        async def failover_begin(f: Fault) -> str:  # LocalCluster / LocalSentinel: kill a master, wait for its successor
+            return await asyncio.to_thread(self.server.fail_over)
+
+        async def failover_end(f: Fault) -> str:
+            return ""
+
         return {
             "redis_restart": (restart_begin, restart_end), "instance_crash": (crash_begin, crash_end),
             "slow_consumer": (slow_begin, slow_end), "latency": (latency_begin, latency_end),
             "partition": (partition_begin, partition_end),
+            "node_failover": (failover_begin, failover_end), "sentinel_failover": (failover_begin, failover_end),
         }
 
     async def _start_proxies(self) -> None:
@@ -587,7 +596,16 @@ def _run_sync(coro):
 
 
 def throwaway_server(sc: Scenario) -> RedisServer:
-    """The throwaway redis-server a scenario asks for (persistence, output-buffer limit)."""
+    """The throwaway redis-server a scenario asks for (persistence, output-buffer limit), or a local
+    Redis Cluster (``cluster_masters``) or Sentinel setup (``sentinel``): same ``url`` and context manager."""
+    if sc.cluster_masters:
+        from .cluster import LocalCluster
+
+        return LocalCluster(sc.cluster_masters, sc.cluster_replicas)
+    if sc.sentinel:
+        from .cluster import LocalSentinel
+
+        return LocalSentinel()
     return RedisServer(appendonly=sc.redis_aof, pubsub_buffer_limit=sc.pubsub_buffer_limit)
 
 
@@ -600,6 +618,8 @@ def run_scenario(
 ) -> RunRecord:
     """Synchronous wrapper: start a throwaway redis-server unless ``sc.redis_url`` is set,
     run, save the record under ``save_to`` (unless None) and return it."""
+    if sc.agents and not sc.redis_url:
+        raise ConfigError("agents: a run over agents needs redis_url (the Redis every agent can reach)")
     if sc.redis_url:
         rec = _run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer))
     else:

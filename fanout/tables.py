@@ -268,7 +268,25 @@ def scenario_results_markdown(run: ScenarioRun, index: int | None = None) -> str
         "Each instance should receive every event the *other* instances published, exactly once, "
         "and none of its own.\n",
         md_table(arithmetic_table(f), align={"Exact": "center"}),
-    ])
+    ] + agents_markdown(run.record))
+
+
+def agents_markdown(record: RunRecord) -> list[str]:
+    """Which agent hosted which instances, and each agent's clock against Redis (multi-host runs)."""
+    env = record.environment or {}
+    workers = env.get("workers") or {}
+    if not workers or not str(env.get("process_mode", "")).startswith("agents"):
+        return []
+    rows = [{"Agent": name, "Host": w.get("host", ""), "Instances": ", ".join(w["instances"]),
+             "Clock offset (ms)": f"{w['clock_offset_ns'] / 1e6:+.3f}",
+             "± (ms)": f"{w['clock_uncertainty_ns'] / 1e6:.3f}", "Status": w["status"]}
+            for name, w in workers.items()]
+    coord = env.get("coordinator_clock") or {}
+    note = (f"Clock offsets are against Redis's `TIME` (Redis ≈ agent clock + offset), each from the round "
+            f"trip with the smallest delay; every recorded time was moved onto Redis's clock before analysis. "
+            f"The coordinator's own offset: {coord.get('offset_ns', 0) / 1e6:+.3f} ms "
+            f"± {coord.get('uncertainty_ns', 0) / 1e6:.3f} ms.\n")
+    return ["### Agents\n", md_table(pd.DataFrame(rows), align={"Instances": "left", "Status": "left"}), note]
 
 
 def scenario_latency_markdown(run: ScenarioRun) -> str:
