@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 import time
-from typing import Any
+from typing import TYPE_CHECKING
 
 import orjson
 from redis.asyncio import Redis
@@ -37,6 +37,9 @@ from .errors import FanoutError, RedisUnavailable
 from .processes import Link, coordinate, serve
 from .redact import redact_url
 from .scenario import Scenario, from_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .record import RunRecord
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +119,7 @@ def assign(sc: Scenario, agents: dict[str, dict]) -> dict[str, list[int]]:
 
 
 async def run_with_agents(sc: Scenario, url: str, run_id: str, agents: int, *, wait_s: float = 60.0,
-                          progress=None) -> "RunRecord":  # noqa: F821
+                          progress=None) -> "RunRecord":
     """The coordinator: wait for ``agents`` live agents, run ``sc`` over them, return one record."""
     from .simulator import clock_ns
 
@@ -188,7 +191,6 @@ async def agent_main(url: str, name: str | None = None, role: str = "any", *, wa
     client = _client(url)
     alive_key = f"{NS}agent:{name}:alive"
     inbox = f"{NS}agent:{name}:inbox"
-    state: dict[str, Any] = {"coordinator": None}
 
     async def heartbeat() -> None:
         while True:

@@ -28,10 +28,13 @@ import asyncio
 import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import FanoutError
 from .scenario import Scenario, from_dict
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .record import RunRecord
 
 #: how long a worker may take to start its bridges and report ready
 READY_TIMEOUT_S = 60.0
@@ -154,7 +157,7 @@ async def gather(links: list[Link], what: str, timeout_s: float, *, tolerate_dea
 
 
 async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, progress=None,
-                     tolerate_death: bool = False, now_ns=None) -> "RunRecord":  # noqa: F821
+                     tolerate_death: bool = False, now_ns=None) -> "RunRecord":
     """Drive the workers through one run and build its record (see the module doc)."""
     from .simulator import (
         SUBSCRIBE_CONFIRM_TIMEOUT_S,
@@ -241,7 +244,7 @@ def _process_main(index: int, scenario: dict, url: str, conn) -> None:
     asyncio.run(serve(from_dict(scenario), url, [index], send, recv))
 
 
-async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None) -> "RunRecord":  # noqa: F821
+async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None) -> "RunRecord":
     """One worker process per instance; the same RunRecord as a single-process run."""
     from .simulator import instance_ids
 

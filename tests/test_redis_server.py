@@ -2,7 +2,6 @@
 kill, pause, AOF persistence, and the embedded fallback binary."""
 from __future__ import annotations
 
-import os
 import socket
 import time
 

@@ -62,6 +62,19 @@ def explain(exc: BaseException, url: str) -> Exception:
     return RedisUnavailable(f"cannot reach Redis at {safe}: {msg or exc.__class__.__name__}")
 
 
+async def open_pipe(cfg, url: str | None = None) -> CommandPipe:
+    """A publishing CommandPipe to ``url`` (default: the config's), checked with a PING;
+    a bad URL or bad credentials raise fanout's one-line error."""
+    url = url or cfg.resolved_url()
+    pipe = CommandPipe(url, cfg.command_timeout_s, cfg.connect_timeout_s, **connection_kwargs(cfg))
+    try:
+        await asyncio.wait_for(pipe.call("PING"), cfg.connect_timeout_s + cfg.command_timeout_s)
+    except (RedisError, OSError, ConnectionError, asyncio.TimeoutError) as exc:
+        await pipe.close()
+        raise explain(exc, url) from None
+    return pipe
+
+
 class PubSubSubscriber(Subscriber):
     """One SUBSCRIBE connection. ``read`` returns [(channel, payload), ...]."""
 
@@ -145,15 +158,7 @@ class PubSubTransport(Transport):
         self._pipe: CommandPipe | None = None
 
     async def connect_publisher(self) -> None:
-        cfg = self.config
-        self._pipe = CommandPipe(cfg.resolved_url(), cfg.command_timeout_s, cfg.connect_timeout_s,
-                                 **connection_kwargs(cfg))
-        try:
-            await asyncio.wait_for(self._pipe.call("PING"), cfg.connect_timeout_s + cfg.command_timeout_s)
-        except (RedisError, OSError, ConnectionError, asyncio.TimeoutError) as exc:
-            await self._pipe.close()
-            self._pipe = None
-            raise explain(exc, cfg.resolved_url()) from None
+        self._pipe = await open_pipe(self.config)
 
     async def publish(self, channel: str, payload: bytes) -> None:
         assert self._pipe is not None, "publisher not connected"

@@ -106,7 +106,7 @@ except ImportError:  # pragma: no cover
 
 from .base import Loss, Subscriber, Transport
 from .pipe import CommandPipe
-from .pubsub import connection_kwargs, explain
+from .pubsub import connection_kwargs, explain, open_pipe
 
 log = logging.getLogger(__name__)
 
@@ -348,15 +348,7 @@ class StreamsTransport(Transport):
     async def connect_publisher(self) -> None:
         # One pipelined connection, like pub/sub: XADDs reach Redis (and get their ids) in
         # call order, so each source's seq numbers are in order in the stream.
-        cfg = self.config
-        self._pipe = CommandPipe(cfg.resolved_url(), cfg.command_timeout_s, cfg.connect_timeout_s,
-                                 **connection_kwargs(cfg))
-        try:
-            await asyncio.wait_for(self._pipe.call("PING"), cfg.connect_timeout_s + cfg.command_timeout_s)
-        except (RedisError, OSError, ConnectionError, asyncio.TimeoutError) as exc:
-            await self._pipe.close()
-            self._pipe = None
-            raise explain(exc, cfg.resolved_url()) from None
+        self._pipe = await open_pipe(self.config)
 
     async def publish(self, channel: str, payload: bytes) -> None:
         assert self._pipe is not None, "publisher not connected"
