@@ -10,7 +10,8 @@ What the bridge guarantees on top of the transport:
 
 * **Self-filtering**: an envelope whose ``source`` is this bridge's ``instance_id`` never
   reaches a handler; it is counted as ``self_filtered``.
-* **Loss visibility**: per (source, event type), ``seq`` must go up by one. A jump counts the
+* **Loss visibility**: per (source, channel) — one channel per event type unless the sharded
+  transport partitions it — ``seq`` must go up by one. A jump counts the
   missing events as ``gaps`` and tells the gap callbacks; a repeat counts a ``duplicate`` and
   is not delivered again; a new ``epoch`` is a restart of that source, not a loss.
 * **Reconnect**: when the subscriber connection drops, the bridge reconnects with capped
@@ -34,7 +35,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from .errors import ConfigError, FanoutError, MalformedMessage, NotPublisher, PublishError, RedisUnavailable
-from .events import EVENT_TYPES, Envelope, channel_for, decode, encode
+from .events import EVENT_TYPES, Envelope, channel_for, decode_many, encode
 from .redact import redact_text, redact_url
 from .transports import TRANSPORTS, make_transport
 from .transports.base import Subscriber
@@ -92,6 +93,16 @@ class BridgeConfig:
     health_check_timeout_s: float = 3.0
     stream_maxlen: int = 100_000
     stream_maxlen_approx: bool = True
+    # Sentinel: ask these ("host:port", ...) where the master named ``sentinel_master`` is, each
+    # time the bridge (re)connects; ``url``/``host``/``port`` are then only used before the first answer.
+    sentinels: tuple[str, ...] = ()
+    sentinel_master: str | None = None
+    # sharded transport: channels per event type (> 1: partitioned by the event's symbol)
+    shard_partitions: int = 1
+    batch_max: int = 1                 # >1: up to this many events per Redis message when the publisher is ahead
+    batch_delay_ms: float = 0.0        # with batching: the most a batch waits for company (0: this loop turn only)
+    # set by the bridge: the master address Sentinel gave last (resolved_url() returns it)
+    discovered_url: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.event_types, str):
@@ -116,8 +127,67 @@ class BridgeConfig:
                 raise ConfigError(f"{name}: must be > 0")
         if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"url: {redact_url(self.url)!r} must start with redis://, rediss:// or unix://")
+        if isinstance(self.sentinels, str):
+            self.sentinels = tuple(x.strip() for x in self.sentinels.split(",") if x.strip())
+        self.sentinels = tuple(self.sentinels or ())
+        for addr in self.sentinels:
+            host, _, port = str(addr).rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"sentinels: {addr!r} is not host:port")
+        if bool(self.sentinels) != bool(self.sentinel_master):
+            raise ConfigError("sentinels and sentinel_master go together: give both or neither")
+        if self.sentinels and self.transport == "sharded":
+            raise ConfigError("sentinels: the sharded transport talks to a Redis Cluster, not through Sentinel")
+        if isinstance(self.shard_partitions, bool) or not isinstance(self.shard_partitions, int) \
+                or not 1 <= self.shard_partitions <= 1024:
+            raise ConfigError(f"shard_partitions: must be a whole number from 1 to 1024, got {self.shard_partitions!r}")
+        if isinstance(self.batch_max, bool) or not isinstance(self.batch_max, int) or not 1 <= self.batch_max <= 10_000:
+            raise ConfigError(f"batch_max: must be a whole number from 1 to 10000, got {self.batch_max!r}")
+        if self.batch_max > 1 and self.transport == "streams":
+            raise ConfigError("batch_max: batching is for pub/sub (a stream entry must stay one event)")
+        if not 0 <= self.batch_delay_ms <= 1000:
+            raise ConfigError(f"batch_delay_ms: must be from 0 to 1000, got {self.batch_delay_ms!r}")
+        if self.shard_partitions > 1 and self.transport != "sharded":
+            raise ConfigError("shard_partitions: only the sharded transport partitions channels")
+
+    async def discover_master(self) -> str:
+        """Ask the sentinels where the master is now (redis-py's ``redis.asyncio.sentinel.Sentinel``);
+        remember it as :attr:`discovered_url` and return it. Bounded by the connect and command timeouts."""
+        from redis.asyncio.sentinel import Sentinel
+
+        addrs = [(h, int(p)) for h, _, p in (str(a).rpartition(":") for a in self.sentinels)]
+        sentinel = Sentinel(addrs, socket_timeout=self.command_timeout_s,
+                            socket_connect_timeout=self.connect_timeout_s)
+        try:
+            async with asyncio.timeout(self.connect_timeout_s + self.command_timeout_s):
+                host, port = await sentinel.discover_master(self.sentinel_master)
+        except Exception as exc:  # MasterNotFoundError, timeouts: one line naming the sentinels
+            raise RedisUnavailable(f"no sentinel of {', '.join(self.sentinels)} named a master "
+                                   f"for {self.sentinel_master!r}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}") from None
+        finally:
+            for client in sentinel.sentinels:
+                try:
+                    await client.aclose()
+                except Exception:  # noqa: BLE001
+                    pass
+        auth = ""
+        if self.password is not None:
+            user = quote(self.username, safe="") if self.username else ""
+            auth = f"{user}:{quote(self.password, safe='')}@"
+        self.discovered_url = f"redis://{auth}{host}:{port}/{self.db}"
+        return self.discovered_url
+
+    def channels(self, event_type: str) -> list[str]:
+        """Every channel of one event type: one, or ``shard_partitions`` for the sharded transport."""
+        if self.shard_partitions <= 1:
+            return [self.channel(event_type)]
+        from .transports.sharded import partition_channels
+
+        return partition_channels(self.key_prefix, event_type, self.shard_partitions)
 
     def resolved_url(self) -> str:
+        if self.sentinels and self.discovered_url:
+            return self.discovered_url
         if self.url:
             return self.url
         auth = ""
@@ -130,8 +200,13 @@ class BridgeConfig:
     def safe_url(self) -> str:
         return redact_url(self.resolved_url())
 
-    def channel(self, event_type: str) -> str:
-        return channel_for(self.key_prefix, event_type)
+    def channel(self, event_type: str, key: Any = None) -> str:
+        """The channel an event goes to; with ``shard_partitions > 1`` the partition of ``key`` (its symbol)."""
+        if self.shard_partitions <= 1:
+            return channel_for(self.key_prefix, event_type)
+        from .transports.sharded import partition_of
+
+        return self.channels(event_type)[partition_of(key, self.shard_partitions)]
 
 
 #: receive buffer (bytes) given back to a subscriber socket when a paused reader resumes
@@ -154,11 +229,16 @@ class RedisEventBridge:
         self._id_str = str(config.instance_id)
         self.epoch = secrets.token_hex(4)
         self._transport = make_transport(config)
+        self._batcher = None
+        if config.batch_max > 1:
+            from .batching import Batcher
+
+            self._batcher = Batcher(self._transport.publish, config.batch_max, config.batch_delay_ms / 1000)
         self._handlers: dict[str, list[Handler]] = {}
         self._any_handlers: list[Handler] = []
         self._gap_callbacks: list[Callable[[GapNotice], Any]] = []
         self._seq: dict[str, int] = {}
-        self._seen: dict[tuple[str, str], list] = {}  # (source, type) -> [epoch, last_seq]
+        self._seen: dict[tuple[str, str], list] = {}  # (source, channel) -> [epoch, last_seq]
         self._counts = dict.fromkeys(_METRIC_KEYS, 0)
         self._connected_pub = False
         self._connected_sub = False
@@ -173,8 +253,12 @@ class RedisEventBridge:
         self._started = False
         self._closed = False
         self.last_error: str | None = None
-        self._channels = [config.channel(t) for t in config.event_types]
-        self._chan_type = {config.channel(t): t for t in config.event_types}
+        self._channels = [c for t in config.event_types for c in config.channels(t)]
+        self._chan_type = {c: t for t in config.event_types for c in config.channels(t)}
+        self._part_channels: dict[str, list[str]] = {}  # sharded, partitioned: type -> its channels
+        self._follow_task: asyncio.Task | None = None   # sentinel: finding the master again
+        self._follow_lock = asyncio.Lock()
+        self._followed_at = 0.0
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> "RedisEventBridge":
@@ -183,6 +267,8 @@ class RedisEventBridge:
             return self
         self._started = True
         try:
+            if self.config.sentinels:
+                await self.config.discover_master()
             if self.config.enable_publishing:
                 await self._transport.connect_publisher()
                 self._connected_pub = True
@@ -204,6 +290,8 @@ class RedisEventBridge:
         self._closed = True
         self._reconnect_allowed.set()
         self._reading_allowed.set()
+        if self._follow_task is not None:
+            self._follow_task.cancel()
         if self._reader is not None:
             self._reader.cancel()
             try:
@@ -219,6 +307,8 @@ class RedisEventBridge:
     def abort(self) -> None:
         """Die without a goodbye (a crash): drop every connection, stop reading, unsubscribe nothing."""
         self._closed = True
+        if self._follow_task is not None:
+            self._follow_task.cancel()
         if self._reader is not None:
             self._reader.cancel()
         if self._subscriber is not None:
@@ -260,17 +350,29 @@ class RedisEventBridge:
             raise NotPublisher(f"instance {self._id_str} was built with enable_publishing=False; it cannot publish")
         if self._closed or not self._started:
             raise PublishError(f"instance {self._id_str}: publish on a bridge that is not started (use 'async with')")
-        seq = self._seq.get(event_type, 0) + 1
-        self._seq[event_type] = seq
+        parts = self.config.shard_partitions
+        if parts > 1:  # seq per channel (partition): each channel's numbers stay contiguous
+            from .transports.sharded import partition_of
+
+            chans = self._part_channels.get(event_type) or self._part_channels.setdefault(
+                event_type, self.config.channels(event_type))
+            part = partition_of(data.get("symbol") if type(data) is dict else None, parts)
+            channel, stream = chans[part], f"{event_type}.{part}"
+        else:
+            channel, stream = self.config.channel(event_type), event_type
+        seq = self._seq.get(stream, 0) + 1
+        self._seq[stream] = seq
         ts_ns = time.time_ns()
         env = Envelope(
             type=event_type, data=data, timestamp=ts_ns // 1_000_000, source=self.instance_id,
-            seq=seq, epoch=self.epoch, id=f"{self.epoch}:{event_type}:{seq}", ts_ns=ts_ns, ti_ns=intended_ns,
+            seq=seq, epoch=self.epoch, id=f"{self.epoch}:{stream}:{seq}", ts_ns=ts_ns, ti_ns=intended_ns,
         )
-        channel = self.config.channel(event_type)
         try:
             async with asyncio.timeout(self.config.publish_timeout_s):  # no extra task, unlike wait_for
-                await self._transport.publish(channel, encode(env))
+                if self._batcher is not None:
+                    await asyncio.shield(self._batcher.add(channel, env))
+                else:
+                    await self._transport.publish(channel, encode(env))
         except (asyncio.TimeoutError, TimeoutError) as exc:
             raise self._publish_failed(env, channel, f"no answer within {self.config.publish_timeout_s:g}s") from exc
         except FanoutError:
@@ -289,6 +391,8 @@ class RedisEventBridge:
         msg = redact_text(f"publish to {channel} on {self.config.safe_url} failed: {why}")
         self.last_error = msg
         log.log(logging.WARNING if first else logging.DEBUG, "bridge %s: %s", self._id_str, msg)
+        if self.config.sentinels and (self._follow_task is None or self._follow_task.done()) and not self._closed:
+            self._follow_task = asyncio.get_running_loop().create_task(self._follow_master())
         # The sequence number was used: receivers will see a gap, which is the truth.
         err = PublishError(msg)
         err.envelope = env
@@ -332,6 +436,8 @@ class RedisEventBridge:
                 return
             attempt += 1
             try:
+                if self.config.sentinels:
+                    await self._follow_master()
                 self._subscriber = await self._transport.open_subscriber(self._channels)
             except (RedisUnavailable, ConnectionError, OSError, asyncio.TimeoutError) as exc:
                 log.debug("reconnect attempt %d failed: %s", attempt, redact_text(str(exc)))
@@ -344,6 +450,33 @@ class RedisEventBridge:
             log.info("bridge %s resubscribed after %d attempt(s)", self._id_str, attempt)
             await self._notify(GapNotice(reason="reconnect"))
             return
+
+    async def _follow_master(self) -> None:
+        """Sentinel: ask where the master is now; when it moved, reopen the publishing side there.
+        Called before each resubscribe and (in the background, at most every 0.2 s) after a failed publish."""
+        async with self._follow_lock:
+            wait = self._followed_at + 0.2 - time.monotonic()
+            if wait > 0 and asyncio.current_task() is self._follow_task:
+                await asyncio.sleep(wait)
+            self._followed_at = time.monotonic()
+            old = self.config.discovered_url
+            try:
+                new = await self.config.discover_master()
+            except RedisUnavailable as exc:
+                if asyncio.current_task() is not self._follow_task:
+                    raise
+                log.debug("bridge %s: %s", self._id_str, exc)
+                return
+            if new != old and self.config.enable_publishing and not self._closed:
+                log.warning("bridge %s: Sentinel names a new master %s; publishing there", self._id_str,
+                            redact_url(new))
+                await self._transport.close()
+                try:
+                    await self._transport.connect_publisher()
+                    self._connected_pub = True
+                except (RedisUnavailable, ConnectionError, OSError) as exc:
+                    self.config.discovered_url = old  # try again at the next failure
+                    log.debug("bridge %s: publisher not reopened: %s", self._id_str, exc)
 
     def hold_reconnect(self) -> None:
         """Fault-injection hook: keep this bridge disconnected until :meth:`release_reconnect`."""
@@ -369,19 +502,29 @@ class RedisEventBridge:
 
     async def _on_message(self, channel: str, payload: bytes) -> None:
         try:
-            env = decode(payload)
+            envs = decode_many(payload)
         except MalformedMessage as exc:
-            self._counts["errors"] += 1
-            self._counts["malformed"] += 1
-            self.last_error = f"{channel}: {exc}"
-            log.warning("bridge %s: dropped a message on %s: %s", self._id_str, channel, exc)
+            self._malformed(channel, exc)
             return
+        for env in envs:
+            if isinstance(env, MalformedMessage):
+                self._malformed(channel, env)
+            else:
+                await self._on_envelope(channel, env)
+
+    def _malformed(self, channel: str, exc: MalformedMessage) -> None:
+        self._counts["errors"] += 1
+        self._counts["malformed"] += 1
+        self.last_error = f"{channel}: {exc}"
+        log.warning("bridge %s: dropped a message on %s: %s", self._id_str, channel, exc)
+
+    async def _on_envelope(self, channel: str, env: Envelope) -> None:
         src = env.source if type(env.source) is str else str(env.source)
         if src == self._id_str:
             self._counts["self_filtered"] += 1
             return
         if env.seq is not None and env.epoch is not None:
-            key = (src, env.type)
+            key = (src, channel)  # seq is per (source, channel): one channel per type unless partitioned
             state = self._seen.get(key)
             if state is None:
                 self._seen[key] = [env.epoch, env.seq]
@@ -426,7 +569,7 @@ class RedisEventBridge:
         if loss.reason == "trimmed":
             # Counted exactly by the transport (all sources together): restart this type's seq
             # baselines so the next event from each source does not count the same hole again.
-            for key in [k for k in self._seen if k[1] == t]:
+            for key in [k for k in self._seen if k[1] == loss.channel]:
                 del self._seen[key]
             if not loss.count:
                 return

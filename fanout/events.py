@@ -85,20 +85,51 @@ def _opt_int(obj: dict, key: str, raw: bytes | str) -> int | None:
     return v
 
 
+def _parse(raw: bytes | str):
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise _fail(f"larger than {MAX_MESSAGE_BYTES} bytes", raw)
+    try:
+        return orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise _fail(f"not JSON ({exc.__class__.__name__})", raw) from None
+
+
 def decode(raw: bytes | str) -> Envelope:
     """Parse wire bytes into an :class:`Envelope`, or raise :class:`MalformedMessage`.
 
     Accepts the seed's minimal form ``{type, data, timestamp, source}`` where ``source``
     is a string or a number (the seed used ``process.pid``).
     """
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise _fail(f"larger than {MAX_MESSAGE_BYTES} bytes", raw)
-    try:
-        obj = orjson.loads(raw)
-    except (orjson.JSONDecodeError, TypeError) as exc:
-        raise _fail(f"not JSON ({exc.__class__.__name__})", raw) from None
+    obj = _parse(raw)
     if not isinstance(obj, dict):
         raise _fail(f"expected a JSON object, got {type(obj).__name__}", raw)
+    return _envelope(obj, raw)
+
+
+def decode_many(raw: bytes | str) -> list[Envelope | MalformedMessage]:
+    """A message is one envelope (a JSON object) or a batch of them (a JSON array of objects,
+    what a bridge with ``batch_max > 1`` sends). A bad element is returned as its
+    :class:`MalformedMessage` in place; a message that is no envelope at all raises."""
+    obj = _parse(raw)
+    if isinstance(obj, dict):
+        return [_envelope(obj, raw)]
+    if not isinstance(obj, list) or not obj or not all(isinstance(o, dict) for o in obj):
+        raise _fail(f"expected a JSON object or a batch (a list of objects), got {type(obj).__name__}", raw)
+    out: list[Envelope | MalformedMessage] = []
+    for o in obj:
+        try:
+            out.append(_envelope(o, raw))
+        except MalformedMessage as exc:
+            out.append(exc)
+    return out
+
+
+def encode_batch(envs: list[Envelope]) -> bytes:
+    """Several envelopes as one wire message (a JSON array)."""
+    return orjson.dumps([e.to_dict() for e in envs])
+
+
+def _envelope(obj: dict, raw: bytes | str) -> Envelope:
     typ = obj.get("type")
     if not isinstance(typ, str) or not typ:
         raise _fail("missing or non-string 'type'", raw)

@@ -49,6 +49,8 @@ class Scenario:
     agents: int = 0                    # >0: run over this many `fanout agent` processes (any hosts), through Redis
     topology: str = "mesh"             # mesh: all publish and subscribe; host-bots: one publish-only host, subscribe-only bots
     process_mode: str = "single"       # single: all instances in one process; processes: one OS process each
+    batch_max: int = 1                 # >1: publishers put up to this many events in one Redis message when ahead (pub/sub)
+    batch_delay_ms: float = 0.0        # with batching: the most an event waits for company (0: this loop turn only)
     book_depth: int = 5                # order book levels per side in a snapshot (diffs: a quarter); sets message size
     cluster_masters: int = 0           # >0: the throwaway Redis is a local Redis Cluster of this many masters (sharded transport)
     cluster_replicas: int = 0          # replicas per cluster master (node_failover needs 1)

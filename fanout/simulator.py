@@ -266,6 +266,7 @@ class _Simulation:
             key_prefix=self.sc.key_prefix, health_check_interval_s=self.sc.health_check_s,
             health_check_timeout_s=min(3.0, self.sc.health_check_s), stream_maxlen=self.sc.stream_maxlen,
             reconnect_max_s=0.5 if fast else 2.0, publish_timeout_s=1.0 if fast else 2.0,
+            batch_max=self.sc.batch_max, batch_delay_ms=self.sc.batch_delay_ms,
             **backend_options(self.server, self.sc),  # sentinel addresses, shard partitions
         )
 

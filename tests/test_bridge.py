@@ -366,3 +366,47 @@ def test_config_mistakes_are_clear():
     assert BridgeConfig().instance_id == __import__("os").getpid()
     assert BridgeConfig(host="h", port=1, password="p w", username="u").resolved_url() == "redis://u:p%20w@h:1/0"
     assert BridgeConfig(host="h", port=1, password="pw").safe_url == "redis://:***@h:1/0"
+
+
+def test_batching_delivers_every_event_once_in_per_source_order(redis_url):
+    async def go():
+        cfg = dict(url=redis_url, batch_max=25, event_types=("ticker", "trade"))
+        bridges = [RedisEventBridge(BridgeConfig(instance_id=f"b{i}", **cfg)) for i in range(3)]
+        got = [collect(b) for b in bridges]
+        for b in bridges:
+            await b.start()
+        # publish far ahead of the replies: 3 x 400 events queued at once, so batches form
+        sent = await asyncio.gather(*(bridges[k % 3].publish(("ticker", "trade")[k % 2], {"k": k})
+                                      for k in range(1200)))
+        assert len({e.id for e in sent}) == 1200
+        stats = await Redis.from_url(redis_url).info("commandstats")
+        assert stats["cmdstat_publish"]["calls"] <= 1200 / 10, "events travelled in batches"
+        await wait_for(lambda: all(len(g) == 800 for g in got), timeout=15, what="800 deliveries each")
+        await asyncio.sleep(0.1)
+        for i, b in enumerate(bridges):
+            ids = [e.id for e in got[i]]
+            assert len(ids) == len(set(ids)) == 800
+            assert set(ids) == {e.id for e in sent if e.source != f"b{i}"}
+            for src in {e.source for e in got[i]}:
+                for t in ("ticker", "trade"):
+                    seqs = [e.seq for e in got[i] if e.source == src and e.type == t]
+                    assert seqs == list(range(1, len(seqs) + 1)), "per-source order and contiguity"
+            m = b.metrics()
+            assert (m["gaps"], m["duplicates"], m["errors"], m["published"]) == (0, 0, 0, 400)
+        for b in bridges:
+            await b.close()
+
+    arun(go())
+
+
+def test_a_batch_with_a_bad_element_counts_it_and_delivers_the_rest(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="sub")) as sub:
+            got = collect(sub)
+            r = Redis.from_url(redis_url)
+            good = {"type": "trade", "data": {}, "timestamp": 0, "source": "p"}
+            await r.publish("ws:trade", orjson.dumps([good, {"type": "trade", "data": {}}, good]))
+            await wait_for(lambda: len(got) == 2 and sub.metrics()["malformed"] == 1)
+            await r.aclose()
+
+    arun(go())
