@@ -8,6 +8,8 @@ A fault is a dict in the scenario (``faults:`` in YAML), e.g.::
       - {kind: slow_consumer, at_s: 3, duration_s: 2, instance: 2}    # stops reading; Redis may cut it off
       - {kind: latency, at_s: 2, duration_s: 3, instance: 0, delay_ms: 50}
       - {kind: partition, at_s: 3, duration_s: 2, instance: 1, mode: reset}   # or blackhole
+      - {kind: node_failover, at_s: 2, duration_s: 1}     # a cluster master SIGKILLed, its replica promoted
+      - {kind: sentinel_failover, at_s: 2, duration_s: 1} # the master SIGKILLed, Sentinel promotes the replica
 
 ``at_s`` counts from the first measured event. ``instance`` is an index (0 .. instances-1).
 ``redis_restart`` needs the throwaway server (fanout starts it; the scenario's ``redis_aof``
@@ -26,7 +28,8 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-KINDS = ("redis_restart", "instance_crash", "slow_consumer", "latency", "partition")
+KINDS = ("redis_restart", "instance_crash", "slow_consumer", "latency", "partition", "node_failover",
+         "sentinel_failover")
 INSTANCE_KINDS = ("instance_crash", "slow_consumer", "latency", "partition")
 PROXY_KINDS = ("latency", "partition")
 

@@ -14,8 +14,13 @@ def _streams():
     return StreamsTransport
 
 
+def _sharded():
+    from .sharded import ShardedTransport
+    return ShardedTransport
+
+
 #: name -> zero-argument loader of the transport class (imported lazily)
-TRANSPORTS = {"pubsub": _pubsub, "streams": _streams}
+TRANSPORTS = {"pubsub": _pubsub, "streams": _streams, "sharded": _sharded}
 
 
 def make_transport(config) -> Transport:
