@@ -170,11 +170,7 @@ class BridgeConfig:
                     await client.aclose()
                 except Exception:  # noqa: BLE001
                     pass
-        auth = ""
-        if self.password is not None:
-            user = quote(self.username, safe="") if self.username else ""
-            auth = f"{user}:{quote(self.password, safe='')}@"
-        self.discovered_url = f"redis://{auth}{host}:{port}/{self.db}"
+        self.discovered_url = f"redis://{self._auth()}{host}:{port}/{self.db}"
         return self.discovered_url
 
     def channels(self, event_type: str) -> list[str]:
@@ -190,11 +186,14 @@ class BridgeConfig:
             return self.discovered_url
         if self.url:
             return self.url
-        auth = ""
-        if self.password is not None:
-            user = quote(self.username, safe="") if self.username else ""
-            auth = f"{user}:{quote(self.password, safe='')}@"
-        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
+        return f"redis://{self._auth()}{self.host}:{self.port}/{self.db}"
+
+    def _auth(self) -> str:
+        """``user:password@`` (URL-quoted) for URLs built from the fields, or ``""``."""
+        if self.password is None:
+            return ""
+        user = quote(self.username, safe="") if self.username else ""
+        return f"{user}:{quote(self.password, safe='')}@"
 
     @property
     def safe_url(self) -> str:

@@ -29,9 +29,10 @@ from typing import Any, Callable
 from redis.asyncio import Redis
 
 from .bridge import BridgeConfig, RedisEventBridge
+from .cluster import backend_options
 from .errors import ConfigError, FanoutError, PublishError, RedisUnavailable
-from .market import SyntheticMarket
 from .faults import PROXY_KINDS, Fault, FaultRunner, parse_faults
+from .market import SyntheticMarket
 from .record import (
     DELIVERY_COLUMNS,
     FAULT_COLUMNS,
@@ -43,7 +44,6 @@ from .record import (
     frame,
 )
 from .redact import redact_url
-from .cluster import backend_options
 from .redis_server import RedisServer
 from .scenario import Scenario
 
