@@ -17,6 +17,7 @@ this module (the one with ``fanout`` installed), with this checkout on ``PYTHONP
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -67,9 +68,15 @@ def find_repo_root(start: str | os.PathLike | None = None) -> Path:
 
 def enter_repo_root(start: str | os.PathLike | None = None) -> Path:
     """chdir to the repository root (so ``data/runs/`` and ``scenarios/`` resolve there, whether
-    the notebook was started from the root or from ``notebooks/``) and return it."""
+    the notebook was started from the root or from ``notebooks/``) and return it.
+
+    Also keeps the bridges' own log lines out of the notebook's output: under injected faults
+    they warn on every failed publish and reconnect, which the report counts and explains."""
     root = find_repo_root(start)
     os.chdir(root)
+    fanout_log = logging.getLogger("fanout")
+    if not fanout_log.handlers:
+        fanout_log.addHandler(logging.NullHandler())
     return root
 
 
