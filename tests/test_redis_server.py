@@ -88,6 +88,7 @@ def test_embedded_binary_is_used_when_none_is_on_path(monkeypatch, tmp_path):
 
 
 def test_no_binary_anywhere_says_how_to_get_one(monkeypatch, tmp_path):
+    monkeypatch.delenv("FANOUT_REDIS_SERVER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("fanout.redis_server._embedded_redis_server", lambda: None)
     with pytest.raises(RedisServerNotFound, match="apt-get install redis-server"):

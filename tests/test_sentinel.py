@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import arun, wait_for
+from conftest import arun, needs_redis7, wait_for
 from fanout import BridgeConfig, ConfigError, RedisEventBridge, RedisUnavailable
 from fanout.analysis import analyse
 from fanout.scenario import Scenario, load_scenario
@@ -35,6 +35,7 @@ def test_sentinel_failover_during_a_pubsub_run_accounting_is_exact():
     assert set(d[d["t_received"] > int(fault["t_end"])]["receiver"]) == set(inst["instance"])
 
 
+@needs_redis7
 def test_sentinel_failover_during_a_streams_run_accounting_is_exact():
     """Streams through Sentinel: readers resume on the promoted replica from their positions.
     Replication is asynchronous, so entries the killed master had not shipped yet could be gone;

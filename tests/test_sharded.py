@@ -6,13 +6,15 @@ from __future__ import annotations
 import pytest
 from redis.crc import key_slot
 
-from conftest import arun
+from conftest import arun, needs_redis7
 from fanout import BridgeConfig, ConfigError, RedisEventBridge
 from fanout.analysis import analyse
 from fanout.cluster import LocalCluster
 from fanout.scenario import Scenario, load_scenario
 from fanout.simulator import run_scenario, simulate
 from fanout.transports.sharded import partition_channels, partition_of
+
+pytestmark = needs_redis7  # sharded pub/sub (SPUBLISH/SSUBSCRIBE) is Redis 7
 
 
 def test_ten_instances_exactly_once_over_channels_on_three_masters():

@@ -16,8 +16,11 @@ from pathlib import Path
 
 import redis
 
+from conftest import needs_redis7
 from fanout import BridgeConfig, RedisEventBridge, RedisServer
 from fanout.transports.streams import StreamsTransport
+
+pytestmark = needs_redis7
 
 HERE = Path(__file__).resolve().parent
 TICKER = "ws:ticker"

@@ -322,6 +322,18 @@ def _payload(fields) -> bytes:
     return fields[1] if len(fields) > 1 else b""  # malformed: the bridge counts it
 
 
+def _check_version(info, url: str) -> None:
+    from ..errors import ConfigError
+    from ..redact import redact_url
+    from ..redis_server import version_tuple
+
+    text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
+    version = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("redis_version:")), "?")
+    if version_tuple(version) < (7, 0):
+        raise ConfigError(f"the streams transport needs Redis 7.0 or newer (it counts trimmed entries with "
+                          f"XINFO STREAM entries-added); {redact_url(url)} runs {version}")
+
+
 class StreamsTransport(Transport):
     name = "streams"
 
@@ -349,6 +361,14 @@ class StreamsTransport(Transport):
         # One pipelined connection, like pub/sub: XADDs reach Redis (and get their ids) in
         # call order, so each source's seq numbers are in order in the stream.
         self._pipe = await open_pipe(self.config)
+        if not self._version_checked:
+            try:
+                _check_version(await self._pipe.call("INFO", "server"), self.config.resolved_url())
+            except BaseException:
+                await self._pipe.close()
+                self._pipe = None
+                raise
+            self._version_checked = True
 
     async def publish(self, channel: str, payload: bytes) -> None:
         assert self._pipe is not None, "publisher not connected"
@@ -368,6 +388,12 @@ class StreamsTransport(Transport):
         try:
             async with asyncio.timeout(cfg.connect_timeout_s + cfg.command_timeout_s):
                 await conn.connect()
+            if not self._version_checked:  # XINFO STREAM's entries-added counts trims: Redis 7.0+
+                async with asyncio.timeout(cfg.command_timeout_s):
+                    await conn.send_command("INFO", "server", check_health=False)
+                    info = await conn.read_response()
+                _check_version(info, cfg.resolved_url())
+                self._version_checked = True
             async with asyncio.timeout(cfg.command_timeout_s):
                 await self._position(conn, channels)
         except BaseException as exc:
@@ -379,6 +405,8 @@ class StreamsTransport(Transport):
                 raise explain(exc, cfg.resolved_url()) from None
             raise
         return StreamsSubscriber(self, conn, list(channels))
+
+    _version_checked = False
 
     async def _position(self, conn, channels: list[str]) -> None:
         """Resolve (first open) or check (every open) the position of every stream, then save it."""
