@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from .errors import RedisServerError
-from .redis_server import RedisServer, find_redis_server, free_port, redis_server_version
+from .redis_server import RedisServer, Throwaway, find_redis_server, free_port, redis_server_version
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.05):
     raise RedisServerError(f"{what}: not reached within {timeout_s:g}s" + (f" (last error: {last_exc})" if last_exc else ""))
 
 
-class LocalCluster:
+class LocalCluster(Throwaway):
     """``masters`` x (1 + ``replicas``) cluster-enabled redis-servers joined by ``redis-cli --cluster create``.
 
     ``cluster-node-timeout`` is 1000 ms (a dead master is replaced within ~2 s) and
@@ -234,16 +234,6 @@ class LocalCluster:
         for n in self.nodes:
             n.cleanup()
 
-    def __enter__(self) -> "LocalCluster":
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()
-
     def __repr__(self) -> str:
         return f"LocalCluster({[n.port for n in self.nodes]})"
 
@@ -281,7 +271,7 @@ class _SentinelProcess:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-class LocalSentinel:
+class LocalSentinel(Throwaway):
     """A master, one replica (``--replicaof``) and three Sentinels (quorum 2) on loopback.
 
     ``down_after_ms`` (1000) and ``failover_timeout_ms`` (3000) are small so a failover takes
@@ -389,16 +379,6 @@ class LocalSentinel:
             s.cleanup()
         for s in self.servers:
             s.cleanup()
-
-    def __enter__(self) -> "LocalSentinel":
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()
 
     def __repr__(self) -> str:
         return f"LocalSentinel(servers={[s.port for s in self.servers]}, sentinels={list(self.sentinels)})"

@@ -101,7 +101,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
-class RedisServer:
+class Throwaway:
+    """A context manager over ``start()`` / ``cleanup()``: cleaned up even when start fails."""
+
+    def start(self):  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    def cleanup(self) -> None:  # pragma: no cover
+        raise NotImplementedError
+
+    def __enter__(self):
+        try:
+            return self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+
+    def __exit__(self, *exc) -> None:
+        self.cleanup()
+
+
+class RedisServer(Throwaway):
     """One local redis-server process on a loopback port, with fault controls.
 
     ``appendonly=True`` turns on AOF with ``appendfsync`` (``always`` by default), so a
@@ -298,16 +318,6 @@ class RedisServer:
 
     def version(self) -> str:
         return redis_server_version(self.binary)
-
-    def __enter__(self) -> "RedisServer":
-        try:
-            return self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-
-    def __exit__(self, *exc) -> None:
-        self.cleanup()
 
     def __repr__(self) -> str:
         return f"RedisServer({self.safe_url}, pid={self.pid})"
