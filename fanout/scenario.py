@@ -132,7 +132,7 @@ class Scenario:
         if self.cluster_masters and self.transport != "sharded":
             raise ConfigError("cluster_masters: the local cluster is for the sharded transport (transport: sharded)")
         if self.transport == "sharded" and not (self.cluster_masters or self.redis_url):
-            raise ConfigError("transport sharded needs a Redis Cluster: cluster_masters >= 3, or redis_url of a cluster node")
+            fix("cluster_masters", 3)  # no cluster given: fanout starts a local one of 3 masters
         if not 1 <= self.shard_partitions <= 1024 or (self.shard_partitions > 1 and self.transport != "sharded"):
             raise ConfigError(f"shard_partitions: 1..1024, and > 1 only with transport sharded, got {self.shard_partitions!r}")
         if not isinstance(self.sentinel, bool):

@@ -82,8 +82,8 @@ def test_sharded_config_mistakes_are_named():
         BridgeConfig(transport="pubsub", shard_partitions=2)
     with pytest.raises(ConfigError, match="sentinels: the sharded transport"):
         BridgeConfig(transport="sharded", sentinels=("127.0.0.1:26379",), sentinel_master="m")
-    with pytest.raises(ConfigError, match="transport sharded needs a Redis Cluster"):
-        Scenario(transport="sharded")
+    assert Scenario(transport="sharded").cluster_masters == 3  # no cluster given: fanout starts one
+    assert Scenario(transport="sharded", redis_url="redis://127.0.0.1:7000/0").cluster_masters == 0
     with pytest.raises(ConfigError, match="node_failover needs a local cluster with replicas"):
         Scenario(transport="sharded", cluster_masters=3, faults=[{"kind": "node_failover", "at_s": 1}])
     with pytest.raises(ConfigError, match="cluster_masters: a Redis Cluster needs at least 3"):
