@@ -59,3 +59,17 @@ def fanout_cmd() -> list[str]:
 
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def exact_fault_findings(rec):
+    """``analyse(rec)`` after what every fault run must show: the (fault-aware) verdict passes,
+    nothing is unexplained, and per instance received + attributed losses == expected."""
+    from fanout.analysis import analyse
+
+    f = analyse(rec)
+    acc = f.losses
+    assert f.passed, f"{[c for c in f.verdict if not c.passed]}\n{acc.losses}\n{acc.faults}"
+    assert acc.unexplained == 0
+    per = f.per_instance
+    assert (per["received"] + per["lost_attributed"] == per["expected"]).all()
+    return f

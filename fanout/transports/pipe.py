@@ -16,10 +16,27 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import socket
 import time
 
 from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import RedisError, ResponseError  # noqa: F401 (RedisError: read loop)
+
+
+def abort_connection(conn) -> None:
+    """Drop a redis-py connection at once, no goodbye (a crash, or a connection we gave up on)."""
+    writer = getattr(conn, "_writer", None)
+    if writer is not None:
+        writer.transport.abort()
+    conn._reader = conn._writer = None
+
+
+def set_receive_buffer(conn, nbytes: int) -> None:
+    """Set the kernel receive buffer (SO_RCVBUF) of a connected redis-py connection."""
+    writer = getattr(conn, "_writer", None)
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
 
 
 class CommandPipe:
@@ -48,7 +65,7 @@ class CommandPipe:
         try:
             await asyncio.wait_for(conn.connect(), self._connect_timeout)
         except BaseException:
-            self._abort_conn(conn)
+            abort_connection(conn)
             raise
         self._conn = conn
         self._reader = asyncio.get_running_loop().create_task(self._read_loop(conn), name="fanout-pipe-reader")
@@ -132,19 +149,12 @@ class CommandPipe:
         if reader is not None and reader is not asyncio.current_task():
             reader.cancel()
         if conn is not None:
-            self._abort_conn(conn)
+            abort_connection(conn)
         self._outbox = []
         while self._pending:
             fut, _ = self._pending.popleft()
             if not fut.done():
                 fut.set_exception(exc)
-
-    @staticmethod
-    def _abort_conn(conn) -> None:
-        writer = getattr(conn, "_writer", None)
-        if writer is not None:
-            writer.transport.abort()
-        conn._reader = conn._writer = None
 
     async def close(self) -> None:
         self._closed = True

@@ -8,7 +8,6 @@ connection drops, ``read`` raises and the bridge decides how to reconnect and co
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 
 from redis.asyncio.connection import ConnectionPool
@@ -24,7 +23,7 @@ except ImportError:  # pragma: no cover
 from ..errors import AuthenticationFailed, RedisUnavailable
 from ..redact import redact_url
 from .base import Subscriber, Transport
-from .pipe import CommandPipe
+from .pipe import CommandPipe, abort_connection, set_receive_buffer
 
 _MESSAGE = b"message"
 _PONG = b"pong"
@@ -132,10 +131,7 @@ class PubSubSubscriber(Subscriber):
         # subscribe confirmations and pongs carry no events
 
     def shrink_receive_buffer(self, nbytes: int) -> None:
-        writer = getattr(self._conn, "_writer", None)
-        sock = writer.get_extra_info("socket") if writer is not None else None
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+        set_receive_buffer(self._conn, nbytes)
 
     async def close(self) -> None:
         try:
@@ -144,10 +140,7 @@ class PubSubSubscriber(Subscriber):
             self.abort()
 
     def abort(self) -> None:
-        writer = getattr(self._conn, "_writer", None)
-        if writer is not None:
-            writer.transport.abort()
-        self._conn._reader = self._conn._writer = None
+        abort_connection(self._conn)
 
 
 class PubSubTransport(Transport):

@@ -34,7 +34,6 @@ import asyncio
 import bisect
 import functools
 import logging
-import socket
 import time
 import zlib
 from urllib.parse import unquote, urlsplit
@@ -50,7 +49,7 @@ except ImportError:  # pragma: no cover
 
 from ..errors import RedisUnavailable
 from .base import Subscriber, Transport
-from .pipe import CommandPipe
+from .pipe import CommandPipe, abort_connection, set_receive_buffer
 from .pubsub import connection_kwargs, explain
 
 log = logging.getLogger(__name__)
@@ -218,10 +217,7 @@ class ShardedSubscriber(Subscriber):
 
     def shrink_receive_buffer(self, nbytes: int) -> None:
         for conn in self._conns.values():
-            writer = getattr(conn, "_writer", None)
-            sock = writer.get_extra_info("socket") if writer is not None else None
-            if sock is not None:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+            set_receive_buffer(conn, nbytes)
 
     async def close(self) -> None:
         for t in self._tasks:
@@ -230,20 +226,13 @@ class ShardedSubscriber(Subscriber):
             try:
                 await asyncio.wait_for(conn.disconnect(), 1.0)
             except Exception:  # noqa: BLE001
-                self._abort_conn(conn)
+                abort_connection(conn)
 
     def abort(self) -> None:
         for t in self._tasks:
             t.cancel()
         for conn in self._conns.values():
-            self._abort_conn(conn)
-
-    @staticmethod
-    def _abort_conn(conn) -> None:
-        writer = getattr(conn, "_writer", None)
-        if writer is not None:
-            writer.transport.abort()
-        conn._reader = conn._writer = None
+            abort_connection(conn)
 
 
 class ShardedTransport(Transport):
@@ -379,7 +368,7 @@ class ShardedTransport(Transport):
                 await asyncio.gather(*(self._subscribe_node(a, slots, conns) for a, slots in by_node.items()))
         except BaseException as exc:
             for conn in conns.values():
-                ShardedSubscriber._abort_conn(conn)
+                abort_connection(conn)
             if isinstance(exc, ResponseError):  # MOVED / CLUSTERDOWN: the bridge retries, re-resolving
                 raise ConnectionError(str(exc).splitlines()[0]) from None
             if isinstance(exc, (RedisError, OSError, TimeoutError)):

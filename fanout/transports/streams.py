@@ -94,7 +94,6 @@ import asyncio
 import bisect
 import logging
 import math
-import socket
 
 from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, ResponseError
@@ -105,7 +104,7 @@ except ImportError:  # pragma: no cover
     _NOT_ENOUGH = object()
 
 from .base import Loss, Subscriber, Transport
-from .pipe import CommandPipe
+from .pipe import CommandPipe, abort_connection, set_receive_buffer
 from .pubsub import connection_kwargs, explain, open_pipe
 
 log = logging.getLogger(__name__)
@@ -226,10 +225,7 @@ class StreamsSubscriber(Subscriber):
 
     def shrink_receive_buffer(self, nbytes: int) -> None:
         # Nothing piles up in Redis for a stream reader that stops asking; kept for parity.
-        writer = getattr(self._conn, "_writer", None)
-        sock = writer.get_extra_info("socket") if writer is not None else None
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
+        set_receive_buffer(self._conn, nbytes)
 
     async def close(self) -> None:
         # The reader was cancelled, maybe with an XREAD reply still due: never reuse this
@@ -241,11 +237,7 @@ class StreamsSubscriber(Subscriber):
         await self._t._save_now()
 
     def abort(self) -> None:
-        conn = self._conn
-        writer = getattr(conn, "_writer", None)
-        if writer is not None:
-            writer.transport.abort()
-        conn._reader = conn._writer = None
+        abort_connection(self._conn)
 
 
 def pack(*args, nargs: int | None = None) -> bytes:
