@@ -5,7 +5,7 @@
     python -m benchmarks --only latency,knee,memory,profile --out DIR
 
 Every measurement runs both harnesses in the same process, one after the other, against a
-fresh throwaway ``redis-server``, with the same schedule (``fanout.simulator.schedule``), the
+fresh throwaway ``redis-server``, with the same schedule (``fanout.lab.schedule.schedule``), the
 same payloads (``fanout.market.SyntheticMarket``) and the same arithmetic
 (``fanout.analysis.analyse`` over a ``RunRecord``), so a ratio compares code, not moments.
 

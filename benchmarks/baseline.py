@@ -11,7 +11,7 @@ What a developer would write in an afternoon with ``redis.asyncio``:
 
 No sequence checks, no reconnects, no gap notices: a subscriber whose connection breaks
 stops (counted in ``disconnects``). The workload is the one fanout's simulator runs: the
-same schedule (``fanout.simulator.schedule``), the same payloads (``SyntheticMarket`` with
+same schedule (``fanout.lab.schedule.schedule``), the same payloads (``SyntheticMarket`` with
 the simulator's seeds) and the same wire fields, so the messages have the same size.
 The result is a ``RunRecord`` so ``fanout.analysis.analyse`` does the arithmetic for both.
 """
@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, TimeoutError as RedisTimeoutError
 
-from fanout.market import SyntheticMarket
-from fanout.record import (
+from fanout.lab.market import SyntheticMarket
+from fanout.lab.record import (
     DELIVERY_COLUMNS,
     INSTANCE_COLUMNS,
     PUBLICATION_COLUMNS,
@@ -37,8 +37,9 @@ from fanout.record import (
     environment,
     frame,
 )
-from fanout.scenario import Scenario
-from fanout.simulator import instance_ids, schedule
+from fanout.lab.scenario import Scenario
+from fanout.lab.schedule import schedule
+from fanout.lab.topology import instance_ids
 
 #: the simulator's default: the last stretch before an event is due is spent yielding, not sleeping
 DEFAULT_SPIN_S = 0.0015

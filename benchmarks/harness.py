@@ -7,7 +7,7 @@ verdict of the knee criteria (``passed``, ``reason``).
 
 Harnesses:
 
-* ``fanout`` - ``fanout.simulator.simulate``: N ``RedisEventBridge`` s, one pipelined
+* ``fanout`` - ``fanout.lab.run.simulate``: N ``RedisEventBridge`` s, one pipelined
   publishing loop per instance, every delivery recorded;
 * ``baseline`` - ``benchmarks.baseline``: redis-py PubSub subscribers, one publisher awaiting
   each publish;
@@ -29,10 +29,11 @@ from typing import Any
 
 import numpy as np
 
-import fanout.simulator as fsim
+from fanout.lab.options import RunOptions
+from fanout.lab.run import simulate
 from fanout.analysis import analyse
-from fanout.redis_server import RedisServer
-from fanout.scenario import Scenario
+from fanout.lab.servers.redis import RedisServer
+from fanout.lab.scenario import Scenario
 
 from .baseline import run_baseline
 
@@ -168,21 +169,6 @@ class CpuSampler(threading.Thread):
         return out
 
 
-@contextlib.contextmanager
-def fanout_spin(spin_s: float):
-    """Set the simulator's scheduler spin (module constant ``SPIN_S``) for the block.
-
-    The default (1.5 ms of yielding before each due time) sends on time but keeps the event loop
-    busy whenever an event is less than 1.5 ms away, i.e. always above ~700 events/s, so CPU%
-    would measure waiting. Knee and CPU runs turn it off for both harnesses."""
-    old = fsim.SPIN_S
-    fsim.SPIN_S = spin_s
-    try:
-        yield
-    finally:
-        fsim.SPIN_S = old
-
-
 class LogCounter(logging.Handler):
     """Counts what fanout logs at WARNING and above during a step (instead of printing it):
     under overload a bridge logs every failed publish."""
@@ -295,8 +281,10 @@ def scenario_for(instances: int, rate: float, duration_s: float, warmup_s: float
 
 async def _run(harness: str, sc: Scenario, srv: RedisServer, spin_s: float):
     if harness == "fanout":
-        with fanout_spin(spin_s):
-            return await fsim.simulate(sc, redis_url=srv.url, progress=False, server=srv)
+        # spin_s: the default (1.5 ms of yielding before each due time) sends on time but keeps the
+        # event loop busy whenever an event is less than 1.5 ms away, so CPU% would measure waiting;
+        # knee and CPU runs turn it off for both harnesses
+        return await simulate(sc, redis_url=srv.url, progress=False, server=srv, options=RunOptions(spin_s=spin_s))
     if harness == "baseline":
         return await run_baseline(sc, srv.url, pipelined=False, spin_s=spin_s)
     if harness == "baseline-pipelined":

@@ -29,7 +29,7 @@ def _cpuinfo() -> dict[str, Any]:
 
 def _redis_server_version() -> str | None:
     try:
-        from fanout.redis_server import find_redis_server, redis_server_version
+        from fanout.lab.servers.redis import find_redis_server, redis_server_version
 
         return redis_server_version(find_redis_server())
     except Exception:  # noqa: BLE001 - a fact we could not get is stated as null

@@ -104,7 +104,7 @@ def measure_child(kind: str, k: int, url: str) -> dict[str, Any]:
 def memory_per_instance(kinds: tuple[str, ...] = ("fanout", "baseline"), k_low: int = 1, k_high: int = 51,
                         repeats: int = 2) -> dict[str, Any]:
     """RSS and redis used_memory per added instance, per kind (median over ``repeats``)."""
-    from fanout.redis_server import RedisServer
+    from fanout.lab.servers.redis import RedisServer
 
     out: dict[str, Any] = {"k_low": k_low, "k_high": k_high, "repeats": repeats, "method":
                            f"fresh subprocess per measurement; (RSS(K={k_high}) - RSS(K={k_low})) / {k_high - k_low}; "

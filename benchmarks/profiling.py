@@ -12,7 +12,7 @@ import io
 import pstats
 from typing import Any
 
-from fanout.redis_server import RedisServer
+from fanout.lab.servers.redis import RedisServer
 
 from .harness import _run, scenario_for
 
@@ -68,7 +68,7 @@ def profile_run(harness: str, instances: int, rate: float, duration_s: float, *,
                 prof.disable()
 
         rec = asyncio.run(go())
-    from fanout.simulator import schedule
+    from fanout.lab.schedule import schedule
 
     events = len(schedule(sc))  # every event the run published (warm-up included: it was profiled too)
     deliveries = events * (instances - 1)

@@ -5,7 +5,7 @@
 
 One step = a fresh backend (shards=1: one redis-server, transport pubsub; shards=S>=3: a local
 S-master Redis Cluster, transport sharded with S partitions, so each master owns one partition of
-every event type), then ``fanout.simulator.simulate`` at a fixed open-loop rate. Reported per step:
+every event type), then ``fanout.lab.run.simulate`` at a fixed open-loop rate. Reported per step:
 offered and achieved deliveries/s (deliveries = events x (instances - 1)), delivery %, p99
 latency, the Python process's CPU (``time.process_time``) and every Redis node's CPU
 (``INFO cpu``, user + sys, summed and the busiest node) over the step, each per 1,000 deliveries.
@@ -23,10 +23,10 @@ import time
 import redis
 
 from fanout.analysis import analyse
-from fanout.cluster import LocalCluster
-from fanout.redis_server import RedisServer
-from fanout.scenario import Scenario
-from fanout.simulator import simulate
+from fanout.lab.servers.cluster import LocalCluster
+from fanout.lab.servers.redis import RedisServer
+from fanout.lab.scenario import Scenario
+from fanout.lab.run import simulate
 
 #: six symbols, two per partition when there are three (crc32 % 3), so 3 partitions carry equal load
 SYMBOLS = ("BTC/USDT", "ETH/USDT", "SOL/USDT", "DOGE/USDT", "DOT/USDT", "NEAR/USDT")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Awaitable, Callable
 
-from .events import Envelope, encode, encode_batch
+from fanout.events import Envelope, encode, encode_batch
 
 
 class _Batch:

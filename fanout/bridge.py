@@ -26,19 +26,21 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import random
 import secrets
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
-from urllib.parse import quote
 
-from .errors import ConfigError, FanoutError, MalformedMessage, NotPublisher, PublishError, RedisUnavailable
-from .events import EVENT_TYPES, Envelope, channel_for, decode_many, encode
-from .redact import redact_text, redact_url
-from .transports import TRANSPORTS, make_transport
-from .transports.base import Subscriber
+from fanout.channels import partition_of
+from fanout.config import BridgeConfig
+from fanout.errors import ConfigError, FanoutError, MalformedMessage, NotPublisher, PublishError, RedisUnavailable
+from fanout.events import Envelope, decode_many, encode
+from fanout.metrics import COUNTER_NAMES
+from fanout.redact import redact_text, redact_url
+from fanout.sequencing import DUPLICATE, RESTART, SequenceTracker
+from fanout.transports import make_transport
+from fanout.transports.base import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -64,155 +66,9 @@ class GapNotice:
     next_seq: int | None = None
 
 
-@dataclass(slots=True)
-class BridgeConfig:
-    """How a bridge reaches Redis and what it does there (the seed's fields, plus ours).
-
-    Give ``url`` (``redis://``, ``rediss://``, ``unix://``) or ``host``/``port``/``password``/
-    ``username``/``db``; explicit ``password``/``username`` override the URL's.
-    """
-
-    url: str | None = None
-    host: str = "localhost"
-    port: int = 6379
-    password: str | None = None
-    username: str | None = None
-    db: int = 0
-    key_prefix: str = "ws:"
-    instance_id: str | int = field(default_factory=os.getpid)
-    enable_publishing: bool = True
-    enable_subscription: bool = True
-    event_types: tuple[str, ...] = EVENT_TYPES
-    transport: str = "pubsub"
-    connect_timeout_s: float = 3.0
-    command_timeout_s: float = 3.0
-    publish_timeout_s: float = 2.0
-    reconnect_initial_s: float = 0.05
-    reconnect_max_s: float = 2.0
-    health_check_interval_s: float = 5.0
-    health_check_timeout_s: float = 3.0
-    stream_maxlen: int = 100_000
-    stream_maxlen_approx: bool = True
-    # Sentinel: ask these ("host:port", ...) where the master named ``sentinel_master`` is, each
-    # time the bridge (re)connects; ``url``/``host``/``port`` are then only used before the first answer.
-    sentinels: tuple[str, ...] = ()
-    sentinel_master: str | None = None
-    # sharded transport: channels per event type (> 1: partitioned by the event's symbol)
-    shard_partitions: int = 1
-    batch_max: int = 1                 # >1: up to this many events per Redis message when the publisher is ahead
-    batch_delay_ms: float = 0.0        # with batching: the most a batch waits for company (0: this loop turn only)
-    # set by the bridge: the master address Sentinel gave last (resolved_url() returns it)
-    discovered_url: str | None = None
-
-    def __post_init__(self) -> None:
-        if isinstance(self.event_types, str):
-            self.event_types = (self.event_types,)
-        self.event_types = tuple(self.event_types)
-        if not self.event_types:
-            raise ConfigError("event_types: at least one event type is needed")
-        for t in self.event_types:
-            if not isinstance(t, str) or not t or any(c.isspace() for c in t):
-                raise ConfigError(f"event_types: {t!r} is not a valid event type name")
-        if self.transport not in TRANSPORTS:
-            raise ConfigError(f"transport: {self.transport!r} is not one of {', '.join(sorted(TRANSPORTS))}")
-        if self.instance_id is None or str(self.instance_id) == "":
-            raise ConfigError("instance_id: must not be empty")
-        if not isinstance(self.key_prefix, str):
-            raise ConfigError("key_prefix: must be a string")
-        if not (self.enable_publishing or self.enable_subscription):
-            raise ConfigError("enable_publishing and enable_subscription are both off: the bridge would do nothing")
-        for name in ("connect_timeout_s", "command_timeout_s", "publish_timeout_s", "reconnect_initial_s",
-                     "reconnect_max_s", "health_check_interval_s", "health_check_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: must be > 0")
-        if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"url: {redact_url(self.url)!r} must start with redis://, rediss:// or unix://")
-        if isinstance(self.sentinels, str):
-            self.sentinels = tuple(x.strip() for x in self.sentinels.split(",") if x.strip())
-        self.sentinels = tuple(self.sentinels or ())
-        for addr in self.sentinels:
-            host, _, port = str(addr).rpartition(":")
-            if not host or not port.isdigit():
-                raise ConfigError(f"sentinels: {addr!r} is not host:port")
-        if bool(self.sentinels) != bool(self.sentinel_master):
-            raise ConfigError("sentinels and sentinel_master go together: give both or neither")
-        if self.sentinels and self.transport == "sharded":
-            raise ConfigError("sentinels: the sharded transport talks to a Redis Cluster, not through Sentinel")
-        if isinstance(self.shard_partitions, bool) or not isinstance(self.shard_partitions, int) \
-                or not 1 <= self.shard_partitions <= 1024:
-            raise ConfigError(f"shard_partitions: must be a whole number from 1 to 1024, got {self.shard_partitions!r}")
-        if isinstance(self.batch_max, bool) or not isinstance(self.batch_max, int) or not 1 <= self.batch_max <= 10_000:
-            raise ConfigError(f"batch_max: must be a whole number from 1 to 10000, got {self.batch_max!r}")
-        if self.batch_max > 1 and self.transport == "streams":
-            raise ConfigError("batch_max: batching is for pub/sub (a stream entry must stay one event)")
-        if not 0 <= self.batch_delay_ms <= 1000:
-            raise ConfigError(f"batch_delay_ms: must be from 0 to 1000, got {self.batch_delay_ms!r}")
-        if self.shard_partitions > 1 and self.transport != "sharded":
-            raise ConfigError("shard_partitions: only the sharded transport partitions channels")
-
-    async def discover_master(self) -> str:
-        """Ask the sentinels where the master is now (redis-py's ``redis.asyncio.sentinel.Sentinel``);
-        remember it as :attr:`discovered_url` and return it. Bounded by the connect and command timeouts."""
-        from redis.asyncio.sentinel import Sentinel
-
-        addrs = [(h, int(p)) for h, _, p in (str(a).rpartition(":") for a in self.sentinels)]
-        sentinel = Sentinel(addrs, socket_timeout=self.command_timeout_s,
-                            socket_connect_timeout=self.connect_timeout_s)
-        try:
-            async with asyncio.timeout(self.connect_timeout_s + self.command_timeout_s):
-                host, port = await sentinel.discover_master(self.sentinel_master)
-        except Exception as exc:  # MasterNotFoundError, timeouts: one line naming the sentinels
-            raise RedisUnavailable(f"no sentinel of {', '.join(self.sentinels)} named a master "
-                                   f"for {self.sentinel_master!r}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}") from None
-        finally:
-            for client in sentinel.sentinels:
-                try:
-                    await client.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
-        self.discovered_url = f"redis://{self._auth()}{host}:{port}/{self.db}"
-        return self.discovered_url
-
-    def channels(self, event_type: str) -> list[str]:
-        """Every channel of one event type: one, or ``shard_partitions`` for the sharded transport."""
-        if self.shard_partitions <= 1:
-            return [self.channel(event_type)]
-        from .transports.sharded import partition_channels
-
-        return partition_channels(self.key_prefix, event_type, self.shard_partitions)
-
-    def resolved_url(self) -> str:
-        if self.sentinels and self.discovered_url:
-            return self.discovered_url
-        if self.url:
-            return self.url
-        return f"redis://{self._auth()}{self.host}:{self.port}/{self.db}"
-
-    def _auth(self) -> str:
-        """``user:password@`` (URL-quoted) for URLs built from the fields, or ``""``."""
-        if self.password is None:
-            return ""
-        user = quote(self.username, safe="") if self.username else ""
-        return f"{user}:{quote(self.password, safe='')}@"
-
-    @property
-    def safe_url(self) -> str:
-        return redact_url(self.resolved_url())
-
-    def channel(self, event_type: str, key: Any = None) -> str:
-        """The channel an event goes to; with ``shard_partitions > 1`` the partition of ``key`` (its symbol)."""
-        if self.shard_partitions <= 1:
-            return channel_for(self.key_prefix, event_type)
-        from .transports.sharded import partition_of
-
-        return self.channels(event_type)[partition_of(key, self.shard_partitions)]
-
-
 #: receive buffer (bytes) given back to a subscriber socket when a paused reader resumes
 RESTORED_RCVBUF = 4 * 1024 * 1024
 
-_METRIC_KEYS = ("published", "received", "self_filtered", "errors", "gaps", "duplicates", "reconnects",
-                "malformed", "handler_errors", "publish_errors", "source_restarts", "transport_losses")
 
 
 class RedisEventBridge:
@@ -230,15 +86,15 @@ class RedisEventBridge:
         self._transport = make_transport(config)
         self._batcher = None
         if config.batch_max > 1:
-            from .batching import Batcher
+            from fanout.batching import Batcher
 
             self._batcher = Batcher(self._transport.publish, config.batch_max, config.batch_delay_ms / 1000)
         self._handlers: dict[str, list[Handler]] = {}
         self._any_handlers: list[Handler] = []
         self._gap_callbacks: list[Callable[[GapNotice], Any]] = []
         self._seq: dict[str, int] = {}
-        self._seen: dict[tuple[str, str], list] = {}  # (source, channel) -> [epoch, last_seq]
-        self._counts = dict.fromkeys(_METRIC_KEYS, 0)
+        self._sequence = SequenceTracker()
+        self._counts = dict.fromkeys(COUNTER_NAMES, 0)
         self._connected_pub = False
         self._connected_sub = False
         self._subscriber: Subscriber | None = None
@@ -351,8 +207,6 @@ class RedisEventBridge:
             raise PublishError(f"instance {self._id_str}: publish on a bridge that is not started (use 'async with')")
         parts = self.config.shard_partitions
         if parts > 1:  # seq per channel (partition): each channel's numbers stay contiguous
-            from .transports.sharded import partition_of
-
             chans = self._part_channels.get(event_type) or self._part_channels.setdefault(
                 event_type, self.config.channels(event_type))
             part = partition_of(data.get("symbol") if type(data) is dict else None, parts)
@@ -523,25 +377,17 @@ class RedisEventBridge:
             self._counts["self_filtered"] += 1
             return
         if env.seq is not None and env.epoch is not None:
-            key = (src, channel)  # seq is per (source, channel): one channel per type unless partitioned
-            state = self._seen.get(key)
-            if state is None:
-                self._seen[key] = [env.epoch, env.seq]
-            elif state[0] != env.epoch:
+            # seq is per (source, channel): one channel per type unless partitioned
+            verdict = self._sequence.check(src, channel, env.epoch, env.seq)
+            if verdict > 0:
+                self._counts["gaps"] += verdict
+                await self._notify(GapNotice(reason="seq_gap", source=src, type=env.type, missing=verdict,
+                                             epoch=env.epoch, last_seq=env.seq - verdict - 1, next_seq=env.seq))
+            elif verdict == DUPLICATE:
+                self._counts["duplicates"] += 1
+                return
+            elif verdict == RESTART:
                 self._counts["source_restarts"] += 1
-                state[0] = env.epoch
-                state[1] = env.seq
-            else:
-                last = state[1]
-                if env.seq <= last:
-                    self._counts["duplicates"] += 1
-                    return
-                if env.seq != last + 1:
-                    missing = env.seq - last - 1
-                    self._counts["gaps"] += missing
-                    await self._notify(GapNotice(reason="seq_gap", source=src, type=env.type, missing=missing,
-                                                 epoch=env.epoch, last_seq=last, next_seq=env.seq))
-                state[1] = env.seq
         self._counts["received"] += 1
         handlers = self._handlers.get(env.type)
         if handlers:
@@ -568,8 +414,7 @@ class RedisEventBridge:
         if loss.reason == "trimmed":
             # Counted exactly by the transport (all sources together): restart this type's seq
             # baselines so the next event from each source does not count the same hole again.
-            for key in [k for k in self._seen if k[1] == loss.channel]:
-                del self._seen[key]
+            self._sequence.forget_channel(loss.channel)
             if not loss.count:
                 return
         self._counts["transport_losses"] += loss.count

@@ -45,6 +45,19 @@ class NotPublisher(FanoutError):
     """publish() on a bridge built with enable_publishing=False."""
 
 
+class ServerTooOld(ConfigError):
+    """The Redis (or Valkey) server is too old for what was asked (a transport, a fault);
+    the message names the server, its version, what is needed and how to get it."""
+
+    exit_code = 2
+
+
+class MissingExtra(ConfigError):
+    """A command needs an optional part of fanout that is not installed (``pip install 'fanout[lab]'``)."""
+
+    exit_code = 2
+
+
 class RedisServerNotFound(FanoutError):
     """No redis-server binary on PATH and no embedded one installed."""
 

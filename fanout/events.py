@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from .errors import MalformedMessage
+from fanout.errors import MalformedMessage
 
 TICKER = "ticker"
 TRADE = "trade"
@@ -160,8 +160,3 @@ def _envelope(obj: dict, raw: bytes | str) -> Envelope:
         ts_ns=_opt_int(obj, "ts_ns", raw),
         ti_ns=_opt_int(obj, "ti_ns", raw),
     )
-
-
-def channel_for(key_prefix: str, event_type: str) -> str:
-    """Channel (or stream key) of one event type: ``{key_prefix}{type}``, e.g. ``ws:ticker``."""
-    return f"{key_prefix}{event_type}"

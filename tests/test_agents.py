@@ -11,9 +11,9 @@ import pytest
 
 from conftest import ROOT, fanout_cmd
 from fanout.analysis import analyse
-from fanout.report import render_text
-from fanout.scenario import Scenario
-from fanout.simulator import run_scenario
+from fanout.report.text import render_text
+from fanout.lab.scenario import Scenario
+from fanout.lab.run import run_scenario
 
 SMALL = dict(instances=3, duration_s=1.5, rate_per_s=30, event_types=("ticker", "trade"), seed=7)
 
@@ -103,7 +103,7 @@ def test_agents_in_separate_network_namespaces(tmp_path):
     if not ok:
         pytest.skip(why)
     with NetnsHosts(2) as hosts:
-        from fanout import RedisServer
+        from fanout.lab.servers import RedisServer
 
         with RedisServer(host=hosts.gateway_ip) as srv:
             agents = [hosts.popen(k, [*fanout_cmd(), "agent", "--redis-url", srv.url, "--name", f"ns{k}",

@@ -9,7 +9,7 @@ import pytest
 
 from _records import T0, event_id, make_record
 from fanout.analysis import Criterion, Thresholds, analyse, compare, latency_samples
-from fanout.record import DELIVERY_COLUMNS, frame
+from fanout.lab.record import DELIVERY_COLUMNS, frame
 
 SEED_3 = {"test-instance-0": 69, "test-instance-1": 65, "test-instance-2": 61}
 SEED_5 = {f"test-instance-{i}": n for i, n in enumerate((51, 68, 49, 53, 73))}

@@ -10,6 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from conftest import arun, wait_for
+from fanout.lab.servers import RedisServer
 from fanout import (
     AuthenticationFailed,
     BridgeConfig,
@@ -17,7 +18,6 @@ from fanout import (
     NotPublisher,
     PublishError,
     RedisEventBridge,
-    RedisServer,
     RedisUnavailable,
 )
 

@@ -8,7 +8,7 @@ import pytest
 
 from fanout import Envelope, MalformedMessage, decode, encode
 from fanout.events import EVENT_TYPES
-from fanout.market import SyntheticMarket
+from fanout.lab.market import SyntheticMarket
 
 
 def test_round_trip_keeps_every_field():

@@ -7,8 +7,8 @@ import pytest
 
 from conftest import exact_fault_findings, needs_redis7
 from fanout.errors import ConfigError
-from fanout.scenario import SCENARIO_DIR, Scenario, load_scenario
-from fanout.simulator import run_scenario
+from fanout.lab.scenario import SCENARIO_DIR, Scenario, load_scenario
+from fanout.lab.run import run_scenario
 
 FAULT_FILES = sorted(p.stem for p in (SCENARIO_DIR / "faults").glob("*.yaml"))
 RUNNABLE = [pytest.param(n, marks=needs_redis7) if n.endswith("-streams") else n for n in FAULT_FILES]

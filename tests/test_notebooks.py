@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, fanout_cmd, needs_redis7
-from fanout import tables
+from fanout.report import tables
 from fanout.errors import ConfigError, FanoutError
-from fanout.notebook_runner import (
+from fanout.report.notebooks import (
     QUICK_DURATION_S,
     SCENARIO_NOTEBOOK,
     VALIDATION_NOTEBOOK,
@@ -29,7 +29,7 @@ from fanout.notebook_runner import (
     scenario_parameters,
     validation_scenario,
 )
-from fanout.scenario import Scenario
+from fanout.lab.scenario import Scenario
 
 SCENARIO_FIELDS = list(Scenario().to_dict())
 

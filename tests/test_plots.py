@@ -1,4 +1,4 @@
-"""fanout.plots: every figure has a title and labelled axes with units, from a real small run."""
+"""fanout.report.plots: every figure has a title and labelled axes with units, from a real small run."""
 from __future__ import annotations
 
 import matplotlib
@@ -9,10 +9,10 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from _records import make_record  # noqa: E402
-from fanout import plots  # noqa: E402
+from fanout.report import plots  # noqa: E402
 from fanout.analysis import analyse  # noqa: E402
-from fanout.scenario import Scenario  # noqa: E402
-from fanout.simulator import run_scenario  # noqa: E402
+from fanout.lab.scenario import Scenario  # noqa: E402
+from fanout.lab.run import run_scenario  # noqa: E402
 
 INSTANCES = 3
 

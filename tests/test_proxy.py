@@ -11,8 +11,8 @@ import redis.asyncio as aredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from fanout import RedisServer
-from fanout.proxy import FaultProxy
+from fanout.lab.servers import RedisServer
+from fanout.lab.proxy import FaultProxy
 
 from conftest import arun, wait_for
 

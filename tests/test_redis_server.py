@@ -8,9 +8,9 @@ import time
 import pytest
 import redis
 
-from fanout import RedisServer
+from fanout.lab.servers import RedisServer
 from fanout.errors import RedisServerError, RedisServerNotFound
-from fanout.redis_server import _embedded_redis_server, find_redis_server
+from fanout.lab.servers.redis import _embedded_redis_server, find_redis_server
 
 
 def client(srv: RedisServer) -> redis.Redis:
@@ -90,7 +90,7 @@ def test_embedded_binary_is_used_when_none_is_on_path(monkeypatch, tmp_path):
 def test_no_binary_anywhere_says_how_to_get_one(monkeypatch, tmp_path):
     monkeypatch.delenv("FANOUT_REDIS_SERVER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("fanout.redis_server._embedded_redis_server", lambda: None)
+    monkeypatch.setattr("fanout.lab.servers.redis._embedded_redis_server", lambda: None)
     with pytest.raises(RedisServerNotFound, match="apt-get install redis-server"):
         find_redis_server()
     monkeypatch.setenv("FANOUT_REDIS_SERVER", str(tmp_path / "nope"))

@@ -6,7 +6,7 @@ import re
 
 from _records import event_id, make_record
 from fanout.analysis import analyse
-from fanout.report import render_json, render_markdown_table, render_text
+from fanout.report.text import render_json, render_markdown_table, render_text
 
 SEED_3 = {"test-instance-0": 69, "test-instance-1": 65, "test-instance-2": 61}
 RULE = "=" * 60

@@ -6,8 +6,8 @@ import pytest
 
 from conftest import arun, exact_fault_findings, needs_redis7, wait_for
 from fanout import BridgeConfig, ConfigError, RedisEventBridge, RedisUnavailable
-from fanout.scenario import Scenario, load_scenario
-from fanout.simulator import run_scenario
+from fanout.lab.scenario import Scenario, load_scenario
+from fanout.lab.run import run_scenario
 
 
 def test_sentinel_failover_during_a_pubsub_run_accounting_is_exact():
@@ -43,7 +43,7 @@ def test_sentinel_failover_during_a_streams_run_accounting_is_exact():
 
 
 def test_bridge_finds_the_master_through_sentinel_and_names_bad_sentinels():
-    from fanout.cluster import LocalSentinel
+    from fanout.lab.servers.cluster import LocalSentinel
 
     with LocalSentinel() as st:
         async def go():

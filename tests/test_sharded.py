@@ -9,9 +9,9 @@ from redis.crc import key_slot
 from conftest import arun, exact_fault_findings, needs_redis7
 from fanout import BridgeConfig, ConfigError, RedisEventBridge
 from fanout.analysis import analyse
-from fanout.cluster import LocalCluster
-from fanout.scenario import Scenario, load_scenario
-from fanout.simulator import run_scenario, simulate
+from fanout.lab.servers.cluster import LocalCluster
+from fanout.lab.scenario import Scenario, load_scenario
+from fanout.lab.run import run_scenario, simulate
 from fanout.transports.sharded import partition_channels, partition_of
 
 pytestmark = needs_redis7  # sharded pub/sub (SPUBLISH/SSUBSCRIBE) is Redis 7

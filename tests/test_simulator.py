@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-import fanout
+import fanout.lab
 from fanout.errors import ConfigError
-from fanout.record import load_run
-from fanout.scenario import Scenario, from_dict, load_scenario
-from fanout.simulator import run_scenario, schedule
+from fanout.lab.record import load_run
+from fanout.lab.scenario import Scenario, from_dict, load_scenario
+from fanout.lab.run import run_scenario
+from fanout.lab.schedule import schedule
 
 
 def test_same_seed_same_publishers_and_types_different_seed_differs():
@@ -76,7 +77,7 @@ def test_real_run_delivers_everything_to_every_other_instance(instances, tmp_pat
     assert (merged["t_received"] % 1000 != 0).any()  # not rounded to µs, let alone ms
     # saved and loaded back unchanged
     back = load_run(rec.path)
-    assert fanout.load_run is load_run  # the package exports it
+    assert fanout.lab.load_run is load_run  # the lab exports it
     assert back.run_id == rec.run_id and back.scenario["instances"] == instances
     assert back.publications.equals(rec.publications) and back.deliveries.equals(rec.deliveries)
     assert back.environment["redis_server"] and back.environment["cores"] >= 1

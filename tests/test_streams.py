@@ -17,7 +17,8 @@ from pathlib import Path
 import redis
 
 from conftest import needs_redis7
-from fanout import BridgeConfig, RedisEventBridge, RedisServer
+from fanout import BridgeConfig, RedisEventBridge
+from fanout.lab.servers import RedisServer
 from fanout.transports.streams import StreamsTransport
 
 pytestmark = needs_redis7

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..bridge import BridgeConfig
+from typing import Any
 
 
 @dataclass(slots=True)
@@ -52,7 +49,7 @@ class Subscriber(abc.ABC):
 class Transport(abc.ABC):
     name: str = "?"
 
-    def __init__(self, config: "BridgeConfig") -> None:
+    def __init__(self, config: Any) -> None:  # a fanout.config.BridgeConfig (which names the transports)
         self.config = config
 
     @abc.abstractmethod

@@ -20,10 +20,10 @@ try:  # hiredis' "no complete reply buffered yet" marker, for draining without a
 except ImportError:  # pragma: no cover
     _NOT_ENOUGH = False
 
-from ..errors import AuthenticationFailed, RedisUnavailable
-from ..redact import redact_url
-from .base import Subscriber, Transport
-from .pipe import CommandPipe, abort_connection, set_receive_buffer
+from fanout.errors import AuthenticationFailed, RedisUnavailable
+from fanout.redact import redact_url
+from fanout.transports.base import Subscriber, Transport
+from fanout.transports.pipe import CommandPipe, abort_connection, set_receive_buffer
 
 _MESSAGE = b"message"
 _PONG = b"pong"

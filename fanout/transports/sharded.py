@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import functools
 import logging
 import time
-import zlib
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio.connection import ConnectionPool
@@ -47,14 +45,14 @@ try:  # hiredis' "no complete reply buffered yet" marker
 except ImportError:  # pragma: no cover
     _NOT_ENOUGH = False
 
-from ..errors import RedisUnavailable
-from .base import Subscriber, Transport
-from .pipe import CommandPipe, abort_connection, set_receive_buffer
-from .pubsub import connection_kwargs, explain
+from fanout.channels import SLOTS, partition_channels, partition_of, partition_tag  # noqa: F401
+from fanout.errors import RedisUnavailable
+from fanout.transports.base import Subscriber, Transport
+from fanout.transports.pipe import CommandPipe, abort_connection, set_receive_buffer
+from fanout.transports.pubsub import connection_kwargs, explain
 
 log = logging.getLogger(__name__)
 
-SLOTS = 16384
 #: least time between two background topology refreshes after failed publishes
 REFRESH_MIN_S = 0.1
 #: message batches the reader tasks may queue ahead of the bridge
@@ -66,33 +64,6 @@ _SUNSUBSCRIBE = b"sunsubscribe"
 _ERR = object()
 
 Addr = tuple[str, int]
-
-
-@functools.lru_cache(maxsize=None)
-def partition_tag(p: int, parts: int) -> str:
-    """A hash tag whose slot lies in the middle half of the ``p``-th of ``parts`` equal slot ranges."""
-    width = SLOTS / parts
-    lo, hi = int(p * width + width / 4), int(p * width + 3 * width / 4)
-    n = 0
-    while True:
-        tag = f"{p}.{n}"
-        if lo <= key_slot(tag.encode()) <= hi:
-            return tag
-        n += 1
-
-
-def partition_channels(prefix: str, event_type: str, parts: int) -> list[str]:
-    """Every channel of one event type (``[{prefix}{type}]`` when not partitioned)."""
-    if parts <= 1:
-        return [f"{prefix}{event_type}"]
-    return [f"{prefix}{event_type}:{{{partition_tag(p, parts)}}}" for p in range(parts)]
-
-
-def partition_of(key, parts: int) -> int:
-    """The partition of a key (an event's symbol): stable across processes and hosts."""
-    if parts <= 1 or key is None:
-        return 0
-    return zlib.crc32(str(key).encode()) % parts
 
 
 class Topology:

@@ -103,9 +103,11 @@ try:  # hiredis' "no complete reply buffered yet" marker, to take buffered repli
 except ImportError:  # pragma: no cover
     _NOT_ENOUGH = object()
 
-from .base import Loss, Subscriber, Transport
-from .pipe import CommandPipe, abort_connection, set_receive_buffer
-from .pubsub import connection_kwargs, explain, open_pipe
+from fanout.capabilities import require, server_version
+from fanout.redact import redact_url
+from fanout.transports.base import Loss, Subscriber, Transport
+from fanout.transports.pipe import CommandPipe, abort_connection, set_receive_buffer
+from fanout.transports.pubsub import connection_kwargs, explain, open_pipe
 
 log = logging.getLogger(__name__)
 
@@ -315,15 +317,7 @@ def _payload(fields) -> bytes:
 
 
 def _check_version(info, url: str) -> None:
-    from ..errors import ConfigError
-    from ..redact import redact_url
-    from ..redis_server import version_tuple
-
-    text = info.decode(errors="replace") if isinstance(info, bytes) else str(info)
-    version = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("redis_version:")), "?")
-    if version_tuple(version) < (7, 0):
-        raise ConfigError(f"the streams transport needs Redis 7.0 or newer (it counts trimmed entries with "
-                          f"XINFO STREAM entries-added); {redact_url(url)} runs {version}")
+    require("streams", server_version(info), redact_url(url))
 
 
 class StreamsTransport(Transport):

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .accounting import LossAccount, account_losses, fault_windows
-from .record import RunRecord
+from fanout.formatting import ms as fmt_ms
+from fanout.analysis.accounting import LossAccount, account_losses, fault_windows
+from fanout.lab.record import RunRecord
 
 #: Above this many other instances the expected-formula is summarised, not spelled out.
 MAX_FORMULA_TERMS = 8
@@ -136,10 +137,6 @@ def latency_stats(ns: np.ndarray) -> dict[str, Any]:
         stats[key] = float(np.percentile(ns, q, method="linear")) / 1e6
     return stats
 
-
-def fmt_ms(value: float | None) -> str:
-    """A latency for display: milliseconds with three decimals (microsecond resolution)."""
-    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}ms"
 
 
 def latency_samples(record: RunRecord) -> pd.DataFrame:

@@ -15,7 +15,10 @@ from typing import Any
 
 import pandas as pd
 
-from .redact import redact_text, redact_url
+from fanout.errors import ConfigError
+from fanout.lab.topology import instance_ids, roles
+from fanout.metrics import COUNTER_NAMES
+from fanout.redact import redact_text, redact_url
 
 PUBLICATION_COLUMNS = {
     "id": "string", "source": "string", "seq": "int64", "type": "string", "symbol": "string",
@@ -31,12 +34,9 @@ FAULT_COLUMNS = {
 OUTAGE_COLUMNS = {
     "instance": "string", "t_down": "int64", "t_up": "int64", "reason": "string",
 }
-INSTANCE_COLUMNS = {
-    "instance": "string", "connected": "bool", "published": "int64", "received": "int64",
-    "self_filtered": "int64", "errors": "int64", "gaps": "int64", "duplicates": "int64",
-    "reconnects": "int64", "subscriptions": "int64", "malformed": "int64", "handler_errors": "int64",
-    "publish_errors": "int64", "source_restarts": "int64", "transport_losses": "int64",
-}
+#: one row per instance: its bridge's counters (fanout.metrics) as the run ended
+INSTANCE_COLUMNS = {"instance": "string", "connected": "bool", **dict.fromkeys(COUNTER_NAMES, "int64"),
+                    "subscriptions": "int64"}
 
 
 def frame(rows: list[dict] | dict[str, list], columns: dict[str, str]) -> pd.DataFrame:
@@ -104,8 +104,6 @@ def load_run(path: str | os.PathLike) -> RunRecord:
     """Read a run folder written by :meth:`RunRecord.save`."""
     p = Path(path)
     if not (p / "run.json").exists():
-        from .errors import ConfigError
-
         raise ConfigError(f"{p} is not a run folder (no run.json)")
     meta = json.loads((p / "run.json").read_text())
 
@@ -134,7 +132,7 @@ def environment(redis_version: str | None = None) -> dict[str, Any]:
         hiredis_version = getattr(hiredis, "__version__", "installed")
     except ImportError:
         hiredis_version = None
-    from . import __version__
+    from fanout import __version__
 
     return {
         "fanout": __version__,
@@ -147,3 +145,36 @@ def environment(redis_version: str | None = None) -> dict[str, Any]:
         "platform": platform.platform(),
         "cores": os.cpu_count(),
     }
+
+
+def build_record(sc, url: str, run_id: str, version: str | None, t0: int, t_end: int,
+                 pubs: list[tuple], deliveries: list[tuple], inst_rows: list[dict], fault_log: list,
+                 outages: list[tuple], stats: dict) -> RunRecord:
+    """Raw rows from one or many processes -> one RunRecord (frames with the contract's dtypes)."""
+    pub_df = frame([dict(zip(PUBLICATION_COLUMNS, p)) for p in pubs], PUBLICATION_COLUMNS)
+    pub_df = pub_df.sort_values("t_intended", kind="stable").reset_index(drop=True)  # the schedule's order
+    del_df = frame([dict(zip(DELIVERY_COLUMNS, d)) for d in deliveries], DELIVERY_COLUMNS)
+    if sc.warmup_s > 0:
+        warm_ids = set(pub_df.loc[pub_df["t_intended"] < t0, "id"])
+        pub_df = pub_df[~pub_df["id"].isin(warm_ids)].reset_index(drop=True)
+        del_df = del_df[~del_df["id"].isin(warm_ids)].reset_index(drop=True)
+    scen = sc.to_dict()
+    scen["redis_url"] = redact_url(url) if sc.redis_url else None
+    ids = instance_ids(sc)
+    if sc.topology != "mesh":  # analysis: who publishes, who is expected to receive
+        pubs_i, recv_i = roles(sc)
+        scen["publishers"] = [ids[i] for i in pubs_i]
+        scen["receivers"] = [ids[i] for i in recv_i]
+    env_info = environment(version)
+    env_info["redis_url"] = redact_url(url)
+    env_info["transport"] = sc.transport
+    order = {name: k for k, name in enumerate(ids)}
+    inst_rows = sorted(inst_rows, key=lambda r: order.get(r["instance"], len(order)))
+    return RunRecord(
+        run_id=run_id, scenario=scen, environment=env_info,
+        publications=pub_df, deliveries=del_df, instances=frame(inst_rows, INSTANCE_COLUMNS),
+        t0=t0, t_end=t_end,
+        faults=frame([vars(x) if not isinstance(x, dict) else x for x in fault_log], FAULT_COLUMNS),
+        outages=frame([dict(zip(OUTAGE_COLUMNS, o)) for o in outages], OUTAGE_COLUMNS),
+        redis_stats=stats,
+    )

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 
-from .events import CANDLE, ORDERBOOK, TICKER, TRADE
+from fanout.events import CANDLE, ORDERBOOK, TICKER, TRADE
 
 DEFAULT_SYMBOLS: tuple[str, ...] = ("BTC/USDT", "ETH/USDT", "SOL/USDT")
 _START_PRICE = {"BTC/USDT": 67000.0, "ETH/USDT": 3400.0, "SOL/USDT": 150.0}

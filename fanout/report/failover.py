@@ -15,10 +15,10 @@ from typing import Callable
 
 import pandas as pd
 
-from .analysis import Findings, analyse
-from .record import RunRecord
-from .scenario import SCENARIO_DIR, Scenario, load_scenario
-from .simulator import run_scenario
+from fanout.analysis import Findings, analyse
+from fanout.lab.record import RunRecord
+from fanout.lab.scenario import SCENARIO_DIR, Scenario, load_scenario
+from fanout.lab.run import run_scenario
 
 FAULTS = ("redis-restart", "redis-restart-aof", "instance-crash", "slow-consumer", "latency", "partition")
 TRANSPORTS = ("pubsub", "streams")
@@ -48,25 +48,22 @@ class FaultRun:
         }
 
 
-#: the Redis a transport needs at least (Streams count trims with XINFO STREAM's entries-added)
-MIN_REDIS = {"pubsub": (2, 8), "streams": (7, 0)}
-
-
 def supported_transports(transports: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
     """The transports this machine's redis-server can run, and why the others cannot."""
-    from .redis_server import find_redis_server, local_server_version, redis_server_version
+    from fanout.capabilities import requirement_text, supports
+    from fanout.lab.servers.redis import find_redis_server, local_server_version, redis_server_version
 
     have = local_server_version()
     ok, skipped = [], {}
     for t in transports or TRANSPORTS:
-        if have >= MIN_REDIS.get(t, (0,)):
+        if supports(t, have):
             ok.append(t)
         else:
             try:
                 where = f"{redis_server_version(find_redis_server())} ({find_redis_server()})"
             except Exception:  # noqa: BLE001
                 where = "none found"
-            skipped[t] = (f"needs redis-server {'.'.join(map(str, MIN_REDIS[t]))} or newer; this machine's is "
+            skipped[t] = (f"needs {requirement_text(t)}; this machine's redis-server is "
                           f"{where}. Install Redis 7 (e.g. apt-get install redis-server) to measure it.")
     return ok, skipped
 
@@ -168,7 +165,7 @@ def progress_line(run: FaultRun) -> None:
 
 def as_scenario_run(run: FaultRun):
     """The report's per-scenario view of a fault run (fanout.tables.ScenarioRun)."""
-    from .tables import ScenarioRun
+    from fanout.report.tables import ScenarioRun
 
     return ScenarioRun(scenario=run.scenario, record=run.record, findings=run.findings,
                        source=f"scenarios/faults/{run.fault}-{run.transport}.yaml")
@@ -176,7 +173,7 @@ def as_scenario_run(run: FaultRun):
 
 def matrix_markdown(runs: list[FaultRun], skipped: dict[str, str] | None = None) -> str:
     """The failover section's head: the fault x transport table and the numbers behind it."""
-    from .tables import md_table
+    from fanout.report.tables import md_table
 
     not_run = "".join(f"\n**{t} was not measured**: {why}\n" for t, why in (skipped or {}).items())
     if not runs:

@@ -1,7 +1,7 @@
 """Instances outside this process: one coordinator, many workers, one RunRecord.
 
 A *worker* hosts some instances and runs the same simulator code over them
-(``_Simulation(hosted=[...])``), so the records that come back are the ones a single-process run
+(``Simulation(hosted=[...])``), so the records that come back are the ones a single-process run
 makes and the analysis is unchanged. Two kinds of worker share this conversation:
 
 * a **process** (``Scenario.process_mode = "processes"``): one spawned OS process per instance,
@@ -28,16 +28,17 @@ import asyncio
 import multiprocessing as mp
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import FanoutError
-from .scenario import Scenario, from_dict
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .record import RunRecord
-
-#: how long a worker may take to start its bridges and report ready
-READY_TIMEOUT_S = 60.0
+from fanout.errors import FanoutError
+from fanout.lab import control
+from fanout.lab.options import DEFAULT, RunOptions
+from fanout.lab.progress import Progress
+from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record
+from fanout.lab.scenario import Scenario, from_dict
+from fanout.lab.schedule import expected_counts
+from fanout.lab.simulator import Simulation
+from fanout.lab.topology import instance_ids, roles
 
 _PUB_TIMES = (5, 6, 7)      # t_intended, t_sent, t_acked in a publication tuple
 _DEL_TIME = 5               # t_received in a delivery tuple
@@ -53,31 +54,30 @@ def shift_records(pubs: list, deliveries: list, outages: list, offset_ns: int) -
     return p2, d2, o2
 
 
-async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=(0, 0)) -> None:
+async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=(0, 0),
+                options: RunOptions = DEFAULT) -> None:
     """The worker's side of the conversation over ``send(msg)`` / ``await recv(timeout)``."""
-    from .simulator import _Simulation, roles
-
     offset = int(clock[0])
-    sim = _Simulation(sc, url, hosted=hosted)
+    sim = Simulation(sc, url, hosted=hosted, options=options)
     try:
         version = await sim.setup()
         await send(("ready", version, list(clock)))
-        msg = await recv(READY_TIMEOUT_S + sc.duration_s)
+        msg = await recv(options.ready_timeout_s + sc.duration_s)
         if msg[0] != "go":
             return
         t_start = int(msg[1]) - offset
         sim.t0 = t_start + int(sc.warmup_s * 1e9)
         await sim.publish_phase(t_start)
-        pubs, _, _ = shift_records(sim.pubs, [], [], offset)
+        pubs, _, _ = shift_records(sim.recorder.pubs, [], [], offset)
         await send(("published", pubs))
         msg = await recv(60.0 + sc.drain_timeout_s)
         if msg[0] != "drain":
             return
         receivers = set(roles(sc)[1])
         await sim.drain({r: n for r, n in msg[1].items() if sim.ids.index(r) in receivers})
-        _, dels, outs = shift_records([], sim.deliveries, sim.outage_rows(), offset)
-        await send(("done", dels, sim._instance_rows(), outs))
-    except Exception as exc:  # noqa: BLE001 - reported to the coordinator in one line
+        _, dels, outs = shift_records([], sim.recorder.deliveries, sim.outage_rows(), offset)
+        await send(("done", dels, sim.instance_rows(), outs))
+    except Exception as exc:  # noqa: BLE001 - any failure is the worker's answer: one line to the coordinator
         await send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
         await sim.close()
@@ -157,37 +157,25 @@ async def gather(links: list[Link], what: str, timeout_s: float, *, tolerate_dea
 
 
 async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, progress=None,
-                     tolerate_death: bool = False, now_ns=None) -> "RunRecord":
+                     tolerate_death: bool = False, now_ns=None, options: RunOptions = DEFAULT) -> RunRecord:
     """Drive the workers through one run and build its record (see the module doc)."""
-    from .simulator import (
-        SUBSCRIBE_CONFIRM_TIMEOUT_S,
-        _confirm_subscriptions,
-        _Progress,
-        build_record,
-        expected_counts,
-        instance_ids,
-        roles,
-    )
-
-    from .record import INSTANCE_COLUMNS
-
     now_ns = now_ns or time.time_ns
     ids = instance_ids(sc)
-    ready = await gather(links, "ready", READY_TIMEOUT_S, tolerate_death=tolerate_death)
+    ready = await gather(links, "ready", options.ready_timeout_s, tolerate_death=tolerate_death)
     for ln in links:
         if ln.name in ready:
             ln.clock = tuple(ready[ln.name][2])
     version = next((m[1] for m in ready.values() if m[1]), None)
     if sc.transport == "pubsub":
         alive_receivers = [i for ln in links if ln.dead is None for i in ln.hosted if i in roles(sc)[1]]
-        await _confirm_subscriptions(url, [f"{sc.key_prefix}{t}" for t in sc.event_types],
-                                     len(alive_receivers), SUBSCRIBE_CONFIRM_TIMEOUT_S)
+        await control.confirm_subscriptions(url, [f"{sc.key_prefix}{t}" for t in sc.event_types],
+                                            len(alive_receivers), options.subscribe_confirm_timeout_s)
     t_start = now_ns() + 500_000_000  # every worker gets the message well before the first event
     t0 = t_start + int(sc.warmup_s * 1e9)
     for ln in links:
         if ln.dead is None:
             await ln.send(("go", t_start))
-    bar = _Progress(progress, sc.warmup_s + sc.duration_s, sc.name)
+    bar = Progress(progress, sc.warmup_s + sc.duration_s, sc.name)
     try:
         task = asyncio.ensure_future(gather(links, "published", sc.warmup_s + sc.duration_s + 60.0,
                                             tolerate_death=tolerate_death))
@@ -198,7 +186,11 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
     finally:
         bar.close()
     pubs = [p for m in published.values() for p in m[1]]
-    expected = expected_counts(pubs, [ids[i] for i in roles(sc)[1]])
+    published_by: dict[str, int] = {}
+    for p in pubs:
+        if p[8]:  # ok
+            published_by[p[1]] = published_by.get(p[1], 0) + 1
+    expected = expected_counts(published_by, [ids[i] for i in roles(sc)[1]])
     for ln in links:
         if ln.dead is None:
             await ln.send(("drain", {ids[i]: expected[ids[i]] for i in ln.hosted if ids[i] in expected}))
@@ -227,7 +219,7 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
 # ------------------------------------------------------------------ workers as local processes
 
 
-def _process_main(index: int, scenario: dict, url: str, conn) -> None:
+def _process_main(index: int, scenario: dict, url: str, conn, options: dict) -> None:
     """Entry point of one spawned worker process (imports fanout afresh)."""
 
     async def send(msg) -> None:
@@ -241,24 +233,23 @@ def _process_main(index: int, scenario: dict, url: str, conn) -> None:
             await asyncio.sleep(0.005)
         return conn.recv()
 
-    asyncio.run(serve(from_dict(scenario), url, [index], send, recv))
+    asyncio.run(serve(from_dict(scenario), url, [index], send, recv, options=RunOptions(**options)))
 
 
-async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None) -> "RunRecord":
+async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None,
+                             options: RunOptions = DEFAULT) -> RunRecord:
     """One worker process per instance; the same RunRecord as a single-process run."""
-    from .simulator import instance_ids
-
     ctx = mp.get_context("spawn")
     ids = instance_ids(sc)
     links: list[Link] = []
     for i in range(sc.instances):
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_process_main, args=(i, sc.to_dict(), url, child), name=f"fanout-{ids[i]}",
+        p = ctx.Process(target=_process_main, args=(i, sc.to_dict(), url, child, options.to_dict()), name=f"fanout-{ids[i]}",
                         daemon=True)
         p.start()
         links.append(ProcessLink(ids[i], [i], p, parent))
     try:
-        rec = await coordinate(sc, url, run_id, links, progress=progress)
+        rec = await coordinate(sc, url, run_id, links, progress=progress, options=options)
     finally:
         for ln in links:
             ln.stop()

@@ -29,7 +29,7 @@ from typing import Any
 
 import pandas as pd
 
-from .record import RunRecord
+from fanout.lab.record import RunRecord
 
 PRE_NS = 50_000_000    # 50 ms before a fault: events in flight when it struck
 POST_NS = 50_000_000   # 50 ms after the receiver was back

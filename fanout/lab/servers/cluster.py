@@ -25,8 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import RedisServerError
-from .redis_server import RedisServer, Throwaway, find_redis_server, free_port, redis_server_version
+from fanout.errors import RedisServerError
+from fanout.lab.servers.redis import RedisServer, Throwaway, find_redis_server, free_port, redis_server_version
 
 log = logging.getLogger(__name__)
 
@@ -384,16 +384,6 @@ class LocalSentinel(Throwaway):
         return f"LocalSentinel(servers={[s.port for s in self.servers]}, sentinels={list(self.sentinels)})"
 
 
-def backend_options(server, scenario) -> dict:
-    """Extra :class:`~fanout.bridge.BridgeConfig` keyword arguments for a scenario's bridges:
-    the setup's (sentinel addresses and master name) and the sharded transport's partitions."""
-    opts = dict(server.bridge_options()) if hasattr(server, "bridge_options") else {}
-    parts = getattr(scenario, "shard_partitions", 1)
-    if scenario.transport == "sharded" and parts > 1:
-        opts["shard_partitions"] = parts
-    return opts
-
-
 def _cluster_port() -> int:
     """A free port P <= 55535 whose cluster bus port P + 10000 is free too."""
     import random
@@ -413,4 +403,4 @@ def _cluster_port() -> int:
     raise RedisServerError("no free port pair (P, P + 10000) for a cluster node")
 
 
-__all__ = ["LocalCluster", "LocalSentinel", "SENTINEL_MASTER", "backend_options"]
+__all__ = ["LocalCluster", "LocalSentinel", "SENTINEL_MASTER"]

@@ -22,16 +22,16 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any
 
-from .errors import ConfigError
+from fanout.errors import ConfigError
+from fanout.lab.faults.kinds import FAULT_KINDS
 
 log = logging.getLogger(__name__)
 
-KINDS = ("redis_restart", "instance_crash", "slow_consumer", "latency", "partition", "node_failover",
-         "sentinel_failover")
-INSTANCE_KINDS = ("instance_crash", "slow_consumer", "latency", "partition")
-PROXY_KINDS = ("latency", "partition")
+KINDS = tuple(FAULT_KINDS)
+INSTANCE_KINDS = tuple(k for k, cls in FAULT_KINDS.items() if cls.instance)
+PROXY_KINDS = tuple(k for k, cls in FAULT_KINDS.items() if cls.proxy)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,19 +104,13 @@ class FaultLog:
 
 
 class FaultRunner:
-    """Runs a fault plan against a live simulation.
+    """Runs a fault plan against a live simulation ``sim``: one task per fault, kept and awaited
+    (bounded) by :meth:`wait`; each fault gets its own :class:`~fanout.lab.faults.kinds.FaultKind`."""
 
-    ``actions`` maps each kind to a pair of coroutines ``(begin(fault), end(fault))``; the
-    simulator supplies them (it owns the bridges, the server and the proxies).
-    """
-
-    def __init__(self, faults: list[Fault], t0_ns: int,
-                 actions: dict[str, tuple[Callable[[Fault], Awaitable[str]], Callable[[Fault], Awaitable[str]]]],
-                 instance_ids: list[str]) -> None:
+    def __init__(self, faults: list[Fault], t0_ns: int, sim: Any) -> None:
         self.faults = faults
         self.t0_ns = t0_ns
-        self.actions = actions
-        self.ids = instance_ids
+        self.sim = sim
         self.log: list[FaultLog] = []
         self._tasks: list[asyncio.Task] = []
 
@@ -124,35 +118,42 @@ class FaultRunner:
         self._tasks = [asyncio.create_task(self._one(f), name=f"fault-{f.kind}") for f in self.faults]
 
     async def _one(self, f: Fault) -> None:
-        begin, end = self.actions[f.kind]
+        action = FAULT_KINDS[f.kind](self.sim, f)
         await _sleep_until_ns(self.t0_ns + int(f.at_s * 1e9))
         t_start = time.time_ns()
         detail = ""
         try:
-            detail = await begin(f) or ""
+            detail = await action.begin() or ""
             await asyncio.sleep(f.duration_s)
         finally:
             t_end = time.time_ns()
             try:
-                more = await end(f)
+                more = await action.end()
                 detail = "; ".join(x for x in (detail, more) if x)
             finally:
-                who = self.ids[f.instance] if f.instance is not None else ""
+                who = self.sim.ids[f.instance] if f.instance is not None else ""
                 self.log.append(FaultLog(f.kind, who, t_start, t_end, detail or f.label))
                 log.info("fault %s: %s", f.label, detail)
 
     async def wait(self, timeout_s: float) -> None:
-        """Wait (bounded) until every fault has ended and been undone."""
+        """Wait (bounded) until every fault has ended and been undone; a fault that failed raises."""
         if not self._tasks:
             return
         done, pending = await asyncio.wait(self._tasks, timeout=timeout_s)
         for t in pending:
             t.cancel()
-        for t in done:
-            if t.exception() is not None:
-                raise t.exception()
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
+        for t in done:
+            if not t.cancelled() and t.exception() is not None:
+                raise t.exception()
+
+    async def cancel(self) -> None:
+        """Stop every fault still running (the run is ending early); each one's ``end`` still runs."""
+        for t in self._tasks:
+            t.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 async def _sleep_until_ns(due_ns: int) -> None:

@@ -29,10 +29,11 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from . import errors as _errors
-from .errors import ConfigError, FanoutError
+from fanout import errors as _errors
+from fanout import formatting as fmt
+from fanout.errors import ConfigError, FanoutError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
 #: the checkout this module was imported from (holds notebooks/, scenarios/, data/)
 REPO_ROOT = PACKAGE_DIR.parent
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
@@ -97,7 +98,7 @@ def resolve_redis_url(value: str | None) -> str | None:
 def scenario_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
     """The Scenario fields found in ``namespace`` (a notebook's ``globals()``), ready for
     :func:`fanout.scenario.from_dict`. ``redis_url`` goes through :func:`resolve_redis_url`."""
-    from .scenario import Scenario
+    from fanout.lab.scenario import Scenario
 
     names = [f.name for f in fields(Scenario)]
     values = {n: namespace[n] for n in names if n in namespace}
@@ -114,9 +115,9 @@ def run_one(sc, *, save_to: str | None = "data/runs", source: str = "", changes:
             printer: Printer | None = None, label: str = ""):
     """Run one Scenario (throwaway redis-server unless ``sc.redis_url``), analyse it, and return a
     :class:`fanout.tables.ScenarioRun`. Prints a start and an end line through ``printer``."""
-    from .analysis import analyse
-    from .simulator import run_scenario
-    from .tables import ScenarioRun
+    from fanout.analysis import analyse
+    from fanout.lab.run import run_scenario
+    from fanout.report.tables import ScenarioRun
 
     say = printer or (lambda _line: None)
     say(f"{label}{sc.name}: {sc.instances} instances, {sc.duration_s:g} s at {sc.rate_per_s:g} events/s "
@@ -124,12 +125,8 @@ def run_one(sc, *, save_to: str | None = "data/runs", source: str = "", changes:
     record = run_scenario(sc, progress=False, save_to=save_to, printer=print if sc.verbose else None)
     findings = analyse(record)
     say(f"{label}{sc.name}: {findings.status} (delivery {findings.overall['delivery_pct']:.2f}%, "
-        f"avg latency {_ms(findings.latency['avg_ms'])}) -> {record.path or 'not saved'}")
+        f"avg latency {fmt.ms(findings.latency['avg_ms'])}) -> {record.path or 'not saved'}")
     return ScenarioRun(scenario=sc, record=record, findings=findings, source=source, changes=dict(changes or {}))
-
-
-def _ms(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.3f}ms"
 
 
 def _number(name: str, value: Any) -> float | None:
@@ -155,7 +152,7 @@ def validation_scenario(name: str, *, quick: bool = True, duration_scale: float 
     duration), so the faults happen and recovery is seen. Returns ``(scenario, source,
     changes)`` where ``changes`` maps each field that differs from the file to (file, used).
     """
-    from .scenario import load_scenario, resolve_scenario_path
+    from fanout.lab.scenario import load_scenario, resolve_scenario_path
 
     path = resolve_scenario_path(name)
     file_sc = load_scenario(path)
@@ -309,7 +306,7 @@ def _check_ipykernel() -> None:
 
 
 def _one_line(text: str) -> str:
-    from .redact import redact_text
+    from fanout.redact import redact_text
 
     lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
     return redact_text(lines[0] if lines else "")
@@ -512,7 +509,7 @@ class ReportResult:
 def _describe(params: dict[str, Any]) -> str:
     shown = {k: v for k, v in params.items() if k != "result_json"}
     if shown.get("redis_url"):
-        from .redact import redact_url
+        from fanout.redact import redact_url
 
         shown["redis_url"] = redact_url(str(shown["redis_url"]))
     return ", ".join(f"{k}={v}" for k, v in shown.items()) or "defaults"

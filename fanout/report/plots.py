@@ -22,8 +22,8 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from .analysis import Findings, analyse, latency_samples
-from .record import RunRecord
+from fanout.analysis import Findings, analyse, latency_samples
+from fanout.lab.record import RunRecord
 
 #: vertical marker lines on the latency ECDF: (label, key in Findings.latency, line style)
 PERCENTILE_MARKERS = (("p50", "p50_ms", "--"), ("p95", "p95_ms", "-."), ("p99", "p99_ms", ":"))

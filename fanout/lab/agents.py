@@ -28,18 +28,17 @@ import logging
 import os
 import socket
 import time
-from typing import TYPE_CHECKING
 
 import orjson
 from redis.asyncio import Redis
 
-from .errors import FanoutError, RedisUnavailable
-from .processes import Link, coordinate, serve
-from .redact import redact_url
-from .scenario import Scenario, from_dict
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .record import RunRecord
+from fanout.errors import FanoutError, RedisUnavailable
+from fanout.lab.options import DEFAULT, RunOptions
+from fanout.lab.processes import Link, coordinate, serve
+from fanout.lab.record import RunRecord
+from fanout.lab.topology import assign
+from fanout.redact import redact_url
+from fanout.lab.scenario import Scenario, from_dict
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +64,8 @@ async def estimate_offset(client: Redis, clock_ns, rounds: int = CLOCK_ROUND_TRI
         offset = (int(sec) * 1_000_000_000 + int(usec) * 1_000) - (t1 + t2) // 2
         if best is None or rtt // 2 < best[1]:
             best = (offset, rtt // 2 + 1_000)
-    assert best is not None
+    if best is None:
+        raise FanoutError("estimate_offset needs at least one round trip")
     return best
 
 
@@ -104,25 +104,11 @@ async def live_agents(client: Redis) -> dict[str, dict]:
     return out
 
 
-def assign(sc: Scenario, agents: dict[str, dict]) -> dict[str, list[int]]:
-    """Instance indices per agent: round-robin; in host-bots the ``host`` agent gets the host."""
-    names = list(agents)
-    if sc.topology == "host-bots":
-        host = next((n for n in names if agents[n].get("role") == "host"), names[0])
-        bots_on = [n for n in names if n != host] or [host]
-        out = {n: [] for n in names}
-        out[host].append(0)
-        for k, i in enumerate(range(1, sc.instances)):
-            out[bots_on[k % len(bots_on)]].append(i)
-        return out
-    return {n: list(range(k, sc.instances, len(names))) for k, n in enumerate(names)}
-
-
-async def run_with_agents(sc: Scenario, url: str, run_id: str, agents: int, *, wait_s: float = 60.0,
-                          progress=None) -> "RunRecord":
+async def run_with_agents(sc: Scenario, url: str, run_id: str, agents: int, *, options: RunOptions = DEFAULT,
+                          progress=None) -> RunRecord:
     """The coordinator: wait for ``agents`` live agents, run ``sc`` over them, return one record."""
-    from .simulator import clock_ns
-
+    wait_s = options.agent_wait_s
+    clock_ns = options.now_ns
     if agents > sc.instances:
         raise FanoutError(f"--agents {agents} is more than --instances {sc.instances}: every agent needs an instance")
     client = _client(url)
@@ -160,7 +146,7 @@ async def run_with_agents(sc: Scenario, url: str, run_id: str, agents: int, *, w
             await link.send(("assign", run_id, sc.to_dict(), hosted, url))
             links.append(link)
         rec = await coordinate(sc, url, run_id, links, progress=progress, tolerate_death=True,
-                               now_ns=lambda: clock_ns() + offset)
+                               now_ns=lambda: clock_ns() + offset, options=options)
         rec.environment["coordinator_clock"] = {"offset_ns": offset, "uncertainty_ns": unc}
         rec.environment["process_mode"] = f"agents ({len(links)})"
         dead = {ln.name: ln.dead for ln in links if ln.dead}
@@ -184,9 +170,7 @@ async def agent_main(url: str, name: str | None = None, role: str = "any", *, wa
 
     Returns 0 after a run, 1 when nothing was assigned within ``wait_s`` or the coordinator
     vanished. ``clock_skew_ns`` shifts this agent's clock (to test the clock correction)."""
-    from . import simulator
-
-    simulator.CLOCK_SKEW_NS = clock_skew_ns
+    options = RunOptions(clock_skew_ns=clock_skew_ns)
     name = name or f"{socket.gethostname()}-{os.getpid()}"
     client = _client(url)
     alive_key = f"{NS}agent:{name}:alive"
@@ -226,7 +210,7 @@ async def agent_main(url: str, name: str | None = None, role: str = "any", *, wa
         sc = from_dict(scenario)
         outbox = f"{NS}run:{run_id}:from:{name}"
         coord_key = f"{NS}run:{run_id}:coordinator"
-        clock = await estimate_offset(client, simulator.clock_ns)
+        clock = await estimate_offset(client, options.now_ns)
         say(f"agent {name}: run {run_id}, instances {hosted}, clock offset {clock[0] / 1e6:+.3f} ms "
             f"± {clock[1] / 1e6:.3f} ms")
 
@@ -247,7 +231,7 @@ async def agent_main(url: str, name: str | None = None, role: str = "any", *, wa
             while await client.exists(coord_key):
                 await asyncio.sleep(HEARTBEAT_EVERY_S)
 
-        work = asyncio.create_task(serve(sc, run_url or url, hosted, send, recv, clock=clock))
+        work = asyncio.create_task(serve(sc, run_url or url, hosted, send, recv, clock=clock, options=options))
         watcher = asyncio.create_task(watch())
         done, _ = await asyncio.wait([work, watcher], return_when=asyncio.FIRST_COMPLETED)
         if watcher in done and not work.done():

@@ -6,56 +6,76 @@ so ``fanout run --scenario F``, ``papermill -f F`` and ``Scenario.from_yaml(F)``
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import ConfigError
-from .events import EVENT_TYPES
-from .market import DEFAULT_SYMBOLS
+from fanout.errors import ConfigError
+from fanout.lab.params import param
+from fanout.transports import TRANSPORT_NAMES, TRANSPORTS
+from fanout.events import EVENT_TYPES
+from fanout.lab.market import DEFAULT_SYMBOLS
 
-TRANSPORT_NAMES = ("pubsub", "streams", "sharded")
 ARRIVALS = ("uniform", "poisson")
 
 #: where the shipped scenario files live (repository root / scenarios)
-SCENARIO_DIR = Path(__file__).resolve().parent.parent / "scenarios"
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 
 
 @dataclass(frozen=True)
 class Scenario:
-    name: str = "standard"
-    instances: int = 3                 # bridges, ids test-instance-0 .. N-1
-    duration_s: float = 20.0           # length of the publishing schedule
-    rate_per_s: float = 10.0           # events per second, total across instances
-    arrivals: str = "uniform"          # uniform: every 1/rate s; poisson: exponential gaps
-    event_types: tuple[str, ...] = ("ticker", "trade")
-    symbols: tuple[str, ...] = DEFAULT_SYMBOLS
-    transport: str = "pubsub"
-    seed: int = 20251017               # fixes publisher choice, event types and payloads
-    warmup_s: float = 0.0              # publish for this long first; those events are not analysed
-    drain_timeout_s: float = 5.0       # after the last publish, wait at most this long for stragglers
-    redis_url: str | None = None       # None: a throwaway redis-server
-    verbose: bool = False              # print every transmission and delivery
-    min_delivery_pct: float = 95.0     # verdict: delivery rate must be above this (seed: 95%)
-    max_avg_latency_ms: float = 100.0  # verdict: average latency must be below this (seed: 100 ms)
-    key_prefix: str = "ws:"
-    faults: tuple[dict, ...] = field(default_factory=tuple)  # timed faults, see fanout/faults.py
-    redis_aof: bool = False            # throwaway server with AOF (appendfsync always), so a restart keeps streams
-    pubsub_buffer_limit: str | None = None  # throwaway server's pub/sub output-buffer hard limit, e.g. "256kb"
-    health_check_s: float = 5.0        # a silent subscriber connection is PINGed after this long
-    stream_maxlen: int = 100_000       # streams transport: entries kept per stream (approximate)
-    agents: int = 0                    # >0: run over this many `fanout agent` processes (any hosts), through Redis
-    topology: str = "mesh"             # mesh: all publish and subscribe; host-bots: one publish-only host, subscribe-only bots
-    process_mode: str = "single"       # single: all instances in one process; processes: one OS process each
-    batch_max: int = 1                 # >1: publishers put up to this many events in one Redis message when ahead (pub/sub)
-    batch_delay_ms: float = 0.0        # with batching: the most an event waits for company (0: this loop turn only)
-    book_depth: int = 5                # order book levels per side in a snapshot (diffs: a quarter); sets message size
-    cluster_masters: int = 0           # >0: the throwaway Redis is a local Redis Cluster of this many masters (sharded transport)
-    cluster_replicas: int = 0          # replicas per cluster master (node_failover needs 1)
-    sentinel: bool = False             # the throwaway Redis is a master + replica watched by 3 Sentinels (bridges ask them)
-    shard_partitions: int = 1          # sharded transport: channels per event type, partitioned by symbol
+    """One run's parameters. Each field's help text is its CLI flag's help and its notebook comment."""
+
+    name: str = param("standard", "scenario name, used in the run id and the titles")
+    instances: int = param(3, "number of instances (bridges test-instance-0 .. N-1)", metavar="N")
+    duration_s: float = param(20.0, "seconds of publishing", flag="--duration", metavar="S")
+    rate_per_s: float = param(10.0, "events per second, total across all instances", flag="--rate", metavar="R")
+    arrivals: str = param("uniform", "uniform (one event every 1/rate s) or poisson (exponential gaps)",
+                          choices=ARRIVALS)
+    event_types: tuple[str, ...] = param(("ticker", "trade"),
+                                         "event types to publish: " + ", ".join(EVENT_TYPES), metavar="T,T")
+    symbols: tuple[str, ...] = param(DEFAULT_SYMBOLS, "market symbols in the payloads", metavar="S,S")
+    transport: str = param("pubsub", "how events travel: " + ", ".join(
+        f"{n} ({spec.summary})" for n, spec in TRANSPORTS.items()), choices=TRANSPORT_NAMES)
+    seed: int = param(20251017, "random seed: same seed, same publishers, event types and payloads")
+    warmup_s: float = param(0.0, "seconds published first and left out of the analysis", flag="--warmup",
+                            metavar="S")
+    drain_timeout_s: float = param(5.0, "seconds to wait for late deliveries after the last publish",
+                                   flag="--drain-timeout", metavar="S")
+    redis_url: str | None = param(None, "Redis to use (None: a throwaway redis-server)", metavar="URL")
+    verbose: bool = param(False, "print every transmission and delivery")
+    min_delivery_pct: float = param(95.0, "verdict: delivery rate must be above this (percent)",
+                                    flag="--min-delivery", metavar="PCT")
+    max_avg_latency_ms: float = param(100.0, "verdict: average latency must be below this (ms)",
+                                      flag="--max-avg-latency", metavar="MS")
+    key_prefix: str = param("ws:", "prefix of the Redis channels and keys", metavar="P")
+    faults: tuple[dict, ...] = param(factory=tuple, help="timed fault injections (list of mappings), as in "
+                                     "scenarios/faults/*.yaml", cli=False)
+    redis_aof: bool = param(False, "throwaway server with AOF persistence, so a restart keeps streams")
+    pubsub_buffer_limit: str | None = param(None, "throwaway server's pub/sub output-buffer hard limit, e.g. 256kb",
+                                            metavar="SIZE")
+    health_check_s: float = param(5.0, "a silent subscriber connection is PINGed after this many seconds",
+                                  metavar="S")
+    stream_maxlen: int = param(100_000, "streams transport: entries kept per stream (approximate)", metavar="N")
+    agents: int = param(0, "> 0: run over this many `fanout agent` processes through Redis (needs redis_url)",
+                        metavar="K")
+    topology: str = param("mesh", "mesh: all publish and subscribe; host-bots: one publish-only host, "
+                          "subscribe-only bots", choices=("mesh", "host-bots"))
+    process_mode: str = param("single", "single: all instances in one process; processes: one OS process each",
+                              choices=("single", "processes"))
+    batch_max: int = param(1, "> 1: up to this many events per pub/sub message when a publisher is ahead",
+                           metavar="N")
+    batch_delay_ms: float = param(0.0, "with batching: the most an event waits for company (0: this loop turn "
+                                  "only)", metavar="MS")
+    book_depth: int = param(5, "order book levels per side in a snapshot (sets the message size)", metavar="N")
+    cluster_masters: int = param(0, "> 0: a local Redis Cluster with this many masters (sharded transport)",
+                                 metavar="N")
+    cluster_replicas: int = param(0, "replicas per cluster master (node_failover needs 1)", metavar="N")
+    sentinel: bool = param(False, "a local master + replica + three Sentinels (sentinel_failover)")
+    shard_partitions: int = param(1, "sharded transport: channels per event type, spread over the masters",
+                                  metavar="P")
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -118,11 +138,9 @@ class Scenario:
             raise ConfigError(f"process_mode: {self.process_mode!r} is not single or processes")
         if self.process_mode == "processes" and self.faults:
             raise ConfigError("faults: fault plans run with process_mode single (processes mode injects none yet)")
-        from .faults import parse_faults
+        from fanout.lab.faults import FAULT_KINDS, parse_faults
 
         faults = parse_faults(self.faults, self.instances, self.duration_s)
-        if self.redis_url and any(f.kind == "redis_restart" for f in faults):
-            raise ConfigError("faults: redis_restart needs the throwaway server fanout starts (leave redis_url empty)")
         for name in ("cluster_masters", "cluster_replicas", "shard_partitions"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 0:
@@ -139,14 +157,8 @@ class Scenario:
             raise ConfigError(f"sentinel: must be true or false, got {self.sentinel!r}")
         if self.sentinel and (self.transport == "sharded" or self.redis_url or self.cluster_masters):
             raise ConfigError("sentinel: a throwaway Sentinel setup for pubsub or streams (no redis_url, no cluster)")
-        if self.redis_url and any(f.kind in ("node_failover", "sentinel_failover") for f in faults):
-            raise ConfigError("faults: node_failover and sentinel_failover need the throwaway setup fanout starts")
-        if any(f.kind == "node_failover" for f in faults) and not (self.cluster_masters and self.cluster_replicas):
-            raise ConfigError("faults: node_failover needs a local cluster with replicas (cluster_masters, cluster_replicas: 1)")
-        if any(f.kind == "sentinel_failover" for f in faults) and not self.sentinel:
-            raise ConfigError("faults: sentinel_failover needs sentinel: true")
-        if any(f.kind == "redis_restart" for f in faults) and (self.sentinel or self.cluster_masters):
-            raise ConfigError("faults: redis_restart restarts a single throwaway server, not a cluster or a Sentinel setup")
+        for kind in dict.fromkeys(f.kind for f in faults):
+            FAULT_KINDS[kind].check(self, "faults")
 
     @property
     def expected_events(self) -> int:
@@ -180,6 +192,11 @@ def from_dict(values: dict[str, Any]) -> Scenario:
         raise ConfigError(f"scenario: {exc}") from None
 
 
+def shipped_scenarios() -> list[str]:
+    """Names of the scenario files shipped in ``scenarios/`` (top level)."""
+    return sorted(x.stem for x in SCENARIO_DIR.glob("*.yaml")) if SCENARIO_DIR.exists() else []
+
+
 def resolve_scenario_path(name_or_path: str | Path) -> Path:
     """A path as given, or a shipped scenario by name (``standard`` -> scenarios/standard.yaml)."""
     p = Path(name_or_path)
@@ -188,7 +205,7 @@ def resolve_scenario_path(name_or_path: str | Path) -> Path:
     for cand in (SCENARIO_DIR / f"{name_or_path}.yaml", SCENARIO_DIR / str(name_or_path)):
         if cand.exists():
             return cand
-    shipped = sorted(x.stem for x in SCENARIO_DIR.glob("*.yaml")) if SCENARIO_DIR.exists() else []
+    shipped = shipped_scenarios()
     raise ConfigError(f"scenario file {name_or_path!s} not found (shipped: {', '.join(shipped) or 'none'})")
 
 

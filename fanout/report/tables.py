@@ -22,9 +22,10 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from .analysis import Findings, compare, fmt_ms, latency_samples
-from .record import RunRecord
-from .redact import redact_url
+from fanout import formatting as fmt
+from fanout.analysis import Findings, compare, latency_samples
+from fanout.lab.record import RunRecord
+from fanout.redact import redact_url
 
 REPORT_TITLE = "Redis Multi-Instance Testing Report"
 PASS_MARK, FAIL_MARK = "✅", "❌"
@@ -74,21 +75,8 @@ def status_text(passed: bool) -> str:
     return f"{mark(passed)} {'PASS' if passed else 'FAIL'}"
 
 
-def _n(v: int | float | None) -> str:
-    """A count with thousands separators."""
-    return "n/a" if v is None else f"{int(v):,}"
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:.2f}%"
-
-
-def _rate(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:,.2f}"
-
-
-def _s(v: float | None) -> str:
-    return "n/a" if v is None else f"{v:g} s"
 
 
 def _escape(value: Any) -> str:
@@ -139,24 +127,24 @@ def overall_table(f: Findings) -> pd.DataFrame:
     """The seed's "Overall Statistics", plus the facts it did not state."""
     o = f.overall
     rows = [
-        ("Total instances", _n(o["instances"])),
-        ("Test duration", _s(o["duration_s"])),
-        ("Events published", _n(o["published"])),
-        ("Events received (distinct, by all instances)", _n(o["received"])),
-        ("Expected received (each instance: all published minus its own)", _n(o["expected"])),
-        ("Delivery rate", _pct(o["delivery_pct"])),
-        ("Missing", _n(o["missing"])),
-        ("Duplicates", _n(o["duplicates"])),
-        ("Self-received events", f"{_n(o['self_received'])} {mark(o['self_received'] == 0)}"),
-        ("Unknown / unexpected deliveries", f"{_n(o['unknown'])} / {_n(o['unexpected'])}"),
-        ("Publish failures", _n(o["publish_failed"])),
-        ("Errors", _n(o["errors"])),
-        ("Sequence gaps / reconnects", f"{_n(o['gaps'])} / {_n(o['reconnects'])}"),
-        ("Target publish rate", f"{_rate(o['target_rate_per_s'])} events/s"),
-        ("Achieved publish rate", f"{_rate(o['achieved_rate_per_s'])} events/s"),
-        ("Deliveries per second (t0 to end of drain)", f"{_rate(o['deliveries_per_s'])} events/s"),
+        ("Total instances", fmt.count(o["instances"])),
+        ("Test duration", fmt.seconds(o["duration_s"])),
+        ("Events published", fmt.count(o["published"])),
+        ("Events received (distinct, by all instances)", fmt.count(o["received"])),
+        ("Expected received (each instance: all published minus its own)", fmt.count(o["expected"])),
+        ("Delivery rate", fmt.pct(o["delivery_pct"])),
+        ("Missing", fmt.count(o["missing"])),
+        ("Duplicates", fmt.count(o["duplicates"])),
+        ("Self-received events", f"{fmt.count(o['self_received'])} {mark(o['self_received'] == 0)}"),
+        ("Unknown / unexpected deliveries", f"{fmt.count(o['unknown'])} / {fmt.count(o['unexpected'])}"),
+        ("Publish failures", fmt.count(o["publish_failed"])),
+        ("Errors", fmt.count(o["errors"])),
+        ("Sequence gaps / reconnects", f"{fmt.count(o['gaps'])} / {fmt.count(o['reconnects'])}"),
+        ("Target publish rate", f"{fmt.rate(o['target_rate_per_s'])} events/s"),
+        ("Achieved publish rate", f"{fmt.rate(o['achieved_rate_per_s'])} events/s"),
+        ("Deliveries per second (t0 to end of drain)", f"{fmt.rate(o['deliveries_per_s'])} events/s"),
         ("Schedule lag (send − due) p50 / p99 / max",
-         f"{fmt_ms(o['schedule_lag_p50_ms'])} / {fmt_ms(o['schedule_lag_p99_ms'])} / {fmt_ms(o['schedule_lag_max_ms'])}"),
+         f"{fmt.ms(o['schedule_lag_p50_ms'])} / {fmt.ms(o['schedule_lag_p99_ms'])} / {fmt.ms(o['schedule_lag_max_ms'])}"),
     ]
     return pd.DataFrame(rows, columns=["Statistic", "Value"])
 
@@ -168,12 +156,12 @@ def arithmetic_table(f: Findings) -> pd.DataFrame:
     for r in f.per_instance.to_dict(orient="records"):
         rows.append({
             "Instance": r["instance"],
-            "Published": _n(r["published"]),
+            "Published": fmt.count(r["published"]),
             "Should receive (sum of the others)": r["expected_formula"],
-            "Received": _n(r["received"]),
-            "Missing": _n(r["missing"]),
-            "Duplicates": _n(r["duplicates"]),
-            "Self-received": _n(r["self_received"]),
+            "Received": fmt.count(r["received"]),
+            "Missing": fmt.count(r["missing"]),
+            "Duplicates": fmt.count(r["duplicates"]),
+            "Self-received": fmt.count(r["self_received"]),
             "Exact": mark(bool(r["arithmetic_ok"])),
         })
     return pd.DataFrame(rows, columns=["Instance", "Published", "Should receive (sum of the others)", "Received",
@@ -184,12 +172,12 @@ def latency_table(f: Findings) -> pd.DataFrame:
     """Latency statistics in ms (three decimals): from the intended send time (the headline,
     includes publisher lag) and from the actual send."""
     a, b = f.latency, f.latency_sent
-    rows = [("Samples", _n(a["count"]), _n(b["count"]))]
+    rows = [("Samples", fmt.count(a["count"]), fmt.count(b["count"]))]
     for label, key in (("Average", "avg_ms"), ("Min (P0)", "min_ms"), ("P50 (median)", "p50_ms"),
                        ("P95", "p95_ms"), ("P99", "p99_ms"), ("P99.9", "p999_ms"), ("Max (P100)", "max_ms")):
-        rows.append((label, fmt_ms(a.get(key)), fmt_ms(b.get(key))))
+        rows.append((label, fmt.ms(a.get(key)), fmt.ms(b.get(key))))
     if a.get("negative"):
-        rows.append(("Negative samples (clock)", _n(a["negative"]), _n(b.get("negative"))))
+        rows.append(("Negative samples (clock)", fmt.count(a["negative"]), fmt.count(b.get("negative"))))
     return pd.DataFrame(rows, columns=["Statistic", "From intended send time", "From actual send"])
 
 
@@ -198,12 +186,12 @@ def instance_latency_table(f: Findings) -> pd.DataFrame:
     return pd.DataFrame({
         "Instance": per["instance"].astype(str),
         "Connected": ["yes" if c else "NO" for c in per["connected"]],
-        "Avg": [fmt_ms(v) for v in per["lat_avg_ms"]],
-        "P50": [fmt_ms(v) for v in per["lat_p50_ms"]],
-        "P95": [fmt_ms(v) for v in per["lat_p95_ms"]],
-        "P99": [fmt_ms(v) for v in per["lat_p99_ms"]],
-        "Max": [fmt_ms(v) for v in per["lat_max_ms"]],
-        "Errors": [_n(v) for v in per["errors"]],
+        "Avg": [fmt.ms(v) for v in per["lat_avg_ms"]],
+        "P50": [fmt.ms(v) for v in per["lat_p50_ms"]],
+        "P95": [fmt.ms(v) for v in per["lat_p95_ms"]],
+        "P99": [fmt.ms(v) for v in per["lat_p99_ms"]],
+        "Max": [fmt.ms(v) for v in per["lat_max_ms"]],
+        "Errors": [fmt.count(v) for v in per["errors"]],
     })
 
 
@@ -314,11 +302,11 @@ def key_results_table(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
     """The seed's "Key Results" table."""
     return pd.DataFrame([{
         "Test Scenario": r.name,
-        "Instances": _n(r.findings.overall["instances"]),
-        "Events": _n(r.findings.overall["published"]),
-        "Delivery Rate": _pct(r.findings.overall["delivery_pct"]),
-        "Avg Latency": fmt_ms(r.findings.latency["avg_ms"]),
-        "Self-Received": _n(r.findings.overall["self_received"]),
+        "Instances": fmt.count(r.findings.overall["instances"]),
+        "Events": fmt.count(r.findings.overall["published"]),
+        "Delivery Rate": fmt.pct(r.findings.overall["delivery_pct"]),
+        "Avg Latency": fmt.ms(r.findings.latency["avg_ms"]),
+        "Self-Received": fmt.count(r.findings.overall["self_received"]),
         "Status": status_text(r.findings.passed),
     } for r in runs], columns=["Test Scenario", "Instances", "Events", "Delivery Rate", "Avg Latency",
                                "Self-Received", "Status"])
@@ -327,21 +315,21 @@ def key_results_table(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
 def all_scenarios_table(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
     """Metrics as rows, one column per scenario."""
     metrics: list[tuple[str, Any]] = [
-        ("Instances", lambda f: _n(f.overall["instances"])),
-        ("Duration", lambda f: _s(f.overall["duration_s"])),
-        ("Target rate (events/s)", lambda f: _rate(f.overall["target_rate_per_s"])),
-        ("Published", lambda f: _n(f.overall["published"])),
-        ("Delivered", lambda f: _n(f.overall["received"])),
-        ("Delivery Rate", lambda f: _pct(f.overall["delivery_pct"])),
-        ("Avg Latency", lambda f: fmt_ms(f.latency["avg_ms"])),
-        ("P50 Latency", lambda f: fmt_ms(f.latency["p50_ms"])),
-        ("P95 Latency", lambda f: fmt_ms(f.latency["p95_ms"])),
-        ("P99 Latency", lambda f: fmt_ms(f.latency["p99_ms"])),
-        ("Max Latency", lambda f: fmt_ms(f.latency["max_ms"])),
-        ("Missing", lambda f: _n(f.overall["missing"])),
-        ("Duplicates", lambda f: _n(f.overall["duplicates"])),
-        ("Self-Received", lambda f: _n(f.overall["self_received"])),
-        ("Errors", lambda f: _n(f.overall["errors"])),
+        ("Instances", lambda f: fmt.count(f.overall["instances"])),
+        ("Duration", lambda f: fmt.seconds(f.overall["duration_s"])),
+        ("Target rate (events/s)", lambda f: fmt.rate(f.overall["target_rate_per_s"])),
+        ("Published", lambda f: fmt.count(f.overall["published"])),
+        ("Delivered", lambda f: fmt.count(f.overall["received"])),
+        ("Delivery Rate", lambda f: fmt.pct(f.overall["delivery_pct"])),
+        ("Avg Latency", lambda f: fmt.ms(f.latency["avg_ms"])),
+        ("P50 Latency", lambda f: fmt.ms(f.latency["p50_ms"])),
+        ("P95 Latency", lambda f: fmt.ms(f.latency["p95_ms"])),
+        ("P99 Latency", lambda f: fmt.ms(f.latency["p99_ms"])),
+        ("Max Latency", lambda f: fmt.ms(f.latency["max_ms"])),
+        ("Missing", lambda f: fmt.count(f.overall["missing"])),
+        ("Duplicates", lambda f: fmt.count(f.overall["duplicates"])),
+        ("Self-Received", lambda f: fmt.count(f.overall["self_received"])),
+        ("Errors", lambda f: fmt.count(f.overall["errors"])),
         ("Status", lambda f: status_text(f.passed)),
     ]
     data = {"Metric": [m for m, _ in metrics]}
@@ -383,9 +371,9 @@ def distribution_table(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
         pattern_ok = delivered == (n - 1) * published
         rows.append({
             "Scenario": r.name,
-            "Instances": _n(n),
-            "Published": _n(published),
-            "Total Delivered": _n(delivered),
+            "Instances": fmt.count(n),
+            "Published": fmt.count(published),
+            "Total Delivered": fmt.count(delivered),
             "Per-Instance Receives": (f"~{receives.mean():,.0f} each ({receives.min():,}–{receives.max():,})"
                                       if len(receives) else "n/a"),
             "Ratio": f"{ratio:.0f}:1" if float(ratio).is_integer() else f"{ratio:.3f}:1",
@@ -404,14 +392,14 @@ def throughput_table(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
         del_s = o["received"] / d if d else None
         rows.append({
             "Scenario": r.name,
-            "Duration": _s(d),
-            "Published": _n(o["published"]),
-            "Published/s": _rate(pub_s),
-            "Delivered": _n(o["received"]),
-            "Delivered/s": _rate(del_s),
-            "Per instance (received/s)": _rate(del_s / o["instances"] if del_s is not None and o["instances"] else None),
-            "Achieved publish rate (events/s)": _rate(o["achieved_rate_per_s"]),
-            "Schedule lag p99": fmt_ms(o["schedule_lag_p99_ms"]),
+            "Duration": fmt.seconds(d),
+            "Published": fmt.count(o["published"]),
+            "Published/s": fmt.rate(pub_s),
+            "Delivered": fmt.count(o["received"]),
+            "Delivered/s": fmt.rate(del_s),
+            "Per instance (received/s)": fmt.rate(del_s / o["instances"] if del_s is not None and o["instances"] else None),
+            "Achieved publish rate (events/s)": fmt.rate(o["achieved_rate_per_s"]),
+            "Schedule lag p99": fmt.ms(o["schedule_lag_p99_ms"]),
         })
     return pd.DataFrame(rows)
 
@@ -421,10 +409,10 @@ def latency_distribution_table(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
     for r in runs:
         lat = r.findings.latency
         rows.append({
-            "Scenario": r.name, "Samples": _n(lat["count"]),
-            "P0 (Min)": fmt_ms(lat["min_ms"]), "P50 (Median)": fmt_ms(lat["p50_ms"]), "P95": fmt_ms(lat["p95_ms"]),
-            "P99": fmt_ms(lat["p99_ms"]), "P99.9": fmt_ms(lat["p999_ms"]), "P100 (Max)": fmt_ms(lat["max_ms"]),
-            "Average": fmt_ms(lat["avg_ms"]),
+            "Scenario": r.name, "Samples": fmt.count(lat["count"]),
+            "P0 (Min)": fmt.ms(lat["min_ms"]), "P50 (Median)": fmt.ms(lat["p50_ms"]), "P95": fmt.ms(lat["p95_ms"]),
+            "P99": fmt.ms(lat["p99_ms"]), "P99.9": fmt.ms(lat["p999_ms"]), "P100 (Max)": fmt.ms(lat["max_ms"]),
+            "Average": fmt.ms(lat["avg_ms"]),
         })
     return pd.DataFrame(rows)
 
@@ -463,7 +451,7 @@ def _ms_range(values: Sequence[float]) -> str:
     if not values:
         return "was n/a"
     lo, hi = min(values), max(values)
-    return f"was {fmt_ms(lo)}" if len(values) == 1 or lo == hi else f"ranged {fmt_ms(lo)}–{fmt_ms(hi)}"
+    return f"was {fmt.ms(lo)}" if len(values) == 1 or lo == hi else f"ranged {fmt.ms(lo)}–{fmt.ms(hi)}"
 
 
 def _faulted(run: ScenarioRun) -> bool:
@@ -500,10 +488,10 @@ def failover_markdown(runs: Sequence[ScenarioRun]) -> str:
         losses = getattr(r.findings, "losses", None)
         rows.append({"Scenario": r.name, "Transport": sc.get("transport"),
                      "Faults": _faults_text(sc.get("faults") or []) if sc.get("faults") else "none",
-                     "Delivery": _pct(o["delivery_pct"]), "Missing": _n(o["missing"]),
-                     "Unexplained": _n(o.get("unexplained", losses.unexplained if losses else None)),
-                     "Duplicates": _n(o["duplicates"]), "Publish failures": _n(o["publish_failed"]),
-                     "Reconnects": _n(o["reconnects"]), "Status": status_text(r.findings.passed)})
+                     "Delivery": fmt.pct(o["delivery_pct"]), "Missing": fmt.count(o["missing"]),
+                     "Unexplained": fmt.count(o.get("unexplained", losses.unexplained if losses else None)),
+                     "Duplicates": fmt.count(o["duplicates"]), "Publish failures": fmt.count(o["publish_failed"]),
+                     "Reconnects": fmt.count(o["reconnects"]), "Status": status_text(r.findings.passed)})
     out.append(md_table(pd.DataFrame(rows), align={"Faults": "left"}))
     out.append("*Missing* counts every expected delivery that did not arrive; *Unexplained* is the part no "
                "injected fault accounts for (it must be 0). Publish failures were reported to the publisher "
@@ -517,7 +505,7 @@ def failover_markdown(runs: Sequence[ScenarioRun]) -> str:
                             "recovered", "recovery_ms") if c in ft.columns]
         ft = ft[cols].rename(columns={"sent_in_window": "sent in window", "recovery_ms": "recovery (ms)"})
         if "recovery (ms)" in ft:
-            ft["recovery (ms)"] = [fmt_ms(v).removesuffix("ms") if v is not None and v == v else "n/a"
+            ft["recovery (ms)"] = [fmt.ms(v).removesuffix("ms") if v is not None and v == v else "n/a"
                                    for v in ft["recovery (ms)"]]
         out.append(f"**{r.name}**: per fault\n")
         out.append(md_table(ft.astype(str), align={"fault": "left", "kind": "left"}))
@@ -583,7 +571,7 @@ def limitations_markdown(runs: Sequence[ScenarioRun]) -> str:
         "network round trip.\n",
         (f"**Measured**: all runs used {'a Redis on this machine (loopback)' if loopback else 'Redis at ' + ', '.join(urls)}"
          f" with {', '.join(str(c) for c in sorted(cores, key=str))} CPU core(s); average latency "
-         f"{_ms_range(avg)} and p99 up to {fmt_ms(max(p99)) if p99 else 'n/a'}{calm_note}. "
+         f"{_ms_range(avg)} and p99 up to {fmt.ms(max(p99)) if p99 else 'n/a'}{calm_note}. "
          + ("Cross-host and cross-region latency was **not measured**." if loopback else
             "Other network paths were not measured.")) + "\n",
         "**Mitigation**: deploy Redis in the same region as the instances; re-run this report against the "
@@ -776,7 +764,7 @@ def executive_summary_markdown(runs: Sequence[ScenarioRun]) -> str:
             f"the instances received {rec:,} of the {exp:,} deliveries expected "
             f"({100.0 * rec / exp if exp else 100.0:.2f}%), with {selfr:,} self-received and {dup:,} duplicate "
             f"events. Average latency per scenario {_ms_range(avg)}, p99 up to "
-            f"{fmt_ms(max(p99)) if p99 else 'n/a'}. ")
+            f"{fmt.ms(max(p99)) if p99 else 'n/a'}. ")
     text += ("Every scenario met every criterion." if passed else
              "**Not every criterion was met**: " + "; ".join(_failures(runs)) + ".")
     return "\n".join(["## Executive Summary\n", text + "\n", "### Key Results\n", md_table(key_results_table(runs))])

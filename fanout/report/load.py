@@ -84,7 +84,7 @@ def plot_curve(d: dict):
 
 
 def load_markdown(d: dict | None) -> str:
-    from .tables import md_table
+    from fanout.report.tables import md_table
 
     if d is None:
         return ("## Load and Scale\n\nNo load benchmark result was found (`benchmarks/results/latest.json`): "

@@ -22,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from .errors import RedisServerError, RedisServerNotFound
+from fanout.capabilities import version_tuple
+from fanout.errors import RedisServerError, RedisServerNotFound
 
 log = logging.getLogger(__name__)
 
@@ -76,14 +77,6 @@ def redis_server_version(binary: str) -> str:
         if part.startswith("v="):
             return part[2:]
     return out.strip()
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    """``"7.0.15"`` -> ``(7, 0, 15)``; anything unreadable -> ``(0,)``."""
-    try:
-        return tuple(int(x) for x in str(version).split(".")[:3])
-    except ValueError:
-        return (0,)
 
 
 def local_server_version() -> tuple[int, ...]:

@@ -7,19 +7,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .analysis import Findings, fmt_ms
+from fanout.analysis import Findings
+from fanout.formatting import mark as _mark, ms as fmt_ms, rate as _rate
 
 RULE = "=" * 60
 #: Above this many instances the per-instance blocks become one line each.
 MAX_INSTANCE_BLOCKS = 12
-
-
-def _mark(ok: bool) -> str:
-    return "✓" if ok else "✗"
-
-
-def _rate(value: float | None, unit: str = "") -> str:
-    return "n/a" if value is None else f"{value:.2f}{unit}"
 
 
 def _compact(formula: str) -> str:

@@ -1,0 +1,154 @@
+"""BridgeConfig: how a bridge reaches Redis and what it does there (the seed's fields, plus ours)."""
+from __future__ import annotations
+
+import asyncio
+import os
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from fanout.channels import channel_for, partition_channels, partition_of
+from fanout.errors import ConfigError, RedisUnavailable
+from fanout.events import EVENT_TYPES
+from fanout.redact import redact_url
+from fanout.transports import TRANSPORTS
+
+
+@dataclass(slots=True)
+class BridgeConfig:
+    """How a bridge reaches Redis and what it does there (the seed's fields, plus ours).
+
+    Give ``url`` (``redis://``, ``rediss://``, ``unix://``) or ``host``/``port``/``password``/
+    ``username``/``db``; explicit ``password``/``username`` override the URL's.
+    """
+
+    url: str | None = None
+    host: str = "localhost"
+    port: int = 6379
+    password: str | None = None
+    username: str | None = None
+    db: int = 0
+    key_prefix: str = "ws:"
+    instance_id: str | int = field(default_factory=os.getpid)
+    enable_publishing: bool = True
+    enable_subscription: bool = True
+    event_types: tuple[str, ...] = EVENT_TYPES
+    transport: str = "pubsub"
+    connect_timeout_s: float = 3.0
+    command_timeout_s: float = 3.0
+    publish_timeout_s: float = 2.0
+    reconnect_initial_s: float = 0.05
+    reconnect_max_s: float = 2.0
+    health_check_interval_s: float = 5.0
+    health_check_timeout_s: float = 3.0
+    stream_maxlen: int = 100_000
+    stream_maxlen_approx: bool = True
+    # Sentinel: ask these ("host:port", ...) where the master named ``sentinel_master`` is, each
+    # time the bridge (re)connects; ``url``/``host``/``port`` are then only used before the first answer.
+    sentinels: tuple[str, ...] = ()
+    sentinel_master: str | None = None
+    # sharded transport: channels per event type (> 1: partitioned by the event's symbol)
+    shard_partitions: int = 1
+    batch_max: int = 1                 # >1: up to this many events per Redis message when the publisher is ahead
+    batch_delay_ms: float = 0.0        # with batching: the most a batch waits for company (0: this loop turn only)
+    # set by the bridge: the master address Sentinel gave last (resolved_url() returns it)
+    discovered_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.event_types, str):
+            self.event_types = (self.event_types,)
+        self.event_types = tuple(self.event_types)
+        if not self.event_types:
+            raise ConfigError("event_types: at least one event type is needed")
+        for t in self.event_types:
+            if not isinstance(t, str) or not t or any(c.isspace() for c in t):
+                raise ConfigError(f"event_types: {t!r} is not a valid event type name")
+        if self.transport not in TRANSPORTS:
+            raise ConfigError(f"transport: {self.transport!r} is not one of {', '.join(sorted(TRANSPORTS))}")
+        if self.instance_id is None or str(self.instance_id) == "":
+            raise ConfigError("instance_id: must not be empty")
+        if not isinstance(self.key_prefix, str):
+            raise ConfigError("key_prefix: must be a string")
+        if not (self.enable_publishing or self.enable_subscription):
+            raise ConfigError("enable_publishing and enable_subscription are both off: the bridge would do nothing")
+        for name in ("connect_timeout_s", "command_timeout_s", "publish_timeout_s", "reconnect_initial_s",
+                     "reconnect_max_s", "health_check_interval_s", "health_check_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0")
+        if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"url: {redact_url(self.url)!r} must start with redis://, rediss:// or unix://")
+        if isinstance(self.sentinels, str):
+            self.sentinels = tuple(x.strip() for x in self.sentinels.split(",") if x.strip())
+        self.sentinels = tuple(self.sentinels or ())
+        for addr in self.sentinels:
+            host, _, port = str(addr).rpartition(":")
+            if not host or not port.isdigit():
+                raise ConfigError(f"sentinels: {addr!r} is not host:port")
+        if bool(self.sentinels) != bool(self.sentinel_master):
+            raise ConfigError("sentinels and sentinel_master go together: give both or neither")
+        if self.sentinels and self.transport == "sharded":
+            raise ConfigError("sentinels: the sharded transport talks to a Redis Cluster, not through Sentinel")
+        if isinstance(self.shard_partitions, bool) or not isinstance(self.shard_partitions, int) \
+                or not 1 <= self.shard_partitions <= 1024:
+            raise ConfigError(f"shard_partitions: must be a whole number from 1 to 1024, got {self.shard_partitions!r}")
+        if isinstance(self.batch_max, bool) or not isinstance(self.batch_max, int) or not 1 <= self.batch_max <= 10_000:
+            raise ConfigError(f"batch_max: must be a whole number from 1 to 10000, got {self.batch_max!r}")
+        if self.batch_max > 1 and self.transport == "streams":
+            raise ConfigError("batch_max: batching is for pub/sub (a stream entry must stay one event)")
+        if not 0 <= self.batch_delay_ms <= 1000:
+            raise ConfigError(f"batch_delay_ms: must be from 0 to 1000, got {self.batch_delay_ms!r}")
+        if self.shard_partitions > 1 and self.transport != "sharded":
+            raise ConfigError("shard_partitions: only the sharded transport partitions channels")
+
+    async def discover_master(self) -> str:
+        """Ask the sentinels where the master is now (redis-py's ``redis.asyncio.sentinel.Sentinel``);
+        remember it as :attr:`discovered_url` and return it. Bounded by the connect and command timeouts."""
+        from redis.asyncio.sentinel import Sentinel
+
+        addrs = [(h, int(p)) for h, _, p in (str(a).rpartition(":") for a in self.sentinels)]
+        sentinel = Sentinel(addrs, socket_timeout=self.command_timeout_s,
+                            socket_connect_timeout=self.connect_timeout_s)
+        try:
+            async with asyncio.timeout(self.connect_timeout_s + self.command_timeout_s):
+                host, port = await sentinel.discover_master(self.sentinel_master)
+        except Exception as exc:  # MasterNotFoundError, timeouts: one line naming the sentinels
+            raise RedisUnavailable(f"no sentinel of {', '.join(self.sentinels)} named a master "
+                                   f"for {self.sentinel_master!r}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}") from None
+        finally:
+            for client in sentinel.sentinels:
+                try:
+                    await client.aclose()
+                except Exception:  # noqa: BLE001
+                    pass
+        self.discovered_url = f"redis://{self._auth()}{host}:{port}/{self.db}"
+        return self.discovered_url
+
+    def channels(self, event_type: str) -> list[str]:
+        """Every channel of one event type: one, or ``shard_partitions`` for the sharded transport."""
+        if self.shard_partitions <= 1:
+            return [self.channel(event_type)]
+        return partition_channels(self.key_prefix, event_type, self.shard_partitions)
+
+    def resolved_url(self) -> str:
+        if self.sentinels and self.discovered_url:
+            return self.discovered_url
+        if self.url:
+            return self.url
+        return f"redis://{self._auth()}{self.host}:{self.port}/{self.db}"
+
+    def _auth(self) -> str:
+        """``user:password@`` (URL-quoted) for URLs built from the fields, or ``""``."""
+        if self.password is None:
+            return ""
+        user = quote(self.username, safe="") if self.username else ""
+        return f"{user}:{quote(self.password, safe='')}@"
+
+    @property
+    def safe_url(self) -> str:
+        return redact_url(self.resolved_url())
+
+    def channel(self, event_type: str, key: Any = None) -> str:
+        """The channel an event goes to; with ``shard_partitions > 1`` the partition of ``key`` (its symbol)."""
+        if self.shard_partitions <= 1:
+            return channel_for(self.key_prefix, event_type)
+        return self.channels(event_type)[partition_of(key, self.shard_partitions)]

@@ -1,0 +1,102 @@
+"""Control-plane calls the lab makes to the Redis under test (redis-py's public API, bounded)."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from fanout.errors import FanoutError
+
+log = logging.getLogger(__name__)
+
+#: every control-plane call: connect and answer within this
+TIMEOUT_S = 3.0
+
+
+def client(url: str, timeout_s: float = TIMEOUT_S) -> Redis:
+    return Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+
+
+async def confirm_subscriptions(url: str, channels: list[str], n: int, timeout_s: float) -> None:
+    """Wait until Redis itself reports ``n`` subscribers on every channel (bounded)."""
+    c = client(url)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            counts = {(k.decode() if isinstance(k, bytes) else k): int(v)
+                      for k, v in dict(await c.pubsub_numsub(*channels)).items()}
+            if all(counts.get(ch, 0) >= n for ch in channels):
+                return
+            if time.monotonic() > deadline:
+                raise FanoutError(f"subscriptions not confirmed within {timeout_s:g}s: Redis reports {counts}, "
+                                  f"expected {n} on each")
+            await asyncio.sleep(0.02)
+    finally:
+        await c.aclose()
+
+
+async def forget_stream_positions(url: str, keys: list[str]) -> None:
+    """Drop saved stream positions (a run's instances are new; a crash *within* the run still resumes)."""
+    c = client(url)
+    try:
+        if keys:
+            await c.delete(*keys)
+    finally:
+        await c.aclose()
+
+
+async def redis_version(url: str) -> str | None:
+    """The server's ``redis_version``, or None when it does not answer (the run then says so)."""
+    c = client(url)
+    try:
+        info = await c.info("server")
+        return str(info.get("redis_version"))
+    except (RedisError, OSError) as exc:
+        log.debug("INFO server failed: %s", exc)
+        return None
+    finally:
+        await c.aclose()
+
+
+async def redis_stats(url: str, server=None) -> dict:
+    """Server-side facts for the loss accounting (bounded; an error is recorded, not raised)."""
+    stats: dict = {}
+    c = client(url)
+    try:
+        info = await c.info("stats")
+        for k in ("client_output_buffer_limit_disconnections", "evicted_clients", "total_connections_received"):
+            if k in info:
+                stats[k] = int(info[k])
+    except (RedisError, OSError) as exc:  # stats are extra facts, not the run
+        stats["error"] = str(exc).split("\n")[0]
+    finally:
+        await c.aclose()
+    if "client_output_buffer_limit_disconnections" not in stats and server is not None:
+        # Redis < 7.2 has no counter: its log says it, one line per client cut off.
+        try:
+            text = server.logfile.read_text(errors="replace")
+            stats["client_output_buffer_limit_disconnections"] = text.count("overcoming of output buffer limits")
+            stats["output_buffer_source"] = "redis log"
+        except OSError:
+            pass
+    return stats
+
+
+def check_reachable(url: str, timeout_s: float = TIMEOUT_S) -> None:
+    """Raise :class:`~fanout.errors.RedisUnavailable` (one line naming the redacted URL) unless PING answers."""
+    from fanout.transports.pubsub import explain
+
+    async def ping() -> None:
+        c = client(url, timeout_s)
+        try:
+            await asyncio.wait_for(c.ping(), timeout_s * 2)
+        finally:
+            await c.aclose()
+
+    try:
+        asyncio.run(ping())
+    except (RedisError, OSError, asyncio.TimeoutError, ValueError) as exc:  # every failure becomes one line
+        raise explain(exc, url) from None

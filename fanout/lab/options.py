@@ -1,0 +1,41 @@
+"""How a run is driven, apart from what it measures (the Scenario): the clock, the scheduler,
+how long to wait for agents. Passed as an object, never patched into module globals."""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    #: added to the wall clock: 0, except in an agent started with an injected skew (tests of clock correction)
+    clock_skew_ns: int = 0
+    #: the last stretch before an event is due is waited out by yielding, not sleeping (0: sleep only)
+    spin_s: float = 0.0015
+    #: a run over agents waits this long for them to register
+    agent_wait_s: float = 60.0
+    #: how long to wait for every subscription to show on the server before publishing
+    subscribe_confirm_timeout_s: float = 10.0
+    #: a worker (process or agent) must have its bridges up and say "ready" within this
+    ready_timeout_s: float = 60.0
+
+    def now_ns(self) -> int:
+        """The run's clock: integer ns, the wall clock shared by every process on a host (+ skew)."""
+        return time.time_ns() + self.clock_skew_ns
+
+    async def sleep_until(self, due_ns: int) -> None:
+        """Sleep until ``due_ns`` on :meth:`now_ns` without the event loop's millisecond overshoot:
+        sleep most of the way, then yield to the loop until the moment comes."""
+        now = self.now_ns
+        wait = (due_ns - now()) / 1e9
+        if wait > self.spin_s:
+            await asyncio.sleep(wait - self.spin_s)
+        while now() < due_ns:
+            await asyncio.sleep(0)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+DEFAULT = RunOptions()

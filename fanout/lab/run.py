@@ -1,0 +1,83 @@
+"""Entry points of the lab: run a Scenario against a Redis (``simulate``) or against a throwaway
+server it starts (``run_scenario``), in this process, in one process per instance, or over agents."""
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+
+from fanout.errors import ConfigError, FanoutError
+from fanout.lab import control
+from fanout.lab.options import DEFAULT, RunOptions
+from fanout.lab.record import RunRecord
+from fanout.lab.scenario import Scenario
+from fanout.lab.servers import LocalCluster, LocalSentinel, RedisServer
+from fanout.lab.simulator import Printer, Simulation, new_run_id
+from fanout.lab.topology import instance_ids
+
+#: re-exported for callers that check a URL before a run
+check_reachable = control.check_reachable
+
+
+async def simulate(sc: Scenario, *, redis_url: str | None = None, progress: bool | None = None,
+                   printer: Printer | None = None, run_id: str | None = None, server=None,
+                   options: RunOptions = DEFAULT) -> RunRecord:
+    """Run ``sc`` against Redis at ``redis_url`` (or ``sc.redis_url``) and return its record.
+
+    ``server`` is the throwaway server behind ``redis_url``, needed by ``redis_restart`` faults."""
+    url = redis_url or sc.redis_url
+    if not url:
+        raise FanoutError("simulate() needs a Redis URL: pass redis_url, or use run_scenario() for a throwaway server")
+    run_id = run_id or new_run_id(sc)
+    if sc.transport == "streams":
+        await control.forget_stream_positions(url, [f"{sc.key_prefix}pos:{i}" for i in instance_ids(sc)])
+    if sc.agents:
+        from fanout.lab.agents import run_with_agents
+
+        return await run_with_agents(sc, url, run_id, sc.agents, options=options, progress=progress)
+    if sc.process_mode == "processes":
+        from fanout.lab.processes import simulate_processes
+
+        return await simulate_processes(sc, url, run_id, progress=progress, options=options)
+    return await Simulation(sc, url, progress=progress, printer=printer, run_id=run_id, server=server,
+                            options=options).run()
+
+
+def run_sync(coro):
+    """``asyncio.run``, also from inside a running loop (a Jupyter kernel): then in a worker thread."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def throwaway_server(sc: Scenario):
+    """The throwaway redis-server a scenario asks for (persistence, output-buffer limit), or a local
+    Redis Cluster (``cluster_masters``) or Sentinel setup (``sentinel``): same ``url`` and context manager."""
+    if sc.cluster_masters:
+        return LocalCluster(sc.cluster_masters, sc.cluster_replicas)
+    if sc.sentinel:
+        return LocalSentinel()
+    return RedisServer(appendonly=sc.redis_aof, pubsub_buffer_limit=sc.pubsub_buffer_limit)
+
+
+def run_scenario(sc: Scenario, *, progress: bool | None = None, printer: Printer | None = None,
+                 save_to: str | None = "data/runs", options: RunOptions = DEFAULT) -> RunRecord:
+    """Synchronous wrapper: start a throwaway redis-server unless ``sc.redis_url`` is set,
+    run, save the record under ``save_to`` (unless None) and return it."""
+    if sc.agents and not sc.redis_url:
+        raise ConfigError("agents: a run over agents needs redis_url (the Redis every agent can reach)")
+    if sc.redis_url:
+        rec = run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer, options=options))
+    else:
+        with throwaway_server(sc) as srv:
+            rec = run_sync(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv,
+                                    options=options))
+            rec.environment["redis_url"] = "throwaway redis-server on " + srv.safe_url
+    if save_to:
+        rec.save(save_to)
+    return rec
+
+
+__all__ = ["simulate", "run_scenario", "run_sync", "throwaway_server", "check_reachable"]

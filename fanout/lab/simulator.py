@@ -1,0 +1,292 @@
+"""The simulation engine: N bridges, one publishing loop per instance, every hop recorded.
+
+The seed's test methodology, measured honestly:
+
+1. N bridges ``test-instance-0 .. N-1``, each subscribed to every event type of the scenario;
+   the subscriptions are confirmed on the server (``PUBSUB NUMSUB`` shows N subscribers per
+   channel) before the first publish.
+2. An **open-loop** schedule (:mod:`fanout.lab.schedule`): event k is due at ``t0 + k/rate``
+   (or Poisson arrivals). When a publisher falls behind, events are sent late, never skipped,
+   and their latency is measured from the time they were *due*, so lag shows up in the figures
+   instead of hiding (no coordinated omission).
+3. Every delivery is recorded at the handler in integer nanoseconds (:mod:`fanout.lab.recorder`).
+4. After the last publish it drains until every expected delivery arrived or
+   ``drain_timeout_s`` passed.
+
+:class:`Simulation` hosts all instances (a single-process run) or some of them (a worker
+process or an agent, see :mod:`fanout.lab.processes`); :mod:`fanout.lab.run` chooses.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import time
+from datetime import datetime, timezone
+from typing import Any, Callable
+
+from fanout.config import BridgeConfig
+from fanout.bridge import RedisEventBridge
+from fanout.errors import FanoutError, PublishError, RedisUnavailable
+from fanout.lab import control
+from fanout.lab.faults import PROXY_KINDS, FaultRunner, parse_faults
+from fanout.lab.market import SyntheticMarket
+from fanout.lab.options import DEFAULT, RunOptions
+from fanout.lab.progress import Progress
+from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record
+from fanout.lab.recorder import Recorder
+from fanout.lab.scenario import Scenario
+from fanout.lab.schedule import Scheduled, expected_counts, schedule
+from fanout.lab.topology import instance_ids, roles
+from fanout.metrics import COUNTER_NAMES
+
+log = logging.getLogger(__name__)
+
+Printer = Callable[[str], None]
+
+#: publishes one instance may have awaiting their reply at once (bounds memory when Redis is slow)
+MAX_IN_FLIGHT = 1000
+
+
+def new_run_id(sc: Scenario) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
+    return f"{stamp}-{sc.name}-{secrets.token_hex(2)}"
+
+
+def backend_options(server, scenario: Scenario) -> dict:
+    """Extra :class:`~fanout.config.BridgeConfig` keyword arguments for a scenario's bridges:
+    the setup's (sentinel addresses and master name) and the sharded transport's partitions."""
+    opts = dict(server.bridge_options()) if hasattr(server, "bridge_options") else {}
+    if scenario.transport == "sharded" and scenario.shard_partitions > 1:
+        opts["shard_partitions"] = scenario.shard_partitions
+    return opts
+
+
+class Simulation:
+    """One run (or a worker's share of it): the bridges, the recorder, the publishers, the faults."""
+
+    def __init__(self, sc: Scenario, url: str, *, progress=None, printer=None, run_id=None, server=None,
+                 hosted: list[int] | None = None, options: RunOptions = DEFAULT) -> None:
+        self.sc = sc
+        self.url = url
+        self.progress = progress
+        self.say = printer if (printer and sc.verbose) else None
+        self.run_id = run_id or new_run_id(sc)
+        self.server = server
+        self.options = options
+        self.now_ns = options.now_ns
+        self.ids = instance_ids(sc)
+        self.faults = parse_faults(sc.faults, sc.instances, sc.duration_s)
+        if any(f.kind == "redis_restart" for f in self.faults) and server is None:
+            raise FanoutError("a redis_restart fault needs the throwaway server (run without redis_url)")
+        self.hosted = list(range(sc.instances)) if hosted is None else list(hosted)
+        self.recorder = Recorder(self.now_ns)
+        self.bridges: dict[int, RedisEventBridge] = {}
+        self.retired: list[RedisEventBridge] = []      # crashed bridges, for their metrics and outages
+        self.down: dict[int, str] = {}                  # instance index -> why it cannot publish now
+        self.crash_outages: list[tuple] = []
+        self.proxies: dict[int, Any] = {}
+        self.t0 = 0
+
+    # -- bridges -----------------------------------------------------------------------
+    def _config(self, i: int) -> BridgeConfig:
+        url = self.proxies[i].url_for(self.url) if i in self.proxies else self.url
+        fast = bool(self.faults)  # under faults, notice and recover quickly
+        publishers, receivers = roles(self.sc)
+        return BridgeConfig(
+            enable_publishing=i in publishers, enable_subscription=i in receivers,
+            url=url, instance_id=self.ids[i], event_types=self.sc.event_types, transport=self.sc.transport,
+            key_prefix=self.sc.key_prefix, health_check_interval_s=self.sc.health_check_s,
+            health_check_timeout_s=min(3.0, self.sc.health_check_s), stream_maxlen=self.sc.stream_maxlen,
+            reconnect_max_s=0.5 if fast else 2.0, publish_timeout_s=1.0 if fast else 2.0,
+            batch_max=self.sc.batch_max, batch_delay_ms=self.sc.batch_delay_ms,
+            **backend_options(self.server, self.sc),  # sentinel addresses, shard partitions
+        )
+
+    def _make_bridge(self, i: int) -> RedisEventBridge:
+        b = RedisEventBridge(self._config(i))
+        b.on("*", self.recorder.handler(self.ids[i], self.say, lambda: self.t0))
+        return b
+
+    def crash(self, i: int, why: str) -> None:
+        """Instance ``i`` dies without a goodbye (the instance_crash fault)."""
+        self.down[i] = why
+        b = self.bridges[i]
+        b.abort()
+        self.retired.append(b)
+
+    async def restart(self, i: int) -> RedisEventBridge | None:
+        """A new bridge with instance ``i``'s id; None when it could not start (try again)."""
+        b = self._make_bridge(i)
+        try:
+            await b.start()
+        except (RedisUnavailable, FanoutError) as exc:
+            log.debug("restart of %s failed: %s", self.ids[i], exc)
+            return None
+        self.bridges[i] = b
+        self.down.pop(i, None)
+        return b
+
+    async def _start_proxies(self) -> None:
+        needs = sorted({f.instance for f in self.faults if f.kind in PROXY_KINDS})
+        if not needs:
+            return
+        from urllib.parse import urlsplit
+
+        from fanout.lab.proxy import FaultProxy
+
+        parts = urlsplit(self.url)
+        for i in needs:
+            self.proxies[i] = await FaultProxy(parts.hostname or "127.0.0.1", parts.port or 6379).start()
+
+    # -- the run -------------------------------------------------------------------------
+    async def setup(self) -> str | None:
+        """Start the hosted instances' bridges (subscriptions confirmed); return Redis's version."""
+        await self._start_proxies()
+        self.bridges = {i: self._make_bridge(i) for i in self.hosted}
+        results = await asyncio.gather(*(b.start() for b in self.bridges.values()), return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
+        return await control.redis_version(self.url)
+
+    async def publish_phase(self, t_start: int, bar: Progress | None = None) -> None:
+        """Every hosted instance publishes its own share of the plan on its own, as separate
+        hosts would: one slow instance (a fault, a full socket) delays only its own events."""
+        by_publisher: dict[int, list[Scheduled]] = {i: [] for i in self.hosted}
+        for ev in schedule(self.sc):
+            if ev.publisher in by_publisher:
+                by_publisher[ev.publisher].append(ev)
+        publishers = [asyncio.create_task(self._publisher(i, evs, t_start)) for i, evs in by_publisher.items()]
+        rec = self.recorder
+        try:
+            while not all(t.done() for t in publishers):
+                await asyncio.wait(publishers, timeout=0.25)
+                if bar is not None:
+                    bar.update((self.now_ns() - t_start) / 1e9, len(rec.pubs), len(rec.deliveries))
+            for t in publishers:
+                t.result()  # a publisher that crashed is a bug: surface it
+        finally:
+            for t in publishers:
+                t.cancel()
+            await asyncio.gather(*publishers, return_exceptions=True)
+
+    def expected(self) -> dict[str, int]:
+        """Distinct events each receiver should get, from what this process saw published."""
+        return expected_counts(self.recorder.published_by, [self.ids[i] for i in roles(self.sc)[1]])
+
+    async def drain(self, expected: dict[str, int]) -> None:
+        """Until each receiver has its expected count of distinct events, or the drain bound passed."""
+        deadline = time.monotonic() + self.sc.drain_timeout_s
+        got = self.recorder.got
+        while time.monotonic() < deadline and any(got.get(r, 0) < n for r, n in expected.items()):
+            await asyncio.sleep(0.01)
+
+    async def close(self) -> None:
+        await asyncio.gather(*(b.close() for b in self.bridges.values()), return_exceptions=True)
+        for p in self.proxies.values():
+            await p.close()
+
+    async def run(self) -> RunRecord:
+        """The whole run in this process: every instance hosted here."""
+        sc = self.sc
+        runner: FaultRunner | None = None
+        rec = self.recorder
+        try:
+            version = await self.setup()
+            if sc.transport == "pubsub":
+                await control.confirm_subscriptions(
+                    self.url, [self._config(0).channel(t) for t in sc.event_types], len(roles(sc)[1]),
+                    self.options.subscribe_confirm_timeout_s)
+            total_s = sc.warmup_s + sc.duration_s
+            bar = Progress(self.progress, total_s, sc.name)
+            t_start = self.now_ns() + 20_000_000  # first event due 20 ms from now
+            self.t0 = t0 = t_start + int(sc.warmup_s * 1e9)
+            if self.faults:
+                runner = FaultRunner(self.faults, t0, self)
+                runner.start()
+            try:
+                await self.publish_phase(t_start, bar)
+                if runner is not None:
+                    await runner.wait(timeout_s=max((f.at_s + f.duration_s for f in self.faults), default=0) + 30)
+                await self.drain(self.expected())
+                bar.update(total_s, len(rec.pubs), len(rec.deliveries))
+            finally:
+                bar.close()
+                if runner is not None:
+                    await runner.cancel()
+            t_end = self.now_ns()
+            stats = await control.redis_stats(self.url, self.server)
+            inst_rows = self.instance_rows()  # before closing: "connected" is as the run ended
+        finally:
+            await self.close()
+        return build_record(sc, self.url, self.run_id, version, t0, t_end, rec.pubs, rec.deliveries,
+                            inst_rows, runner.log if runner else [], self.outage_rows(), stats)
+
+    async def _publisher(self, i: int, events: list[Scheduled], t_start: int) -> None:
+        """Instance ``i``'s publishing loop: each event at its due time, late but never skipped."""
+        market = SyntheticMarket(random.Random(self.sc.seed * 1_000 + i), symbols=self.sc.symbols,
+                                 book_depth=self.sc.book_depth)
+        # Each event is sent when due, without waiting for the previous one's reply: the bridge
+        # pipelines them on one connection in order, so a slow link slows delivery, not the schedule.
+        window = asyncio.Semaphore(MAX_IN_FLIGHT)
+        in_flight: set[asyncio.Task] = set()
+        sleep_until = self.options.sleep_until
+
+        async def one(ev: Scheduled, due: int) -> None:
+            try:
+                await self._publish(ev, due, market)
+            finally:
+                window.release()
+
+        try:
+            for ev in events:
+                due = t_start + int(ev.due_s * 1e9)
+                await sleep_until(due)
+                await window.acquire()
+                t = asyncio.get_running_loop().create_task(one(ev, due))
+                in_flight.add(t)
+                t.add_done_callback(in_flight.discard)
+            if in_flight:
+                await asyncio.gather(*in_flight)
+        finally:
+            for t in in_flight:
+                t.cancel()
+
+    async def _publish(self, ev: Scheduled, due: int, market: SyntheticMarket) -> None:
+        ids, say, rec = self.ids, self.say, self.recorder
+        src = ids[ev.publisher]
+        data = market.make(ev.type, ev.symbol, due // 1_000_000)
+        t_sent = self.now_ns()
+        if ev.publisher in self.down:
+            rec.failed(f"not-sent:{src}:{ev.k}", src, -1, ev.type, ev.symbol, due, t_sent, self.down[ev.publisher])
+            return
+        try:
+            env = await self.bridges[ev.publisher].publish(ev.type, data, intended_ns=due)
+            rec.published(env.id, src, env.seq, ev.type, ev.symbol, due, t_sent)
+            if say:
+                say(f"[{(t_sent - self.t0) / 1e9:9.3f}s] {src} -> {ev.type} {ev.symbol} {env.id}")
+        except PublishError as exc:
+            env = exc.envelope
+            rec.failed(env.id if env else f"failed:{src}:{ev.k}", src, env.seq if env else -1, ev.type, ev.symbol,
+                       due, t_sent, str(exc))
+            if say:
+                say(f"[{(t_sent - self.t0) / 1e9:9.3f}s] {src} -x {ev.type}: {exc}")
+
+    def instance_rows(self) -> list[dict]:
+        rows = []
+        for i, b in sorted(self.bridges.items()):
+            m = b.metrics()
+            for old in self.retired:  # a crashed and restarted instance: add its first life's counters
+                if str(old.instance_id) == self.ids[i]:
+                    om = old.metrics()
+                    for k in COUNTER_NAMES:
+                        m[k] = m.get(k, 0) + om.get(k, 0)
+            rows.append({k: m.get(k, 0) for k in INSTANCE_COLUMNS if k != "instance"} | {"instance": self.ids[i]})
+        return rows
+
+    def outage_rows(self) -> list[tuple]:
+        out = [(str(b.instance_id), o[0], o[1], o[2]) for b in [*self.retired, *self.bridges.values()]
+               for o in b.outages]
+        return out + self.crash_outages

@@ -1,0 +1,23 @@
+"""The bridge's counters: one definition, read by the bridge, the run record and the report.
+
+Each counter is a whole number that only grows during a bridge's life. ``metrics()`` returns
+them with ``connected``, ``subscriptions``, ``transport``, ``epoch`` and ``last_error``.
+"""
+from __future__ import annotations
+
+#: name -> what it counts (the report's glossary uses the same words)
+COUNTERS: dict[str, str] = {
+    "published": "events this bridge published that Redis acknowledged",
+    "received": "events from other instances handed to the application (each once)",
+    "self_filtered": "messages this bridge published itself, dropped on arrival (never handed over)",
+    "errors": "everything that went wrong: failed publishes, malformed messages, raising handlers",
+    "gaps": "events missing by the sequence numbers: a source's seq jumped, or the transport counted a loss",
+    "duplicates": "messages whose seq this bridge had already handed over (dropped, not delivered twice)",
+    "reconnects": "times the subscription was lost and restored",
+    "malformed": "messages on the channels that are no fanout or seed envelope (dropped, counted)",
+    "handler_errors": "handler calls that raised (the listener keeps going)",
+    "publish_errors": "publishes that failed within the bound (the caller was told)",
+    "source_restarts": "a source came back with a new epoch (a restart, not a loss)",
+    "transport_losses": "events the transport itself counted as lost (e.g. trimmed from a stream)",
+}
+COUNTER_NAMES: tuple[str, ...] = tuple(COUNTERS)
