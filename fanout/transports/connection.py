@@ -115,6 +115,9 @@ async def open_connection(url_or_params, *, connect_timeout_s: float, command_ti
     except OSError as exc:  # refused, unreachable, DNS, TLS handshake (ssl.SSLError)
         proto.abort()
         raise RedisUnavailable(f"cannot reach Redis at {safe}: {_one_line(exc)}") from None
+    except BaseException:  # cancelled: leave no connection behind
+        proto.abort()
+        raise
     futs = []
     if pw:
         futs.append(proto.call(b"AUTH", user, pw) if user else proto.call(b"AUTH", pw))
@@ -128,6 +131,9 @@ async def open_connection(url_or_params, *, connect_timeout_s: float, command_ti
             replies = await asyncio.gather(*futs, return_exceptions=True)
     except TimeoutError:
         replies = [ConnectionError(f"no reply within {command_timeout_s:g}s")]
+    except BaseException:
+        proto.abort()
+        raise
     err = next((r for r in replies if isinstance(r, BaseException)), None)
     if err is None:
         return proto

@@ -332,8 +332,9 @@ class RespProtocol(asyncio.Protocol):
             elif now - self._ping_at >= self._health_timeout:
                 self._fail(ConnectionError(f"no answer to PING within {self._health_timeout:g}s from {self.name}"))
                 return
-            else:
-                self._health_h = self._loop.call_later(self._ping_at + self._health_timeout - now, self._health_tick)
+            else:  # look again at the bound, or sooner to resume the idle count once answered
+                left = self._ping_at + self._health_timeout - now
+                self._health_h = self._loop.call_later(min(left, self._health_interval), self._health_tick)
                 return
         idle = now - self._last_rx
         if self._reading_paused:       # silent on purpose: nothing to check
@@ -343,7 +344,7 @@ class RespProtocol(asyncio.Protocol):
         else:
             self._enqueue(None, _PING)
             self._ping_at = now
-            delay = self._health_timeout
+            delay = min(self._health_timeout, self._health_interval)
         self._health_h = self._loop.call_later(delay, self._health_tick)
 
     # -- ending ----------------------------------------------------------------------------
@@ -419,9 +420,12 @@ class RespProtocol(asyncio.Protocol):
     def pending(self) -> int:
         return len(self._pending)
 
+    def get_extra_info(self, name: str, default=None):
+        return self._transport.get_extra_info(name, default) if self._transport is not None else default
+
     def set_receive_buffer(self, nbytes: int) -> None:
         """SO_RCVBUF of the socket (the slow-consumer fault)."""
-        sock = self._transport.get_extra_info("socket") if self._transport is not None else None
+        sock = self.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
 
