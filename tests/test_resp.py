@@ -17,9 +17,9 @@ import pytest
 import redis
 
 from conftest import arun, needs_redis7, wait_for
-from fanout import RedisServer
+from fanout.lab.servers import RedisServer
 from fanout.errors import AuthenticationFailed, ConfigError, RedisUnavailable
-from fanout.redis_server import free_port
+from fanout.lab.servers import free_port
 from fanout.transports.connection import open_connection, sanitize_client_name
 from fanout.transports.resp import RespProtocol, _pack_py, pack
 

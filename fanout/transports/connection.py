@@ -15,9 +15,9 @@ from urllib.parse import quote
 import hiredis
 from redis.connection import parse_url
 
-from ..errors import AuthenticationFailed, ConfigError, RedisUnavailable
-from ..redact import redact_text, redact_url
-from .resp import RespProtocol
+from fanout.errors import AuthenticationFailed, ConfigError, RedisUnavailable
+from fanout.redact import redact_text, redact_url
+from fanout.transports.resp import RespProtocol
 
 _AUTH_ERRORS = ("WRONGPASS", "NOAUTH", "NOPERM", "INVALIDPASSWORD")
 
