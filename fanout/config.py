@@ -2,16 +2,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
+
+from redis.exceptions import RedisError
 
 from fanout.channels import channel_for, partition_channels, partition_of
 from fanout.errors import ConfigError, RedisUnavailable
 from fanout.events import EVENT_TYPES
 from fanout.redact import redact_url
 from fanout.transports import TRANSPORTS
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -111,15 +116,15 @@ class BridgeConfig:
         try:
             async with asyncio.timeout(self.connect_timeout_s + self.command_timeout_s):
                 host, port = await sentinel.discover_master(self.sentinel_master)
-        except Exception as exc:  # MasterNotFoundError, timeouts: one line naming the sentinels
+        except (RedisError, OSError, TimeoutError) as exc:  # MasterNotFoundError, timeouts: one line naming them
             raise RedisUnavailable(f"no sentinel of {', '.join(self.sentinels)} named a master "
                                    f"for {self.sentinel_master!r}: {str(exc).splitlines()[0] if str(exc) else 'no answer'}") from None
         finally:
             for client in sentinel.sentinels:
                 try:
                     await client.aclose()
-                except Exception:  # noqa: BLE001
-                    pass
+                except (RedisError, OSError) as exc:  # closing a connection that already failed
+                    log.debug("closing a sentinel connection: %s", exc)
         self.discovered_url = f"redis://{self._auth()}{host}:{port}/{self.db}"
         return self.discovered_url
 

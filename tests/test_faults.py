@@ -67,3 +67,20 @@ def test_fault_plan_mistakes_name_the_fault_and_field():
         Scenario(redis_url="redis://127.0.0.1:6379/0", faults=[{"kind": "redis_restart", "at_s": 1}])
     with pytest.raises(ConfigError, match=r"faults\[0\]\.delay_ms"):
         Scenario(faults=[{"kind": "latency", "at_s": 1, "instance": 0}])
+
+
+def test_two_overlapping_crashes_keep_their_own_downtime():
+    """Regression: two instance_crash faults that overlap used to share one crash time, so the first
+    instance's downtime started when the second one crashed."""
+    sc = Scenario(name="two-crashes", instances=3, duration_s=4, rate_per_s=60, faults=[
+        {"kind": "instance_crash", "at_s": 1.0, "duration_s": 1.5, "instance": 0},
+        {"kind": "instance_crash", "at_s": 1.6, "duration_s": 0.5, "instance": 2}])
+    rec = run_scenario(sc, progress=False, save_to=None)
+    exact_fault_findings(rec)
+    crash = rec.outages[rec.outages["reason"] == "instance_crash"].set_index("instance")
+    faults = rec.faults.set_index("instance")
+    assert set(crash.index) == {"test-instance-0", "test-instance-2"}
+    for name in crash.index:  # each downtime is its own fault's: from its crash to its restart
+        assert faults.at[name, "t_start"] <= crash.at[name, "t_down"] <= faults.at[name, "t_end"]
+        assert crash.at[name, "t_up"] >= faults.at[name, "t_end"]
+    assert crash.at["test-instance-0", "t_down"] < faults.at["test-instance-2", "t_start"]

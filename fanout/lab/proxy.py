@@ -150,6 +150,8 @@ class _Pipe:
             due, chunk = self.fifo[0]
             wait = due - loop.time()
             if wait > 0:
+                if wait >= self.proxy.delay / 2:
+                    self.proxy._long_waits += 1
                 await asyncio.sleep(wait)
                 continue  # re-check: the FIFO may have been dropped meanwhile
             self._pop()
@@ -249,7 +251,9 @@ class FaultProxy:
     Counters (:meth:`stats`): ``connections_total`` links served (normal or blackholed),
     ``connections_open`` links open now, ``bytes_up`` / ``bytes_down`` bytes delivered
     to Redis / to the client, ``dropped_chunks`` chunks swallowed by a blackhole,
-    ``refused`` connections reset on arrival during a reset partition.
+    ``refused`` connections reset on arrival during a reset partition, ``long_waits`` times a
+    forwarder slept half the delay or more before a chunk was due: once per burst, not once per
+    chunk, since a delay shifts traffic without throttling it.
     """
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -265,6 +269,7 @@ class FaultProxy:
         self._bytes_up = 0
         self._bytes_down = 0
         self._dropped_chunks = 0
+        self._long_waits = 0
         self._refused = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -350,6 +355,7 @@ class FaultProxy:
             "bytes_down": self._bytes_down,
             "dropped_chunks": self._dropped_chunks,
             "refused": self._refused,
+            "long_waits": self._long_waits,
         }
 
     # -- internals ---------------------------------------------------------------------

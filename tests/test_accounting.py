@@ -1,0 +1,75 @@
+"""Loss accounting windows: which missing event is attributed to which fault, for which receiver."""
+from __future__ import annotations
+
+from _records import T0, event_id, make_record
+from fanout.analysis.accounting import POST_NS, PRE_NS, UNEXPLAINED, account_losses, fault_windows
+from fanout.lab.record import FAULT_COLUMNS, OUTAGE_COLUMNS, frame
+
+NAMES = ("a", "b", "c")
+MS = 1_000_000
+
+
+def record_with(faults: list[dict], outages: list[dict] = (), drop=()):
+    rec = make_record(dict.fromkeys(NAMES, 20), drop=drop)
+    rec.faults = frame(faults, FAULT_COLUMNS)
+    rec.outages = frame(list(outages), OUTAGE_COLUMNS)
+    return rec
+
+
+def fault(kind, start_ms, end_ms, instance=""):
+    return {"kind": kind, "instance": instance, "t_start": T0 + start_ms * MS, "t_end": T0 + end_ms * MS,
+            "detail": ""}
+
+
+def outage(instance, down_ms, up_ms):
+    return {"instance": instance, "t_down": T0 + down_ms * MS, "t_up": T0 + up_ms * MS if up_ms else 0,
+            "reason": "test"}
+
+
+def windows(rec):
+    return {(w[0], w[2]): (w[3], w[4]) for w in fault_windows(rec, list(NAMES))}
+
+
+def test_an_instance_fault_touches_that_receiver_only_and_a_server_fault_all():
+    rec = record_with([fault("partition", 1000, 1500, "b"), fault("redis_restart", 3000, 3200)])
+    w = windows(rec)
+    assert set(w) == {("partition on b", "b"), ("redis_restart", "a"), ("redis_restart", "b"),
+                      ("redis_restart", "c")}
+    assert w[("partition on b", "b")] == (T0 + 1000 * MS - PRE_NS, T0 + 1500 * MS + POST_NS)
+
+
+def test_the_window_lasts_until_the_receiver_is_back_not_just_the_fault():
+    rec = record_with([fault("redis_restart", 1000, 1200)], [outage("a", 1010, 2500), outage("b", 1010, 1100)])
+    w = windows(rec)
+    assert w[("redis_restart", "a")][1] == T0 + 2500 * MS + POST_NS  # a resubscribed late
+    assert w[("redis_restart", "b")][1] == T0 + 1200 * MS + POST_NS  # b was back before the fault ended
+    assert w[("redis_restart", "c")][1] == T0 + 1200 * MS + POST_NS  # c saw no outage
+
+
+def test_an_outage_never_restored_lasts_to_the_end_of_the_run():
+    rec = record_with([fault("partition", 1000, 1500, "c")], [outage("c", 1005, 0)])
+    assert windows(rec)[("partition on c", "c")][1] == rec.t_end + POST_NS
+
+
+def test_an_outage_before_the_fault_or_after_the_next_one_does_not_stretch_it():
+    rec = record_with([fault("slow_consumer", 1000, 1200, "a"), fault("partition", 2000, 2100, "a")],
+                      [outage("a", 500, 800), outage("a", 2010, 3000)])
+    w = windows(rec)
+    assert w[("slow_consumer on a", "a")][1] == T0 + 1200 * MS + POST_NS  # neither outage is its own
+    assert w[("partition on a", "a")][1] == T0 + 3000 * MS + POST_NS
+
+
+def test_losses_in_a_window_are_attributed_and_outside_it_unexplained():
+    # event k of source s is sent at about T0 + j * 100 ms (10 events/s, round robin over a, b, c)
+    rec = make_record(dict.fromkeys(NAMES, 20))
+    sent = dict(zip(rec.publications["id"], rec.publications["t_sent"]))
+    inside = [e for e in rec.publications["id"] if T0 + 1000 * MS <= sent[e] <= T0 + 1500 * MS
+              and not e.startswith("b:")]
+    outside = event_id("a", 15)  # sent at ~4.5 s
+    rec = record_with([fault("partition", 1000, 1500, "b")], drop=[("b", e) for e in inside] + [("c", outside)])
+    acc = account_losses(rec)
+    assert acc.lost == len(inside) + 1
+    assert acc.by_cause == {"lost during partition": len(inside), UNEXPLAINED: 1}
+    rows = {(r.receiver, r.cause): r.count for r in acc.losses.itertuples()}
+    assert rows == {("b", "lost during partition"): len(inside), ("c", UNEXPLAINED): 1}
+    assert acc.faults.iloc[0]["lost"] == len(inside)
