@@ -73,3 +73,25 @@ def test_losses_in_a_window_are_attributed_and_outside_it_unexplained():
     rows = {(r.receiver, r.cause): r.count for r in acc.losses.itertuples()}
     assert rows == {("b", "lost during partition"): len(inside), ("c", UNEXPLAINED): 1}
     assert acc.faults.iloc[0]["lost"] == len(inside)
+
+
+def test_an_unplanned_outage_the_bridges_saw_explains_what_it_lost():
+    rec = make_record(dict.fromkeys(NAMES, 20))
+    sent = dict(zip(rec.publications["id"], rec.publications["t_sent"]))
+    during = [e for e in rec.publications["id"] if T0 + 2000 * MS <= sent[e] <= T0 + 3000 * MS]
+    rec = record_with([], [outage(n, 2000, 3000) for n in NAMES],
+                      drop=[(r, e) for e in during for r in NAMES if not e.startswith(r + ":")])
+    acc = account_losses(rec)
+    assert acc.unexplained == 0 and acc.lost == 2 * len(during)
+    assert set(acc.losses["cause"]) == {"lost during an unplanned outage"}
+    assert set(acc.losses["fault"]) == {f"{n} disconnected from Redis 2.00–3.00 s" for n in NAMES}
+
+
+def test_a_missing_event_in_a_host_bots_run_is_found():
+    """Regression: a shortcut skipped the search when the deliveries looked complete by a mesh count."""
+    names = {"websocket-host": 30, "bot-1": 0, "bot-2": 0, "bot-3": 0}
+    receivers = ["bot-1", "bot-2", "bot-3"]
+    rec = make_record(names, drop=[("bot-2", event_id("websocket-host", 4))],
+                      scenario_overrides={"receivers": receivers, "publishers": ["websocket-host"]})
+    acc = account_losses(rec, receivers)
+    assert acc.lost == 1 and acc.unexplained == 1

@@ -16,7 +16,11 @@ Causes, in the order they are tried for each missing ``(event, receiver)``:
    Redis < 7.2) that it disconnected a client for its output buffer.
 3. **its agent died**: a receiver hosted by an agent that died mid-run (a multi-host run) loses
    everything after that, and its records with it.
-4. **unexplained**: anything else.
+4. **an unplanned outage the bridges saw**: the event was sent while the receiver (or, failing
+   that, its publisher) was disconnected from Redis — from when its bridge noticed (less
+   ``PRE_NS``) until it had resubscribed (plus ``POST_NS``; to the end of the run if it never
+   did). A Redis that crashed or was restarted by someone else is explained this way.
+5. **unexplained**: anything else.
 
 Events whose publish failed were never published: the publisher was told (``PublishError``);
 they are expected nowhere and are listed separately as "not published".
@@ -36,6 +40,7 @@ POST_NS = 50_000_000   # 50 ms after the receiver was back
 UNEXPLAINED = "unexplained"
 TRIMMED = "trimmed from stream"
 OUTPUT_BUFFER = "cut off by output-buffer limit"
+OUTAGE = "lost during an unplanned outage"
 
 LOSS_COLUMNS = ["receiver", "cause", "fault", "count"]
 FAULT_TABLE_COLUMNS = ["fault", "kind", "instance", "receivers", "sent_in_window", "delivered", "lost",
@@ -99,6 +104,32 @@ def fault_windows(record: RunRecord, receivers: list[str]) -> list[tuple[str, st
     return out
 
 
+def missing_deliveries(record: RunRecord, receivers: list[str]) -> dict[str, list[str]]:
+    """Per receiver, the ids of acknowledged events from others it never got, in send order."""
+    ok = record.publications.loc[record.publications["ok"], ["id", "source", "t_sent"]]
+    expected = ok.merge(pd.DataFrame({"receiver": pd.Series(receivers, dtype="string")}), how="cross")
+    expected = expected[expected["source"] != expected["receiver"]]
+    got = record.deliveries[["id", "receiver"]].drop_duplicates()
+    both = expected.merge(got, on=["id", "receiver"], how="left", indicator=True)
+    gone = both[both["_merge"] == "left_only"].sort_values("t_sent", kind="stable")
+    out: dict[str, list[str]] = {r: [] for r in receivers}
+    for r, ids in gone.groupby("receiver", sort=False)["id"]:
+        out[str(r)] = [str(x) for x in ids]
+    return out
+
+
+def outage_windows(record: RunRecord) -> dict[str, list[tuple[str, int, int]]]:
+    """Per instance, its observed disconnections as (description, start_ns, end_ns), widened by
+    PRE_NS / POST_NS, e.g. ``"test-instance-1 disconnected from Redis 4.02–7.31 s"``."""
+    out: dict[str, list[tuple[str, int, int]]] = {}
+    for o in record.outages.itertuples(index=False):
+        up = int(o.t_up) if int(o.t_up) else int(record.t_end)
+        a, b = (int(o.t_down) - record.t0) / 1e9, (up - record.t0) / 1e9
+        text = f"{o.instance} disconnected from Redis {a:.2f}–{b:.2f} s" + ("" if int(o.t_up) else " (never back)")
+        out.setdefault(str(o.instance), []).append((text, int(o.t_down) - PRE_NS, up + POST_NS))
+    return out
+
+
 def account_losses(record: RunRecord, receivers: list[str] | None = None) -> LossAccount:
     """Attribute every missing (event, receiver) of ``record`` to a cause (see module doc)."""
     names = [str(x) for x in record.instances["instance"]]
@@ -109,19 +140,14 @@ def account_losses(record: RunRecord, receivers: list[str] | None = None) -> Los
     reasons = failed["error"].astype(str).map(_reason)
     not_published_reasons = {str(k): int(v) for k, v in reasons.value_counts().items()}
 
-    delivered = set(zip(record.deliveries["id"], record.deliveries["receiver"]))
     sent = dict(zip(ok["id"], ok["t_sent"]))
     src = dict(zip(ok["id"], ok["source"]))
-    missing: dict[str, list[str]] = {r: [] for r in receivers}
-    if len(delivered) < len(ok) * max(len(receivers) - 1, 0) or len(failed) or len(record.faults):
-        for eid in ok["id"]:
-            for r in receivers:
-                if src[eid] != r and (eid, r) not in delivered:
-                    missing[r].append(eid)
+    missing = missing_deliveries(record, receivers)
 
     stats = record.redis_stats or {}
     cut = stats.get("client_output_buffer_limit_disconnections")
     windows = fault_windows(record, receivers)
+    outages = outage_windows(record)
     trimmed = dict(zip(record.instances["instance"], record.instances.get("transport_losses", pd.Series(dtype=int))))
     dead = dict((record.environment or {}).get("dead_instances") or {})
     rows: dict[tuple[str, str, str], int] = {}
@@ -139,7 +165,12 @@ def account_losses(record: RunRecord, receivers: list[str] | None = None) -> Los
         for eid in left:
             ts = int(sent[eid])
             hit = next((w for w in windows if w[2] == r and w[3] <= ts <= w[4]), None)
-            key = (r, _cause(hit[1], bool(cut)), hit[0]) if hit else (r, UNEXPLAINED, "")
+            if hit:
+                key = (r, _cause(hit[1], bool(cut)), hit[0])
+            else:
+                seen = next((o for who in (r, str(src[eid])) for o in outages.get(who, ()) if o[1] <= ts <= o[2]),
+                            None)
+                key = (r, OUTAGE, seen[0]) if seen else (r, UNEXPLAINED, "")
             rows[key] = rows.get(key, 0) + 1
     losses = pd.DataFrame([{"receiver": r, "cause": c, "fault": f, "count": n} for (r, c, f), n in sorted(rows.items())],
                           columns=LOSS_COLUMNS)

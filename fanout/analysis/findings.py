@@ -178,6 +178,16 @@ def _count_by(series: pd.Series) -> dict[str, int]:
     return {str(k): int(v) for k, v in series.value_counts().items()}
 
 
+def split_foreign(record: RunRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(deliveries from the run's own instances, deliveries from *foreign* sources): instances
+    that are not in the run and published nothing in it (live traffic on a shared Redis)."""
+    d = record.deliveries
+    known = {str(x) for x in record.instances["instance"]} | {str(x) for x in record.publications["source"]}
+    known |= set((record.environment or {}).get("dead_instances") or {})
+    mine = d["source"].isin(known)
+    return d[mine], d[~mine]
+
+
 def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings:
     """Per-instance arithmetic, latency statistics and the verdict for one run.
 
@@ -197,8 +207,9 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
     external = [s for s in published_by if s not in names]  # publishers outside record.instances
     total_ok = len(ok)
 
-    d = record.deliveries
     dead_sources = list((record.environment or {}).get("dead_instances") or {})
+    d, foreign = split_foreign(record)
+    foreign_by = _count_by(foreign["receiver"])
     rows_by = _count_by(d["receiver"])
     distinct_by = _count_by(d.drop_duplicates(["id", "receiver"])["receiver"])
     self_by = _count_by(d.loc[d["source"] == d["receiver"], "receiver"])
@@ -231,6 +242,7 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
             "duplicates": duplicates,
             "self_received": self_received,
             "unexpected": unexpected,
+            "foreign": foreign_by.get(name, 0),
             "delivery_pct": 100.0 * received / expected if expected else 100.0,
             "errors": int(inst.at[i, "errors"]),
             "gaps": int(inst.at[i, "gaps"]),
@@ -258,6 +270,10 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         "expected": expected_total,
         "received": received_total,
         "delivered_rows": len(d),
+        # deliveries from sources outside the run (another application on the same channels): counted,
+        # never missing, duplicate or unknown
+        "foreign": len(foreign),
+        "foreign_sources": sorted(str(x) for x in foreign["source"].unique()),
         "delivery_pct": 100.0 * received_total / expected_total if expected_total else 100.0,
         "missing": expected_total - received_total,
         "duplicates": len(d) - sum(distinct_by.values()),
@@ -359,7 +375,8 @@ def _fault_verdict(per: pd.DataFrame, overall: dict[str, Any], latency: dict[str
 _PER_INSTANCE_DTYPES = {
     "instance": "string", "role": "string", "connected": "bool", "published": "int64", "publish_failed": "int64",
     "expected": "int64", "expected_formula": "string", "received": "int64", "missing": "int64",
-    "duplicates": "int64", "self_received": "int64", "unexpected": "int64", "delivery_pct": "float64",
+    "duplicates": "int64", "self_received": "int64", "unexpected": "int64", "foreign": "int64",
+    "delivery_pct": "float64",
     "errors": "int64", "gaps": "int64", "reconnects": "int64", "lat_avg_ms": "float64", "lat_p50_ms": "float64",
     "lat_p95_ms": "float64", "lat_p99_ms": "float64", "lat_max_ms": "float64", "arithmetic_ok": "bool",
 }
