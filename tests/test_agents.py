@@ -77,7 +77,7 @@ def test_a_skewed_agent_clock_is_estimated_and_corrected(redis_url):
 
 def test_an_agent_killed_mid_run_is_named_and_its_losses_attributed(redis_url):
     agents = [start_agent(redis_url, "survivor"), start_agent(redis_url, "victim")]
-    sc = Scenario(**{**SMALL, "duration_s": 6.0}, agents=2, redis_url=redis_url)
+    sc = Scenario(**{**SMALL, "duration_s": 6.0}, agents=2, redis_url=redis_url, key_prefix="ws:")
 
     def kill_victim():  # once the run is publishing: after the first event on a channel
         with redis.Redis.from_url(redis_url, socket_timeout=30) as r, r.pubsub() as ps:

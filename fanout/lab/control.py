@@ -26,14 +26,26 @@ async def confirm_subscriptions(url: str, channels: list[str], n: int, timeout_s
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            counts = {(k.decode() if isinstance(k, bytes) else k): int(v)
-                      for k, v in dict(await c.pubsub_numsub(*channels)).items()}
+            counts = await _numsub(c, channels)
             if all(counts.get(ch, 0) >= n for ch in channels):
                 return
             if time.monotonic() > deadline:
                 raise FanoutError(f"subscriptions not confirmed within {timeout_s:g}s: Redis reports {counts}, "
                                   f"expected {n} on each")
             await asyncio.sleep(0.02)
+    finally:
+        await c.aclose()
+
+
+async def _numsub(c: Redis, channels: list[str]) -> dict[str, int]:
+    return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in dict(await c.pubsub_numsub(*channels)).items()}
+
+
+async def subscriber_counts(url: str, channels: list[str]) -> dict[str, int]:
+    """``PUBSUB NUMSUB`` of each channel (pattern subscribers are not counted per channel by Redis)."""
+    c = client(url)
+    try:
+        return await _numsub(c, channels)
     finally:
         await c.aclose()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 
 from fanout.errors import ConfigError, FanoutError
 from fanout.lab import control
@@ -13,6 +14,8 @@ from fanout.lab.scenario import Scenario
 from fanout.lab.servers import LocalCluster, LocalSentinel, RedisServer
 from fanout.lab.simulator import Printer, Simulation, new_run_id
 from fanout.lab.topology import instance_ids
+
+log = logging.getLogger(__name__)
 
 #: re-exported for callers that check a URL before a run
 check_reachable = control.check_reachable
@@ -28,6 +31,40 @@ async def simulate(sc: Scenario, *, redis_url: str | None = None, progress: bool
     if not url:
         raise FanoutError("simulate() needs a Redis URL: pass redis_url, or use run_scenario() for a throwaway server")
     run_id = run_id or new_run_id(sc)
+    sc = isolated(sc, run_id, throwaway=server is not None)
+    outside = await warn_outside_listeners(sc, url)
+    rec = await _dispatch(sc, url, run_id, progress=progress, printer=printer, server=server, options=options)
+    rec.environment["key_prefix"] = sc.key_prefix
+    rec.environment["outside_subscribers"] = outside
+    return rec
+
+
+def isolated(sc: Scenario, run_id: str, *, throwaway: bool) -> Scenario:
+    """The scenario with its key prefix resolved: as given; else ``ws:`` (the seed's) on a throwaway
+    server, and a prefix of the run's own on a Redis it shares with others, so a validation run never
+    feeds synthetic market data to live bots."""
+    if sc.key_prefix is not None:
+        return sc
+    return sc.replace(key_prefix="ws:" if throwaway else f"fanout:{run_id}:")
+
+
+async def warn_outside_listeners(sc: Scenario, url: str) -> dict[str, int]:
+    """Subscribers already on the run's channels before it starts are not part of it: they would hear
+    its synthetic events. Logged (one line) and returned for the record (pub/sub only: Redis counts
+    sharded and stream readers differently)."""
+    if sc.transport != "pubsub":
+        return {}
+    counts = await control.subscriber_counts(url, [f"{sc.key_prefix}{t}" for t in sc.event_types])
+    outside = {ch: n for ch, n in counts.items() if n}
+    if outside:
+        log.warning("subscribers outside this run listen on %s: they will receive its synthetic events "
+                    "(a run on a shared Redis should leave key_prefix unset to use a prefix of its own)",
+                    ", ".join(f"{ch} ({n})" for ch, n in outside.items()))
+    return outside
+
+
+async def _dispatch(sc: Scenario, url: str, run_id: str, *, progress, printer, server,
+                    options: RunOptions) -> RunRecord:
     if sc.transport == "streams":
         await control.forget_stream_positions(url, [f"{sc.key_prefix}pos:{i}" for i in instance_ids(sc)])
     if sc.agents:

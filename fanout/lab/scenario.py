@@ -50,7 +50,9 @@ class Scenario:
                                     flag="--min-delivery", metavar="PCT")
     max_avg_latency_ms: float = param(100.0, "verdict: average latency must be below this (ms)",
                                       flag="--max-avg-latency", metavar="MS")
-    key_prefix: str = param("ws:", "prefix of the Redis channels and keys", metavar="P")
+    key_prefix: str | None = param(None, "prefix of the run's Redis channels and keys (None: ws: on a throwaway "
+                                   "server; on a given Redis a prefix of the run's own, so nothing else hears it)",
+                                   metavar="P")
     faults: tuple[dict, ...] = param(factory=tuple, help="timed fault injections (list of mappings), as in "
                                      "scenarios/faults/*.yaml", cli=False)
     redis_aof: bool = param(False, "throwaway server with AOF persistence, so a restart keeps streams")
@@ -117,6 +119,9 @@ class Scenario:
             raise ConfigError(f"transport: unknown transport {self.transport!r} (known: {', '.join(TRANSPORT_NAMES)})")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError(f"seed: must be an integer, got {self.seed!r}")
+        if self.key_prefix is not None and (not isinstance(self.key_prefix, str) or not self.key_prefix
+                                            or any(c.isspace() for c in self.key_prefix)):
+            raise ConfigError(f"key_prefix: must be a non-empty string without spaces, got {self.key_prefix!r}")
         if self.redis_url is not None and not str(self.redis_url).startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("redis_url: must start with redis://, rediss:// or unix://")
         if isinstance(self.health_check_s, bool) or not isinstance(self.health_check_s, (int, float)) \
