@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
     "report": ("fanout.cli.report", "report"),
     "agent": ("fanout.cli.agent", "lab"),
     "demo": ("fanout.cli.demo", None),
+    "acl": ("fanout.cli.acl", None),
 }
 EXTRAS: dict[str, tuple[str, ...]] = {
     "lab": ("pandas", "pyarrow", "numpy", "yaml", "tqdm", "psutil"),
