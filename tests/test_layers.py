@@ -28,6 +28,17 @@ def scratch_copy(tmp_path: Path) -> Path:
     return dst
 
 
+def test_every_core_module_is_held_by_the_core_contract():
+    import tomllib
+
+    contracts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+    core = next(c for c in contracts if c["name"].startswith("The core bridge"))
+    here = {f"fanout.{p.stem}" for p in (ROOT / "fanout").glob("*.py") if p.stem not in ("__init__", "__main__")}
+    here |= {f"fanout.{p.name}" for p in (ROOT / "fanout").iterdir()
+             if p.is_dir() and (p / "__init__.py").exists() and p.name not in ("lab", "analysis", "report", "cli")}
+    assert set(core["source_modules"]) == here
+
+
 def test_the_layer_contracts_are_kept():
     res = lint(ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
