@@ -15,10 +15,9 @@ Definitions (the column contract is in docs/architecture.md):
 * **unexpected**: ok events from others delivered to an instance that is not a receiver, plus
   rows delivered to an instance that is not in the run.
 * **latency**: per first delivery of each ``(id, receiver)``, excluding self-deliveries, integer ns.
-  The headline is ``t_received − t_intended`` (from when the event was due, so publisher
-  back-pressure is not hidden); ``t_received − t_sent`` is reported beside it. Negative values
-  are counted and kept. Statistics use every sample; percentiles are ``numpy.percentile`` with
-  ``method="linear"`` over the nanosecond values, then divided by 1e6 (never rounded here).
+  See :mod:`fanout.analysis.latency`; the verdict's criteria are :mod:`fanout.analysis.verdict`.
+* **foreign**: deliveries from sources that are not part of the run (live traffic on a shared
+  Redis): counted apart, never missing, duplicate or unknown.
 """
 from __future__ import annotations
 
@@ -29,40 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from fanout.analysis.accounting import LossAccount, account_losses
+from fanout.analysis.latency import latency_samples, latency_stats, ms_quantiles
+from fanout.analysis.verdict import Criterion, Thresholds, fault_verdict, seed_verdict
 from fanout.formatting import ms as fmt_ms
-from fanout.analysis.accounting import LossAccount, account_losses, fault_windows
 from fanout.lab.record import RunRecord
 
 #: Above this many other instances the expected-formula is summarised, not spelled out.
 MAX_FORMULA_TERMS = 8
-
-LATENCY_SAMPLE_COLUMNS = ["receiver", "source", "id", "type", "t_received", "lat_ns", "lat_sent_ns", "lat_ms"]
-
-_PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Pass marks for the verdict (the seed's: delivery above 95 %, average latency below 100 ms)."""
-
-    min_delivery_pct: float = 95.0
-    max_avg_latency_ms: float = 100.0
-
-    @classmethod
-    def from_scenario(cls, scenario: dict[str, Any]) -> "Thresholds":
-        """Read ``min_delivery_pct`` and ``max_avg_latency_ms`` from a scenario dict when present."""
-        keys = ("min_delivery_pct", "max_avg_latency_ms")
-        return cls(**{k: float(scenario[k]) for k in keys if scenario.get(k) is not None})
-
-
-@dataclass(frozen=True)
-class Criterion:
-    """One line of the verdict."""
-
-    name: str
-    passed: bool
-    measured: str
-    threshold: str
 
 
 @dataclass
@@ -126,34 +99,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def latency_stats(ns: np.ndarray) -> dict[str, Any]:
-    """count, negative, avg/min/max and percentiles in ms (floats) from every sample; ``None`` when empty."""
-    ns = np.asarray(ns, dtype=np.int64)
-    stats: dict[str, Any] = {"count": int(ns.size), "negative": int((ns < 0).sum())}
-    if ns.size == 0:
-        return stats | {"avg_ms": None, "min_ms": None, "max_ms": None} | dict.fromkeys(_PERCENTILES)
-    stats |= {"avg_ms": float(ns.mean()) / 1e6, "min_ms": float(ns.min()) / 1e6, "max_ms": float(ns.max()) / 1e6}
-    for key, q in _PERCENTILES.items():
-        stats[key] = float(np.percentile(ns, q, method="linear")) / 1e6
-    return stats
-
-
-
-def latency_samples(record: RunRecord) -> pd.DataFrame:
-    """One row per first delivery (earliest ``t_received``) of an ok publication to an instance
-    other than its publisher, with both latencies in ns and the headline one in ms."""
-    pubs = record.publications.loc[record.publications["ok"], ["id", "source", "t_intended", "t_sent"]]
-    firsts = (record.deliveries[["id", "receiver", "type", "t_received"]]
-              .sort_values("t_received", kind="stable")
-              .drop_duplicates(["id", "receiver"]))
-    s = firsts.merge(pubs, on="id", how="inner")
-    s = s[s["receiver"] != s["source"]].copy()
-    s["lat_ns"] = (s["t_received"] - s["t_intended"]).astype("int64")
-    s["lat_sent_ns"] = (s["t_received"] - s["t_sent"]).astype("int64")
-    s["lat_ms"] = s["lat_ns"].astype("float64") / 1e6
-    return s[LATENCY_SAMPLE_COLUMNS].sort_values("t_received", kind="stable").reset_index(drop=True)
-
-
 def _expected_formula(terms: list[int], total: int) -> str:
     """The seed's "65 + 61 = 126": what each other instance published, summed."""
     if not terms:
@@ -161,16 +106,6 @@ def _expected_formula(terms: list[int], total: int) -> str:
     if len(terms) > MAX_FORMULA_TERMS:
         return f"sum of {len(terms)} others = {total}"
     return f"{' + '.join(str(t) for t in terms)} = {total}"
-
-
-def _ms_quantiles(ns: pd.Series) -> dict[str, float | None]:
-    """p50, p99 and max of ns values, in ms."""
-    if ns.empty:
-        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
-    a = ns.to_numpy(dtype=np.int64)
-    return {"p50_ms": float(np.percentile(a, 50.0, method="linear")) / 1e6,
-            "p99_ms": float(np.percentile(a, 99.0, method="linear")) / 1e6,
-            "max_ms": float(a.max()) / 1e6}
 
 
 def _count_by(series: pd.Series) -> dict[str, int]:
@@ -261,7 +196,7 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
     stray = int((~d["receiver"].isin(names)).sum())
     span_s = (int(ok["t_intended"].max()) - int(ok["t_intended"].min())) / 1e9 if total_ok else 0.0
     window_s = (record.t_end - record.t0) / 1e9 if record.t_end > record.t0 else duration_s
-    lag = _ms_quantiles(ok["t_sent"] - ok["t_intended"])
+    lag = ms_quantiles(ok["t_sent"] - ok["t_intended"])
     overall: dict[str, Any] = {
         "instances": len(names),
         "duration_s": duration_s,
@@ -306,70 +241,13 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
     handler_errors = int(inst["handler_errors"].sum()) if "handler_errors" in inst else 0
     overall["malformed"] = malformed
     overall["handler_errors"] = handler_errors
-    verdict = (_fault_verdict(per_instance, overall, latency, th, record, losses) if len(record.faults)
-               else _verdict(per_instance, overall, latency, th))
+    verdict = (fault_verdict(per_instance, overall, latency, th, record, losses) if len(record.faults)
+               else seed_verdict(per_instance, overall, latency, th))
     return Findings(
         run_id=record.run_id, scenario=scenario, environment=dict(record.environment), thresholds=th,
         per_instance=per_instance, overall=overall, latency=latency, latency_sent=latency_sent,
         verdict=verdict, losses=losses,
     )
-
-
-def streams_promise_applies(record: RunRecord) -> bool:
-    """Streams promise zero loss for every fault but a restart of a Redis that keeps nothing, and
-    a failover to a replica: replication is asynchronous, so the last entries the old master had
-    not yet sent may be gone (counted exactly, not promised)."""
-    sc = record.scenario
-    if sc.get("transport") != "streams":
-        return False
-    kinds = set(record.faults["kind"]) if len(record.faults) else set()
-    if kinds & {"sentinel_failover", "node_failover"}:
-        return False
-    return "redis_restart" not in kinds or bool(sc.get("redis_aof"))
-
-
-def _fault_verdict(per: pd.DataFrame, overall: dict[str, Any], latency: dict[str, Any], th: Thresholds,
-                   record: RunRecord, losses: LossAccount) -> list[Criterion]:
-    """Under faults, loss is expected on pub/sub: the verdict asks that every loss is explained,
-    that Streams keeps what it promises, and that everyone is connected and receiving after."""
-    n = len(per)
-    connected = int(per["connected"].sum())
-    exact = int((per["received"] + per["lost_attributed"] == per["expected"]).sum())
-    # latency outside the faults' windows: a fault's own delay is its point, not a regression
-    windows = fault_windows(record, list(per["instance"]))
-    s = latency_samples(record).merge(record.publications[["id", "t_sent"]], on="id")
-    inside = np.zeros(len(s), dtype=bool)
-    for _, _, r, start, end in windows:
-        inside |= ((s["receiver"] == r) & (s["t_sent"] >= start) & (s["t_sent"] <= end)).to_numpy()
-    avg = latency_stats(s.loc[~inside, "lat_ns"].to_numpy())["avg_ms"]
-    last_end = int(record.faults["t_end"].max())
-    d = record.deliveries
-    receiving = sum(1 for name in per["instance"]
-                    if ((d["receiver"] == name) & (d["t_received"] > last_end)).any())
-    own_errors = overall["malformed"] + overall["handler_errors"]
-    out = [
-        Criterion("All instances connected after the faults", connected == n, f"{connected}/{n} connected", "all"),
-        Criterion("All instances receiving again after the faults", receiving == n,
-                  f"{receiving}/{n} received events after the last fault", "all"),
-        Criterion("No self-received events (instance filtering works)", overall["self_received"] == 0,
-                  str(overall["self_received"]), "0"),
-        Criterion("Every lost event accounted for", losses.unexplained == 0,
-                  f"{losses.lost} lost, {losses.unexplained} unexplained", "0 unexplained"),
-        Criterion("Per-instance arithmetic exact (received + attributed losses = expected)",
-                  exact == n and overall["unknown"] == 0 and overall["unexpected"] == 0,
-                  f"{exact}/{n} instances exact", "all"),
-        Criterion("No errors besides the faults' (malformed messages, handler errors)", own_errors == 0,
-                  str(own_errors), "0"),
-        Criterion(f"Average latency <{th.max_avg_latency_ms:g}ms outside the faults' windows",
-                  overall["expected"] == 0 if avg is None else avg < th.max_avg_latency_ms,
-                  "n/a (no deliveries)" if avg is None else fmt_ms(avg), f"<{th.max_avg_latency_ms:g}ms"),
-        Criterion("No duplicates handed to the application", overall["duplicates"] == 0,
-                  str(overall["duplicates"]), "0"),
-    ]
-    if streams_promise_applies(record):
-        out.insert(4, Criterion("Streams lost nothing it promises to keep", losses.lost == 0,
-                                f"{losses.lost} lost", "0"))
-    return out
 
 
 _PER_INSTANCE_DTYPES = {
@@ -385,31 +263,6 @@ _PER_INSTANCE_DTYPES = {
 def _per_instance_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Rows to a frame with fixed columns and dtypes (missing latencies are NaN)."""
     return pd.DataFrame(rows, columns=list(_PER_INSTANCE_DTYPES)).astype(_PER_INSTANCE_DTYPES)
-
-
-def _verdict(per: pd.DataFrame, overall: dict[str, Any], latency: dict[str, Any], th: Thresholds) -> list[Criterion]:
-    """The seed's five criteria in its wording, then ours."""
-    n = len(per)
-    connected = int(per["connected"].sum())
-    exact = int(per["arithmetic_ok"].sum())
-    avg = latency["avg_ms"]
-    arithmetic = f"{exact}/{n} instances exact"
-    if overall["unknown"] or overall["unexpected"]:
-        arithmetic += f", {overall['unknown']} unknown, {overall['unexpected']} unexpected"
-    return [
-        Criterion("All instances connected", connected == n, f"{connected}/{n} connected", "all"),
-        Criterion("No self-received events (instance filtering works)", overall["self_received"] == 0,
-                  str(overall["self_received"]), "0"),
-        Criterion(f"Delivery rate >{th.min_delivery_pct:g}%", overall["delivery_pct"] > th.min_delivery_pct,
-                  f"{overall['delivery_pct']:.2f}%", f">{th.min_delivery_pct:g}%"),
-        Criterion("No errors", overall["errors"] == 0, str(overall["errors"]), "0"),
-        Criterion(f"Average latency <{th.max_avg_latency_ms:g}ms",
-                  overall["expected"] == 0 if avg is None else avg < th.max_avg_latency_ms,
-                  "n/a (no deliveries)" if avg is None else fmt_ms(avg), f"<{th.max_avg_latency_ms:g}ms"),
-        Criterion("Per-instance arithmetic exact (each received all published minus its own)",
-                  exact == n and overall["unknown"] == 0 and overall["unexpected"] == 0, arithmetic, "all"),
-        Criterion("No duplicates", overall["duplicates"] == 0, str(overall["duplicates"]), "0"),
-    ]
 
 
 def _pct_change(a: float | None, b: float | None) -> str:

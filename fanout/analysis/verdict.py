@@ -1,0 +1,120 @@
+"""The verdict: the seed's five criteria in its wording, then ours; under faults, what a fault run
+must show instead (every loss explained, Streams keep what they promise, everyone back after)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from fanout.analysis.accounting import LossAccount, fault_windows
+from fanout.analysis.latency import latency_samples, latency_stats
+from fanout.formatting import ms as fmt_ms
+from fanout.lab.record import RunRecord
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass marks for the verdict (the seed's: delivery above 95 %, average latency below 100 ms)."""
+
+    min_delivery_pct: float = 95.0
+    max_avg_latency_ms: float = 100.0
+
+    @classmethod
+    def from_scenario(cls, scenario: dict[str, Any]) -> "Thresholds":
+        """Read ``min_delivery_pct`` and ``max_avg_latency_ms`` from a scenario dict when present."""
+        keys = ("min_delivery_pct", "max_avg_latency_ms")
+        return cls(**{k: float(scenario[k]) for k in keys if scenario.get(k) is not None})
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One line of the verdict."""
+
+    name: str
+    passed: bool
+    measured: str
+    threshold: str
+
+
+def streams_promise_applies(record: RunRecord) -> bool:
+    """Streams promise zero loss for every fault but a restart of a Redis that keeps nothing, and
+    a failover to a replica: replication is asynchronous, so the last entries the old master had
+    not yet sent may be gone (counted exactly, not promised)."""
+    sc = record.scenario
+    if sc.get("transport") != "streams":
+        return False
+    kinds = set(record.faults["kind"]) if len(record.faults) else set()
+    if kinds & {"sentinel_failover", "node_failover"}:
+        return False
+    return "redis_restart" not in kinds or bool(sc.get("redis_aof"))
+
+
+def fault_verdict(per: pd.DataFrame, overall: dict[str, Any], latency: dict[str, Any], th: Thresholds,
+                   record: RunRecord, losses: LossAccount) -> list[Criterion]:
+    """Under faults, loss is expected on pub/sub: the verdict asks that every loss is explained,
+    that Streams keeps what it promises, and that everyone is connected and receiving after."""
+    n = len(per)
+    connected = int(per["connected"].sum())
+    exact = int((per["received"] + per["lost_attributed"] == per["expected"]).sum())
+    # latency outside the faults' windows: a fault's own delay is its point, not a regression
+    windows = fault_windows(record, list(per["instance"]))
+    s = latency_samples(record).merge(record.publications[["id", "t_sent"]], on="id")
+    inside = np.zeros(len(s), dtype=bool)
+    for _, _, r, start, end in windows:
+        inside |= ((s["receiver"] == r) & (s["t_sent"] >= start) & (s["t_sent"] <= end)).to_numpy()
+    avg = latency_stats(s.loc[~inside, "lat_ns"].to_numpy())["avg_ms"]
+    last_end = int(record.faults["t_end"].max())
+    d = record.deliveries
+    receiving = sum(1 for name in per["instance"]
+                    if ((d["receiver"] == name) & (d["t_received"] > last_end)).any())
+    own_errors = overall["malformed"] + overall["handler_errors"]
+    out = [
+        Criterion("All instances connected after the faults", connected == n, f"{connected}/{n} connected", "all"),
+        Criterion("All instances receiving again after the faults", receiving == n,
+                  f"{receiving}/{n} received events after the last fault", "all"),
+        Criterion("No self-received events (instance filtering works)", overall["self_received"] == 0,
+                  str(overall["self_received"]), "0"),
+        Criterion("Every lost event accounted for", losses.unexplained == 0,
+                  f"{losses.lost} lost, {losses.unexplained} unexplained", "0 unexplained"),
+        Criterion("Per-instance arithmetic exact (received + attributed losses = expected)",
+                  exact == n and overall["unknown"] == 0 and overall["unexpected"] == 0,
+                  f"{exact}/{n} instances exact", "all"),
+        Criterion("No errors besides the faults' (malformed messages, handler errors)", own_errors == 0,
+                  str(own_errors), "0"),
+        Criterion(f"Average latency <{th.max_avg_latency_ms:g}ms outside the faults' windows",
+                  overall["expected"] == 0 if avg is None else avg < th.max_avg_latency_ms,
+                  "n/a (no deliveries)" if avg is None else fmt_ms(avg), f"<{th.max_avg_latency_ms:g}ms"),
+        Criterion("No duplicates handed to the application", overall["duplicates"] == 0,
+                  str(overall["duplicates"]), "0"),
+    ]
+    if streams_promise_applies(record):
+        out.insert(4, Criterion("Streams lost nothing it promises to keep", losses.lost == 0,
+                                f"{losses.lost} lost", "0"))
+    return out
+
+
+def seed_verdict(per: pd.DataFrame, overall: dict[str, Any], latency: dict[str, Any], th: Thresholds) -> list[Criterion]:
+    """The seed's five criteria in its wording, then ours."""
+    n = len(per)
+    connected = int(per["connected"].sum())
+    exact = int(per["arithmetic_ok"].sum())
+    avg = latency["avg_ms"]
+    arithmetic = f"{exact}/{n} instances exact"
+    if overall["unknown"] or overall["unexpected"]:
+        arithmetic += f", {overall['unknown']} unknown, {overall['unexpected']} unexpected"
+    return [
+        Criterion("All instances connected", connected == n, f"{connected}/{n} connected", "all"),
+        Criterion("No self-received events (instance filtering works)", overall["self_received"] == 0,
+                  str(overall["self_received"]), "0"),
+        Criterion(f"Delivery rate >{th.min_delivery_pct:g}%", overall["delivery_pct"] > th.min_delivery_pct,
+                  f"{overall['delivery_pct']:.2f}%", f">{th.min_delivery_pct:g}%"),
+        Criterion("No errors", overall["errors"] == 0, str(overall["errors"]), "0"),
+        Criterion(f"Average latency <{th.max_avg_latency_ms:g}ms",
+                  overall["expected"] == 0 if avg is None else avg < th.max_avg_latency_ms,
+                  "n/a (no deliveries)" if avg is None else fmt_ms(avg), f"<{th.max_avg_latency_ms:g}ms"),
+        Criterion("Per-instance arithmetic exact (each received all published minus its own)",
+                  exact == n and overall["unknown"] == 0 and overall["unexpected"] == 0, arithmetic, "all"),
+        Criterion("No duplicates", overall["duplicates"] == 0, str(overall["duplicates"]), "0"),
+    ]
