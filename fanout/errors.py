@@ -68,3 +68,22 @@ class RedisServerError(FanoutError):
     """A throwaway redis-server did not start or stop as asked."""
 
     exit_code = 3
+
+
+class Interrupted(BaseException):
+    """A run, a report or an agent stopped by SIGINT, SIGTERM or SIGHUP. Like KeyboardInterrupt it is
+    no ``Exception``, so nothing on the way swallows it; context managers on the way clean up
+    (throwaway servers, bridges, child processes). ``record`` is the partial run record, when one
+    was saved (marked interrupted); the CLI exits with 128 + the signal's number."""
+
+    def __init__(self, signum: int, record=None) -> None:
+        import signal as _signal
+
+        self.signum = signum
+        self.record = record
+        self.name = _signal.Signals(signum).name
+        super().__init__(f"interrupted by {self.name}")
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

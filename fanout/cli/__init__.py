@@ -20,10 +20,11 @@ import importlib
 import importlib.util
 import logging
 import os
+import signal
 import sys
 
 from fanout import __version__
-from fanout.errors import ConfigError, FanoutError, MissingExtra
+from fanout.errors import ConfigError, FanoutError, Interrupted, MissingExtra
 from fanout.redact import redact_text
 
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_REDIS = 0, 1, 2, 3
@@ -85,8 +86,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _raise_interrupted(signum: int, _frame) -> None:
+    raise Interrupted(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    for sig in (signal.SIGTERM, signal.SIGHUP):  # stop like Ctrl-C: every cleanup on the way runs
+        signal.signal(sig, _raise_interrupted)
     command = next((a for a in argv if not a.startswith("-")), None)
     try:
         if command in COMMANDS:
@@ -110,8 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fanout {args.command}: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code if exc.exit_code in (EXIT_USAGE, EXIT_REDIS) else EXIT_FAIL
     except KeyboardInterrupt:
-        print(f"fanout {args.command}: interrupted", file=sys.stderr)
-        return 130
+        print(f"fanout {args.command}: interrupted by SIGINT", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Interrupted as exc:
+        where = f"; partial record (marked interrupted): {exc.record.path}" if getattr(exc.record, "path", None) else ""
+        print(f"fanout {args.command}: {exc}{where}", file=sys.stderr)
+        return exc.exit_code
 
 
 if __name__ == "__main__":  # pragma: no cover

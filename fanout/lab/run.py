@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
+import signal
+import threading
 
-from fanout.errors import ConfigError, FanoutError
+from fanout.errors import ConfigError, FanoutError, Interrupted
 from fanout.lab import control
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.record import RunRecord
@@ -79,11 +81,44 @@ async def _dispatch(sc: Scenario, url: str, run_id: str, *, progress, printer, s
                             options=options).run()
 
 
+#: the signals that stop a run the same way
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+async def _stoppable(coro):
+    """Run ``coro``; SIGINT, SIGTERM or SIGHUP cancel it (its cleanups run) and raise Interrupted."""
+    loop = asyncio.get_running_loop()
+    me = asyncio.current_task()
+    got: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+
+    def stop(sig: int) -> None:
+        if not got:
+            got.append(sig)
+            me.cancel()
+
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, stop, sig)
+    try:
+        return await coro
+    except asyncio.CancelledError:
+        if got:
+            raise Interrupted(got[0]) from None
+        raise
+    finally:
+        for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, handler)  # asyncio would leave the default behind
+
+
 def run_sync(coro):
-    """``asyncio.run``, also from inside a running loop (a Jupyter kernel): then in a worker thread."""
+    """``asyncio.run``, stoppable by a signal (see :func:`_stoppable`); also from inside a running loop
+    (a Jupyter kernel): then in a worker thread, where the kernel's own interrupt applies."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
+        if threading.current_thread() is threading.main_thread():
+            return asyncio.run(_stoppable(coro))
         return asyncio.run(coro)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coro).result()
