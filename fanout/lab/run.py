@@ -34,22 +34,27 @@ async def simulate(sc: Scenario, *, redis_url: str | None = None, progress: bool
         from fanout.lab.agents import run_with_agents
 
         return await run_with_agents(sc, url, run_id, sc.agents, options=options, progress=progress)
-    if sc.process_mode == "processes":
-        from fanout.lab.processes import simulate_processes
+    from fanout.lab.processes import choose_mode, simulate_processes
 
-        return await simulate_processes(sc, url, run_id, progress=progress, options=options)
-    return await Simulation(sc, url, progress=progress, printer=printer, run_id=run_id, server=server,
-                            options=options).run()
+    mode, why = choose_mode(sc)  # "auto": worker processes above what one event loop keeps up with
+    if mode == "processes":
+        return await simulate_processes(sc, url, run_id, progress=progress, options=options, reason=why,
+                                        per_core=sc.process_mode == "auto")
+    sim = Simulation(sc, url, progress=progress, printer=printer, run_id=run_id, server=server, options=options)
+    sim.mode_reason = why
+    return await sim.run()
 
 
 def run_sync(coro):
     """``asyncio.run``, also from inside a running loop (a Jupyter kernel): then in a worker thread."""
+    from fanout.lab.instrument import run  # asyncio.run on uvloop when installed
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return run(coro)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(run, coro).result()
 
 
 def throwaway_server(sc: Scenario):
