@@ -123,9 +123,12 @@ def envelope_from(obj: dict, raw: bytes) -> Envelope:
     """A parsed envelope object -> :class:`Envelope`. fanout's own full header is checked with
     a few ``type() is`` tests; anything else (the seed's minimal form, a wrong field) goes
     through :func:`decode`'s thorough checks and may raise :class:`MalformedMessage`."""
-    g = obj.get
-    typ, src, seq, epoch, eid, ts, ts_ns, ti = (g("type"), g("source"), g("seq"), g("epoch"), g("id"),
-                                                g("timestamp"), g("ts_ns"), g("ti_ns"))
+    try:
+        typ, src, seq, epoch, eid, ts, ts_ns = (obj["type"], obj["source"], obj["seq"], obj["epoch"], obj["id"],
+                                                obj["timestamp"], obj["ts_ns"])
+    except KeyError:
+        return _envelope(obj, raw)
+    ti = obj.get("ti_ns")
     if (type(typ) is str and typ and type(src) is str and type(seq) is int and type(epoch) is str
             and type(eid) is str and type(ts) is int and type(ts_ns) is int and (ti is None or type(ti) is int)
             and "data" in obj):

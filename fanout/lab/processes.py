@@ -153,7 +153,10 @@ class ProcessLink(Link):
         self.conn.send(msg)
 
     async def poll(self) -> tuple | None:
-        return self.conn.recv() if self.conn.poll() else None
+        try:
+            return self.conn.recv() if self.conn.poll() else None
+        except (EOFError, OSError):  # the worker is gone: alive() names it
+            return None
 
     async def alive(self) -> bool:
         return self.proc.is_alive()

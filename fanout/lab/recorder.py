@@ -124,7 +124,7 @@ class Deliveries:
         self.typ: list = [None] * self.cap
         self.seq = _zeros("q", self.cap)
         self.t = _zeros("q", self.cap)
-        self.seen: set = set()              # distinct event ids (a restarted receiver may get one again)
+        self.seen: set | None = None        # distinct ids, once a restarted receiver may get one again
         self.say = say
         self.t0 = t0
 
@@ -139,7 +139,8 @@ class Deliveries:
         self.typ[i] = env.type
         self.seq[i] = env.seq if env.seq is not None else -1
         self.n = i + 1
-        self.seen.add(eid)
+        if self.seen is not None:
+            self.seen.add(eid)
         if self.say is not None:
             self.say(f"[{(t - self.t0()) / 1e9:9.3f}s]   {self.receiver} <- {env.source} {env.type} {eid}")
 
@@ -152,9 +153,16 @@ class Deliveries:
         self.t.extend(_zeros("q", extra))
         self.cap += extra
 
+    def track_distinct(self) -> None:
+        """From now on count distinct ids (a new bridge for this receiver may hand over again
+        what its previous incarnation had: a Streams batch after a crash); one bridge never
+        hands over an event twice, so until then every delivery is distinct."""
+        if self.seen is None:
+            self.seen = set(self.ids[:self.n])
+
     @property
     def distinct(self) -> int:
-        return len(self.seen)
+        return self.n if self.seen is None else len(self.seen)
 
     def columns(self) -> dict[str, list]:
         n = self.n
@@ -192,6 +200,8 @@ class Recorder:
         d = self.receivers.get(receiver)
         if d is None:
             d = self.receivers[receiver] = Deliveries(receiver, self.now_ns, capacity, say, t0)
+        else:  # a restarted instance: its new bridge may repeat what the last one handed over
+            d.track_distinct()
         return d
 
     @property

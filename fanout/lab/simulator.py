@@ -82,7 +82,7 @@ class Simulation:
         self.run_id = run_id or new_run_id(sc)
         self.server = server
         self.options = options
-        self.now_ns = options.now_ns
+        self.now_ns = time.time_ns if not options.clock_skew_ns else options.now_ns  # (the same clock)
         self.ids = instance_ids(sc)
         self.faults = parse_faults(sc.faults, sc.instances, sc.duration_s)
         if any(f.kind == "redis_restart" for f in self.faults) and server is None:
