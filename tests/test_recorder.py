@@ -26,7 +26,11 @@ def test_columns_equal_the_row_contract():
     h = rec.handler("i1", capacity=1)  # grows past its capacity
     envs = [Envelope("ticker", {}, 0, "i0", 1, "e0", "e0:ticker:1", 0), Envelope("ticker", {}, 0, 4242, None),
             Envelope("trade", {}, 0, "i2", 7, "e2", "e2:trade:7", 0)] * 10
-    for e in envs:
+    for e in envs[:3]:
+        h(e)
+    assert rec.got == {"i1": 3}
+    assert rec.handler("i1") is h  # a restarted instance: the same table, now counting distinct ids
+    for e in envs[3:]:
         h(e)
     p, d = rec.publication_columns(), rec.delivery_columns()
     assert list(p) == list(PUBLICATION_COLUMNS) and list(d) == list(DELIVERY_COLUMNS)
