@@ -93,6 +93,15 @@ class Publications:
     def published_by(self) -> dict[str, int]:
         return {s: self.acked_by[i] for i, s in enumerate(self.sources)}
 
+    def lag_p99_ms(self) -> float | None:
+        """p99 of (sent - due) over the rows sent so far, in ms (None before any)."""
+        import numpy as np
+
+        sent = np.frombuffer(self.t_sent, dtype=np.int64)
+        due = np.frombuffer(self.t_intended, dtype=np.int64)
+        mask = (sent > 0) & (due > 0)
+        return float(np.percentile(sent[mask] - due[mask], 99)) / 1e6 if mask.any() else None
+
     def columns(self) -> dict[str, list]:
         """Plain lists in PUBLICATION_COLUMNS order (seq from the envelope id; -1 when none)."""
         srcs, types, syms, errs = self.sources, self.types, self.symbols, self.errors

@@ -98,6 +98,7 @@ class Simulation:
                       pubs.code(pubs.symbols, ev.symbol), 0)
         self.cpu: dict | None = None                    # this process's CPU over the run (instrument)
         self.mode_reason = ""                           # why this process mode (said in the record)
+        self.spun_s = 0.0                               # seconds the publishers spent yielding until due
         self.bridges: dict[int, RedisEventBridge] = {}
         self.retired: list[RedisEventBridge] = []      # crashed bridges, for their metrics and outages
         self.down: dict[int, str] = {}                  # instance index -> why it cannot publish now
@@ -203,7 +204,7 @@ class Simulation:
                 (tables[r].distinct if r in tables else 0) < n for r, n in expected.items()):
             await asyncio.sleep(0.01)
         window = getattr(self, "_cpu_window", None)
-        self.cpu = window.stop() if window is not None else None
+        self.cpu = window.stop(self.spun_s, self.recorder.pubs.lag_p99_ms()) if window is not None else None
 
     async def close(self) -> None:
         await asyncio.gather(*(b.close() for b in self.bridges.values()), return_exceptions=True)
@@ -263,7 +264,7 @@ class Simulation:
         for k in rows:
             ev = plan[k]
             due = t_start + int(ev.due_s * 1e9)
-            await sleep_until(due)
+            self.spun_s += await sleep_until(due)
             pubs.t_intended[k] = due
             data = market.make(ev.type, ev.symbol, due // 1_000_000)
             pubs.t_sent[k] = now_ns()
