@@ -303,10 +303,16 @@ class ShardedTransport(Transport):
             raise
         return ShardedSubscriber(protos, lost)
 
+    def _drop_retries(self) -> None:
+        retry, self._retry = self._retry, []
+        for token, _cmd, _slot in retry:  # waiting for a refresh that will not come: failed, counted
+            self.on_ack(token, ConnectionError("publisher closed before the moved slot's owner was known"))
+
     async def close(self) -> None:
         self._closed = True
         if self._refresh_task is not None:
             self._refresh_task.cancel()
+        self._drop_retries()
         await asyncio.gather(*(p.close() for p in self._pubs.values()))
         self._pubs.clear()
         self._route.clear()
@@ -315,6 +321,7 @@ class ShardedTransport(Transport):
         self._closed = True
         if self._refresh_task is not None:
             self._refresh_task.cancel()
+        self._drop_retries()
         for pub in self._pubs.values():
             pub.abort()
         self._pubs.clear()
