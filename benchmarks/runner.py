@@ -104,26 +104,11 @@ def quick_plan() -> Plan:
     )
 
 
-from .table import compare, render  # noqa: E402
+from .table import _ratio, compare, render  # noqa: E402
 
 
 def _say(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def _fmt(x: float | None, nd: int = 3) -> str:
-    return "n/a" if x is None else f"{x:.{nd}f}"
-
-
-def _x(v: float | None) -> str:
-    """A ratio with 3 significant digits."""
-    return "n/a" if v is None else f"{v:.3g}"
-
-
-def _ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return round(a / b, 3)
 
 
 # -- sections ----------------------------------------------------------------------------------

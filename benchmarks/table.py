@@ -132,20 +132,14 @@ def render(res: dict[str, Any]) -> str:
                      f"{c['tasks created']:g} tasks, {c['futures created']:g} futures, "
                      f"{c['timers scheduled (call_at)']:g} timers, {c['socket send() calls']:g} send() calls")
         L.append("")
-    if res.get("capacity"):
-        L.extend(render_capacity(res["capacity"]))
-        L.append("")
-    fx = (res.get("fixed") or {}).get("runs")
-    if fx:
-        L.append("Fixed-rate steps")
-        for s in fx:
-            L.append(f"  {s['harness']:<16} {s['instances']:>3} instances at {s['target_rate']:g}/s: delivery "
-                     f"{s['delivery_pct']:.3f}%, p50 {_fmt(s['latency']['p50_ms'])} / p99 {_fmt(s['latency']['p99_ms'])} ms, "
-                     f"{'pass' if s['passed'] else 'FAIL: ' + s['reason']}")
-        L.append("")
-    if res.get("targets"):
-        L.extend(render_targets(res["targets"]))
-        L.append("")
+    fixed = [f"  {s['harness']:<16} {s['instances']:>3} instances at {s['target_rate']:g}/s: delivery "
+             f"{s['delivery_pct']:.3f}%, p50 {_fmt(s['latency']['p50_ms'])} / p99 {_fmt(s['latency']['p99_ms'])} ms, "
+             f"{'pass' if s['passed'] else 'FAIL: ' + s['reason']}" for s in (res.get("fixed") or {}).get("runs", ())]
+    for key, lines in (("capacity", lambda: render_capacity(res["capacity"])),
+                       ("fixed", lambda: ["Fixed-rate steps", *fixed]), ("targets", lambda: render_targets(res["targets"]))):
+        if res.get(key):
+            L.extend(lines())
+            L.append("")
     cmp_lines = res.get("comparison", {}).get("lines", [])
     if cmp_lines:
         L.append("Where fanout is slower than the baseline (ratio fanout/baseline; same machine, same minutes)")
