@@ -7,13 +7,19 @@ verdict of the knee criteria (``passed``, ``reason``).
 
 Harnesses:
 
-* ``fanout`` - ``fanout.lab.run.simulate``: N ``RedisEventBridge`` s, one pipelined
-  publishing loop per instance, every delivery recorded;
+* ``fanout`` - ``fanout.lab.run.simulate`` in one process (``process_mode="single"``): N
+  ``RedisEventBridge`` s, one ``publish_nowait`` loop per instance, every delivery recorded;
+* ``fanout-processes`` - the same, the instances spread over one worker process per core;
+* ``fanout-batch64`` - ``fanout-processes`` with ``batch_max=64`` (several events per message);
+* ``fanout-auto`` - ``process_mode="auto"`` (what ``fanout run`` does: processes above one
+  event loop's load);
 * ``baseline`` - ``benchmarks.baseline``: redis-py PubSub subscribers, one publisher awaiting
   each publish;
 * ``baseline-pipelined`` - the same, sending everything due at once in one pipeline.
 
-All in this one Python process (one event loop), against a redis-server on the same machine.
+The baselines and ``fanout`` run in this one Python process (one event loop); the process
+harnesses' CPU is their workers' (``environment["instrument"]``). Every harness talks to a
+redis-server on the same machine.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from fanout.lab.instrument import run as run_loop
 from fanout.lab.options import RunOptions
 from fanout.lab.run import simulate
 from fanout.analysis import analyse
@@ -37,7 +44,9 @@ from fanout.lab.scenario import Scenario
 
 from .baseline import run_baseline
 
-HARNESSES = ("fanout", "baseline", "baseline-pipelined")
+HARNESSES = ("fanout", "fanout-processes", "fanout-batch64", "fanout-auto", "baseline", "baseline-pipelined")
+#: the harnesses that are fanout (the rest are the yardsticks)
+FANOUT_HARNESSES = ("fanout", "fanout-processes", "fanout-batch64", "fanout-auto")
 #: every event type, so message sizes span small tickers to order-book snapshots
 EVENT_TYPES = ("ticker", "trade", "orderbook", "candle")
 #: a step that has not finished after its schedule + this many seconds is abandoned (a hang is a bug)
@@ -272,15 +281,23 @@ def _r3(x: float | None) -> float | None:
 
 
 def scenario_for(instances: int, rate: float, duration_s: float, warmup_s: float, drain_s: float,
-                 seed: int = 20251017) -> Scenario:
+                 seed: int = 20251017, harness: str = "fanout") -> Scenario:
     return Scenario(name=f"bench-{instances}x{rate:g}", instances=instances, duration_s=duration_s,
                     rate_per_s=float(rate), warmup_s=warmup_s, drain_timeout_s=drain_s,
                     event_types=EVENT_TYPES, seed=seed, min_delivery_pct=99.999, max_avg_latency_ms=1e9,
-                    health_check_s=30.0)
+                    health_check_s=30.0, process_mode="auto" if harness == "fanout-auto" else "single",
+                    batch_max=64 if harness == "fanout-batch64" else 1)
 
 
 async def _run(harness: str, sc: Scenario, srv: RedisServer, spin_s: float):
-    if harness == "fanout":
+    if harness in ("fanout-processes", "fanout-batch64"):
+        from fanout.lab.processes import simulate_processes
+        from fanout.lab.simulator import new_run_id
+
+        return await simulate_processes(sc, srv.url, new_run_id(sc), options=RunOptions(spin_s=spin_s),
+                                        reason=f"benchmark harness {harness}: a worker process per core",
+                                        per_core=True)
+    if harness in ("fanout", "fanout-auto"):
         # spin_s: the default (1.5 ms of yielding before each due time) sends on time but keeps the
         # event loop busy whenever an event is less than 1.5 ms away, so CPU% would measure waiting;
         # knee and CPU runs turn it off for both harnesses
@@ -296,9 +313,19 @@ def _pct(part: float | None, wall: float | None) -> float | None:
     return None if part is None or not wall else round(100 * part / wall, 3)
 
 
-def cpu_facts(cpu: dict[str, float | None], received: int) -> dict[str, float | None]:
+def cpu_facts(cpu: dict[str, float | None], received: int, instrument: dict | None = None,
+              harness: str = "fanout") -> dict[str, float | None]:
+    """CPU over the active window per 1,000 deliveries (= µs per delivery). For the process
+    harnesses the Python CPU is the workers' (from the run's instrument block, raw: spin included)."""
     wall = cpu["wall_s"]
     per_k = lambda x: None if x is None or not received else round(1e6 * x / received, 3)  # noqa: E731
+    if instrument and instrument.get("process_mode") == "processes" and instrument.get("workers"):
+        ws = instrument["workers"].values()
+        py = sum(w.get("cpu_s_raw", w["cpu_s"]) for w in ws)
+        w_wall = max(w["wall_s"] for w in ws) or None
+        return {"window_s": _r3(wall), "python_cpu_pct": _pct(py, w_wall), "redis_cpu_pct": _pct(cpu["redis_cpu"], wall),
+                "python_cpu_ms_per_1k_deliveries": per_k(py), "redis_cpu_ms_per_1k_deliveries": per_k(cpu["redis_cpu"]),
+                "python_processes": len(instrument["workers"])}
     return {
         "window_s": _r3(wall),
         "python_cpu_pct": _pct(cpu["python_cpu"], wall),
@@ -362,7 +389,7 @@ def measure(harness: str, instances: int, rate: float, *, duration_s: float, war
             drain_s: float = 2.0, spin_s: float = 0.0, criteria: Criteria = Criteria(),
             sample_interval_s: float = 0.05) -> dict[str, Any]:
     """One step on a fresh redis-server; bounded by the schedule + drain + ``STEP_SLACK_S``."""
-    sc = scenario_for(instances, rate, duration_s, warmup_s, drain_s)
+    sc = scenario_for(instances, rate, duration_s, warmup_s, drain_s, harness=harness)
     gc.collect()
     load = os.getloadavg()[0]
     try:
@@ -372,7 +399,7 @@ def measure(harness: str, instances: int, rate: float, *, duration_s: float, war
             try:
                 bound = warmup_s + duration_s + drain_s + STEP_SLACK_S
                 with captured_fanout_logs() as logs, GcWatch() as gcw:
-                    rec = asyncio.run(asyncio.wait_for(_run(harness, sc, srv, spin_s), bound))
+                    rec = run_loop(asyncio.wait_for(_run(harness, sc, srv, spin_s), bound))
             finally:
                 sampler.stop()
             obl = output_buffer_disconnections(srv)
@@ -410,8 +437,9 @@ def measure(harness: str, instances: int, rate: float, *, duration_s: float, war
         "gc": gcw.facts(),
         "warnings_logged": logs.count, "first_warning": logs.first,
         "publish_errors_sample": _first_error(rec),
-        "cpu": cpu_facts(cpu, received),
+        "cpu": cpu_facts(cpu, received, rec.environment.get("instrument"), harness),
         "contention": contention_facts(cpu),
+        "instrument": rec.environment.get("instrument"),
         "loadavg_1m_before": round(load, 2),
         "redis_version": rec.environment.get("redis_server"),
     }

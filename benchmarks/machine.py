@@ -56,13 +56,10 @@ def _mem_total_gib() -> float | None:
 
 
 def _loop_name() -> str:
-    import asyncio
+    """The event loop every harness runs on (``fanout.lab.instrument.run``: uvloop when installed)."""
+    from fanout.lab.instrument import loop_name
 
-    loop = asyncio.new_event_loop()
-    try:
-        return type(loop).__name__ + " (asyncio default; no uvloop)"
-    finally:
-        loop.close()
+    return loop_name()
 
 
 def machine_info() -> dict[str, Any]:

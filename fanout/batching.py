@@ -5,75 +5,79 @@ one channel are collected and sent as one JSON array when ``batch_max`` are wait
 ``batch_delay_ms`` has passed since the first (0: at the end of the current event-loop turn, so
 only events that were already queued together travel together and nothing waits on a timer).
 The added delay is therefore bounded by ``batch_delay_ms`` and reported in the configuration.
-Receivers unpack batches transparently (``events.decode_many``); sequence numbers stay per
+Receivers unpack batches transparently (``events.parse_message``); sequence numbers stay per
 (source, channel) and batches on a channel are sent in order, so per-source order holds.
-Every ``publish()`` still returns only when Redis acknowledged its batch, and fails within
-``publish_timeout_s`` otherwise.
+
+No task and no Future per batch: a batch is one command on the publishing connection whose
+token is the :class:`Batch` itself; when Redis answers, the bridge settles every event in it
+(its callback, or the Future of an awaiting ``publish()``). The one timer handle per open batch
+(``call_soon`` or ``call_later``) is the only thing scheduled.
 """
 from __future__ import annotations
 
 import asyncio
-from typing import Awaitable, Callable
-
-from fanout.events import Envelope, encode, encode_batch
+from typing import Any, Callable
 
 
-class _Batch:
-    __slots__ = ("envs", "fut", "timer")
+class Batch:
+    """One batch on its way: the encoded envelopes and the token of each."""
 
-    def __init__(self, fut: asyncio.Future) -> None:
-        self.envs: list[Envelope] = []
-        self.fut = fut
-        self.timer: asyncio.Handle | None = None
+    __slots__ = ("parts", "tokens", "handle")
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+        self.tokens: list[Any] = []
+        self.handle: asyncio.Handle | None = None
 
 
 class Batcher:
-    def __init__(self, publish: Callable[[str, bytes], Awaitable[None]], max_events: int, max_delay_s: float) -> None:
-        self._publish = publish
+    """``add(channel, payload, token)``; ``send(channel, payload, batch)`` queues one message
+    (past a full window: the bridge checked room before adding); ``failed(batch, exc)`` when
+    the publishing side is down at flush time."""
+
+    def __init__(self, send: Callable[[str, bytes, Batch], Any], failed: Callable[[Batch, Exception], None],
+                 max_events: int, max_delay_s: float) -> None:
+        self._send = send
+        self._failed = failed
         self._max = max_events
         self._delay = max_delay_s
-        self._open: dict[str, _Batch] = {}
+        self._open: dict[str, Batch] = {}
 
-    def add(self, channel: str, env: Envelope) -> asyncio.Future:
-        """Queue ``env``; the returned future resolves when its batch is acknowledged."""
+    def add(self, channel: str, payload: bytes, token: Any) -> None:
         batch = self._open.get(channel)
         if batch is None:
+            batch = self._open[channel] = Batch()
             loop = asyncio.get_running_loop()
-            batch = self._open[channel] = _Batch(loop.create_future())
-            batch.fut.add_done_callback(_retrieve)
-            if self._delay > 0:
-                batch.timer = loop.call_later(self._delay, self._flush, channel, batch)
-            else:
-                batch.timer = loop.call_soon(self._flush, channel, batch)
-        batch.envs.append(env)
-        if len(batch.envs) >= self._max:
+            batch.handle = (loop.call_later(self._delay, self._flush, channel, batch) if self._delay > 0
+                            else loop.call_soon(self._flush, channel, batch))
+        batch.parts.append(payload)
+        batch.tokens.append(token)
+        if len(batch.parts) >= self._max:
             self._flush(channel, batch)
-        return batch.fut
 
-    def _flush(self, channel: str, batch: _Batch) -> None:
+    def _flush(self, channel: str, batch: Batch) -> None:
         if self._open.get(channel) is not batch:
             return  # already sent
         del self._open[channel]
-        if batch.timer is not None:
-            batch.timer.cancel()
-        envs = batch.envs
-        payload = encode(envs[0]) if len(envs) == 1 else encode_batch(envs)
-        asyncio.get_running_loop().create_task(self._send(channel, payload, batch.fut))
-
-    async def _send(self, channel: str, payload: bytes, fut: asyncio.Future) -> None:
+        if batch.handle is not None:
+            batch.handle.cancel()
+            batch.handle = None
+        parts = batch.parts
+        payload = parts[0] if len(parts) == 1 else b"[" + b",".join(parts) + b"]"
         try:
-            await self._publish(channel, payload)
-        except BaseException as exc:  # noqa: BLE001 - handed to every publisher of the batch
-            if not fut.done():
-                fut.set_exception(exc if isinstance(exc, Exception) else ConnectionError("publish cancelled"))
-            if not isinstance(exc, Exception):
-                raise
-        else:
-            if not fut.done():
-                fut.set_result(None)
+            self._send(channel, payload, batch)
+        except ConnectionError as exc:
+            self._failed(batch, exc)
 
+    def flush_all(self) -> None:
+        """Send every open batch now (closing)."""
+        for channel, batch in list(self._open.items()):
+            self._flush(channel, batch)
 
-def _retrieve(fut: asyncio.Future) -> None:
-    """Mark a batch's failure as seen even when every publisher already timed out."""
-    if not fut.cancelled():
-        fut.exception()
+    def drop_all(self, exc: Exception) -> None:
+        """Fail every open batch (the bridge is aborting)."""
+        for channel, batch in list(self._open.items()):
+            del self._open[channel]
+            if batch.handle is not None:
+                batch.handle.cancel()
+            self._failed(batch, exc)

@@ -2,8 +2,8 @@
 
 An envelope on the wire is one JSON object::
 
-    {"type": "ticker", "data": {...}, "timestamp": 1760700000123, "source": "test-instance-0",
-     "seq": 17, "epoch": "9f1c2a7b", "id": "9f1c2a7b-ticker-17", "ts_ns": 1760700000123456789}
+    {"source": "test-instance-0", "epoch": "9f1c2a7b", "type": "ticker", "id": "9f1c2a7b:ticker:17",
+     "seq": 17, "timestamp": 1760700000123, "ts_ns": 1760700000123456789, "data": {...}}
 
 ``type``, ``data``, ``timestamp`` (epoch milliseconds) and ``source`` are the seed report's
 fields; a message with only those four still decodes, so a publisher written to the seed's
@@ -12,6 +12,13 @@ channel), so a bridge that subscribes to a subset of types can still see a gap; 
 changes every time a bridge starts, so a restart is not mistaken for loss; ``id`` names the
 event uniquely; ``ts_ns`` is the send time in integer nanoseconds (``time.time_ns``).
 ``ti_ns``, when present, is the time the event was *due* (the simulator's open-loop schedule).
+
+Key order is free for readers (any JSON object decodes); fanout *writes* its header first,
+``source`` and ``epoch`` leading and ``data`` last (:class:`EnvelopeWriter`), so a bridge
+recognises its own echo by a prefix of the bytes (:meth:`EnvelopeWriter.own_prefix`) without
+parsing it. Receiving is one ``orjson.loads`` (:func:`parse_message`) and a few type checks
+(:func:`envelope_from`); anything unusual takes the thorough path of :func:`decode`, so
+malformed input is refused the same way either way.
 """
 from __future__ import annotations
 
@@ -21,6 +28,8 @@ from typing import Any
 import orjson
 
 from fanout.errors import MalformedMessage
+
+_loads, _dumps = orjson.loads, orjson.dumps
 
 TICKER = "ticker"
 TRADE = "trade"
@@ -47,22 +56,21 @@ class Envelope:
     ti_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "type": self.type,
-            "data": self.data,
-            "timestamp": self.timestamp,
-            "source": self.source,
-        }
-        if self.seq is not None:
-            d["seq"] = self.seq
+        """The wire object, in the order fanout writes it (header first, ``data`` last)."""
+        d: dict[str, Any] = {"source": self.source}
         if self.epoch is not None:
             d["epoch"] = self.epoch
+        d["type"] = self.type
         if self.id is not None:
             d["id"] = self.id
+        if self.seq is not None:
+            d["seq"] = self.seq
+        d["timestamp"] = self.timestamp
         if self.ts_ns is not None:
             d["ts_ns"] = self.ts_ns
         if self.ti_ns is not None:
             d["ti_ns"] = self.ti_ns
+        d["data"] = self.data
         return d
 
 
@@ -94,6 +102,69 @@ def _parse(raw: bytes | str):
         raise _fail(f"not JSON ({exc.__class__.__name__})", raw) from None
 
 
+def parse_message(raw: bytes) -> dict | list:
+    """One wire message -> a JSON object (one envelope) or a non-empty list of objects (a batch),
+    with one ``orjson.loads``; anything else raises :class:`MalformedMessage`."""
+    if len(raw) > MAX_MESSAGE_BYTES:
+        raise _fail(f"larger than {MAX_MESSAGE_BYTES} bytes", raw)
+    try:
+        obj = _loads(raw)
+    except (orjson.JSONDecodeError, TypeError) as exc:
+        raise _fail(f"not JSON ({exc.__class__.__name__})", raw) from None
+    t = type(obj)
+    if t is dict:
+        return obj
+    if t is list and obj and all(type(o) is dict for o in obj):
+        return obj
+    raise _fail(f"expected a JSON object or a batch (a list of objects), got {t.__name__}", raw)
+
+
+def envelope_from(obj: dict, raw: bytes) -> Envelope:
+    """A parsed envelope object -> :class:`Envelope`. fanout's own full header is checked with
+    a few ``type() is`` tests; anything else (the seed's minimal form, a wrong field) goes
+    through :func:`decode`'s thorough checks and may raise :class:`MalformedMessage`."""
+    try:
+        typ, src, seq, epoch, eid, ts, ts_ns = (obj["type"], obj["source"], obj["seq"], obj["epoch"], obj["id"],
+                                                obj["timestamp"], obj["ts_ns"])
+    except KeyError:
+        return _envelope(obj, raw)
+    ti = obj.get("ti_ns")
+    if (type(typ) is str and typ and type(src) is str and type(seq) is int and type(epoch) is str
+            and type(eid) is str and type(ts) is int and type(ts_ns) is int and (ti is None or type(ti) is int)
+            and "data" in obj):
+        return Envelope(typ, obj["data"], ts, src, seq, epoch, eid, ts_ns, ti)
+    return _envelope(obj, raw)
+
+
+class EnvelopeWriter:
+    """Wire bytes for one bridge's envelopes without building a dict: a constant header per
+    stream (source, epoch, type, the id's prefix), then seq, times and ``orjson.dumps(data)``."""
+
+    __slots__ = ("_head", "own_prefix", "_epoch")
+
+    def __init__(self, source: str | int, epoch: str) -> None:
+        #: every message this writer makes starts with these bytes (the bridge's echo check)
+        self.own_prefix = b'{"source":' + _dumps(source) + b',"epoch":' + _dumps(epoch) + b","
+        self._head: dict[str, bytes] = {}
+        self._epoch = epoch
+
+    def head(self, event_type: str, stream: str) -> bytes:
+        """The constant part for ``stream`` (an event type, or ``type.partition``)."""
+        h = self._head.get(stream)
+        if h is None:
+            h = self._head[stream] = (self.own_prefix + b'"type":' + _dumps(event_type) + b',"id":'
+                                      + _dumps(f"{self._epoch}:{stream}:")[:-1])
+        return h
+
+    @staticmethod
+    def write(head: bytes, seq: int, ts_ns: int, ti_ns: int | None, data_json: bytes) -> bytes:
+        if ti_ns is None:
+            return b'%b%d","seq":%d,"timestamp":%d,"ts_ns":%d,"data":%b}' % (
+                head, seq, seq, ts_ns // 1_000_000, ts_ns, data_json)
+        return b'%b%d","seq":%d,"timestamp":%d,"ts_ns":%d,"ti_ns":%d,"data":%b}' % (
+            head, seq, seq, ts_ns // 1_000_000, ts_ns, ti_ns, data_json)
+
+
 def decode(raw: bytes | str) -> Envelope:
     """Parse wire bytes into an :class:`Envelope`, or raise :class:`MalformedMessage`.
 
@@ -110,15 +181,13 @@ def decode_many(raw: bytes | str) -> list[Envelope | MalformedMessage]:
     """A message is one envelope (a JSON object) or a batch of them (a JSON array of objects,
     what a bridge with ``batch_max > 1`` sends). A bad element is returned as its
     :class:`MalformedMessage` in place; a message that is no envelope at all raises."""
-    obj = _parse(raw)
-    if isinstance(obj, dict):
-        return [_envelope(obj, raw)]
-    if not isinstance(obj, list) or not obj or not all(isinstance(o, dict) for o in obj):
-        raise _fail(f"expected a JSON object or a batch (a list of objects), got {type(obj).__name__}", raw)
+    obj = parse_message(raw)
+    if type(obj) is dict:
+        return [envelope_from(obj, raw)]
     out: list[Envelope | MalformedMessage] = []
     for o in obj:
         try:
-            out.append(_envelope(o, raw))
+            out.append(envelope_from(o, raw))
         except MalformedMessage as exc:
             out.append(exc)
     return out

@@ -23,15 +23,17 @@ class SequenceTracker:
     __slots__ = ("_state",)
 
     def __init__(self) -> None:
-        self._state: dict[tuple[str, str], list] = {}
+        self._state: dict[str, dict[str, list]] = {}   # channel -> source -> [epoch, last_seq]
 
     def check(self, source: str, channel: str, epoch: str, seq: int) -> int:
         """Record ``seq`` from ``source`` on ``channel``; return IN_ORDER, FIRST, RESTART,
         DUPLICATE or the number of events missing before it (> 0)."""
-        key = (source, channel)
-        state = self._state.get(key)
+        per = self._state.get(channel)
+        if per is None:
+            per = self._state[channel] = {}
+        state = per.get(source)
         if state is None:
-            self._state[key] = [epoch, seq]
+            per[source] = [epoch, seq]
             return FIRST
         if state[0] != epoch:
             state[0] = epoch
@@ -45,10 +47,9 @@ class SequenceTracker:
 
     def last(self, source: str, channel: str) -> tuple[str, int] | None:
         """(epoch, last seq) seen from ``source`` on ``channel``, or None."""
-        state = self._state.get((source, channel))
+        state = self._state.get(channel, {}).get(source)
         return None if state is None else (state[0], state[1])
 
     def forget_channel(self, channel: str) -> None:
         """Restart every source's baseline on ``channel`` (a hole the transport already counted)."""
-        for key in [k for k in self._state if k[1] == channel]:
-            del self._state[key]
+        self._state.pop(channel, None)

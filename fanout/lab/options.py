@@ -24,15 +24,20 @@ class RunOptions:
         """The run's clock: integer ns, the wall clock shared by every process on a host (+ skew)."""
         return time.time_ns() + self.clock_skew_ns
 
-    async def sleep_until(self, due_ns: int) -> None:
+    async def sleep_until(self, due_ns: int) -> float:
         """Sleep until ``due_ns`` on :meth:`now_ns` without the event loop's millisecond overshoot:
-        sleep most of the way, then yield to the loop until the moment comes."""
+        sleep most of the way, then yield to the loop until the moment comes. Returns the
+        seconds spent yielding (the spin: waiting, not work; the instrument leaves it out)."""
         now = self.now_ns
         wait = (due_ns - now()) / 1e9
         if wait > self.spin_s:
             await asyncio.sleep(wait - self.spin_s)
+        if now() >= due_ns:
+            return 0.0
+        t = time.perf_counter()
         while now() < due_ns:
             await asyncio.sleep(0)
+        return time.perf_counter() - t
 
     def to_dict(self) -> dict:
         return asdict(self)

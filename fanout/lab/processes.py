@@ -4,17 +4,19 @@ A *worker* hosts some instances and runs the same simulator code over them
 (``Simulation(hosted=[...])``), so the records that come back are the ones a single-process run
 makes and the analysis is unchanged. Two kinds of worker share this conversation:
 
-* a **process** (``Scenario.process_mode = "processes"``): one spawned OS process per instance,
-  talking over a pipe (``ProcessLink``);
+* a **process** (``Scenario.process_mode = "processes"``, or ``"auto"`` above
+  :data:`SINGLE_LOOP_DELIVERIES_S`): one spawned OS process per core (at most one per
+  instance), the instances dealt over them round-robin, talking over a pipe (``ProcessLink``);
 * an **agent** on any host (``fanout agent``, see :mod:`fanout.agents`), talking through Redis.
 
 The conversation, every step bounded by a timeout::
 
     worker -> ("ready", version, clock)    bridges started; clock = (offset_ns, uncertainty_ns)
     coord  -> ("go", t_start)              after Redis shows every subscriber (PUBSUB NUMSUB)
-    worker -> ("published", pubs)          its share of the schedule is done
+    worker -> ("published", pubs)          its share of the schedule is done (columns)
     coord  -> ("drain", expected)          distinct events each of its receivers must get
-    worker -> ("done", deliveries, instance rows, outages)
+    worker -> ("done", deliveries, instance rows, outages, cpu)   (deliveries as columns;
+                                           cpu: its process CPU over publish + drain)
 
 Times cross the link in the *reference clock* (Redis's ``TIME`` for agents, the shared wall
 clock for local processes): a worker adds its clock offset to every time it sends and subtracts
@@ -25,33 +27,73 @@ record (its instances' missing deliveries are attributed to it).
 from __future__ import annotations
 
 import asyncio
+import logging
 import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from fanout.errors import FanoutError
-from fanout.lab import control
+from fanout.lab import control, instrument
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.progress import Progress
-from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record
+from fanout.lab.record import DELIVERY_COLUMNS, INSTANCE_COLUMNS, PUBLICATION_COLUMNS, RunRecord, build_record
+from fanout.lab.recorder import merge_columns
 from fanout.lab.scenario import Scenario, from_dict
 from fanout.lab.schedule import expected_counts
 from fanout.lab.simulator import Simulation
 from fanout.lab.topology import instance_ids, roles
 
-_PUB_TIMES = (5, 6, 7)      # t_intended, t_sent, t_acked in a publication tuple
-_DEL_TIME = 5               # t_received in a delivery tuple
+log = logging.getLogger(__name__)
+
+#: deliveries/s one event loop keeps up with, lossless, with room to spare (about half the
+#: single-process knee ``python -m benchmarks`` measured on a 2-core machine): above it
+#: ``process_mode="auto"`` spreads the instances over worker processes
+SINGLE_LOOP_DELIVERIES_S = 20_000
+
+_PUB_TIMES = ("t_intended", "t_sent", "t_acked")
 
 
-def shift_records(pubs: list, deliveries: list, outages: list, offset_ns: int) -> tuple[list, list, list]:
-    """Every time in the raw records moved by ``offset_ns`` (local clock -> reference clock)."""
+def shift_records(pubs: dict, deliveries: dict, outages: list, offset_ns: int) -> tuple[dict, dict, list]:
+    """Every time in the raw records (columns) moved by ``offset_ns`` (local -> reference clock)."""
     if not offset_ns:
         return pubs, deliveries, outages
-    p2 = [tuple(v + offset_ns if k in _PUB_TIMES and v else v for k, v in enumerate(p)) for p in pubs]
-    d2 = [tuple(v + offset_ns if k == _DEL_TIME else v for k, v in enumerate(d)) for d in deliveries]
+    p2 = {k: ([x + offset_ns if x else x for x in v] if k in _PUB_TIMES else v) for k, v in pubs.items()}
+    d2 = {k: ([x + offset_ns for x in v] if k == "t_received" else v) for k, v in deliveries.items()}
     o2 = [(o[0], o[1] + offset_ns if o[1] else 0, o[2] + offset_ns if o[2] else 0, o[3]) for o in outages]
     return p2, d2, o2
+
+
+def offered_deliveries_s(sc: Scenario) -> float:
+    """Deliveries per second a scenario asks for: each event reaches every receiver but its source."""
+    publishers, receivers = roles(sc)
+    per_event = len(receivers) - (1 if set(publishers) & set(receivers) else 0)
+    return sc.rate_per_s * max(1, per_event)
+
+
+def choose_mode(sc: Scenario) -> tuple[str, str]:
+    """``(mode, why)`` for ``sc.process_mode``: "auto" runs in one process unless the offered
+    load is above what one event loop keeps up with, the machine has more than one core, and
+    nothing needs a single process (a fault plan, agents)."""
+    if sc.process_mode != "auto":
+        return sc.process_mode, f"process_mode {sc.process_mode} asked for"
+    load, cores = offered_deliveries_s(sc), os.cpu_count() or 1
+    if sc.faults or sc.agents:
+        return "single", "auto: a fault plan runs in one process"
+    if cores < 2 or sc.instances < 2:
+        return "single", f"auto: {cores} core(s), {sc.instances} instance(s): nothing to spread"
+    if load <= SINGLE_LOOP_DELIVERIES_S:
+        return "single", (f"auto: {load:,.0f} deliveries/s offered, within what one event loop keeps up "
+                          f"with ({SINGLE_LOOP_DELIVERIES_S:,})")
+    return "processes", (f"auto: {load:,.0f} deliveries/s offered is more than one event loop keeps up with "
+                         f"({SINGLE_LOOP_DELIVERIES_S:,}): instances spread over {min(cores, sc.instances)} "
+                         f"worker processes")
+
+
+def spread(instances: int, workers: int) -> list[list[int]]:
+    """Instances dealt round-robin over ``workers`` processes."""
+    return [list(range(w, instances, workers)) for w in range(workers) if w < instances]
 
 
 async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=(0, 0),
@@ -68,15 +110,15 @@ async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=
         t_start = int(msg[1]) - offset
         sim.t0 = t_start + int(sc.warmup_s * 1e9)
         await sim.publish_phase(t_start)
-        pubs, _, _ = shift_records(sim.recorder.pubs, [], [], offset)
+        pubs, _, _ = shift_records(sim.recorder.publication_columns(), {}, [], offset)
         await send(("published", pubs))
         msg = await recv(60.0 + sc.drain_timeout_s)
         if msg[0] != "drain":
             return
         receivers = set(roles(sc)[1])
         await sim.drain({r: n for r, n in msg[1].items() if sim.ids.index(r) in receivers})
-        _, dels, outs = shift_records([], sim.recorder.deliveries, sim.outage_rows(), offset)
-        await send(("done", dels, sim.instance_rows(), outs))
+        _, dels, outs = shift_records({}, sim.recorder.delivery_columns(), sim.outage_rows(), offset)
+        await send(("done", dels, sim.instance_rows(), outs, sim.cpu))
     except Exception as exc:  # noqa: BLE001 - any failure is the worker's answer: one line to the coordinator
         await send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
@@ -111,7 +153,10 @@ class ProcessLink(Link):
         self.conn.send(msg)
 
     async def poll(self) -> tuple | None:
-        return self.conn.recv() if self.conn.poll() else None
+        try:
+            return self.conn.recv() if self.conn.poll() else None
+        except (EOFError, OSError):  # the worker is gone: alive() names it
+            return None
 
     async def alive(self) -> bool:
         return self.proc.is_alive()
@@ -157,7 +202,8 @@ async def gather(links: list[Link], what: str, timeout_s: float, *, tolerate_dea
 
 
 async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, progress=None,
-                     tolerate_death: bool = False, now_ns=None, options: RunOptions = DEFAULT) -> RunRecord:
+                     tolerate_death: bool = False, now_ns=None, options: RunOptions = DEFAULT,
+                     mode: str = "agents", reason: str = "") -> RunRecord:
     """Drive the workers through one run and build its record (see the module doc)."""
     now_ns = now_ns or time.time_ns
     ids = instance_ids(sc)
@@ -171,6 +217,7 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
         await control.confirm_subscriptions(url, [f"{sc.key_prefix}{t}" for t in sc.event_types],
                                             len(alive_receivers), options.subscribe_confirm_timeout_s)
     t_start = now_ns() + 500_000_000  # every worker gets the message well before the first event
+    redis_cpu0, wall0 = await instrument.redis_cpu_s(url), time.monotonic()
     t0 = t_start + int(sc.warmup_s * 1e9)
     for ln in links:
         if ln.dead is None:
@@ -185,18 +232,19 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
         published = task.result()
     finally:
         bar.close()
-    pubs = [p for m in published.values() for p in m[1]]
+    pubs = merge_columns([m[1] for m in published.values()], PUBLICATION_COLUMNS)
     published_by: dict[str, int] = {}
-    for p in pubs:
-        if p[8]:  # ok
-            published_by[p[1]] = published_by.get(p[1], 0) + 1
+    for src, ok in zip(pubs["source"], pubs["ok"]):
+        if ok:
+            published_by[src] = published_by.get(src, 0) + 1
     expected = expected_counts(published_by, [ids[i] for i in roles(sc)[1]])
     for ln in links:
         if ln.dead is None:
             await ln.send(("drain", {ids[i]: expected[ids[i]] for i in ln.hosted if ids[i] in expected}))
     done = await gather(links, "done", sc.drain_timeout_s + 60.0, tolerate_death=tolerate_death)
     t_end = now_ns()
-    deliveries = [d for m in done.values() for d in m[1]]
+    redis_cpu1, wall = await instrument.redis_cpu_s(url), time.monotonic() - wall0
+    deliveries = merge_columns([m[1] for m in done.values()], DELIVERY_COLUMNS)
     inst_rows = [r for m in done.values() for r in m[2]]
     outages = [o for m in done.values() for o in m[3]]
     lost_instances = {}
@@ -213,13 +261,16 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
         for ln in links}
     if lost_instances:
         rec.environment["dead_instances"] = lost_instances
+    cpu = {name: m[4] for name, m in done.items() if len(m) > 4 and m[4]}
+    redis_cpu = None if redis_cpu0 is None or redis_cpu1 is None else redis_cpu1 - redis_cpu0
+    rec.environment["instrument"] = instrument.verdict(cpu, redis_cpu, wall, mode=mode, reason=reason)
     return rec
 
 
 # ------------------------------------------------------------------ workers as local processes
 
 
-def _process_main(index: int, scenario: dict, url: str, conn, options: dict) -> None:
+def _process_main(hosted: list[int], scenario: dict, url: str, conn, options: dict) -> None:
     """Entry point of one spawned worker process (imports fanout afresh)."""
 
     async def send(msg) -> None:
@@ -233,26 +284,34 @@ def _process_main(index: int, scenario: dict, url: str, conn, options: dict) -> 
             await asyncio.sleep(0.005)
         return conn.recv()
 
-    asyncio.run(serve(from_dict(scenario), url, [index], send, recv, options=RunOptions(**options)))
+    instrument.run(serve(from_dict(scenario), url, hosted, send, recv, options=RunOptions(**options)))
 
 
 async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None,
-                             options: RunOptions = DEFAULT) -> RunRecord:
-    """One worker process per instance; the same RunRecord as a single-process run."""
+                             options: RunOptions = DEFAULT, reason: str = "", per_core: bool = False) -> RunRecord:
+    """One worker process per instance (``per_core``: one per core, the instances dealt over
+    them); the same RunRecord as a single-process run."""
     ctx = mp.get_context("spawn")
     ids = instance_ids(sc)
     links: list[Link] = []
-    for i in range(sc.instances):
+    groups = spread(sc.instances, min(os.cpu_count() or 1, sc.instances) if per_core else sc.instances)
+    if reason:
+        log.info("%s", reason)
+    for w, hosted in enumerate(groups):
         parent, child = ctx.Pipe()
-        p = ctx.Process(target=_process_main, args=(i, sc.to_dict(), url, child, options.to_dict()), name=f"fanout-{ids[i]}",
-                        daemon=True)
+        name = f"worker-{w}" if len(hosted) > 1 else ids[hosted[0]]
+        p = ctx.Process(target=_process_main, args=(hosted, sc.to_dict(), url, child, options.to_dict()),
+                        name=f"fanout-{name}", daemon=True)
         p.start()
-        links.append(ProcessLink(ids[i], [i], p, parent))
+        links.append(ProcessLink(name, hosted, p, parent))
     try:
-        rec = await coordinate(sc, url, run_id, links, progress=progress, options=options)
+        rec = await coordinate(sc, url, run_id, links, progress=progress, options=options, mode="processes",
+                               reason=reason or "process_mode processes asked for")
     finally:
         for ln in links:
             ln.stop()
     rec.environment["process_mode"] = "processes"
     rec.environment["worker_pids"] = [ln.proc.pid for ln in links]
+    if reason:
+        rec.notes.append(reason)
     return rec

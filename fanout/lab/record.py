@@ -147,13 +147,22 @@ def environment(redis_version: str | None = None) -> dict[str, Any]:
     }
 
 
+def columns_frame(data: dict[str, list] | list[tuple], columns: dict[str, str]) -> pd.DataFrame:
+    """Columns (``{name: list}``, the recorder's form) or rows (tuples in column order) -> a frame
+    with exactly ``columns``."""
+    if isinstance(data, dict):
+        n = len(next(iter(data.values()), ()))
+        return frame({c: data[c] for c in columns if c in data} if n else [], columns)
+    return frame([dict(zip(columns, r)) for r in data], columns)
+
+
 def build_record(sc, url: str, run_id: str, version: str | None, t0: int, t_end: int,
-                 pubs: list[tuple], deliveries: list[tuple], inst_rows: list[dict], fault_log: list,
-                 outages: list[tuple], stats: dict) -> RunRecord:
-    """Raw rows from one or many processes -> one RunRecord (frames with the contract's dtypes)."""
-    pub_df = frame([dict(zip(PUBLICATION_COLUMNS, p)) for p in pubs], PUBLICATION_COLUMNS)
+                 pubs: dict[str, list] | list[tuple], deliveries: dict[str, list] | list[tuple],
+                 inst_rows: list[dict], fault_log: list, outages: list[tuple], stats: dict) -> RunRecord:
+    """Columns (or rows) from one or many processes -> one RunRecord (frames with the contract's dtypes)."""
+    pub_df = columns_frame(pubs, PUBLICATION_COLUMNS)
     pub_df = pub_df.sort_values("t_intended", kind="stable").reset_index(drop=True)  # the schedule's order
-    del_df = frame([dict(zip(DELIVERY_COLUMNS, d)) for d in deliveries], DELIVERY_COLUMNS)
+    del_df = columns_frame(deliveries, DELIVERY_COLUMNS)
     if sc.warmup_s > 0:
         warm_ids = set(pub_df.loc[pub_df["t_intended"] < t0, "id"])
         pub_df = pub_df[~pub_df["id"].isin(warm_ids)].reset_index(drop=True)

@@ -73,12 +73,15 @@ async def _dispatch(sc: Scenario, url: str, run_id: str, *, progress, printer, s
         from fanout.lab.agents import run_with_agents
 
         return await run_with_agents(sc, url, run_id, sc.agents, options=options, progress=progress)
-    if sc.process_mode == "processes":
-        from fanout.lab.processes import simulate_processes
+    from fanout.lab.processes import choose_mode, simulate_processes
 
-        return await simulate_processes(sc, url, run_id, progress=progress, options=options)
-    return await Simulation(sc, url, progress=progress, printer=printer, run_id=run_id, server=server,
-                            options=options).run()
+    mode, why = choose_mode(sc)  # "auto": worker processes above what one event loop keeps up with
+    if mode == "processes":
+        return await simulate_processes(sc, url, run_id, progress=progress, options=options, reason=why,
+                                        per_core=sc.process_mode == "auto")
+    sim = Simulation(sc, url, progress=progress, printer=printer, run_id=run_id, server=server, options=options)
+    sim.mode_reason = why
+    return await sim.run()
 
 
 #: the signals that stop a run the same way
@@ -112,16 +115,19 @@ async def _stoppable(coro):
 
 
 def run_sync(coro):
-    """``asyncio.run``, stoppable by a signal (see :func:`_stoppable`); also from inside a running loop
-    (a Jupyter kernel): then in a worker thread, where the kernel's own interrupt applies."""
+    """``asyncio.run`` (on uvloop when installed), stoppable by a signal (see :func:`_stoppable`); also
+    from inside a running loop (a Jupyter kernel): then in a worker thread, where the kernel's own
+    interrupt applies."""
+    from fanout.lab.instrument import run  # asyncio.run on uvloop when installed
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         if threading.current_thread() is threading.main_thread():
-            return asyncio.run(_stoppable(coro))
-        return asyncio.run(coro)
+            return run(_stoppable(coro))
+        return run(coro)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(run, coro).result()
 
 
 def throwaway_server(sc: Scenario):

@@ -65,8 +65,9 @@ class Scenario:
                         metavar="K")
     topology: str = param("mesh", "mesh: all publish and subscribe; host-bots: one publish-only host, "
                           "subscribe-only bots", choices=("mesh", "host-bots"))
-    process_mode: str = param("single", "single: all instances in one process; processes: one OS process each",
-                              choices=("single", "processes"))
+    process_mode: str = param("auto", "auto: one process unless the load is more than one event loop keeps up "
+                              "with, then one worker process per core; single: all instances in one process; "
+                              "processes: one OS process each", choices=("auto", "single", "processes"))
     batch_max: int = param(1, "> 1: up to this many events per pub/sub message when a publisher is ahead",
                            metavar="N")
     batch_delay_ms: float = param(0.0, "with batching: the most an event waits for company (0: this loop turn "
@@ -137,10 +138,10 @@ class Scenario:
             raise ConfigError("instances: host-bots needs at least 2 (one host, one bot)")
         if not isinstance(self.agents, int) or isinstance(self.agents, bool) or self.agents < 0:
             raise ConfigError(f"agents: must be a whole number >= 0, got {self.agents!r}")
-        if self.agents and (self.faults or self.process_mode != "single"):
+        if self.agents and (self.faults or self.process_mode not in ("single", "auto")):
             raise ConfigError("agents: a run over agents takes no fault plan and no process_mode")
-        if self.process_mode not in ("single", "processes"):
-            raise ConfigError(f"process_mode: {self.process_mode!r} is not single or processes")
+        if self.process_mode not in ("auto", "single", "processes"):
+            raise ConfigError(f"process_mode: {self.process_mode!r} is not auto, single or processes")
         if self.process_mode == "processes" and self.faults:
             raise ConfigError("faults: fault plans run with process_mode single (processes mode injects none yet)")
         from fanout.lab.faults import FAULT_KINDS, parse_faults

@@ -9,9 +9,15 @@ The seed's test methodology, measured honestly:
    (or Poisson arrivals). When a publisher falls behind, events are sent late, never skipped,
    and their latency is measured from the time they were *due*, so lag shows up in the figures
    instead of hiding (no coordinated omission).
-3. Every delivery is recorded at the handler in integer nanoseconds (:mod:`fanout.lab.recorder`).
+3. Every delivery is recorded at the handler in integer nanoseconds, into preallocated
+   columns (:mod:`fanout.lab.recorder`); each publish is ``bridge.publish_nowait`` with the
+   event's row as token, its acknowledgement recorded by the bridge's ``on_published``
+   callback: no task, Future or timer per event, and a full in-flight window makes the
+   publisher wait (``bridge.writable()``), so a slow link delays sends, which shows as lag.
 4. After the last publish it drains until every expected delivery arrived or
    ``drain_timeout_s`` passed.
+5. It measures its own CPU over the run (:mod:`fanout.lab.instrument`) and says in the
+   record when it, not Redis, was the limit (``environment["instrument"]``).
 
 :class:`Simulation` hosts all instances (a single-process run) or some of them (a worker
 process or an agent, see :mod:`fanout.lab.processes`); :mod:`fanout.lab.run` chooses.
@@ -30,6 +36,7 @@ from fanout.config import BridgeConfig
 from fanout.bridge import RedisEventBridge
 from fanout.errors import FanoutError, PublishError, RedisUnavailable
 from fanout.lab import control
+from fanout.lab import instrument
 from fanout.lab.faults import PROXY_KINDS, FaultRunner, parse_faults
 from fanout.lab.market import SyntheticMarket
 from fanout.lab.options import DEFAULT, RunOptions
@@ -37,7 +44,7 @@ from fanout.lab.progress import Progress
 from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record
 from fanout.lab.recorder import Recorder
 from fanout.lab.scenario import Scenario
-from fanout.lab.schedule import Scheduled, expected_counts, schedule
+from fanout.lab.schedule import expected_counts, schedule
 from fanout.lab.topology import instance_ids, roles
 from fanout.metrics import COUNTER_NAMES
 
@@ -45,8 +52,8 @@ log = logging.getLogger(__name__)
 
 Printer = Callable[[str], None]
 
-#: publishes one instance may have awaiting their reply at once (bounds memory when Redis is slow)
-MAX_IN_FLIGHT = 1000
+#: after its last publish, how long (beyond publish_timeout_s) a publisher waits for the last outcomes
+SETTLE_SLACK_S = 2.0
 
 
 def new_run_id(sc: Scenario) -> str:
@@ -75,13 +82,23 @@ class Simulation:
         self.run_id = run_id or new_run_id(sc)
         self.server = server
         self.options = options
-        self.now_ns = options.now_ns
+        self.now_ns = time.time_ns if not options.clock_skew_ns else options.now_ns  # (the same clock)
         self.ids = instance_ids(sc)
         self.faults = parse_faults(sc.faults, sc.instances, sc.duration_s)
         if any(f.kind == "redis_restart" for f in self.faults) and server is None:
             raise FanoutError("a redis_restart fault needs the throwaway server (run without redis_url)")
         self.hosted = list(range(sc.instances)) if hosted is None else list(hosted)
         self.recorder = Recorder(self.now_ns)
+        plan = schedule(sc)
+        self._total_events = len(plan)
+        self._plan = [ev for ev in plan if ev.publisher in set(self.hosted)]
+        pubs = self.recorder.plan(len(self._plan))
+        for k, ev in enumerate(self._plan):
+            pubs.plan(k, pubs.code(pubs.sources, self.ids[ev.publisher]), pubs.code(pubs.types, ev.type),
+                      pubs.code(pubs.symbols, ev.symbol), 0)
+        self.cpu: dict | None = None                    # this process's CPU over the run (instrument)
+        self.mode_reason = ""                           # why this process mode (said in the record)
+        self.spun_s = 0.0                               # seconds the publishers spent yielding until due
         self.bridges: dict[int, RedisEventBridge] = {}
         self.retired: list[RedisEventBridge] = []      # crashed bridges, for their metrics and outages
         self.down: dict[int, str] = {}                  # instance index -> why it cannot publish now
@@ -106,7 +123,9 @@ class Simulation:
 
     def _make_bridge(self, i: int) -> RedisEventBridge:
         b = RedisEventBridge(self._config(i))
-        b.on("*", self.recorder.handler(self.ids[i], self.say, lambda: self.t0))
+        capacity = self._total_events + self._total_events // 8
+        b.on("*", self.recorder.handler(self.ids[i], capacity, self.say, lambda: self.t0))
+        b.on_published(self.recorder.pubs.ack)  # token: the event's publication row
         return b
 
     def crash(self, i: int, why: str) -> None:
@@ -153,24 +172,25 @@ class Simulation:
 
     async def publish_phase(self, t_start: int, bar: Progress | None = None) -> None:
         """Every hosted instance publishes its own share of the plan on its own, as separate
-        hosts would: one slow instance (a fault, a full socket) delays only its own events."""
-        by_publisher: dict[int, list[Scheduled]] = {i: [] for i in self.hosted}
-        for ev in schedule(self.sc):
-            if ev.publisher in by_publisher:
-                by_publisher[ev.publisher].append(ev)
-        publishers = [asyncio.create_task(self._publisher(i, evs, t_start)) for i, evs in by_publisher.items()]
+        hosts would: one slow instance (a fault, a full window) delays only its own events."""
+        rows: dict[int, list[int]] = {i: [] for i in self.hosted}
+        for k, ev in enumerate(self._plan):
+            rows[ev.publisher].append(k)
+        window = instrument.CpuWindow()
+        publishers = [asyncio.create_task(self._publisher(i, ks, t_start)) for i, ks in rows.items()]
         rec = self.recorder
         try:
             while not all(t.done() for t in publishers):
                 await asyncio.wait(publishers, timeout=0.25)
                 if bar is not None:
-                    bar.update((self.now_ns() - t_start) / 1e9, len(rec.pubs), len(rec.deliveries))
+                    bar.update((self.now_ns() - t_start) / 1e9, rec.pubs.settled, rec.n_deliveries)
             for t in publishers:
                 t.result()  # a publisher that crashed is a bug: surface it
         finally:
             for t in publishers:
                 t.cancel()
             await asyncio.gather(*publishers, return_exceptions=True)
+        self._cpu_window = window
 
     def expected(self) -> dict[str, int]:
         """Distinct events each receiver should get, from what this process saw published."""
@@ -179,9 +199,12 @@ class Simulation:
     async def drain(self, expected: dict[str, int]) -> None:
         """Until each receiver has its expected count of distinct events, or the drain bound passed."""
         deadline = time.monotonic() + self.sc.drain_timeout_s
-        got = self.recorder.got
-        while time.monotonic() < deadline and any(got.get(r, 0) < n for r, n in expected.items()):
+        tables = self.recorder.receivers
+        while time.monotonic() < deadline and any(
+                (tables[r].distinct if r in tables else 0) < n for r, n in expected.items()):
             await asyncio.sleep(0.01)
+        window = getattr(self, "_cpu_window", None)
+        self.cpu = window.stop(self.spun_s, self.recorder.pubs.lag_p99_ms()) if window is not None else None
 
     async def close(self) -> None:
         await asyncio.gather(*(b.close() for b in self.bridges.values()), return_exceptions=True)
@@ -199,6 +222,7 @@ class Simulation:
                 await control.confirm_subscriptions(
                     self.url, [self._config(0).channel(t) for t in sc.event_types], len(roles(sc)[1]),
                     self.options.subscribe_confirm_timeout_s)
+            redis_cpu0, wall0 = await instrument.redis_cpu_s(self.url), time.monotonic()
             total_s = sc.warmup_s + sc.duration_s
             bar = Progress(self.progress, total_s, sc.name)
             t_start = self.now_ns() + 20_000_000  # first event due 20 ms from now
@@ -211,68 +235,69 @@ class Simulation:
                 if runner is not None:
                     await runner.wait(timeout_s=max((f.at_s + f.duration_s for f in self.faults), default=0) + 30)
                 await self.drain(self.expected())
-                bar.update(total_s, len(rec.pubs), len(rec.deliveries))
+                bar.update(total_s, rec.pubs.settled, rec.n_deliveries)
             finally:
                 bar.close()
                 if runner is not None:
                     await runner.cancel()
             t_end = self.now_ns()
+            redis_cpu1, wall = await instrument.redis_cpu_s(self.url), time.monotonic() - wall0
             stats = await control.redis_stats(self.url, self.server)
             inst_rows = self.instance_rows()  # before closing: "connected" is as the run ended
         finally:
             await self.close()
-        return build_record(sc, self.url, self.run_id, version, t0, t_end, rec.pubs, rec.deliveries,
-                            inst_rows, runner.log if runner else [], self.outage_rows(), stats)
+        record = build_record(sc, self.url, self.run_id, version, t0, t_end, rec.publication_columns(),
+                              rec.delivery_columns(), inst_rows, runner.log if runner else [], self.outage_rows(), stats)
+        redis_cpu = None if redis_cpu0 is None or redis_cpu1 is None else redis_cpu1 - redis_cpu0
+        record.environment["instrument"] = instrument.verdict(
+            {"main": self.cpu or {"cpu_s": 0.0, "wall_s": wall, "cpu_pct": 0.0}}, redis_cpu, wall,
+            mode="single", reason=self.mode_reason)
+        return record
 
-    async def _publisher(self, i: int, events: list[Scheduled], t_start: int) -> None:
-        """Instance ``i``'s publishing loop: each event at its due time, late but never skipped."""
+    async def _publisher(self, i: int, rows: list[int], t_start: int) -> None:
+        """Instance ``i``'s publishing loop: each event at its due time, late but never skipped,
+        sent with ``publish_nowait`` (its outcome comes back through ``on_published``)."""
         market = SyntheticMarket(random.Random(self.sc.seed * 1_000 + i), symbols=self.sc.symbols,
                                  book_depth=self.sc.book_depth)
-        # Each event is sent when due, without waiting for the previous one's reply: the bridge
-        # pipelines them on one connection in order, so a slow link slows delivery, not the schedule.
-        window = asyncio.Semaphore(MAX_IN_FLIGHT)
-        in_flight: set[asyncio.Task] = set()
-        sleep_until = self.options.sleep_until
-
-        async def one(ev: Scheduled, due: int) -> None:
-            try:
-                await self._publish(ev, due, market)
-            finally:
-                window.release()
-
-        try:
-            for ev in events:
-                due = t_start + int(ev.due_s * 1e9)
-                await sleep_until(due)
-                await window.acquire()
-                t = asyncio.get_running_loop().create_task(one(ev, due))
-                in_flight.add(t)
-                t.add_done_callback(in_flight.discard)
-            if in_flight:
-                await asyncio.gather(*in_flight)
-        finally:
-            for t in in_flight:
-                t.cancel()
-
-    async def _publish(self, ev: Scheduled, due: int, market: SyntheticMarket) -> None:
-        ids, say, rec = self.ids, self.say, self.recorder
-        src = ids[ev.publisher]
-        data = market.make(ev.type, ev.symbol, due // 1_000_000)
-        t_sent = self.now_ns()
-        if ev.publisher in self.down:
-            rec.failed(f"not-sent:{src}:{ev.k}", src, -1, ev.type, ev.symbol, due, t_sent, self.down[ev.publisher])
-            return
-        try:
-            env = await self.bridges[ev.publisher].publish(ev.type, data, intended_ns=due)
-            rec.published(env.id, src, env.seq, ev.type, ev.symbol, due, t_sent)
-            if say:
-                say(f"[{(t_sent - self.t0) / 1e9:9.3f}s] {src} -> {ev.type} {ev.symbol} {env.id}")
-        except PublishError as exc:
-            env = exc.envelope
-            rec.failed(env.id if env else f"failed:{src}:{ev.k}", src, env.seq if env else -1, ev.type, ev.symbol,
-                       due, t_sent, str(exc))
-            if say:
-                say(f"[{(t_sent - self.t0) / 1e9:9.3f}s] {src} -x {ev.type}: {exc}")
+        sleep_until, now_ns, say = self.options.sleep_until, self.now_ns, self.say
+        pubs, plan, src = self.recorder.pubs, self._plan, self.ids[i]
+        for k in rows:
+            ev = plan[k]
+            due = t_start + int(ev.due_s * 1e9)
+            self.spun_s += await sleep_until(due)
+            pubs.t_intended[k] = due
+            data = market.make(ev.type, ev.symbol, due // 1_000_000)
+            pubs.t_sent[k] = now_ns()
+            while True:
+                if i in self.down:
+                    pubs.ids[k] = f"not-sent:{src}:{ev.k}"
+                    pubs.fail(k, self.down[i])
+                    break
+                bridge = self.bridges[i]
+                try:
+                    eid = bridge.publish_nowait(ev.type, data, token=k, intended_ns=due)
+                    if eid is None:  # the window is full: wait for room (bounded), then send it
+                        await bridge.writable()
+                        continue
+                except PublishError as exc:
+                    pubs.ids[k] = getattr(exc, "envelope_id", None) or f"failed:{src}:{ev.k}"
+                    pubs.fail(k, str(exc))
+                    if say:
+                        say(f"[{(pubs.t_sent[k] - self.t0) / 1e9:9.3f}s] {src} -x {ev.type}: {exc}")
+                    break
+                pubs.ids[k] = eid
+                if say:
+                    say(f"[{(pubs.t_sent[k] - self.t0) / 1e9:9.3f}s] {src} -> {ev.type} {ev.symbol} {eid}")
+                break
+        # every outcome is known within the publishing connection's deadline (publish_timeout_s)
+        limit = self._config(i).publish_timeout_s + SETTLE_SLACK_S
+        bound = time.monotonic() + limit
+        code = pubs.src[rows[0]] if rows else 0
+        while rows and pubs.settled_by[code] < len(rows) and time.monotonic() < bound:
+            await asyncio.sleep(0.005)
+        for k in rows:
+            if not pubs.done[k]:
+                pubs.fail(k, f"no outcome within {limit:g}s")
 
     def instance_rows(self) -> list[dict]:
         rows = []

@@ -1,15 +1,31 @@
-"""The one small interface every transport implements.
+"""The one small interface every transport implements, on the lean connection layer
+(:mod:`fanout.transports.resp`).
 
 The bridge knows events (envelopes, self-filtering, sequence checks, handlers, reconnect
-policy); a transport knows Redis commands. A transport has one publishing side and opens
-subscribers; a subscriber hands back raw ``(channel, payload)`` pairs and raises
-``ConnectionError`` when its connection is gone, after which the bridge opens a new one.
+policy); a transport knows Redis commands. Both directions are push, not pull:
+
+* **Publishing**: ``publish_nowait(channel, payload, token)`` queues one command on the
+  publishing connection and returns at once (False: the in-flight window is full, ``await
+  writable()``); its outcome goes to ``transport.on_ack(token, error_or_None)``, set by the
+  bridge, exactly once per accepted token: acknowledged, error reply, or failed with the
+  connection (the connection's one deadline fails everything in flight when Redis stops
+  answering). ``ConnectionError`` from ``publish_nowait`` means the publishing side is down:
+  ``connect_publisher()`` opens it again.
+* **Receiving**: ``open_subscriber(channels, sink)`` returns once every channel is confirmed;
+  from then on the transport calls ``sink.on_message(channel, payload)`` (both bytes) from the
+  connection's ``data_received``, ``sink.on_loss(Loss)`` for what it knows was lost, and awaits
+  ``sink.settle()`` where it must not run ahead of the application (Streams: before the next
+  XREAD, so a position is saved only once its batch was handled). ``Subscriber.wait_lost()``
+  returns why the subscription ended; the bridge then opens a new one.
 """
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Protocol
+
+#: replies one publishing connection may have outstanding (a batch is one)
+PUBLISH_WINDOW = 1000
 
 
 @dataclass(slots=True)
@@ -21,17 +37,24 @@ class Loss:
     reason: str
 
 
+class Sink(Protocol):
+    """What a subscriber feeds (the bridge)."""
+
+    def on_message(self, channel: bytes, payload: bytes) -> None: ...
+    def on_loss(self, loss: Loss) -> None: ...
+    async def settle(self) -> None: ...
+
+
 class Subscriber(abc.ABC):
     @abc.abstractmethod
-    async def read(self, timeout_s: float) -> list[tuple[str, bytes]]:
-        """Wait at most ``timeout_s`` for messages; ``[]`` when none came.
+    async def wait_lost(self) -> str:
+        """Return why the subscription ended (connection lost, silent, slot moved ...)."""
 
-        Raises ``ConnectionError`` when the connection is lost or stops answering.
-        """
+    def pause_reading(self) -> None:
+        """Fault injection (slow consumer): stop reading; the backlog builds up in Redis."""
 
-    def take_losses(self) -> list[Loss]:
-        """Losses the transport detected itself (e.g. a trimmed stream); cleared on read."""
-        return []
+    def resume_reading(self) -> None:
+        """Read again after :meth:`pause_reading`."""
 
     def shrink_receive_buffer(self, nbytes: int) -> None:
         """Fault injection: cap the socket's kernel receive buffer, so a consumer that stops
@@ -46,22 +69,36 @@ class Subscriber(abc.ABC):
         """Drop the connection at once, without a goodbye (a crash)."""
 
 
+def _no_ack(token: Any, error: Exception | None) -> None:
+    return None
+
+
 class Transport(abc.ABC):
     name: str = "?"
 
     def __init__(self, config: Any) -> None:  # a fanout.config.BridgeConfig (which names the transports)
         self.config = config
+        self.on_ack: Callable[[Any, Exception | None], None] = _no_ack
 
     @abc.abstractmethod
     async def connect_publisher(self) -> None:
-        """Open (and check) the publishing connection; raise on bad URL or credentials."""
+        """Open (and check) the publishing side, or reopen what of it is down; raise
+        :class:`~fanout.errors.RedisUnavailable` (one line) on a bad URL, credentials, a dead server."""
 
     @abc.abstractmethod
-    async def publish(self, channel: str, payload: bytes) -> None:
-        """Send one message; raise on failure (the bridge bounds the time)."""
+    def publish_nowait(self, channel: str, payload: bytes, token: Any, force: bool = False) -> bool:
+        """Queue one message (see the module doc). ``force``: past a full window (a batch flush)."""
 
     @abc.abstractmethod
-    async def open_subscriber(self, channels: list[str]) -> Subscriber:
+    def can_send(self, channel: str) -> bool:
+        """Whether :meth:`publish_nowait` would accept a message for ``channel`` now."""
+
+    @abc.abstractmethod
+    async def writable(self) -> None:
+        """Return when the window has room again; ``ConnectionError`` when the side is down."""
+
+    @abc.abstractmethod
+    async def open_subscriber(self, channels: list[str], sink: Sink) -> Subscriber:
         """Subscribe to ``channels``; return once the server has confirmed every one."""
 
     @abc.abstractmethod

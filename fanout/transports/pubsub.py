@@ -1,146 +1,68 @@
 """Redis pub/sub: PUBLISH to ``{prefix}{type}``, SUBSCRIBE on one dedicated connection.
 
 Fire-and-forget: a subscriber that is not connected when a message is published never
-sees it (the bridge's sequence check makes the loss visible). The subscriber talks to one
-redis-py ``Connection`` directly (hiredis parsing, no hidden reconnects): when the
-connection drops, ``read`` raises and the bridge decides how to reconnect and counts it.
+sees it (the bridge's sequence check makes the loss visible). Both sides are one
+:class:`~fanout.transports.resp.RespProtocol` each: the publisher pipelines PUBLISH commands
+(replies matched FIFO to their tokens, one deadline for the connection); the subscriber hands
+every message to the bridge from ``data_received`` and pings when idle. When a connection
+drops nothing reconnects behind the bridge's back: the bridge decides, and counts it.
 """
 from __future__ import annotations
 
-import asyncio
-import time
+import hiredis
 
-from redis.asyncio.connection import ConnectionPool
-from redis.backoff import NoBackoff
-from redis.asyncio.retry import Retry
-from redis.exceptions import AuthenticationError, RedisError, ResponseError
-
-try:  # hiredis' "no complete reply buffered yet" marker, for draining without a syscall
-    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH
-except ImportError:  # pragma: no cover
-    _NOT_ENOUGH = False
-
-from fanout.errors import AuthenticationFailed, RedisUnavailable
-from fanout.redact import redact_url
+from fanout.errors import RedisUnavailable
 from fanout.transports.base import Subscriber, Transport
-from fanout.transports.pipe import CommandPipe, abort_connection, set_receive_buffer
+from fanout.transports.common import PubConn, conn_options, explain, one_line  # noqa: F401 (explain: lab.control)
+from fanout.transports.connection import open_connection
+from fanout.transports.resp import RespProtocol
 
-_MESSAGE = b"message"
-_PONG = b"pong"
-
-
-def _no_retry() -> Retry:
-    return Retry(NoBackoff(), 0)
+_pack = hiredis.pack_command
+_PUBLISH = b"PUBLISH"
 
 
-def connection_kwargs(config) -> dict:
-    """redis-py keyword arguments shared by every connection a bridge opens."""
-    kw: dict = {
-        "socket_connect_timeout": config.connect_timeout_s,
-        "socket_timeout": config.command_timeout_s,
-        "retry": _no_retry(),
-        "client_name": f"fanout:{config.instance_id}",
-    }
-    if config.username is not None:
-        kw["username"] = config.username
-    if config.password is not None:
-        kw["password"] = config.password
-    return kw
+class ProtoSubscriber(Subscriber):
+    """A subscription on one connection (pub/sub; a Streams reader adds its loop)."""
 
+    def __init__(self, proto: RespProtocol) -> None:
+        self._proto = proto
 
-def explain(exc: BaseException, url: str) -> Exception:
-    """Turn a redis-py error into fanout's one-line error naming the (redacted) URL."""
-    safe = redact_url(url)
-    msg = str(exc).split("\n")[0]
-    if isinstance(exc, AuthenticationError) or (
-        isinstance(exc, ResponseError) and ("WRONGPASS" in msg or "NOAUTH" in msg or "NOPERM" in msg)
-    ):
-        return AuthenticationFailed(f"Redis at {safe} refused the credentials: {msg}")
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return RedisUnavailable(f"cannot reach Redis at {safe}: no answer in time")
-    return RedisUnavailable(f"cannot reach Redis at {safe}: {msg or exc.__class__.__name__}")
+    async def wait_lost(self) -> str:
+        return one_line(await self._proto.wait_closed())
 
+    def pause_reading(self) -> None:
+        self._proto.pause_reading()
 
-async def open_pipe(cfg, url: str | None = None) -> CommandPipe:
-    """A publishing CommandPipe to ``url`` (default: the config's), checked with a PING;
-    a bad URL or bad credentials raise fanout's one-line error."""
-    url = url or cfg.resolved_url()
-    pipe = CommandPipe(url, cfg.command_timeout_s, cfg.connect_timeout_s, **connection_kwargs(cfg))
-    try:
-        await asyncio.wait_for(pipe.call("PING"), cfg.connect_timeout_s + cfg.command_timeout_s)
-    except (RedisError, OSError, ConnectionError, asyncio.TimeoutError) as exc:
-        await pipe.close()
-        raise explain(exc, url) from None
-    return pipe
-
-
-class PubSubSubscriber(Subscriber):
-    """One SUBSCRIBE connection. ``read`` returns [(channel, payload), ...]."""
-
-    def __init__(self, conn, health_interval_s: float, health_timeout_s: float) -> None:
-        self._conn = conn
-        self._health_interval = health_interval_s
-        self._health_timeout = health_timeout_s
-        self._last_rx = time.monotonic()
-        self._ping_sent: float | None = None
-
-    async def read(self, timeout_s: float) -> list[tuple[str, bytes]]:
-        conn = self._conn
-        if not conn.is_connected:
-            raise ConnectionError("subscriber connection closed")
-        try:
-            resp = await conn.read_response(timeout=timeout_s, disconnect_on_error=True, disable_decoding=True)
-        except (RedisError, OSError) as exc:
-            raise ConnectionError(str(exc) or exc.__class__.__name__) from exc
-        now = time.monotonic()
-        if resp is None:
-            if not conn.is_connected:
-                raise ConnectionError("subscriber connection closed")
-            # Idle: make sure Redis is still there (a paused or partitioned server sends no FIN).
-            if self._ping_sent is not None:
-                if now - self._ping_sent > self._health_timeout:
-                    raise ConnectionError(f"no answer to PING within {self._health_timeout:g}s")
-            elif now - self._last_rx > self._health_interval:
-                try:
-                    await conn.send_command("PING", check_health=False)
-                except (RedisError, OSError) as exc:
-                    raise ConnectionError(str(exc)) from exc
-                self._ping_sent = now
-            return []
-        self._last_rx = now
-        self._ping_sent = None
-        out: list[tuple[str, bytes]] = []
-        self._take(resp, out)
-        # Drain whatever hiredis already has buffered, without waiting.
-        parser = conn._parser
-        while True:
-            try:
-                more = parser._reader.gets() if hasattr(parser, "_reader") and parser._reader else False
-            except Exception:  # pragma: no cover - protocol error: let the next read raise
-                break
-            if more is _NOT_ENOUGH or more is False or more is None:
-                break
-            self._take(more, out)
-        return out
-
-    @staticmethod
-    def _take(resp, out: list) -> None:
-        if isinstance(resp, list) and len(resp) == 3 and resp[0] == _MESSAGE:
-            ch = resp[1]
-            out.append((ch.decode() if isinstance(ch, bytes) else ch, resp[2]))
-        # subscribe confirmations and pongs carry no events
+    def resume_reading(self) -> None:
+        self._proto.resume_reading()
 
     def shrink_receive_buffer(self, nbytes: int) -> None:
-        set_receive_buffer(self._conn, nbytes)
+        self._proto.set_receive_buffer(nbytes)
 
     async def close(self) -> None:
-        try:
-            await asyncio.wait_for(self._conn.disconnect(), 2.0)
-        except Exception:
-            self.abort()
+        await self._proto.close(timeout_s=1.0)
 
     def abort(self) -> None:
-        abort_connection(self._conn)
+        self._proto.abort()
+
+
+async def subscribe_on(url_or_params, cfg, command: bytes, groups: list[list[bytes]], sink,
+                       on_unsubscribed=None, on_lost=None) -> RespProtocol:
+    """A subscriber-mode connection with every group of channels confirmed (one command per
+    group); errors become one line (``RedisUnavailable``) and leave no connection behind."""
+    proto = await open_connection(url_or_params, on_message=sink.on_message, on_unsubscribed=on_unsubscribed,
+                                  on_lost=on_lost, health_interval_s=cfg.health_check_interval_s,
+                                  health_timeout_s=cfg.health_check_timeout_s, **conn_options(cfg))
+    try:
+        for chans in groups:
+            await proto.subscribe(command, chans)
+    except hiredis.ReplyError as exc:  # NOPERM, MOVED, CLUSTERDOWN: the bridge retries, re-resolving
+        proto.abort()
+        raise RedisUnavailable(f"{command.decode()} on {proto.name} refused: {one_line(exc)}") from None
+    except BaseException:
+        proto.abort()
+        raise
+    return proto
 
 
 class PubSubTransport(Transport):
@@ -148,48 +70,50 @@ class PubSubTransport(Transport):
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._pipe: CommandPipe | None = None
+        self._pub: PubConn | None = None
+        self._chan: dict[str, bytes] = {}
 
     async def connect_publisher(self) -> None:
-        self._pipe = await open_pipe(self.config)
+        if self._pub is not None and self._pub.up:
+            return
+        pub = PubConn(self._result)
+        await pub.open(self.config.resolved_url(), self.config)
+        self._pub = pub
 
-    async def publish(self, channel: str, payload: bytes) -> None:
-        assert self._pipe is not None, "publisher not connected"
-        await self._pipe.call("PUBLISH", channel, payload)
+    def _result(self, token, reply, _extra) -> None:
+        self.on_ack(token, None if type(reply) is int else reply)
 
-    async def open_subscriber(self, channels: list[str]) -> PubSubSubscriber:
-        cfg = self.config
-        pool = ConnectionPool.from_url(cfg.resolved_url(), protocol=2, **connection_kwargs(cfg))
-        conn = pool.make_connection()
-        try:
-            await asyncio.wait_for(conn.connect(), cfg.connect_timeout_s + cfg.command_timeout_s)
-            await conn.send_command("SUBSCRIBE", *channels, check_health=False)
-            pending = set(channels)
-            deadline = time.monotonic() + cfg.command_timeout_s
-            while pending:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise asyncio.TimeoutError()
-                resp = await conn.read_response(timeout=left, disable_decoding=False)
-                if resp is None:
-                    continue
-                if isinstance(resp, list) and resp and resp[0] in (b"subscribe", "subscribe"):
-                    ch = resp[1].decode() if isinstance(resp[1], bytes) else resp[1]
-                    pending.discard(ch)
-        except BaseException as exc:
-            try:
-                await asyncio.wait_for(conn.disconnect(nowait=True), 1.0)
-            except Exception:
-                pass
-            if isinstance(exc, (RedisError, OSError, asyncio.TimeoutError)):
-                raise explain(exc, cfg.resolved_url()) from None
-            raise
-        return PubSubSubscriber(conn, cfg.health_check_interval_s, cfg.health_check_timeout_s)
+    def _down(self) -> ConnectionError:
+        pub = self._pub
+        exc = pub.proto.exception if pub is not None and pub.proto is not None else None
+        return exc or ConnectionError("publisher not connected")
+
+    def publish_nowait(self, channel: str, payload: bytes, token, force: bool = False) -> bool:
+        pub = self._pub
+        if pub is None or not pub.up:
+            raise self._down()
+        ch = self._chan.get(channel)
+        if ch is None:
+            ch = self._chan[channel] = channel.encode()
+        return pub.send(_pack((_PUBLISH, ch, payload)), token, None, force)
+
+    def can_send(self, channel: str) -> bool:
+        return self._pub is not None and self._pub.can_send()
+
+    async def writable(self) -> None:
+        if self._pub is None:
+            raise self._down()
+        await self._pub.writable()
+
+    async def open_subscriber(self, channels: list[str], sink) -> ProtoSubscriber:
+        proto = await subscribe_on(self.config.resolved_url(), self.config, b"SUBSCRIBE",
+                                   [[c.encode() for c in channels]], sink)
+        return ProtoSubscriber(proto)
 
     async def close(self) -> None:
-        if self._pipe is not None:
-            await self._pipe.close()
+        if self._pub is not None:
+            await self._pub.close()
 
     def abort(self) -> None:
-        if self._pipe is not None:
-            self._pipe.abort()
+        if self._pub is not None:
+            self._pub.abort()

@@ -36,50 +36,10 @@ _now = time.monotonic
 _ReplyError = hiredis.ReplyError
 
 
-def _pack_py(*args) -> bytes:
-    out = [b"*%d\r\n" % len(args)]
-    for a in args:
-        t = type(a)
-        if t is bytes:
-            pass
-        elif t is str:
-            a = a.encode()
-        elif t is int:
-            a = b"%d" % a
-        elif t is float:
-            a = repr(a).encode()
-        else:
-            raise TypeError(f"cannot send a {t.__name__} to Redis (bytes, str, int or float)")
-        out.append(b"$%d\r\n%b\r\n" % (len(a), a))
-    return b"".join(out)
-
-
-if hasattr(hiredis, "pack_command"):
-    _hpack = hiredis.pack_command
-
-    def pack(*args) -> bytes:
-        """One command in RESP2: ``pack(b"PUBLISH", "ch", b"payload")``. Arguments are bytes,
-        str (UTF-8), int or float (``repr``); anything else (bool too) raises ``TypeError``."""
-        return _hpack(args)
-else:  # pragma: no cover - hiredis < 2.1
-    pack = _pack_py
-
-_PING = pack(b"PING")
-_MESSAGE, _SMESSAGE, _PMESSAGE = b"message", b"smessage", b"pmessage"
-#: (un)subscribe command -> the kind of its per-channel confirmation
-CONFIRMS = {b"SUBSCRIBE": b"subscribe", b"SSUBSCRIBE": b"ssubscribe", b"PSUBSCRIBE": b"psubscribe",
-            b"UNSUBSCRIBE": b"unsubscribe", b"SUNSUBSCRIBE": b"sunsubscribe", b"PUNSUBSCRIBE": b"punsubscribe"}
-_CONFIRM_KINDS = frozenset(CONFIRMS.values())
-_UNSUB_KINDS = frozenset((b"unsubscribe", b"sunsubscribe", b"punsubscribe"))
-
-
-class _Sub:
-    """A pending (un)subscribe: done when every channel is confirmed (or its error reply came)."""
-
-    __slots__ = ("fut", "kind", "left")
-
-    def __init__(self, fut: asyncio.Future, kind: bytes, channels: list[bytes]) -> None:
-        self.fut, self.kind, self.left = fut, kind, channels
+from fanout.transports.frames import (  # noqa: E402,F401 (pack, _pack_py: the public names here)
+    _CONFIRM_KINDS, _MESSAGE, _PING, _PMESSAGE, _SMESSAGE, _UNSUB_KINDS, CONFIRMS, Many as _Many, Sub as _Sub,
+    _pack_py, pack,
+)
 
 
 def _unclaimed(token: int, reply) -> None:
@@ -164,6 +124,8 @@ class RespProtocol(asyncio.Protocol):
                 sent.popleft()
                 if type(entry) is int:
                     on_reply(entry, reply)
+                elif type(entry) is _Many:
+                    entry.add(reply)
                 elif entry is not None:              # None: the health PING's answer
                     fut = entry if type(entry) is not _Sub else entry.fut
                     if not fut.done():
@@ -204,25 +166,37 @@ class RespProtocol(asyncio.Protocol):
         self._wake()
 
     # -- sending ---------------------------------------------------------------------------
-    def send_nowait(self, data: bytes, token: int) -> bool:
+    def send_nowait(self, data: bytes, token: int, force: bool = False) -> bool:
         """Queue one packed command whose reply goes to ``on_reply(token, reply)``.
 
         False (nothing queued) when the window is full or the transport paused writing:
-        ``await writable()`` then. Raises ``ConnectionError`` once the connection is gone."""
+        ``await writable()`` then (``force``: queue it anyway, for a caller that already
+        checked :meth:`can_send` and must not hold the command back). Raises
+        ``ConnectionError`` once the connection is gone."""
         if self._transport is None:
             raise self._gone()
         pending = self._pending
-        if len(pending) >= self._window or self._write_paused:
+        if (len(pending) >= self._window or self._write_paused) and not force:
             return False
-        pending.append(token)
-        self._sent.append(_now())
-        self._buf.append(data)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        if self._deadline_h is None:
-            self._arm_deadline()
+        self._enqueue(token, data)
         return True
+
+    def can_send(self) -> bool:
+        """Whether :meth:`send_nowait` would accept a command now."""
+        return self._transport is not None and len(self._pending) < self._window and not self._write_paused
+
+    def call_many(self, commands: list[bytes]) -> asyncio.Future:
+        """Send packed commands in one write, now (with anything else queued this turn); the
+        Future gets the list of their replies (an error reply in its place as
+        ``hiredis.ReplyError``), or ``ConnectionError``."""
+        if self._transport is None:
+            raise self._gone()
+        fut = self._loop.create_future()
+        many = _Many(fut, len(commands))
+        for data in commands:
+            self._enqueue(many, data)
+        self._flush()  # already one batch: no reason to wait for the end of the turn
+        return fut
 
     def call(self, *args) -> asyncio.Future:
         """Send one command (not subject to the window: control plane); the Future gets its
@@ -373,7 +347,7 @@ class RespProtocol(asyncio.Protocol):
                 if type(entry) is int:
                     on_reply(entry, exc)
                 elif entry is not None:
-                    fut = entry if type(entry) is not _Sub else entry.fut
+                    fut = entry if type(entry) is not _Sub and type(entry) is not _Many else entry.fut
                     if not fut.done():
                         fut.set_exception(exc)
             except Exception:  # noqa: BLE001 - one bad callback must not leave the rest pending
@@ -405,6 +379,12 @@ class RespProtocol(asyncio.Protocol):
                 await asyncio.wait_for(asyncio.shield(self._lost_fut), 0.1)
             except TimeoutError:
                 pass
+
+    async def wait_closed(self) -> ConnectionError:
+        """Return (not raise) why the connection ended, once it has."""
+        if self._lost_fut is not None:
+            await asyncio.shield(self._lost_fut)
+        return self._gone()
 
     # -- socket knobs ----------------------------------------------------------------------
     @property

@@ -1,0 +1,253 @@
+"""The receiving half of a bridge: raw messages in, envelopes to handlers out.
+
+A transport calls :meth:`Delivery.on_message` from the connection's ``data_received`` with
+the channel and payload bytes. Per message, in this order and nothing more:
+
+1. **own echo**: a payload starting with this bridge's own header bytes
+   (:attr:`~fanout.events.EnvelopeWriter.own_prefix`) is counted ``self_filtered`` and dropped
+   unparsed (a batch of its own: counted per envelope, by the prefix);
+2. one ``orjson.loads`` (:func:`~fanout.events.parse_message`), a few type checks
+   (:func:`~fanout.events.envelope_from`); malformed input is counted, never raised;
+3. self-filter by ``source`` (the seed's pid-style ids, a previous incarnation's messages),
+   then the seq/epoch check per (source, channel): a duplicate is dropped, a gap counted;
+4. the handlers: sync ones called right here (no coroutine, no task); async ones, detected once
+   at :meth:`add_handler`, run in order by one long-lived task (:meth:`settle` waits for it);
+   past ``ASYNC_BACKLOG`` queued the subscription stops reading until half of it is done.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import inspect
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from fanout.errors import MalformedMessage
+from fanout.events import Envelope, envelope_from, parse_message
+from fanout.sequencing import DUPLICATE, RESTART, SequenceTracker
+
+log = logging.getLogger("fanout.bridge")
+
+#: async handler calls that may wait before the subscription stops reading
+ASYNC_BACKLOG = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class GapNotice:
+    """Told to ``on_gap`` callbacks: data from ``source`` on ``type`` may have been missed.
+
+    ``reason`` is ``"seq_gap"`` (``missing`` events counted from the sequence numbers),
+    ``"reconnect"`` (the subscriber was disconnected; pub/sub cannot know how many were lost
+    until the next event from each source arrives), or a transport's own reason
+    (``"trimmed"`` for a stream whose history was cut).
+    """
+
+    reason: str
+    source: str | None = None
+    type: str | None = None
+    missing: int = 0
+    epoch: str | None = None
+    last_seq: int | None = None
+    next_seq: int | None = None
+
+
+def is_async(fn: Callable) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+class Delivery:
+    def __init__(self, bridge, own_prefix: bytes, channel_types: dict[str, str]) -> None:
+        self._bridge = bridge
+        self._id = bridge._id_str
+        self._counts = bridge._counts
+        self._own = own_prefix
+        self._own_batch = b"[" + own_prefix
+        self._chan_name = {c.encode(): c for c in channel_types}
+        self._chan_type = channel_types
+        self._sequence = SequenceTracker()
+        self._sync: dict[str, list] = {}
+        self._async: dict[str, list] = {}
+        self._any_sync: list = []
+        self._any_async: list = []
+        self._dispatch: dict[str, tuple] = {}       # type -> (sync handlers, async handlers)
+        self._dispatch_other: tuple = ((), ())
+        self._gap_sync: list = []
+        self._gap_async: list = []
+        self._queue: collections.deque = collections.deque()   # (callables, argument, is_handler)
+        self._runner: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._idle: asyncio.Event | None = None
+        self._held = False                                      # reading stopped for the backlog
+
+    # -- registration ------------------------------------------------------------------
+    def add_handler(self, event_type: str, handler: Callable) -> None:
+        into = (self._any_async if is_async(handler) else self._any_sync) if event_type == "*" else \
+            (self._async if is_async(handler) else self._sync).setdefault(event_type, [])
+        into.append(handler)
+        types = set(self._sync) | set(self._async)
+        self._dispatch = {t: (tuple(self._sync.get(t, ())) + tuple(self._any_sync),
+                              tuple(self._async.get(t, ())) + tuple(self._any_async)) for t in types}
+        self._dispatch_other = (tuple(self._any_sync), tuple(self._any_async))
+
+    def add_gap_callback(self, callback: Callable) -> None:
+        (self._gap_async if is_async(callback) else self._gap_sync).append(callback)
+
+    # -- the hot path ------------------------------------------------------------------
+    def on_message(self, channel: bytes, payload: bytes) -> None:
+        if payload.startswith(self._own):
+            self._counts["self_filtered"] += 1
+            return
+        if payload.startswith(self._own_batch):
+            self._counts["self_filtered"] += payload.count(self._own)
+            return
+        try:
+            obj = parse_message(payload)
+        except MalformedMessage as exc:
+            self._malformed(channel, exc)
+            return
+        if type(obj) is dict:
+            self._one(channel, obj, payload)
+        else:
+            for o in obj:
+                self._one(channel, o, payload)
+
+    def _one(self, channel: bytes, obj: dict, raw: bytes) -> None:
+        counts = self._counts
+        try:
+            env = envelope_from(obj, raw)
+        except MalformedMessage as exc:
+            self._malformed(channel, exc)
+            return
+        src = env.source if type(env.source) is str else str(env.source)
+        if src == self._id:
+            counts["self_filtered"] += 1
+            return
+        if env.seq is not None and env.epoch is not None:
+            # seq is per (source, channel): one channel per type unless partitioned
+            name = self._chan_name.get(channel)
+            if name is None:
+                name = self._chan_name[channel] = channel.decode(errors="replace")
+            verdict = self._sequence.check(src, name, env.epoch, env.seq)
+            if verdict:
+                if verdict > 0:
+                    counts["gaps"] += verdict
+                    self.notify(GapNotice(reason="seq_gap", source=src, type=env.type, missing=verdict,
+                                          epoch=env.epoch, last_seq=env.seq - verdict - 1, next_seq=env.seq))
+                elif verdict == DUPLICATE:
+                    counts["duplicates"] += 1
+                    return
+                elif verdict == RESTART:
+                    counts["source_restarts"] += 1
+        counts["received"] += 1
+        sync, asyn = self._dispatch.get(env.type, self._dispatch_other)
+        for h in sync:
+            try:
+                r = h(env)
+            except Exception as exc:  # noqa: BLE001 - a raising handler is counted, the listener goes on
+                self._handler_failed(h, env, exc)
+                continue
+            if r is not None and inspect.isawaitable(r):  # a plain function that returned a coroutine
+                self._later((_awaitable,), r, True)
+        if asyn:
+            self._later(asyn, env, True)
+
+    # -- losses and notices ------------------------------------------------------------
+    def on_loss(self, loss) -> None:
+        """A loss the transport counted itself (e.g. a trimmed stream), before what follows it."""
+        if loss.reason == "trimmed":
+            # Counted exactly by the transport (all sources together): restart this channel's seq
+            # baselines so the next event from each source does not count the same hole again.
+            self._sequence.forget_channel(loss.channel)
+            if not loss.count:
+                return
+        self._counts["transport_losses"] += loss.count
+        self._counts["gaps"] += loss.count
+        self.notify(GapNotice(reason=loss.reason, type=self._chan_type.get(loss.channel), missing=loss.count))
+
+    def notify(self, notice: GapNotice) -> None:
+        for cb in self._gap_sync:
+            try:
+                r = cb(notice)
+            except Exception:  # noqa: BLE001 - counted and logged with the traceback
+                self._counts["errors"] += 1
+                log.exception("bridge %s: gap callback raised", self._id)
+                continue
+            if r is not None and inspect.isawaitable(r):
+                self._later((_awaitable,), r, False)
+        if self._gap_async:
+            self._later(tuple(self._gap_async), notice, False)
+
+    # -- async handlers: one task, in order ---------------------------------------------
+    def _later(self, fns: tuple, arg: Any, is_handler: bool) -> None:
+        self._queue.append((fns, arg, is_handler))
+        if self._runner is None:
+            self._wake, self._idle = asyncio.Event(), asyncio.Event()
+            self._runner = asyncio.get_running_loop().create_task(self._run(), name=f"fanout-handlers-{self._id}")
+        self._idle.clear()
+        self._wake.set()
+        if not self._held and len(self._queue) > ASYNC_BACKLOG:
+            self._held = True
+            self._bridge._hold_reading(True)
+
+    async def _run(self) -> None:
+        q = self._queue
+        while True:
+            if not q:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            fns, arg, is_handler = q[0]
+            for fn in fns:
+                try:
+                    await fn(arg)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - counted and logged with the reason
+                    if is_handler:
+                        self._handler_failed(fn, arg, exc)
+                    else:
+                        self._counts["errors"] += 1
+                        log.exception("bridge %s: gap callback raised", self._id)
+            q.popleft()
+            if self._held and len(q) <= ASYNC_BACKLOG // 2:
+                self._held = False
+                self._bridge._hold_reading(False)
+
+    async def settle(self) -> None:
+        """Return once every async handler call queued so far has finished."""
+        if self._queue and self._idle is not None:
+            await self._idle.wait()
+
+    async def stop(self) -> None:
+        """Cancel the async handlers' task (closing); bounded."""
+        task, self._runner = self._runner, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task}, timeout=2.0)
+        self._queue.clear()
+
+    def abort(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+        self._queue.clear()
+
+    # -- bookkeeping -------------------------------------------------------------------
+    def _malformed(self, channel: bytes, exc: MalformedMessage) -> None:
+        name = channel.decode(errors="replace")
+        self._counts["errors"] += 1
+        self._counts["malformed"] += 1
+        self._bridge.last_error = f"{name}: {exc}"
+        log.warning("bridge %s: dropped a message on %s: %s", self._id, name, exc)
+
+    def _handler_failed(self, handler: Callable, env: Envelope, exc: Exception) -> None:
+        self._counts["errors"] += 1
+        self._counts["handler_errors"] += 1
+        self._bridge.last_error = f"handler {getattr(handler, '__name__', handler)!s} raised {exc!r}"
+        log.error("bridge %s: handler raised on %s event %s: %r", self._id, getattr(env, "type", "?"),
+                  getattr(env, "id", "?"), exc, exc_info=exc)
+
+
+async def _awaitable(aw) -> None:
+    await aw

@@ -1,0 +1,273 @@
+"""The hot path's correctness on real throwaway servers (its speed lives in benchmarks/):
+pipelined publishes matched in order, every publish in flight ending as delivered or counted
+when Redis dies or hangs, batching exactly once and in order without a task per batch, the own
+echo dropped unparsed, and the issue-12 fixes (kept task references, no asserts, narrow errors)."""
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+from redis.asyncio import Redis
+
+from conftest import arun, needs_redis7, wait_for
+from fanout import BridgeConfig, PublishError, RedisEventBridge
+from fanout.lab.servers import RedisServer
+
+
+def collect(bridge: RedisEventBridge) -> list:
+    got: list = []
+    bridge.on("*", got.append)
+    return got
+
+
+def outcomes(bridge: RedisEventBridge) -> list:
+    out: list = []
+    bridge.on_published(lambda token, err: out.append((token, err)))
+    return out
+
+
+def test_pipelined_publishes_are_acknowledged_in_order_and_delivered_in_order(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub", event_types=("trade",))) as pub, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="sub", event_types=("trade",))) as sub:
+            acks, got = outcomes(pub), collect(sub)
+            ids = []
+            for k in range(3000):  # queued a window at a time: one write per turn, replies FIFO
+                while (eid := pub.publish_nowait("trade", {"k": k}, token=k)) is None:
+                    await pub.writable()
+                ids.append(eid)
+            await wait_for(lambda: len(acks) == 3000 and len(got) == 3000, timeout=10, what="3000 acks and deliveries")
+            assert [t for t, _ in acks] == list(range(3000)) and all(e is None for _, e in acks)
+            assert [e.id for e in got] == ids and [e.data["k"] for e in got] == list(range(3000))
+            assert pub.metrics()["published"] == 3000 and pub.metrics()["self_filtered"] == 3000
+            assert sub.metrics()["received"] == 3000 and sub.metrics()["gaps"] == 0
+
+    arun(go())
+
+
+def test_a_full_window_refuses_without_using_a_seq_and_writable_waits(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub", enable_subscription=False)) as pub:
+            acks = outcomes(pub)
+            sent, refused = 0, 0
+            while refused == 0:
+                if pub.publish_nowait("ticker", {"n": sent}, token=sent) is None:
+                    refused += 1
+                else:
+                    sent += 1
+            await pub.writable()
+            eid = pub.publish_nowait("ticker", {"n": sent}, token=sent)
+            assert eid.endswith(f":ticker:{sent + 1}")  # the refused one used no seq number
+            await wait_for(lambda: len(acks) == sent + 1, what="every accepted publish acknowledged")
+            assert all(e is None for _, e in acks)
+
+    arun(go())
+
+
+@pytest.mark.parametrize("how", ["kill", "pause"])
+def test_publishes_in_flight_when_redis_dies_or_hangs_each_end_once_within_the_bound(how):
+    """N publish_nowait and N awaited publishes in flight; Redis is killed (or stops answering):
+    every one ends exactly once, delivered or counted as failed, within publish_timeout_s."""
+    n = 2000
+    with RedisServer() as srv:
+        async def go():
+            cfg = dict(url=srv.url, publish_timeout_s=0.5, event_types=("ticker",))
+            pub = RedisEventBridge(BridgeConfig(instance_id="pub", enable_subscription=False, **cfg))
+            await pub.start()
+            acks = outcomes(pub)
+            accepted = 0
+            for k in range(n):
+                if pub.publish_nowait("ticker", {"k": k}, token=k) is not None:
+                    accepted += 1
+            awaited = [asyncio.ensure_future(pub.publish("ticker", {"a": k})) for k in range(200)]
+            await asyncio.sleep(0)
+            srv.kill() if how == "kill" else srv.pause()
+            try:
+                t = time.monotonic()
+                await wait_for(lambda: len(acks) == accepted, timeout=5, what="every publish_nowait to end")
+                results = await asyncio.gather(*awaited, return_exceptions=True)
+                assert time.monotonic() - t < 0.5 + 1.0  # within the bound (and some slack for the loop)
+            finally:
+                if how == "pause":
+                    srv.resume()
+            assert sorted(t for t, _ in acks) == list(range(accepted))  # each exactly once
+            ok = sum(1 for _, e in acks if e is None)
+            failed = [e for _, e in acks if e is not None]
+            assert all(isinstance(e, PublishError) for e in failed)
+            assert all(isinstance(r, (PublishError,)) or getattr(r, "id", None) for r in results)
+            bad = sum(1 for r in results if isinstance(r, PublishError))
+            m = pub.metrics()
+            assert m["published"] == ok + (len(results) - bad)
+            assert m["publish_errors"] == len(failed) + bad
+            assert failed or bad, "Redis went away mid-burst: something must have failed"
+            pub.abort()
+
+        arun(go(), 30)
+
+
+def test_batching_with_publish_nowait_exactly_once_in_order_and_no_task_per_batch(redis_url):
+    async def go():
+        cfg = dict(url=redis_url, batch_max=64, event_types=("ticker", "trade"))
+        pub = RedisEventBridge(BridgeConfig(instance_id="pub", **cfg))
+        subs = [RedisEventBridge(BridgeConfig(instance_id=f"s{i}", **cfg)) for i in range(2)]
+        got = [collect(s) for s in subs]
+        for b in (pub, *subs):
+            await b.start()
+        acks = outcomes(pub)
+        loop = asyncio.get_running_loop()
+        made = []
+        default = loop.get_task_factory()
+        loop.set_task_factory(lambda lp, coro, **kw: made.append(coro) or asyncio.Task(coro, loop=lp, **kw))
+        try:
+            for k in range(2000):
+                while pub.publish_nowait(("ticker", "trade")[k % 2], {"k": k}, token=k) is None:
+                    await pub.writable()
+            await wait_for(lambda: len(acks) == 2000, timeout=10, what="2000 acks")
+        finally:
+            loop.set_task_factory(default)
+        assert [c for c in made if "wait_for" not in getattr(c, "__qualname__", "")] == [], \
+            "no task per batch (nor per event)"
+        stats = await Redis.from_url(redis_url).info("commandstats")
+        assert stats["cmdstat_publish"]["calls"] <= 2000 / 20, "events travelled in batches"
+        await wait_for(lambda: all(len(g) == 2000 for g in got), timeout=10, what="2000 deliveries each")
+        for g, s in zip(got, subs):
+            for t in ("ticker", "trade"):
+                seqs = [e.seq for e in g if e.type == t]
+                assert seqs == list(range(1, 1001)), "exactly once, in per-source order"
+            assert s.metrics()["duplicates"] == s.metrics()["gaps"] == 0
+        assert pub.metrics()["self_filtered"] == 2000  # its own batches, counted per envelope, unparsed
+        for b in (pub, *subs):
+            await b.close()
+
+    arun(go())
+
+
+def test_awaited_publishes_with_batching_start_no_task_per_batch(redis_url):
+    """Issue 12: the batcher started a task per batch without keeping it (fire and forget)."""
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="p", batch_max=25,
+                                                 enable_subscription=False)) as pub:
+            loop = asyncio.get_running_loop()
+            count = [0]
+            default = loop.get_task_factory()
+
+            def factory(lp, coro, **kw):
+                count[0] += 1
+                return asyncio.Task(coro, loop=lp, **kw)
+
+            loop.set_task_factory(factory)
+            try:
+                await asyncio.gather(*(pub.publish("ticker", {"k": k}) for k in range(500)))
+            finally:
+                loop.set_task_factory(default)
+            assert count[0] == 500  # gather's own; none from the batcher
+            assert pub.metrics()["published"] == 500
+
+    arun(go())
+
+
+def test_the_publisher_drops_its_own_echo_without_parsing_it(redis_url, monkeypatch):
+    import fanout.delivery as delivery
+
+    parsed = []
+    real = delivery.parse_message
+    monkeypatch.setattr(delivery, "parse_message", lambda raw: parsed.append(raw) or real(raw))
+
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="me", batch_max=8)) as me, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="other", event_types=("trade",))) as other:
+            got = collect(me)  # "other" does not read tickers: every ticker parsed would be me's
+            for k in range(20):
+                await me.publish("ticker", {"k": k})       # one envelope per message
+            for k in range(40):
+                me.publish_nowait("ticker", {"k": k})      # one turn: batches of 8
+            await other.publish("trade", {"from": "other"})
+            await wait_for(lambda: len(got) == 1 and me.metrics()["self_filtered"] == 60,
+                           what="the other's event and 60 own echoes")
+            assert [p for p in parsed if b'"type":"ticker"' in p] == []  # echoes never parsed
+            assert got[0].data == {"from": "other"}
+
+    arun(go())
+
+
+def test_data_that_is_not_json_is_refused_before_a_seq_is_used(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub")) as pub, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="sub")) as sub:
+            got = collect(sub)
+            await pub.publish("ticker", {"k": 1})
+            with pytest.raises(PublishError, match="not JSON"):
+                await pub.publish("ticker", {"k": {1, 2}})   # a set: orjson cannot encode it
+            await pub.publish("ticker", {"k": 2})
+            await wait_for(lambda: len(got) == 2)
+            assert [e.seq for e in got] == [1, 2] and sub.metrics()["gaps"] == 0  # no false gap
+            assert pub.metrics()["publish_errors"] == 0  # Redis never saw it
+            with pytest.raises(PublishError, match="not JSON"):
+                pub.publish_nowait("ticker", {"k": object()})
+
+    arun(go())
+
+
+def test_unconnected_transports_say_so_instead_of_asserting():
+    """Issue 12: ``assert`` guarded runtime conditions (gone under ``python -O``)."""
+    from fanout.transports import make_transport
+
+    async def go():
+        for transport in ("pubsub", "streams", "sharded"):
+            t = make_transport(BridgeConfig(instance_id="x", transport=transport))
+            with pytest.raises(ConnectionError, match="not connected"):
+                t.publish_nowait("ws:ticker", b"{}", 1)
+        with pytest.raises(ConnectionError, match="no topology yet"):
+            make_transport(BridgeConfig(instance_id="x", transport="sharded")).channel_nodes(["ws:ticker"])
+
+    arun(go())
+
+
+@needs_redis7
+def test_a_transport_loss_reaches_gap_callbacks_before_the_events_after_the_hole():
+    """Issue 12: the trimmed-stream notice went out from a task nobody kept, after the batch."""
+    with RedisServer() as srv:
+        async def go():
+            cfg = dict(url=srv.url, transport="streams", event_types=("ticker",), reconnect_initial_s=0.02)
+            a = RedisEventBridge(BridgeConfig(instance_id="A", stream_maxlen=20, stream_maxlen_approx=False, **cfg))
+            b = RedisEventBridge(BridgeConfig(instance_id="B", **cfg))
+            seen: list = []
+            b.on("ticker", lambda env: seen.append(("event", env.seq)))
+            b.on_gap(lambda n: seen.append((n.reason, n.missing)))
+            await a.start()
+            await b.start()
+            await a.publish("ticker", {})
+            await wait_for(lambda: seen == [("event", 1)], what="the first event")
+            b.pause_reading()
+            for _ in range(100):
+                await a.publish("ticker", {})
+            b.resume_reading()
+            await wait_for(lambda: seen[-1:] == [("event", 101)], what="the last event")
+            i = next(k for k, x in enumerate(seen) if x[0] == "trimmed")  # (an XREAD in flight may
+            before, after = seen[:i], seen[i + 1:]                       # return one more first)
+            assert before == [("event", s) for s in range(1, len(before) + 1)]
+            assert after == [("event", s) for s in range(82, 102)]  # the 20 left, right after the notice
+            assert seen[i] == ("trimmed", 81 - len(before))
+            await a.close()
+            await b.close()
+
+        arun(go())
+
+
+def test_closing_leaves_no_task_behind(redis_url):
+    async def go():
+        async def slow(env):
+            await asyncio.sleep(10)
+
+        before = set(asyncio.all_tasks())
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="a")) as a, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="b")) as b:
+            b.on("ticker", slow)
+            await a.publish("ticker", {})
+            await wait_for(lambda: b.metrics()["received"] == 1)
+        await asyncio.sleep(0)
+        left = [t for t in asyncio.all_tasks() - before if not t.done()]
+        assert left == [], left
+
+    arun(go())
