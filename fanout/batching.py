@@ -7,6 +7,8 @@ only events that were already queued together travel together and nothing waits 
 The added delay is therefore bounded by ``batch_delay_ms`` and reported in the configuration.
 Receivers unpack batches transparently (``events.parse_message``); sequence numbers stay per
 (source, channel) and batches on a channel are sent in order, so per-source order holds.
+Batches are a fanout-only extension: the seed's bridge reads one object per message, so
+``compat="seed"`` refuses ``batch_max > 1``. With signing, a batch is signed as one message.
 
 No task and no Future per batch: a batch is one command on the publishing connection whose
 token is the :class:`Batch` itself; when Redis answers, the bridge settles every event in it
@@ -36,8 +38,9 @@ class Batcher:
     the publishing side is down at flush time."""
 
     def __init__(self, send: Callable[[str, bytes, Batch], Any], failed: Callable[[Batch, Exception], None],
-                 max_events: int, max_delay_s: float) -> None:
+                 max_events: int, max_delay_s: float, seal: Callable[[bytes], bytes] | None = None) -> None:
         self._send = send
+        self._seal = seal
         self._failed = failed
         self._max = max_events
         self._delay = max_delay_s
@@ -64,6 +67,8 @@ class Batcher:
             batch.handle = None
         parts = batch.parts
         payload = parts[0] if len(parts) == 1 else b"[" + b",".join(parts) + b"]"
+        if self._seal is not None:  # signing: the batch as one message (fanout.signing)
+            payload = self._seal(payload)
         try:
             self._send(channel, payload, batch)
         except ConnectionError as exc:

@@ -11,13 +11,19 @@
 
 What the bridge guarantees on top of the transport:
 
-* **Self-filtering**: an envelope whose ``source`` is this bridge's ``instance_id`` never
-  reaches a handler; it is counted as ``self_filtered`` (its own echo is recognised by its
-  first bytes, unparsed).
+* **Self-filtering**: this bridge's own envelopes never reach a handler; they are counted as
+  ``self_filtered`` (its own echo is recognised by its first bytes, unparsed). Another
+  instance using the same ``instance_id`` (a different epoch) is counted in ``id_conflicts``,
+  named in a warning and told to the gap callbacks (``GapNotice("id_conflict")``); its events
+  are delivered. Ids compare by type and value (``123`` and ``"123"`` are two instances).
 * **Loss visibility**: per (source, channel) — one channel per event type unless the sharded
-  transport partitions it — ``seq`` must go up by one. A jump counts the
-  missing events as ``gaps`` and tells the gap callbacks; a repeat counts a ``duplicate`` and
-  is not delivered again; a new ``epoch`` is a restart of that source, not a loss.
+  transport partitions it — ``seq`` must go up by one. A jump counts the missing events as
+  ``gaps`` (lost after Redis accepted them) or, when the publisher announced them as never
+  sent, ``unsent``, and tells the gap callbacks; an exact repeat counts a ``duplicate`` and is
+  not delivered again; a new ``epoch`` is a restart of that source, not a loss. Implausible
+  numbers are ``suspicious``, never millions of gaps (:mod:`fanout.sequencing`).
+* **Signing** (``signing_keys``): unsigned or wrongly signed messages are ``rejected`` before
+  they are parsed (:mod:`fanout.signing`).
 * **Reconnect**: when the subscriber connection drops, the bridge reconnects with capped
   exponential backoff (with jitter) and resubscribes by itself, counting ``reconnects``.
 * **Bounded publish, every failure counted**: the publishing connection has one deadline
@@ -44,6 +50,7 @@ from fanout.events import Envelope, EnvelopeWriter
 from fanout.metrics import COUNTER_NAMES
 from fanout.publishing import Publishing, one_line as _one_line
 from fanout.redact import redact_text, redact_url
+from fanout.signing import Signer
 from fanout.transports import make_transport
 from fanout.transports.base import Subscriber
 
@@ -73,18 +80,23 @@ class RedisEventBridge(Publishing):
         self._writer = EnvelopeWriter(config.instance_id, self.epoch)
         self._transport = make_transport(config)
         self._transport.on_ack = self._on_ack
-        self._channels = [c for t in config.event_types for c in config.channels(t)]
-        self._rx = Delivery(self, self._writer.own_prefix,
-                            {c: t for t in config.event_types for c in config.channels(t)})
+        self.signer = Signer(config.signing_keys) if config.signing_keys else None
+        subscribed = []                                  # (channel, stream, type)
+        for t in config.event_types:
+            chans = config.channels(t)
+            subscribed += [(c, t if len(chans) == 1 else f"{t}.{p}", t) for p, c in enumerate(chans)]
+        self._channels = [c for c, _, _ in subscribed]
+        self._rx = Delivery(self, self._writer.own_prefix, subscribed, self.signer)
         self._batcher = None
+        self._sign = None if self.signer is None else self.signer.sign
         if config.batch_max > 1:
-            from fanout.batching import Batch, Batcher
+            from fanout.batching import Batcher
 
-            self._batch_type = Batch
             self._batcher = Batcher(self._send_batch, self._batch_failed, config.batch_max,
-                                    config.batch_delay_ms / 1000)
-        self._routes: dict[str, Any] = {}                # type -> (channel, stream, head), or a list per partition
-        self._seq: dict[str, int] = {}
+                                    config.batch_delay_ms / 1000, seal=self._sign)
+            self._sign = None                            # a batch is signed as a whole
+        self._routes: dict[str, Any] = {}                # type -> Route, or a list of them per partition
+        self._free: list = []                            # pooled publishing.Sent
         self._on_published: Callable[[Any, PublishError | None], Any] | None = None
         self._last_exc: BaseException | None = None      # the last publish failure and its PublishError
         self._last_err: PublishError | None = None
@@ -113,6 +125,7 @@ class RedisEventBridge(Publishing):
         if self._started:
             return self
         self._started = True
+        self._rx.started_ms = time.time_ns() // 1_000_000
         try:
             if self.config.sentinels:
                 await self.config.discover_master()
@@ -197,6 +210,7 @@ class RedisEventBridge(Publishing):
 
     async def _reconnect(self, why: str) -> None:
         self._connected_sub = False
+        self._rx.lost()
         outage = [time.time_ns(), 0, redact_text(why)]
         self.outages.append(outage)
         if self._subscriber is not None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -12,11 +14,21 @@ from redis.exceptions import RedisError
 
 from fanout.channels import channel_for, partition_channels, partition_of
 from fanout.errors import ConfigError, RedisUnavailable
-from fanout.events import EVENT_TYPES
+from fanout.events import EVENT_TYPES, MAX_SOURCE_CHARS
 from fanout.redact import redact_url
+from fanout.signing import check_keys
 from fanout.transports import TRANSPORTS
 
 log = logging.getLogger(__name__)
+
+#: ``compat``: "fanout" (every feature) or "seed" (only messages the seed's bridge reads: no batches)
+COMPAT_MODES = ("fanout", "seed")
+
+
+def default_instance_id() -> str:
+    """Unique across hosts and containers (which often all run as pid 1): host, pid, a random suffix."""
+    host = socket.gethostname().split(".")[0] or "host"
+    return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @dataclass(slots=True)
@@ -25,16 +37,22 @@ class BridgeConfig:
 
     Give ``url`` (``redis://``, ``rediss://``, ``unix://``) or ``host``/``port``/``password``/
     ``username``/``db``; explicit ``password``/``username`` override the URL's.
+
+    ``instance_id``: a string or an integer (the seed used ``process.pid``); ids compare by
+    type and value, so ``123`` and ``"123"`` are two instances. The default is unique per
+    process across hosts and containers. ``signing_keys``: ``{key_id: secret}``, the first
+    signs, all are accepted (docs/wire-format.md); with keys, unsigned messages are rejected.
+    ``compat="seed"``: only send what the seed's bridge reads (refuses ``batch_max > 1``).
     """
 
     url: str | None = None
     host: str = "localhost"
     port: int = 6379
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     username: str | None = None
     db: int = 0
     key_prefix: str = "ws:"
-    instance_id: str | int = field(default_factory=os.getpid)
+    instance_id: str | int = field(default_factory=default_instance_id)
     enable_publishing: bool = True
     enable_subscription: bool = True
     event_types: tuple[str, ...] = EVENT_TYPES
@@ -56,6 +74,8 @@ class BridgeConfig:
     shard_partitions: int = 1
     batch_max: int = 1                 # >1: up to this many events per Redis message when the publisher is ahead
     batch_delay_ms: float = 0.0        # with batching: the most a batch waits for company (0: this loop turn only)
+    compat: str = "fanout"             # "seed": send only what the seed's bridge understands (no batches)
+    signing_keys: dict[str, bytes] | None = field(default=None, repr=False)  # {key_id: secret}, first signs
     # set by the bridge: the master address Sentinel gave last (resolved_url() returns it)
     discovered_url: str | None = None
 
@@ -70,8 +90,17 @@ class BridgeConfig:
                 raise ConfigError(f"event_types: {t!r} is not a valid event type name")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"transport: {self.transport!r} is not one of {', '.join(sorted(TRANSPORTS))}")
-        if self.instance_id is None or str(self.instance_id) == "":
+        iid = self.instance_id
+        if isinstance(iid, bool) or not isinstance(iid, (str, int)):
+            raise ConfigError(f"instance_id: must be a string or an integer, got {type(iid).__name__}")
+        if iid == "":
             raise ConfigError("instance_id: must not be empty")
+        if isinstance(iid, str) and len(iid) > MAX_SOURCE_CHARS:
+            raise ConfigError(f"instance_id: at most {MAX_SOURCE_CHARS} characters (receivers refuse longer sources)")
+        if self.compat not in COMPAT_MODES:
+            raise ConfigError(f"compat: {self.compat!r} is not one of {', '.join(COMPAT_MODES)}")
+        if self.signing_keys is not None:
+            self.signing_keys = check_keys(self.signing_keys)
         if not isinstance(self.key_prefix, str):
             raise ConfigError("key_prefix: must be a string")
         if not (self.enable_publishing or self.enable_subscription):
@@ -98,6 +127,8 @@ class BridgeConfig:
             raise ConfigError(f"shard_partitions: must be a whole number from 1 to 1024, got {self.shard_partitions!r}")
         if isinstance(self.batch_max, bool) or not isinstance(self.batch_max, int) or not 1 <= self.batch_max <= 10_000:
             raise ConfigError(f"batch_max: must be a whole number from 1 to 10000, got {self.batch_max!r}")
+        if self.batch_max > 1 and self.compat == "seed":
+            raise ConfigError("batch_max: compat='seed' sends one event per message (the seed's bridge reads no batches)")
         if self.batch_max > 1 and self.transport == "streams":
             raise ConfigError("batch_max: batching is for pub/sub (a stream entry must stay one event)")
         if not 0 <= self.batch_delay_ms <= 1000:

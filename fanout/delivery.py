@@ -6,11 +6,17 @@ the channel and payload bytes. Per message, in this order and nothing more:
 1. **own echo**: a payload starting with this bridge's own header bytes
    (:attr:`~fanout.events.EnvelopeWriter.own_prefix`) is counted ``self_filtered`` and dropped
    unparsed (a batch of its own: counted per envelope, by the prefix);
-2. one ``orjson.loads`` (:func:`~fanout.events.parse_message`), a few type checks
+2. with signing keys: the signature over the exact bytes (:mod:`fanout.signing`); a message
+   without a valid one is counted ``rejected`` and dropped unparsed;
+3. one ``orjson.loads`` (:func:`~fanout.events.parse_message`), a few type checks
    (:func:`~fanout.events.envelope_from`); malformed input is counted, never raised;
-3. self-filter by ``source`` (the seed's pid-style ids, a previous incarnation's messages),
-   then the seq/epoch check per (source, channel): a duplicate is dropped, a gap counted;
-4. the handlers: sync ones called right here (no coroutine, no task); async ones, detected once
+4. a message with this bridge's ``source`` (compared by type and value) is its own when the
+   epoch is its own or it was sent before this bridge started (an earlier life of this id);
+   otherwise another instance uses the same id: ``id_conflicts`` (once per epoch, a warning and
+   a ``GapNotice("id_conflict")``), and its events are delivered: they are not this bridge's;
+5. the seq/epoch check per (channel, source, epoch) (:mod:`fanout.sequencing`): a duplicate is
+   dropped, a gap counted, unsent and suspicious messages counted;
+6. the handlers: sync ones called right here (no coroutine, no task); async ones, detected once
    at :meth:`add_handler`, run in order by one long-lived task (:meth:`settle` waits for it);
    past ``ASYNC_BACKLOG`` queued the subscription stops reading until half of it is done.
 """
@@ -24,13 +30,15 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from fanout.errors import MalformedMessage
-from fanout.events import Envelope, envelope_from, parse_message
-from fanout.sequencing import DUPLICATE, RESTART, SequenceTracker
+from fanout.events import Envelope, batch_items, envelope_from, parse_message
+from fanout.sequencing import Loud, SequenceTracker
 
 log = logging.getLogger("fanout.bridge")
 
 #: async handler calls that may wait before the subscription stops reading
 ASYNC_BACKLOG = 10_000
+#: other instances (epochs) using this bridge's id that are named one by one; beyond: suspicious
+MAX_CONFLICTS = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,8 +47,9 @@ class GapNotice:
 
     ``reason`` is ``"seq_gap"`` (``missing`` events counted from the sequence numbers),
     ``"reconnect"`` (the subscriber was disconnected; pub/sub cannot know how many were lost
-    until the next event from each source arrives), or a transport's own reason
-    (``"trimmed"`` for a stream whose history was cut).
+    until the next event from each source arrives), ``"id_conflict"`` (another instance, of
+    ``epoch``, publishes with this bridge's instance id: ``source``), or a transport's own
+    reason (``"trimmed"`` for a stream whose history was cut).
     """
 
     reason: str
@@ -57,15 +66,25 @@ def is_async(fn: Callable) -> bool:
 
 
 class Delivery:
-    def __init__(self, bridge, own_prefix: bytes, channel_types: dict[str, str]) -> None:
+    def __init__(self, bridge, own_prefix: bytes, channels: list[tuple[str, str, str]], signer=None) -> None:
+        """``channels``: (channel, stream, event type) of every channel subscribed."""
         self._bridge = bridge
         self._id = bridge._id_str
+        self._own_id = bridge.instance_id
+        self._own_type = type(bridge.instance_id)
+        self._epoch = bridge.epoch
+        self.started_ms = 0                      # set by the bridge when it starts
         self._counts = bridge._counts
         self._own = own_prefix
         self._own_batch = b"[" + own_prefix
-        self._chan_name = {c.encode(): c for c in channel_types}
-        self._chan_type = channel_types
-        self._sequence = SequenceTracker()
+        self._sequence = SequenceTracker(bridge._counts, trusted=signer is not None, who=self._id)
+        self._check = self._sequence.check
+        self._chan = {c.encode(): self._sequence.channel(c, stream, t) for c, stream, t in channels}
+        self._chan_type = {c: t for c, _, t in channels}
+        self._verify = None if signer is None else signer.verify
+        self._rejected = Loud(bridge._counts, "rejected", self._id)
+        self._bad = Loud(bridge._counts, "malformed", self._id)
+        self._conflicts: dict = {}               # epoch -> True: other instances seen with this id
         self._sync: dict[str, list] = {}
         self._async: dict[str, list] = {}
         self._any_sync: list = []
@@ -101,46 +120,47 @@ class Delivery:
         if payload.startswith(self._own_batch):
             self._counts["self_filtered"] += payload.count(self._own)
             return
+        ch = self._chan.get(channel)
+        if ch is None:
+            name = channel.decode(errors="replace")
+            ch = self._chan[channel] = self._sequence.channel(name, name, self._chan_type.get(name))
+        if self._verify is not None and not self._verify(payload):
+            self._rejected("unsigned or wrongly signed on %s (starts %r)", ch.name, payload[:60])
+            return
         try:
             obj = parse_message(payload)
         except MalformedMessage as exc:
-            self._malformed(channel, exc)
+            self._malformed(ch.name, exc)
             return
         if type(obj) is dict:
-            self._one(channel, obj, payload)
+            self._one(ch, obj, payload)
         else:
-            for o in obj:
-                self._one(channel, o, payload)
+            for o in batch_items(obj):
+                self._one(ch, o, payload)
 
-    def _one(self, channel: bytes, obj: dict, raw: bytes) -> None:
+    def _one(self, ch, obj: dict, raw: bytes) -> None:
         counts = self._counts
         try:
-            env = envelope_from(obj, raw)
+            env = envelope_from(obj, raw, ch.stream)
         except MalformedMessage as exc:
-            self._malformed(channel, exc)
+            self._malformed(ch.name, exc)
             return
-        src = env.source if type(env.source) is str else str(env.source)
-        if src == self._id:
+        src = env[3]  # the tuple's fields by index on this path: source, seq, epoch, ns, type (events.Envelope)
+        if src == self._own_id and type(src) is self._own_type and self._is_own(env):
             counts["self_filtered"] += 1
             return
-        if env.seq is not None and env.epoch is not None:
-            # seq is per (source, channel): one channel per type unless partitioned
-            name = self._chan_name.get(channel)
-            if name is None:
-                name = self._chan_name[channel] = channel.decode(errors="replace")
-            verdict = self._sequence.check(src, name, env.epoch, env.seq)
-            if verdict:
-                if verdict > 0:
-                    counts["gaps"] += verdict
-                    self.notify(GapNotice(reason="seq_gap", source=src, type=env.type, missing=verdict,
-                                          epoch=env.epoch, last_seq=env.seq - verdict - 1, next_seq=env.seq))
-                elif verdict == DUPLICATE:
+        seq, epoch = env[4], env[5]
+        if seq is not None and epoch is not None:
+            ns = env[6]
+            missing = self._check(ch, src, epoch, seq, 0 if ns is None else ns, obj)
+            if missing:
+                if missing < 0:
                     counts["duplicates"] += 1
                     return
-                elif verdict == RESTART:
-                    counts["source_restarts"] += 1
+                self.notify(GapNotice(reason="seq_gap", source=src, type=env[0], missing=missing, epoch=epoch,
+                                      last_seq=self._sequence.prev_last, next_seq=seq))
         counts["received"] += 1
-        sync, asyn = self._dispatch.get(env.type, self._dispatch_other)
+        sync, asyn = self._dispatch.get(env[0], self._dispatch_other)
         for h in sync:
             try:
                 r = h(env)
@@ -152,6 +172,27 @@ class Delivery:
         if asyn:
             self._later(asyn, env, True)
 
+    def _is_own(self, env: Envelope) -> bool:
+        """A message with this bridge's source: its own (True), or another instance's."""
+        epoch = env.epoch
+        if epoch == self._epoch or env.timestamp < self.started_ms:
+            return True  # this bridge (its keys in another order), or an earlier life of this id
+        if epoch not in self._conflicts:
+            if len(self._conflicts) >= MAX_CONFLICTS:
+                self._sequence._flag("yet another epoch (%s) with this bridge's own id %r", epoch, self._own_id)
+                return False
+            self._conflicts[epoch] = True
+            self._counts["id_conflicts"] += 1
+            log.warning("bridge %s: another instance publishes with this bridge's instance id %r (its epoch %s, "
+                        "ours %s); give every instance its own id. Its events are delivered (they are not ours).",
+                        self._id, self._own_id, epoch, self._epoch)
+            self.notify(GapNotice(reason="id_conflict", source=env.source, type=env.type, epoch=epoch))
+        return False
+
+    def lost(self) -> None:
+        """The subscription was lost: the next event from each source tells how many were missed."""
+        self._sequence.resync()
+
     # -- losses and notices ------------------------------------------------------------
     def on_loss(self, loss) -> None:
         """A loss the transport counted itself (e.g. a trimmed stream), before what follows it."""
@@ -161,6 +202,8 @@ class Delivery:
             self._sequence.forget_channel(loss.channel)
             if not loss.count:
                 return
+        else:  # e.g. stream_reset: the next event from each source tells how many, any distance
+            self._sequence.resync(loss.channel)
         self._counts["transport_losses"] += loss.count
         self._counts["gaps"] += loss.count
         self.notify(GapNotice(reason=loss.reason, type=self._chan_type.get(loss.channel), missing=loss.count))
@@ -234,12 +277,10 @@ class Delivery:
         self._queue.clear()
 
     # -- bookkeeping -------------------------------------------------------------------
-    def _malformed(self, channel: bytes, exc: MalformedMessage) -> None:
-        name = channel.decode(errors="replace")
+    def _malformed(self, name: str, exc: MalformedMessage) -> None:
         self._counts["errors"] += 1
-        self._counts["malformed"] += 1
         self._bridge.last_error = f"{name}: {exc}"
-        log.warning("bridge %s: dropped a message on %s: %s", self._id, name, exc)
+        self._bad("dropped on %s: %s", name, exc)
 
     def _handler_failed(self, handler: Callable, env: Envelope, exc: Exception) -> None:
         self._counts["errors"] += 1

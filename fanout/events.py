@@ -1,28 +1,31 @@
-"""The wire vocabulary: market events and the envelope that carries them.
+"""The wire vocabulary: market events and the envelope that carries them (docs/wire-format.md).
 
-An envelope on the wire is one JSON object::
+fanout writes one JSON object per event, header first and ``data`` last (wire form v2)::
 
-    {"source": "test-instance-0", "epoch": "9f1c2a7b", "type": "ticker", "id": "9f1c2a7b:ticker:17",
-     "seq": 17, "timestamp": 1760700000123, "ts_ns": 1760700000123456789, "data": {...}}
+    {"source":"test-instance-0","epoch":"9f1c2a7b","type":"ticker","seq":17,
+     "timestamp":1760700000123,"ns":456789,"data":{...}}
 
 ``type``, ``data``, ``timestamp`` (epoch milliseconds) and ``source`` are the seed report's
 fields; a message with only those four still decodes, so a publisher written to the seed's
-format interoperates. ``seq`` is contiguous per source *and event type* (one counter per
-channel), so a bridge that subscribes to a subset of types can still see a gap; ``epoch``
-changes every time a bridge starts, so a restart is not mistaken for loss; ``id`` names the
-event uniquely; ``ts_ns`` is the send time in integer nanoseconds (``time.time_ns``).
-``ti_ns``, when present, is the time the event was *due* (the simulator's open-loop schedule).
+format interoperates. ``seq`` is contiguous per source *and channel* (one counter per event
+type, or per partition); ``epoch`` changes every time a bridge starts; ``ns`` is the send
+time's nanoseconds within ``timestamp``'s millisecond, so the exact send time is
+``timestamp * 1_000_000 + ns`` and every number on the wire stays below 2^53 (JavaScript
+reads it exactly). Optional: ``lag`` (ns between when the event was due and when it was sent;
+the simulator's open-loop schedule), ``void`` (seqs the publisher never got into Redis, see
+:mod:`fanout.sequencing`), and ``kid``/``sig`` (a signature, :mod:`fanout.signing`).
 
-Key order is free for readers (any JSON object decodes); fanout *writes* its header first,
-``source`` and ``epoch`` leading and ``data`` last (:class:`EnvelopeWriter`), so a bridge
-recognises its own echo by a prefix of the bytes (:meth:`EnvelopeWriter.own_prefix`) without
-parsing it. Receiving is one ``orjson.loads`` (:func:`parse_message`) and a few type checks
-(:func:`envelope_from`); anything unusual takes the thorough path of :func:`decode`, so
-malformed input is refused the same way either way.
+The event id is not on the wire: it is derived, the same way by publisher and receiver, as
+``{epoch}:{stream}:{seq}`` (``stream`` = the event type, or ``type.partition``).
+
+The v1 form (``id``, ``ts_ns`` and ``ti_ns`` instead of ``ns`` and ``lag``) still decodes.
+Receiving is one ``orjson.loads`` (:func:`parse_message`) and a few type checks
+(:func:`envelope_from`); anything unusual takes the thorough path (:func:`decode`'s checks),
+so malformed input is refused the same way either way.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from operator import itemgetter as _item
 from typing import Any
 
 import orjson
@@ -39,44 +42,145 @@ EVENT_TYPES: tuple[str, ...] = (TICKER, TRADE, ORDERBOOK, CANDLE)
 
 #: Largest message decode() will parse; anything bigger is counted as malformed, unparsed.
 MAX_MESSAGE_BYTES = 512 * 1024
+#: longest ``source`` (characters) and ``epoch`` a receiver accepts; longer is malformed
+MAX_SOURCE_CHARS = 256
+MAX_EPOCH_CHARS = 64
+#: most ``void`` ranges one envelope may carry
+MAX_VOID_RANGES = 16
+
+_MS = 1_000_000
+_tnew = tuple.__new__
 
 
-@dataclass(slots=True)
-class Envelope:
-    """One event as it travels. ``data`` is the market payload (a dict)."""
+class Envelope(tuple):
+    """One event as it travels. ``data`` is the market payload (a dict).
 
-    type: str
-    data: Any
-    timestamp: int
-    source: str | int
-    seq: int | None = None
-    epoch: str | None = None
-    id: str | None = None
-    ts_ns: int | None = None
-    ti_ns: int | None = None
+    ``ts_ns`` (exact send time, integer ns), ``ti_ns`` (when it was due) and ``id`` are
+    derived from the wire fields. Immutable (a tuple underneath: made in one C call on the
+    receive path)."""
+
+    __slots__ = ()
+
+    def __new__(cls, type: str, data: Any, timestamp: int, source: str | int, seq: int | None = None,
+                epoch: str | None = None, id: str | None = None, ts_ns: int | None = None,
+                ti_ns: int | None = None, stream: str | None = None, ns: int | None = None,
+                lag: int | None = None) -> "Envelope":
+        if ts_ns is not None:  # given as v1 times: keep them exact
+            ns = ts_ns - timestamp * _MS
+            if ti_ns is not None:
+                lag = ts_ns - ti_ns
+        return _tnew(cls, (type, data, timestamp, source, seq, epoch, ns, lag, stream, id))
+
+    type = property(_item(0), doc="event type")
+    data = property(_item(1), doc="the payload")
+    timestamp = property(_item(2), doc="send time, epoch milliseconds")
+    source = property(_item(3), doc="the publishing instance's id (a string or an integer)")
+    seq = property(_item(4), doc="per (source, channel) sequence number; None for a seed-format sender")
+    epoch = property(_item(5), doc="the publishing bridge's life; None for a seed-format sender")
+    ns = property(_item(6), doc="nanoseconds within timestamp's millisecond; None for a seed-format sender")
+    lag = property(_item(7), doc="ns between when the event was due and when it was sent, or None")
+    stream = property(_item(8), doc="the event type, or type.partition (the seq's counter)")
+
+    @property
+    def ts_ns(self) -> int | None:
+        """The send time in integer ns (``timestamp * 1_000_000 + ns``); None for a seed message."""
+        ns = self[6]
+        return None if ns is None else self[2] * _MS + ns
+
+    @property
+    def ti_ns(self) -> int | None:
+        """When the event was due (the simulator's schedule): ``ts_ns - lag``; None when not sent."""
+        ns, lag = self[6], self[7]
+        return None if lag is None or ns is None else self[2] * _MS + ns - lag
+
+    @property
+    def id(self) -> str | None:
+        """``{epoch}:{stream}:{seq}``, the event's id (derived; None for a seed-format message)."""
+        i = self[9]
+        if i is None and self[4] is not None and self[5] is not None:
+            return f"{self[5]}:{self[8] or self[0]}:{self[4]}"
+        return i
+
+    def _key(self) -> tuple:
+        return (*self[:9], self.id)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Envelope) and self._key() == other._key()
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    __hash__ = None  # compared by value, like the dataclass it replaces
+
+    def __repr__(self) -> str:
+        return (f"Envelope(type={self[0]!r}, source={self[3]!r}, id={self.id!r}, "
+                f"timestamp={self[2]!r}, data={self[1]!r})")
+
+    def __reduce__(self):
+        return (Envelope, (self[0], self[1], self[2], self[3], self[4], self[5], self[9], None, None, self[8],
+                           self[6], self[7]))
 
     def to_dict(self) -> dict[str, Any]:
-        """The wire object, in the order fanout writes it (header first, ``data`` last)."""
-        d: dict[str, Any] = {"source": self.source}
-        if self.epoch is not None:
-            d["epoch"] = self.epoch
-        d["type"] = self.type
-        if self.id is not None:
-            d["id"] = self.id
-        if self.seq is not None:
-            d["seq"] = self.seq
-        d["timestamp"] = self.timestamp
-        if self.ts_ns is not None:
-            d["ts_ns"] = self.ts_ns
-        if self.ti_ns is not None:
-            d["ti_ns"] = self.ti_ns
-        d["data"] = self.data
+        """The wire object (v2), in the order fanout writes it (header first, ``data`` last)."""
+        d: dict[str, Any] = {"source": self[3]}
+        if self[5] is not None:
+            d["epoch"] = self[5]
+        d["type"] = self[0]
+        if self[4] is not None:
+            d["seq"] = self[4]
+        d["timestamp"] = self[2]
+        if self[6] is not None:
+            d["ns"] = self[6]
+            if self[7] is not None:
+                d["lag"] = self[7]
+        d["data"] = self[1]
         return d
 
 
 def encode(env: Envelope) -> bytes:
-    """Serialise an envelope to the JSON bytes published on the wire."""
+    """Serialise an envelope to the JSON bytes published on the wire (v2, unsigned)."""
     return orjson.dumps(env.to_dict())
+
+
+def encode_batch(envs: list[Envelope]) -> bytes:
+    """Several envelopes as one wire message (a JSON array; a fanout-only extension)."""
+    return orjson.dumps([e.to_dict() for e in envs])
+
+
+class EnvelopeWriter:
+    """Wire bytes for one bridge's envelopes without building a dict: a constant header per
+    event type (source, epoch, type), then seq, times, the optional ``void`` and
+    ``orjson.dumps(data)``."""
+
+    __slots__ = ("_head", "own_prefix")
+
+    def __init__(self, source: str | int, epoch: str) -> None:
+        #: every message this writer makes starts with these bytes (the bridge's echo check)
+        self.own_prefix = b'{"source":' + _dumps(source) + b',"epoch":' + _dumps(epoch) + b","
+        self._head: dict[str, bytes] = {}
+
+    def head(self, event_type: str, stream: str | None = None) -> bytes:
+        """The constant part for ``event_type`` (the same for every partition of it)."""
+        h = self._head.get(event_type)
+        if h is None:
+            h = self._head[event_type] = self.own_prefix + b'"type":' + _dumps(event_type) + b',"seq":'
+        return h
+
+    @staticmethod
+    def write(head: bytes, seq: int, ts_ns: int, ti_ns: int | None, data_json: bytes, void: bytes = b"") -> bytes:
+        """One envelope: ``void`` is ``b',"void":[[a,b],...]'`` or empty."""
+        ms = ts_ns // _MS
+        if ti_ns is None:
+            return b'%b%d,"timestamp":%d,"ns":%d%b,"data":%b}' % (head, seq, ms, ts_ns - ms * _MS, void, data_json)
+        return b'%b%d,"timestamp":%d,"ns":%d,"lag":%d%b,"data":%b}' % (
+            head, seq, ms, ts_ns - ms * _MS, ts_ns - ti_ns, void, data_json)
+
+
+def void_json(ranges) -> bytes:
+    """``,"void":[[a,b],...]`` for ``[[a, b, ...], ...]`` (first two items of each), or ``b""``."""
+    if not ranges:
+        return b""
+    return b',"void":' + _dumps([[r[0], r[1]] for r in ranges])
 
 
 def _fail(why: str, raw: bytes | str) -> MalformedMessage:
@@ -84,20 +188,11 @@ def _fail(why: str, raw: bytes | str) -> MalformedMessage:
     return MalformedMessage(f"malformed message: {why} (starts {head!r}, {len(raw)} bytes)")
 
 
-def _opt_int(obj: dict, key: str, raw: bytes | str) -> int | None:
-    v = obj.get(key)
-    if v is None:
-        return None
-    if isinstance(v, bool) or not isinstance(v, int):
-        raise _fail(f"field '{key}' must be an integer, got {type(v).__name__}", raw)
-    return v
-
-
 def _parse(raw: bytes | str):
     if len(raw) > MAX_MESSAGE_BYTES:
         raise _fail(f"larger than {MAX_MESSAGE_BYTES} bytes", raw)
     try:
-        return orjson.loads(raw)
+        return _loads(raw)
     except (orjson.JSONDecodeError, TypeError) as exc:
         raise _fail(f"not JSON ({exc.__class__.__name__})", raw) from None
 
@@ -105,12 +200,7 @@ def _parse(raw: bytes | str):
 def parse_message(raw: bytes) -> dict | list:
     """One wire message -> a JSON object (one envelope) or a non-empty list of objects (a batch),
     with one ``orjson.loads``; anything else raises :class:`MalformedMessage`."""
-    if len(raw) > MAX_MESSAGE_BYTES:
-        raise _fail(f"larger than {MAX_MESSAGE_BYTES} bytes", raw)
-    try:
-        obj = _loads(raw)
-    except (orjson.JSONDecodeError, TypeError) as exc:
-        raise _fail(f"not JSON ({exc.__class__.__name__})", raw) from None
+    obj = _parse(raw)
     t = type(obj)
     if t is dict:
         return obj
@@ -119,57 +209,27 @@ def parse_message(raw: bytes) -> dict | list:
     raise _fail(f"expected a JSON object or a batch (a list of objects), got {t.__name__}", raw)
 
 
-def envelope_from(obj: dict, raw: bytes) -> Envelope:
-    """A parsed envelope object -> :class:`Envelope`. fanout's own full header is checked with
-    a few ``type() is`` tests; anything else (the seed's minimal form, a wrong field) goes
-    through :func:`decode`'s thorough checks and may raise :class:`MalformedMessage`."""
+def envelope_from(obj: dict, raw: bytes, stream: str | None = None) -> Envelope:
+    """A parsed envelope object -> :class:`Envelope`. fanout's v2 header is checked with a few
+    ``type() is`` tests; anything else (v1, the seed's minimal form, a wrong field) goes
+    through the thorough checks and may raise :class:`MalformedMessage`."""
     try:
-        typ, src, seq, epoch, eid, ts, ts_ns = (obj["type"], obj["source"], obj["seq"], obj["epoch"], obj["id"],
-                                                obj["timestamp"], obj["ts_ns"])
+        typ, src, seq, epoch, ts, ns = obj["type"], obj["source"], obj["seq"], obj["epoch"], obj["timestamp"], obj["ns"]
     except KeyError:
-        return _envelope(obj, raw)
-    ti = obj.get("ti_ns")
-    if (type(typ) is str and typ and type(src) is str and type(seq) is int and type(epoch) is str
-            and type(eid) is str and type(ts) is int and type(ts_ns) is int and (ti is None or type(ti) is int)
-            and "data" in obj):
-        return Envelope(typ, obj["data"], ts, src, seq, epoch, eid, ts_ns, ti)
-    return _envelope(obj, raw)
-
-
-class EnvelopeWriter:
-    """Wire bytes for one bridge's envelopes without building a dict: a constant header per
-    stream (source, epoch, type, the id's prefix), then seq, times and ``orjson.dumps(data)``."""
-
-    __slots__ = ("_head", "own_prefix", "_epoch")
-
-    def __init__(self, source: str | int, epoch: str) -> None:
-        #: every message this writer makes starts with these bytes (the bridge's echo check)
-        self.own_prefix = b'{"source":' + _dumps(source) + b',"epoch":' + _dumps(epoch) + b","
-        self._head: dict[str, bytes] = {}
-        self._epoch = epoch
-
-    def head(self, event_type: str, stream: str) -> bytes:
-        """The constant part for ``stream`` (an event type, or ``type.partition``)."""
-        h = self._head.get(stream)
-        if h is None:
-            h = self._head[stream] = (self.own_prefix + b'"type":' + _dumps(event_type) + b',"id":'
-                                      + _dumps(f"{self._epoch}:{stream}:")[:-1])
-        return h
-
-    @staticmethod
-    def write(head: bytes, seq: int, ts_ns: int, ti_ns: int | None, data_json: bytes) -> bytes:
-        if ti_ns is None:
-            return b'%b%d","seq":%d,"timestamp":%d,"ts_ns":%d,"data":%b}' % (
-                head, seq, seq, ts_ns // 1_000_000, ts_ns, data_json)
-        return b'%b%d","seq":%d,"timestamp":%d,"ts_ns":%d,"ti_ns":%d,"data":%b}' % (
-            head, seq, seq, ts_ns // 1_000_000, ts_ns, ti_ns, data_json)
+        return _envelope(obj, raw, stream)
+    lag = obj.get("lag")
+    if (type(typ) is str and typ and type(src) is str and len(src) <= MAX_SOURCE_CHARS and type(seq) is int
+            and seq > 0 and type(epoch) is str and len(epoch) <= MAX_EPOCH_CHARS and type(ts) is int
+            and type(ns) is int and 0 <= ns < _MS and (lag is None or type(lag) is int) and "data" in obj):
+        return _tnew(Envelope, (typ, obj["data"], ts, src, seq, epoch, ns, lag, stream, None))
+    return _envelope(obj, raw, stream)
 
 
 def decode(raw: bytes | str) -> Envelope:
     """Parse wire bytes into an :class:`Envelope`, or raise :class:`MalformedMessage`.
 
-    Accepts the seed's minimal form ``{type, data, timestamp, source}`` where ``source``
-    is a string or a number (the seed used ``process.pid``).
+    Accepts v2, v1 and the seed's minimal form ``{type, data, timestamp, source}`` where
+    ``source`` is a string or a number (the seed used ``process.pid``).
     """
     obj = _parse(raw)
     if not isinstance(obj, dict):
@@ -179,13 +239,14 @@ def decode(raw: bytes | str) -> Envelope:
 
 def decode_many(raw: bytes | str) -> list[Envelope | MalformedMessage]:
     """A message is one envelope (a JSON object) or a batch of them (a JSON array of objects,
-    what a bridge with ``batch_max > 1`` sends). A bad element is returned as its
-    :class:`MalformedMessage` in place; a message that is no envelope at all raises."""
+    what a bridge with ``batch_max > 1`` sends; a signed batch ends with its signature
+    object, which is left out). A bad element is returned as its :class:`MalformedMessage`
+    in place; a message that is no envelope at all raises."""
     obj = parse_message(raw)
     if type(obj) is dict:
         return [envelope_from(obj, raw)]
     out: list[Envelope | MalformedMessage] = []
-    for o in obj:
+    for o in batch_items(obj):
         try:
             out.append(envelope_from(o, raw))
         except MalformedMessage as exc:
@@ -193,18 +254,41 @@ def decode_many(raw: bytes | str) -> list[Envelope | MalformedMessage]:
     return out
 
 
-def encode_batch(envs: list[Envelope]) -> bytes:
-    """Several envelopes as one wire message (a JSON array)."""
-    return orjson.dumps([e.to_dict() for e in envs])
+def batch_items(objs: list) -> list:
+    """A batch's envelopes: without the trailing signature object of a signed batch."""
+    last = objs[-1]
+    if "sig" in last and "type" not in last:
+        return objs[:-1]
+    return objs
 
 
-def _envelope(obj: dict, raw: bytes | str) -> Envelope:
+def _int(obj: dict, key: str, raw, lo: int | None = None, hi: int | None = None) -> int | None:
+    v = obj.get(key)
+    if v is None:
+        return None
+    if type(v) is not int:
+        raise _fail(f"field '{key}' must be an integer, got {type(v).__name__}", raw)
+    if (lo is not None and v < lo) or (hi is not None and v > hi):
+        raise _fail(f"field '{key}' is out of range ({v})", raw)
+    return v
+
+
+def _str(obj: dict, key: str, raw, limit: int) -> str | None:
+    v = obj.get(key)
+    if v is not None and (not isinstance(v, str) or len(v) > limit):
+        raise _fail(f"'{key}' must be a string of at most {limit} characters", raw)
+    return v
+
+
+def _envelope(obj: dict, raw: bytes | str, stream: str | None = None) -> Envelope:
     typ = obj.get("type")
     if not isinstance(typ, str) or not typ:
         raise _fail("missing or non-string 'type'", raw)
     source = obj.get("source")
     if source is None or isinstance(source, bool) or not isinstance(source, (str, int)):
         raise _fail("missing 'source' (a string or an integer)", raw)
+    if isinstance(source, str) and len(source) > MAX_SOURCE_CHARS:
+        raise _fail(f"'source' is longer than {MAX_SOURCE_CHARS} characters", raw)
     if "data" not in obj:
         raise _fail("missing 'data'", raw)
     ts = obj.get("timestamp")
@@ -212,20 +296,16 @@ def _envelope(obj: dict, raw: bytes | str) -> Envelope:
         ts = 0
     elif isinstance(ts, bool) or not isinstance(ts, (int, float)):
         raise _fail("'timestamp' must be epoch milliseconds (a number)", raw)
-    epoch = obj.get("epoch")
-    if epoch is not None and not isinstance(epoch, str):
-        raise _fail("'epoch' must be a string", raw)
-    eid = obj.get("id")
-    if eid is not None and not isinstance(eid, str):
-        raise _fail("'id' must be a string", raw)
-    return Envelope(
-        type=typ,
-        data=obj["data"],
-        timestamp=int(ts),
-        source=source,
-        seq=_opt_int(obj, "seq", raw),
-        epoch=epoch,
-        id=eid,
-        ts_ns=_opt_int(obj, "ts_ns", raw),
-        ti_ns=_opt_int(obj, "ti_ns", raw),
-    )
+    epoch = _str(obj, "epoch", raw, MAX_EPOCH_CHARS)
+    _str(obj, "id", raw, 4 * MAX_EPOCH_CHARS)      # v1: carried, but the id is always derived
+    seq = _int(obj, "seq", raw, lo=1)
+    ts = int(ts)
+    ns, lag = _int(obj, "ns", raw, 0, _MS - 1), _int(obj, "lag", raw)
+    ts_ns, ti_ns = _int(obj, "ts_ns", raw), _int(obj, "ti_ns", raw)  # v1
+    if ns is None and ts_ns is not None:
+        ns = ts_ns % _MS
+        lag = None if ti_ns is None else ts_ns - ti_ns
+        ts = ts_ns // _MS
+    elif ns is None:
+        lag = None
+    return Envelope(typ, obj["data"], ts, source, seq, epoch, None, None, None, stream, ns, lag)

@@ -11,7 +11,8 @@ COUNTERS: dict[str, str] = {
     "received": "events from other instances handed to the application (each once)",
     "self_filtered": "messages this bridge published itself, dropped on arrival (never handed over)",
     "errors": "everything that went wrong: failed publishes, malformed messages, raising handlers",
-    "gaps": "events missing by the sequence numbers: a source's seq jumped, or the transport counted a loss",
+    "gaps": "events lost after Redis accepted them (transit loss): a source's seq jumped, or the transport counted a loss",
+    "unsent": "events missing here that their publisher announced it never got into Redis (its failed publishes)",
     "duplicates": "messages whose seq this bridge had already handed over (dropped, not delivered twice)",
     "reconnects": "times the subscription was lost and restored",
     "malformed": "messages on the channels that are no fanout or seed envelope (dropped, counted)",
@@ -19,5 +20,9 @@ COUNTERS: dict[str, str] = {
     "publish_errors": "publishes that failed within the bound (the caller was told)",
     "source_restarts": "a source came back with a new epoch (a restart, not a loss)",
     "transport_losses": "events the transport itself counted as lost (e.g. trimmed from a stream)",
+    "suspicious": "implausible messages (a seq far ahead, an epoch that came back, this bridge's id from too many "
+                  "instances): counted, never moving gaps or suppressing an event",
+    "rejected": "messages dropped because they were unsigned or wrongly signed (signing on)",
+    "id_conflicts": "other instances (epochs) seen publishing with this bridge's own instance id",
 }
 COUNTER_NAMES: tuple[str, ...] = tuple(COUNTERS)

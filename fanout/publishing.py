@@ -1,14 +1,21 @@
 """The publishing half of a bridge (:class:`Publishing`, mixed into
 :class:`~fanout.bridge.RedisEventBridge`; its state is set up there).
 
-Per ``publish_nowait``: the envelope's bytes from a constant per-stream header
-(:class:`~fanout.events.EnvelopeWriter`) and one ``orjson.dumps`` of the data, the next seq,
-and one command queued on the transport's publishing connection with the caller's token; no
-task, Future, timer or dict. The answer comes back through ``transport.on_ack`` ->
-:meth:`Publishing._on_ack`: counted, then handed to the ``on_published`` callback (or the
-Future of an awaiting ``publish()``, or every event of a batch). The connection's one deadline
-(``publish_timeout_s``) fails everything in flight when Redis stops answering; a publishing
-side that is down is reopened by one background task, at most every ``reconnect_initial_s``.
+Per ``publish_nowait``: the envelope's bytes from a constant per-type header
+(:class:`~fanout.events.EnvelopeWriter`) and one ``orjson.dumps`` of the data, the next seq of
+its stream (:class:`Route`), the signature when signing, and one command queued on the
+transport's publishing connection with a pooled :class:`Sent` (the caller's token, the
+stream, the seq) as its token; no task, Future, timer or dict. The answer comes back through
+``transport.on_ack`` -> :meth:`Publishing._on_ack`: counted, then handed to the
+``on_published`` callback (or the Future of an awaiting ``publish()``, or every event of a
+batch). The connection's one deadline (``publish_timeout_s``) fails everything in flight when
+Redis stops answering; a publishing side that is down is reopened by one background task, at
+most every ``reconnect_initial_s``.
+
+Every seq that failed (raised at once, or failed in flight) is *void*: the next envelopes on
+that stream carry ``"void":[[first,last],...]`` until one of them was acknowledged and
+``VOID_HOLD_S`` more seconds passed (receivers that were reconnecting meanwhile still hear
+it), so receivers count those events as ``unsent``, not as transit ``gaps``.
 """
 from __future__ import annotations
 
@@ -22,12 +29,15 @@ import orjson
 
 from fanout.channels import partition_of
 from fanout.errors import NotPublisher, PublishError, RedisUnavailable
-from fanout.events import Envelope, EnvelopeWriter
+from fanout.events import MAX_VOID_RANGES, Envelope, EnvelopeWriter, void_json
 from fanout.redact import redact_text
 
 log = logging.getLogger("fanout.bridge")
 
 _dumps, _write, _time_ns = orjson.dumps, EnvelopeWriter.write, time.time_ns
+
+#: how long void seqs are still announced after an envelope carrying them was acknowledged
+VOID_HOLD_S = 10.0
 
 
 def one_line(exc: BaseException) -> str:
@@ -36,6 +46,66 @@ def one_line(exc: BaseException) -> str:
 
 
 _one_line = one_line
+
+
+class Route:
+    """One stream (an event type, or one partition of it): its channel, header, seq and void ranges
+    (``[first, last, first carrier seq or -1, acknowledged at (monotonic s) or 0]``)."""
+
+    __slots__ = ("channel", "stream", "head", "seq", "void", "void_json")
+
+    def __init__(self, channel: str, stream: str, head: bytes) -> None:
+        self.channel, self.stream, self.head = channel, stream, head
+        self.seq = 0
+        self.void: list[list] = []
+        self.void_json = b""
+
+    def carry(self, seq: int) -> bytes:
+        """The ``void`` field for envelope ``seq`` (which now carries every range)."""
+        for r in self.void:
+            if r[2] < 0:
+                r[2] = seq
+        return self.void_json
+
+    def add_void(self, seq: int) -> None:
+        """``seq`` never reached Redis (or is not known to have)."""
+        v = self.void
+        for r in v:
+            if r[0] <= seq <= r[1]:
+                return
+            if r[1] == seq - 1 or r[0] == seq + 1:  # grown: announce it again until acknowledged
+                r[0], r[1], r[2], r[3] = min(r[0], seq), max(r[1], seq), -1, 0.0
+                break
+        else:
+            v.append([seq, seq, -1, 0.0])
+            v.sort()
+            if len(v) > MAX_VOID_RANGES:  # the oldest: receivers will count them as gaps
+                del v[0]
+        self.void_json = void_json(v)
+
+    def acked(self, seq: int) -> None:
+        """Envelope ``seq`` reached Redis: the ranges it carried are announced; drop old ones."""
+        now = time.monotonic()
+        keep = []
+        for r in self.void:
+            if r[2] >= 0 and seq >= r[2] and not r[3]:
+                r[3] = now
+            if not r[3] or now - r[3] < VOID_HOLD_S:
+                keep.append(r)
+        if len(keep) != len(self.void):
+            self.void = keep
+            self.void_json = void_json(keep)
+
+
+class Sent:
+    """A message on its way (pooled: no allocation per event): the caller's token, stream, seq."""
+
+    __slots__ = ("token", "route", "seq")
+
+    def __init__(self) -> None:
+        self.token: Any = None
+        self.route: Route | None = None
+        self.seq = 0
 
 
 class _Awaited:
@@ -60,57 +130,72 @@ class Publishing:
         if self._closed or not self._started:
             raise PublishError(f"instance {self._id_str}: publish on a bridge that is not started (use 'async with')")
 
-    def _route(self, event_type: str, data: Any):
+    def _route(self, event_type: str, data: Any) -> Route:
         r = self._routes.get(event_type)
         if r is None:
-            head = self._writer.head
+            head = self._writer.head(event_type)
             if self.config.shard_partitions > 1:  # seq per channel (partition): each one's numbers contiguous
-                r = [(ch, f"{event_type}.{p}", head(event_type, f"{event_type}.{p}"))
-                     for p, ch in enumerate(self.config.channels(event_type))]
+                r = [Route(ch, f"{event_type}.{p}", head) for p, ch in enumerate(self.config.channels(event_type))]
             else:
-                r = (self.config.channel(event_type), event_type, head(event_type, event_type))
+                r = Route(self.config.channel(event_type), event_type, head)
             self._routes[event_type] = r
         if type(r) is list:
             return r[partition_of(data.get("symbol") if type(data) is dict else None, len(r))]
         return r
 
     def _encode(self, event_type: str, data: Any, intended_ns: int | None):
-        channel, stream, head = self._route(event_type, data)
+        r = self._route(event_type, data)
         try:
             body = _dumps(data)
         except TypeError as exc:  # orjson.JSONEncodeError: nothing sent, no seq used
             self._counts["errors"] += 1
             raise PublishError(f"instance {self._id_str}: the {event_type} event's data is not JSON: {exc}") from None
-        seq = self._seq.get(stream, 0) + 1
-        self._seq[stream] = seq
+        seq = r.seq = r.seq + 1
         ts_ns = _time_ns()
-        return channel, stream, seq, ts_ns, _write(head, seq, ts_ns, intended_ns, body)
+        payload = _write(r.head, seq, ts_ns, intended_ns, body, r.carry(seq) if r.void else b"")
+        if self._sign is not None:
+            payload = self._sign(payload)
+        return r, seq, ts_ns, payload
+
+    def _sent(self, token: Any, r: Route, seq: int) -> Sent:
+        free = self._free
+        s = free.pop() if free else Sent()
+        s.token, s.route, s.seq = token, r, seq
+        return s
 
     def publish_nowait(self, event_type: str, data: Any, *, token: Any = None,
                        intended_ns: int | None = None) -> str | None:
         """Queue one event and return its envelope id at once; the outcome goes to the
         :meth:`on_published` callback. None: the in-flight window is full, nothing was sent
         (``await writable()``, then call again). Raises :class:`~fanout.errors.PublishError`
-        (counted; its seq is used, so receivers see the gap) while the publishing side is down."""
+        (counted; its seq is void: announced to receivers as unsent) while the publishing side is down."""
         if not self._connected_pub or self._closed:
             self._check_publisher()
-        channel, stream, seq, ts_ns, payload = self._encode(event_type, data, intended_ns)
+        r, seq, _, payload = self._encode(event_type, data, intended_ns)
+        s = self._sent(token, r, seq)
         t = self._transport
         try:
             if self._batcher is None:
-                if not t.publish_nowait(channel, payload, token):
-                    self._seq[stream] = seq - 1
+                if not t.publish_nowait(r.channel, payload, s):
+                    r.seq = seq - 1
+                    s.token = None
+                    self._free.append(s)
                     return None
-            elif t.can_send(channel):
-                self._batcher.add(channel, payload, token)
+            elif t.can_send(r.channel):
+                self._batcher.add(r.channel, payload, s)
             else:
-                self._seq[stream] = seq - 1
+                r.seq = seq - 1
+                s.token = None
+                self._free.append(s)
                 return None
         except ConnectionError as exc:
-            err = PublishError(str(self._failed(channel, exc)))
-            err.envelope_id = f"{self.epoch}:{stream}:{seq}"  # its seq is used: receivers see the gap
+            s.token = None
+            self._free.append(s)
+            r.add_void(seq)
+            err = PublishError(str(self._failed(r.channel, exc)))
+            err.envelope_id = f"{self.epoch}:{r.stream}:{seq}"
             raise err from None
-        return f"{self.epoch}:{stream}:{seq}"
+        return f"{self.epoch}:{r.stream}:{seq}"
 
     async def writable(self) -> None:
         """Return when :meth:`publish_nowait` has room again (bounded by ``publish_timeout_s``;
@@ -132,36 +217,45 @@ class Publishing:
         """Publish one event; return the envelope once Redis acknowledged it. Fails within
         ``publish_timeout_s`` (plus ``batch_delay_ms`` when batching) with PublishError.
 
-        ``intended_ns`` is the time the event was due (open-loop load); it travels as ``ti_ns``."""
+        ``intended_ns`` is the time the event was due (open-loop load); it travels as ``lag``."""
         self._check_publisher()
-        channel, stream, seq, ts_ns, payload = self._encode(event_type, data, intended_ns)
-        env = Envelope(type=event_type, data=data, timestamp=ts_ns // 1_000_000, source=self.instance_id,
-                       seq=seq, epoch=self.epoch, id=f"{self.epoch}:{stream}:{seq}", ts_ns=ts_ns, ti_ns=intended_ns)
+        r, seq, ts_ns, payload = self._encode(event_type, data, intended_ns)
+        env = Envelope(event_type, data, ts_ns // 1_000_000, self.instance_id, seq, self.epoch, None, ts_ns,
+                       intended_ns, r.stream)
         loop = asyncio.get_running_loop()
         aw = _Awaited(loop.create_future())
-        t, limit = self._transport, self.config.publish_timeout_s
+        s = self._sent(aw, r, seq)
+        t, limit, channel = self._transport, self.config.publish_timeout_s, r.channel
         deadline = loop.time() + limit
+        sent = False
         try:
             while True:
                 try:
                     if self._batcher is None:
-                        if t.publish_nowait(channel, payload, aw):
+                        if t.publish_nowait(channel, payload, s):
                             break
                     elif t.can_send(channel):
-                        self._batcher.add(channel, payload, aw)
+                        self._batcher.add(channel, payload, s)
                         break
                     async with asyncio.timeout_at(deadline):  # only when held back: full window
                         await t.writable()
                 except ConnectionError:
                     async with asyncio.timeout_at(deadline):  # down: reopen it, bounded
                         await self._reopen()
+            sent = True
             await aw.fut  # bounded by the connection's deadline (publish_timeout_s)
-        except TimeoutError:
-            raise self._publish_failed(env, channel, f"no answer within {limit:g}s") from None
-        except (ConnectionError, OSError, RedisUnavailable) as exc:
-            raise self._publish_failed(env, channel, self._why(exc)) from None
-        except hiredis.ReplyError as exc:  # an error reply (NOPERM, MOVED twice, CLUSTERDOWN ...)
-            raise self._publish_failed(env, channel, _one_line(exc)) from None
+        except BaseException as exc:
+            if not sent:  # never handed over: its seq is void (once sent, _settle did it)
+                s.token = None
+                self._free.append(s)
+                r.add_void(seq)
+            if isinstance(exc, TimeoutError):
+                raise self._publish_failed(env, channel, f"no answer within {limit:g}s") from None
+            if isinstance(exc, (ConnectionError, OSError, RedisUnavailable)):
+                raise self._publish_failed(env, channel, self._why(exc)) from None
+            if isinstance(exc, hiredis.ReplyError):  # an error reply (NOPERM, MOVED twice, CLUSTERDOWN ...)
+                raise self._publish_failed(env, channel, _one_line(exc)) from None
+            raise
         return env
 
     def _why(self, exc: BaseException) -> str:
@@ -182,7 +276,7 @@ class Publishing:
         log.log(logging.WARNING if first else logging.DEBUG, "bridge %s: %s", self._id_str, msg)
         if not self._closed:
             self._kick_publisher()
-        # The sequence number was used: receivers will see a gap, which is the truth.
+        # The sequence number is void: the next envelopes on its stream announce it to receivers.
         err = PublishError(msg)
         err.envelope = env
         return err
@@ -200,24 +294,29 @@ class Publishing:
 
     def _on_ack(self, token: Any, error: Exception | None) -> None:
         """The transport's answer for one accepted message (an event or a batch of them)."""
-        if type(token) is _Awaited:
+        if type(token) is Sent:
             self._settle(token, error)
-        elif self._batcher is not None and type(token) is self._batch_type:
-            for tok in token.tokens:
-                self._settle(tok, error)
-        else:
-            self._settle(token, error)
+        else:  # a batch: every event in it
+            for s in token.tokens:
+                self._settle(s, error)
 
-    def _settle(self, token: Any, error: Exception | None) -> None:
+    def _settle(self, s: Sent, error: Exception | None) -> None:
+        token, r, seq = s.token, s.route, s.seq
+        s.token = s.route = None
+        self._free.append(s)
         if error is None:
             self._counts["published"] += 1
             self._connected_pub = True
+            if r.void:
+                r.acked(seq)
             if type(token) is _Awaited:
                 if not token.fut.done():
                     token.fut.set_result(None)
             elif self._on_published is not None:
                 self._on_published(token, None)
-        elif type(token) is _Awaited:  # the awaiting publish() counts and explains it
+            return
+        r.add_void(seq)
+        if type(token) is _Awaited:  # the awaiting publish() counts and explains it
             if not token.fut.done():
                 token.fut.set_exception(error)
         else:

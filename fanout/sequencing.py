@@ -1,55 +1,217 @@
-"""Loss and duplicate detection from the envelope's ``seq`` and ``epoch``, per (source, channel).
+"""Loss and duplicate detection from ``seq`` and ``epoch``, per (channel, source, epoch), with
+signals a forger cannot inflate (docs/wire-format.md, "Sequence numbers").
 
-State per ``(source, channel)``: ``[epoch, last_seq]``.
+Sources compare by type and value (JavaScript ``===``): ``123`` and ``"123"`` are two sources.
+State per (channel, source): the current epoch's ``[epoch, last, pending, ring, older]`` and up
+to ``MAX_EPOCHS - 1`` older epochs (``older``), each tracked on its own. ``ring`` holds the
+``ns`` fingerprint of the last ``WINDOW`` seqs, ``pending`` is None or
+``[origin, candidate, resync]``. For a message ``seq`` of a known epoch:
 
-* the first message from a pair is remembered, not a gap (we may have joined late);
-* a new epoch is a restart of that source: counted, not a loss;
-* ``seq == last + 1`` is in order; ``seq > last + 1`` is a gap of ``seq - last - 1``;
-* ``seq <= last`` is a duplicate (the bridge does not hand it over again).
+* ``seq == last + 1``: in order (the fast path; it also confirms a pending jump);
+* ``seq > last + 1``: a jump. The seqs the publisher announced as never sent (``void``) that
+  lie in the hole count as ``unsent``, the rest as ``gaps`` (a ``seq_gap`` notice). Bounded:
+  a jump whose unexplained part is over ``MAX_GAP`` (or unsent part over ``MAX_UNSENT``), or
+  that comes while an earlier jump is still unconfirmed, is ``suspicious`` and moves nothing;
+  when the next message continues right after it, the tracker follows (no gap counted). Only
+  the first message per (channel, source) after the receiver's own reconnect (``resync``) or
+  from a signed fleet (``trusted``) may jump any distance;
+* ``seq <= last``: a duplicate (dropped) only when it is the same event (its ``ns`` equals the
+  one recorded for that seq within the window); anything else is delivered and counted
+  ``suspicious`` (a forged or replayed seq never suppresses a real event), and a seq between
+  a pending jump's origin and its target refutes the jump: the tracker follows the real stream
+  again. With a signed fleet (``trusted``) every ``seq <= last`` is a duplicate.
 
-:meth:`SequenceTracker.check` answers with one int, so the receive path allocates nothing:
-a positive number is the size of a gap (the event is still delivered), the constants below
-are the other outcomes.
+A new epoch is a restart (``source_restarts``) when it starts plausibly low, else suspicious;
+an older epoch that comes back is ``suspicious`` (it becomes current again, its own numbering
+still checked). :meth:`SequenceTracker.check` answers with one int: 0 deliver, > 0 deliver and
+tell of that many missing, :data:`DUPLICATE` drop. It counts into the bridge's counters.
 """
 from __future__ import annotations
 
+import logging
+from array import array
+
+from fanout.events import MAX_VOID_RANGES
+
+log = logging.getLogger("fanout.bridge")
+
 IN_ORDER = 0
-FIRST = -1       # first message seen from this (source, channel)
-RESTART = -2     # a new epoch: the source restarted
 DUPLICATE = -3   # already handed over: drop it
+
+#: the most ``gaps`` one message may add (beyond it: ``suspicious``), except after a reconnect
+MAX_GAP = 1_000
+#: the most ``unsent`` one message's ``void`` may add
+MAX_UNSENT = 1_000_000
+#: how many recent seqs per (channel, source, epoch) are remembered for exact duplicate checks
+WINDOW = 64
+_MASK = WINDOW - 1
+#: epochs tracked per (channel, source), and sources per channel
+MAX_EPOCHS = 4
+MAX_SOURCES = 4_096
+
+_RING = array("i", [0]) * WINDOW
+
+
+class Channel:
+    """One channel's sources (``sources``: source -> state), its name and stream (the event
+    type, or ``type.partition``), and its event type."""
+
+    __slots__ = ("name", "stream", "type", "sources")
+
+    def __init__(self, name: str, stream: str, event_type: str | None) -> None:
+        self.name, self.stream, self.type = name, stream, event_type
+        self.sources: dict = {}
+
+
+def _new(epoch: str, seq: int, ns: int, older) -> list:
+    ring = array("i", _RING)
+    ring[seq & _MASK] = ns
+    return [epoch, seq, None, ring, older]
+
+
+def void_count(void, last: int, seq: int) -> int:
+    """How many seqs strictly between ``last`` and ``seq`` the ``void`` ranges name (-1: malformed)."""
+    if type(void) is not list or len(void) > MAX_VOID_RANGES:
+        return -1
+    n = 0
+    for r in void:
+        if type(r) is not list or len(r) != 2 or type(r[0]) is not int or type(r[1]) is not int:
+            return -1
+        lo, hi = max(r[0], last + 1), min(r[1], seq - 1)
+        if hi >= lo:
+            n += hi - lo + 1
+    return min(n, seq - last - 1)
+
+
+class Loud:
+    """Counts a kind of message and says so at the 1st, 10th, 100th ... (a flood is one line per decade)."""
+
+    __slots__ = ("_counts", "_name", "_next", "_who")
+
+    def __init__(self, counts: dict, name: str, who: str) -> None:
+        self._counts, self._name, self._who, self._next = counts, name, who, 1
+
+    def __call__(self, why: str, *args) -> None:
+        n = self._counts[self._name] = self._counts[self._name] + 1
+        if n >= self._next:
+            self._next *= 10
+            log.warning("bridge %s: %s message #%d: " + why, self._who, self._name, n, *args)
 
 
 class SequenceTracker:
-    __slots__ = ("_state",)
+    __slots__ = ("_counts", "trusted", "prev_last", "channels", "_flag")
 
-    def __init__(self) -> None:
-        self._state: dict[str, dict[str, list]] = {}   # channel -> source -> [epoch, last_seq]
+    def __init__(self, counts: dict, trusted: bool = False, who: str = "?") -> None:
+        self._counts = counts
+        self.trusted = trusted          # a signed fleet: seqs cannot be forged
+        self.prev_last = 0              # the seq before the last gap check() reported
+        self.channels: dict[str, Channel] = {}
+        self._flag = Loud(counts, "suspicious", who)
 
-    def check(self, source: str, channel: str, epoch: str, seq: int) -> int:
-        """Record ``seq`` from ``source`` on ``channel``; return IN_ORDER, FIRST, RESTART,
-        DUPLICATE or the number of events missing before it (> 0)."""
-        per = self._state.get(channel)
-        if per is None:
-            per = self._state[channel] = {}
-        state = per.get(source)
-        if state is None:
-            per[source] = [epoch, seq]
-            return FIRST
-        if state[0] != epoch:
-            state[0] = epoch
-            state[1] = seq
-            return RESTART
-        last = state[1]
+    def channel(self, name: str, stream: str | None = None, event_type: str | None = None) -> Channel:
+        ch = self.channels.get(name)
+        if ch is None:
+            ch = self.channels[name] = Channel(name, stream or name, event_type)
+        return ch
+
+    def check(self, ch: Channel, source, epoch: str, seq: int, ns: int, obj: dict) -> int:
+        """Record ``seq`` (with its ``ns`` fingerprint) from ``source``; return IN_ORDER, DUPLICATE
+        or the number of events missing before it (> 0)."""
+        st = ch.sources.get(source)
+        if st is None or st[0] != epoch:
+            st = self._epoch(ch, source, st, epoch, seq, ns)
+            if st is None:
+                return IN_ORDER
+        if seq == st[1] + 1:
+            st[1] = seq
+            st[2] = None
+            st[3][seq & _MASK] = ns
+            return IN_ORDER
+        return self._unusual(st, seq, ns, obj)
+
+    def _epoch(self, ch: Channel, source, st, epoch: str, seq: int, ns: int):
+        """A first message, a new epoch or an older one coming back; None when handled."""
+        c = self._counts
+        if st is None:
+            if len(ch.sources) >= MAX_SOURCES:  # a flood of made-up sources: delivered, not tracked
+                self._flag("more than %d sources on %s; %r is not tracked", MAX_SOURCES, ch.name, source)
+                return None
+            ch.sources[source] = _new(epoch, seq, ns, None)
+            return None
+        older = st[4]
+        if older:
+            for i, o in enumerate(older):
+                if o[0] == epoch:
+                    self._flag("epoch %s of %r on %s came back after a newer one", epoch, source, ch.name)
+                    older[i] = st
+                    st[4], o[4] = None, older
+                    ch.sources[source] = o
+                    return o
+        if seq <= MAX_GAP + 1 or self.trusted:
+            c["source_restarts"] += 1
+        else:
+            self._flag("%r on %s: a new epoch %s starting at seq %d", source, ch.name, epoch, seq)
+        st[4] = None
+        ch.sources[source] = _new(epoch, seq, ns, [st, *(older or ())][:MAX_EPOCHS - 1])
+        return None
+
+    def _unusual(self, st: list, seq: int, ns: int, obj: dict) -> int:
+        c = self._counts
+        last, pend = st[1], st[2]
         if seq <= last:
-            return DUPLICATE
-        state[1] = seq
-        return seq - last - 1
+            if (seq > last - WINDOW and st[3][seq & _MASK] == ns) or self.trusted:
+                return DUPLICATE
+            self._flag("seq %d of epoch %s is behind %d and no copy of what was delivered", seq, st[0], last)
+            if pend is not None and pend[0] >= 0 and seq > pend[0]:  # the stream continues before the jump
+                st[1], st[2] = seq, None
+                st[3][seq & _MASK] = ns
+            return IN_ORDER
+        void = obj.get("void")
+        unsent = 0 if void is None else void_count(void, last, seq)
+        if unsent < 0:
+            self._flag("a malformed 'void' with seq %d of epoch %s", seq, st[0])
+            unsent = 0
+        missing = seq - last - 1 - unsent
+        free = self.trusted or (pend is not None and pend[2])
+        if not free and ((pend is not None and pend[0] >= 0) or missing > MAX_GAP or unsent > MAX_UNSENT):
+            self._flag("seq %d of epoch %s jumps from %d (over %d, or while a jump is unconfirmed)", seq, st[0], last,
+                       MAX_GAP)
+            if pend is not None and pend[1] >= 0 and seq == pend[1] + 1:  # it goes on from there: follow
+                st[1], st[2] = seq, None
+                st[3][seq & _MASK] = ns
+            elif pend is None:
+                st[2] = [-1, seq, False]
+            else:
+                pend[1] = seq
+            return IN_ORDER
+        c["unsent"] += unsent
+        c["gaps"] += missing
+        st[1], st[2] = seq, [last, -1, False]
+        st[3][seq & _MASK] = ns
+        self.prev_last = last
+        return missing
 
-    def last(self, source: str, channel: str) -> tuple[str, int] | None:
-        """(epoch, last seq) seen from ``source`` on ``channel``, or None."""
-        state = self._state.get(channel, {}).get(source)
-        return None if state is None else (state[0], state[1])
+    def resync(self, channel: str | None = None) -> None:
+        """This receiver was disconnected (or ``channel``'s history reset): the next message
+        from each source may jump any distance (counted as gaps: it is what was lost)."""
+        chans = self.channels.values() if channel is None else [self.channels.get(channel)]
+        for ch in chans:
+            if ch is None:
+                continue
+            for st in ch.sources.values():
+                if st[2] is None:
+                    st[2] = [-1, -1, True]
+                else:
+                    st[2][2] = True
+
+    def last(self, source, channel: str) -> tuple[str, int] | None:
+        """(epoch, last seq) of ``source``'s current epoch on ``channel``, or None."""
+        ch = self.channels.get(channel)
+        st = None if ch is None else ch.sources.get(source)
+        return None if st is None else (st[0], st[1])
 
     def forget_channel(self, channel: str) -> None:
         """Restart every source's baseline on ``channel`` (a hole the transport already counted)."""
-        self._state.pop(channel, None)
+        ch = self.channels.get(channel)
+        if ch is not None:
+            ch.sources.clear()
