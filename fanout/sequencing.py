@@ -174,12 +174,13 @@ class SequenceTracker:
         missing = seq - last - 1 - unsent
         free = self.trusted or (pend is not None and pend[2])
         if not free and ((pend is not None and pend[0] >= 0) or missing > MAX_GAP or unsent > MAX_UNSENT):
-            self._flag("seq %d of epoch %s jumps from %d (over %d, or while a jump is unconfirmed)", seq, st[0], last,
-                       MAX_GAP)
             if pend is not None and pend[1] >= 0 and seq == pend[1] + 1:  # it goes on from there: follow
                 st[1], st[2] = seq, None
                 st[3][seq & _MASK] = ns
-            elif pend is None:
+                return IN_ORDER
+            self._flag("seq %d of epoch %s jumps from %d (over %d, or while a jump is unconfirmed)", seq, st[0], last,
+                       MAX_GAP)
+            if pend is None:
                 st[2] = [-1, seq, False]
             else:
                 pend[1] = seq

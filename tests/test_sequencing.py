@@ -1,0 +1,118 @@
+"""The sequence tracker's rules (fanout.sequencing) one by one, without a server: what each kind
+of message may move, and that a forged number never suppresses a real event."""
+from __future__ import annotations
+
+from fanout.metrics import COUNTER_NAMES
+from fanout.sequencing import DUPLICATE, MAX_GAP, WINDOW, SequenceTracker
+
+
+class Feed:
+    def __init__(self, trusted: bool = False) -> None:
+        self.counts = dict.fromkeys(COUNTER_NAMES, 0)
+        self.t = SequenceTracker(self.counts, trusted=trusted)
+        self.ch = self.t.channel("ws:trade", "trade", "trade")
+
+    def __call__(self, seq, ns=None, epoch="e1", source="p", void=None) -> int:
+        obj = {} if void is None else {"void": void}
+        return self.t.check(self.ch, source, epoch, seq, seq * 7 % 1_000_000 if ns is None else ns, obj)
+
+    def get(self, *names):
+        return tuple(self.counts[n] for n in names)
+
+
+def test_in_order_gap_and_exact_duplicates():
+    f = Feed()
+    assert [f(s) for s in (1, 2, 3, 6)] == [0, 0, 0, 2]
+    assert f.t.prev_last == 3
+    assert f(6) == DUPLICATE and f(2) == DUPLICATE            # the same events again (same ns)
+    assert f.get("gaps", "suspicious", "unsent") == (2, 0, 0)
+
+
+def test_a_void_announcement_turns_the_hole_into_unsent_and_overlaps_are_ignored():
+    f = Feed()
+    for s in range(1, 6):
+        f(s)
+    # 3..7 announced void (their replies were lost); 3..5 reached Redis and were delivered: only 6, 7 unsent
+    assert f(8, void=[[3, 7]]) == 0
+    assert f.get("gaps", "unsent") == (0, 2)
+    assert f(9, void=[[3, 7]]) == 0                           # announced again: nothing counted twice
+    assert f(12, void=[[3, 7], [10, 10]]) == 1                # 11 lost in transit, 10 unsent
+    assert f.get("gaps", "unsent", "suspicious") == (1, 3, 0)
+    assert f(13) == 0
+    assert f(15, void=[[14, 14], [14, 14], [1, 20]]) == 0     # overlapping claims count each seq at most once
+    assert f.get("unsent", "gaps") == (4, 1)
+
+
+def test_a_forged_jump_is_bounded_and_refuted_by_the_real_stream():
+    f = Feed()
+    for s in range(1, 11):
+        f(s)
+    assert f(10 + MAX_GAP + 2, ns=1) == 0                     # far ahead: suspicious, nothing moved
+    assert f.get("gaps", "suspicious") == (0, 1)
+    assert f(11) == 0 and f.t.last("p", "ws:trade") == ("e1", 11)
+    assert f(20, ns=1) == 8                                   # a near jump: counted (a false alarm, bounded)
+    assert f(30, ns=1) == 0                                   # a second one while it is unconfirmed: suspicious
+    assert f(12) == 0                                         # the real stream goes on: the jump is refuted
+    assert f.t.last("p", "ws:trade") == ("e1", 12)
+    for s in range(13, 25):                                   # every real event is handed over, none dropped
+        assert f(s) == 0
+    assert f.get("gaps", "suspicious", "duplicates") == (8, 3, 0)
+
+
+def test_a_forged_copy_of_the_next_seq_does_not_suppress_the_real_one():
+    f = Feed()
+    f(1)
+    assert f(2, ns=999) == 0                                  # the forger guessed the next number
+    assert f(2) == 0                                          # the real 2 (another ns): delivered, suspicious
+    assert f(3) == 0 and f.get("suspicious", "gaps") == (1, 0)
+    assert f(2, ns=999) == DUPLICATE                          # a replay of the first one: dropped
+
+
+def test_a_far_jump_the_source_goes_on_from_is_followed_without_counting_a_gap():
+    f = Feed()
+    f(1)
+    assert f(5000) == 0 and f(5001) == 0                      # it goes on from there: followed
+    assert f(5002) == 0 and f.get("gaps", "suspicious") == (0, 1)
+
+
+def test_after_a_reconnect_the_first_jump_may_be_any_distance():
+    f = Feed()
+    f(1)
+    f.t.resync()
+    assert f(1 + 10 * MAX_GAP + 1) == 10 * MAX_GAP
+    assert f.get("gaps", "suspicious") == (10 * MAX_GAP, 0)
+    assert f(3 + 10 * MAX_GAP + 50) == 0 and f.get("suspicious") == (1,)   # only the first one
+
+
+def test_epochs_restart_come_back_and_are_each_tracked():
+    f = Feed()
+    for s in range(1, 4):
+        f(s)
+    assert f(1, epoch="e2") == 0 and f.get("source_restarts") == (1,)
+    assert f(4) == 0 and f.get("suspicious") == (1,)          # e1 came back after e2 replaced it
+    assert f(5) == 0 and f(2, epoch="e2") == 0                # each epoch's own numbering: no false gap
+    assert f.get("gaps", "suspicious", "source_restarts") == (0, 2, 1)
+    assert f(5_000_000, epoch="e3") == 0                      # a new epoch that does not start low
+    assert f.get("source_restarts", "suspicious") == (1, 3)
+
+
+def test_sources_compare_by_type_and_value():
+    f = Feed()
+    assert f(1, source=123) == 0 and f(1, source="123") == 0  # two first messages: two sources
+    assert f(2, source=123) == 0 and f(2, source="123") == 0
+    assert f.get("gaps", "duplicates", "source_restarts") == (0, 0, 0)
+
+
+def test_a_signed_fleet_trusts_its_numbers():
+    f = Feed(trusted=True)
+    f(1)
+    assert f(1 + 5 * MAX_GAP + 1) == 5 * MAX_GAP              # any distance: a signed seq is real
+    assert f(3, ns=1) == DUPLICATE                            # behind: a replay, dropped
+    assert f.get("suspicious") == (0,)
+
+
+def test_old_replays_beyond_the_window_are_delivered_not_dropped():
+    f = Feed()
+    for s in range(1, 2 * WINDOW + 2):
+        f(s)
+    assert f(1) == 0 and f.get("suspicious", "duplicates") == (1, 0)

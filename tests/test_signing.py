@@ -1,0 +1,127 @@
+"""Signed envelopes (fanout.signing): the exact bytes signed, bad signatures refused before
+parsing, key rotation with two keys accepted at once, batches signed as one message."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from conftest import arun, wait_for
+from fanout import BridgeConfig, ConfigError, RedisEventBridge
+from fanout.events import EnvelopeWriter, decode, decode_many
+from fanout.signing import SIG_CHARS, Signer
+
+OLD, NEW = b"o" * 32, b"n" * 32
+
+
+def collect(bridge: RedisEventBridge) -> list:
+    got: list = []
+    bridge.on("*", got.append)
+    return got
+
+
+def test_the_signature_covers_the_exact_bytes_and_cuts_off_again():
+    s = Signer({"k1": OLD})
+    w = EnvelopeWriter("host", "e1")
+    msg = w.write(w.head("ticker"), 1, 1_760_000_000_000_000_001, None, b'{"p":1}')
+    signed = s.sign(msg)
+    assert signed.startswith(msg[:-1]) and signed.endswith(b'"}') and len(signed) == len(msg) + 20 + SIG_CHARS
+    assert s.verify(signed) and decode(signed).data == {"p": 1}  # readers without keys ignore the fields
+    batch = s.sign(b"[" + msg + b"," + msg + b"]")
+    assert s.verify(batch) and [e.seq for e in decode_many(batch)] == [1, 1]
+    for bad in (msg, signed.replace(b'"p":1', b'"p":2'), signed[:-5] + b'AAA"}', Signer({"k1": NEW}).sign(msg),
+                Signer({"k9": OLD}).sign(msg), b"", b"[]", b'"}', b'x,"kid":"k1","sig":"' + b"A" * SIG_CHARS + b'"}'):
+        assert not s.verify(bad), bad
+
+
+def test_signing_keys_are_checked_in_one_line():
+    for keys, why in (({}, "give a dict"), ({"k 1": OLD}, "key id 'k 1'"), ({"k1": b"short"}, "at least 16 bytes"),
+                      ([("k1", OLD)], "give a dict")):
+        with pytest.raises(ConfigError, match=why):
+            BridgeConfig(signing_keys=keys)
+    assert BridgeConfig(signing_keys={"k1": "s" * 16}).signing_keys == {"k1": b"s" * 16}
+
+
+def test_a_signing_fleet_rejects_what_is_unsigned_or_wrongly_signed_before_it_is_parsed(redis_url):
+    async def go():
+        keys = {"k1": OLD}
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="host", signing_keys=keys)) as host, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="bot", signing_keys=keys)) as bot, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="plain", event_types=("ticker",))) as plain:
+            got, plain_got = collect(bot), collect(plain)
+            r = Redis.from_url(redis_url)
+            stranger = Signer({"k1": NEW})
+            w = EnvelopeWriter("host", host.epoch)  # a forger that knows the real source and epoch
+            forged = w.write(w.head("ticker"), 2, 1_760_000_000_000_000_000, None, b'{"fake":1}')
+            await host.publish("ticker", {"k": 0})
+            for junk in (forged, stranger.sign(forged), b"not json", orjson.dumps({"type": "ticker", "data": {},
+                                                                                   "source": "seed", "timestamp": 1})):
+                await r.publish("ws:ticker", junk)
+            await host.publish("ticker", {"k": 1})
+            await wait_for(lambda: len(got) == 2 and bot.metrics()["rejected"] == 4, what="2 real, 4 rejected")
+            m = bot.metrics()
+            assert [e.data for e in got] == [{"k": 0}, {"k": 1}]
+            assert (m["gaps"], m["malformed"], m["suspicious"], m["duplicates"]) == (0, 0, 0, 0)
+            # a bridge without keys reads signed messages like any other (the fields are ignored) and cannot
+            # tell the forgery: it reaches its handlers (its signed copy is the same event: a duplicate),
+            # and the real seq 2 is not suppressed by it (delivered, counted suspicious)
+            await wait_for(lambda: sum(1 for e in plain_got if e.source == "host") == 3)
+            assert [e.data for e in plain_got if e.source == "host"] == [{"k": 0}, {"fake": 1}, {"k": 1}]
+            assert (plain.metrics()["suspicious"], plain.metrics()["duplicates"]) == (1, 1)
+            await r.aclose()
+
+    arun(go())
+
+
+def test_key_rotation_accepts_old_and_new_during_the_overlap_and_only_new_after(redis_url):
+    async def go():
+        def bridge(iid, keys, **kw):
+            return RedisEventBridge(BridgeConfig(url=redis_url, instance_id=iid, signing_keys=keys, **kw))
+
+        # during the overlap: one host still signs with k1, another already with k2; the bot accepts both
+        async with bridge("old-host", {"k1": OLD, "k2": NEW}, enable_subscription=False) as old_host, \
+                bridge("new-host", {"k2": NEW, "k1": OLD}, enable_subscription=False) as new_host, \
+                bridge("bot", {"k2": NEW, "k1": OLD}, enable_publishing=False) as bot:
+            got = collect(bot)
+            for k in range(3):
+                await old_host.publish("trade", {"k": k})
+                await new_host.publish("trade", {"k": k})
+            await wait_for(lambda: len(got) == 6, what="both keys accepted")
+            assert bot.metrics()["rejected"] == 0
+        # after the overlap: k1 is gone from the bot; what is still signed with it is rejected
+        async with bridge("old-host", {"k1": OLD}, enable_subscription=False) as old_host, \
+                bridge("new-host", {"k2": NEW}, enable_subscription=False) as new_host, \
+                bridge("bot", {"k2": NEW}, enable_publishing=False) as bot:
+            got = collect(bot)
+            for k in range(3):
+                await old_host.publish("trade", {"k": k})
+                await new_host.publish("trade", {"k": k})
+            await wait_for(lambda: len(got) == 3 and bot.metrics()["rejected"] == 3, what="old key rejected")
+            assert {e.source for e in got} == {"new-host"}
+
+    arun(go())
+
+
+def test_signed_batches_are_delivered_exactly_once_in_order(redis_url):
+    async def go():
+        keys = {"k1": OLD}
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="host", signing_keys=keys, batch_max=16,
+                                                 enable_subscription=False)) as host, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="bot", signing_keys=keys,
+                                              enable_publishing=False)) as bot, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="plain", enable_publishing=False)) as plain:
+            got, plain_got = collect(bot), collect(plain)
+            for k in range(200):
+                while host.publish_nowait("ticker", {"k": k}) is None:
+                    await host.writable()
+                if k % 50 == 0:
+                    await asyncio.sleep(0)
+            await wait_for(lambda: len(got) == 200 and len(plain_got) == 200, what="200 events each")
+            assert [e.seq for e in got] == list(range(1, 201)) == [e.seq for e in plain_got]
+            for b in (bot, plain):
+                m = b.metrics()
+                assert (m["rejected"], m["malformed"], m["gaps"], m["duplicates"]) == (0, 0, 0, 0)
+
+    arun(go())
