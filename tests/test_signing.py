@@ -3,6 +3,7 @@ parsing, key rotation with two keys accepted at once, batches signed as one mess
 from __future__ import annotations
 
 import asyncio
+import os
 
 import orjson
 import pytest
@@ -125,3 +126,43 @@ def test_signed_batches_are_delivered_exactly_once_in_order(redis_url):
                 assert (m["rejected"], m["malformed"], m["gaps"], m["duplicates"]) == (0, 0, 0, 0)
 
     arun(go())
+
+
+def test_a_signing_run_passes_and_names_only_the_key_id(tmp_path, monkeypatch):
+    from fanout.analysis import analyse
+    from fanout.lab.run import run_scenario
+    from fanout.lab.scenario import Scenario
+
+    monkeypatch.delenv("FANOUT_SIGNING_KEY", raising=False)
+    rec = run_scenario(Scenario(name="signed", instances=3, duration_s=1.0, rate_per_s=60, signing=True,
+                                process_mode="single"), progress=False, save_to=str(tmp_path))
+    f = analyse(rec)
+    assert f.passed, [c for c in f.verdict if not c.passed]
+    prot = rec.environment["protection"]
+    assert prot == {"signing": True, "key_id": "run-" + rec.run_id.rsplit("-", 1)[-1], "acl_user": None}
+    inst = rec.instances.set_index("instance")
+    assert (inst["rejected"] == 0).all() and (inst["suspicious"] == 0).all() and (inst["received"] > 0).all()
+
+
+def test_a_signing_run_over_processes_shares_one_key_from_the_environment_and_never_writes_it(tmp_path,
+                                                                                            monkeypatch):
+    from fanout.analysis import analyse
+    from fanout.errors import FanoutError
+    from fanout.lab.run import run_scenario
+    from fanout.lab.scenario import Scenario
+
+    secret = os.urandom(32).hex()
+    sc = Scenario(name="signed-procs", instances=2, duration_s=1.0, rate_per_s=40, signing=True,
+                  process_mode="processes")
+    monkeypatch.delenv("FANOUT_SIGNING_KEY", raising=False)
+    with pytest.raises(FanoutError, match="needs one key for all of them: set FANOUT_SIGNING_KEY"):
+        run_scenario(sc, progress=False, save_to=None)
+    monkeypatch.setenv("FANOUT_SIGNING_KEY", f"fleet-7:{secret}")
+    rec = run_scenario(sc, progress=False, save_to=str(tmp_path))
+    assert analyse(rec).passed
+    assert rec.environment["protection"]["key_id"] == "fleet-7"
+    assert (rec.instances["rejected"] == 0).all() and (rec.instances["received"] > 0).all()
+    for p in tmp_path.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert secret.encode() not in data and bytes.fromhex(secret) not in data, p

@@ -19,6 +19,10 @@ from fanout.errors import ConfigError
 from fanout.lab.topology import instance_ids, roles
 from fanout.metrics import COUNTER_NAMES
 from fanout.redact import redact_text, redact_url
+from fanout.signing import check_keys
+
+#: one fleet key for a signing run over several processes or hosts: "key_id:hex secret" (never written anywhere)
+SIGNING_KEY_ENV = "FANOUT_SIGNING_KEY"
 
 PUBLICATION_COLUMNS = {
     "id": "string", "source": "string", "seq": "int64", "type": "string", "symbol": "string",
@@ -147,6 +151,39 @@ def environment(redis_version: str | None = None) -> dict[str, Any]:
     }
 
 
+def signing_key_id(run_id: str) -> str:
+    """The key id a signing run uses: FANOUT_SIGNING_KEY's, else ``run-`` and the run id's random suffix."""
+    env = os.environ.get(SIGNING_KEY_ENV)
+    return env.partition(":")[0] if env else "run-" + run_id.rsplit("-", 1)[-1]
+
+
+def run_signing_keys(run_id: str, *, shared: bool) -> dict[str, bytes]:
+    """The key every bridge of a signing run gets: FANOUT_SIGNING_KEY when set, else (one process
+    hosting every instance) a new random one; only its id is ever written (:func:`protection`)."""
+    env = os.environ.get(SIGNING_KEY_ENV)
+    if env:
+        kid, _, secret = env.partition(":")
+        try:
+            return check_keys({kid: bytes.fromhex(secret)})
+        except ValueError:
+            raise ConfigError(f"{SIGNING_KEY_ENV}: must be key_id:hex-secret (e.g. k1:$(openssl rand -hex 32))") from None
+    if shared:
+        raise ConfigError(f"signing: a run over worker processes or agents needs one key for all of them: set "
+                          f"{SIGNING_KEY_ENV}=key_id:hex-secret for every process, or use process_mode=single")
+    return {signing_key_id(run_id): os.urandom(32)}
+
+
+def protection(sc, url: str, run_id: str) -> dict[str, Any]:
+    """What protected a run (``environment["protection"]``): signing on or off and the key id (never
+    the key), the ACL user the bridges connected as (None: the default user)."""
+    from urllib.parse import unquote, urlsplit
+
+    user = urlsplit(url).username if url else None
+    signing = bool(getattr(sc, "signing", False))
+    return {"signing": signing, "key_id": signing_key_id(run_id) if signing else None,
+            "acl_user": unquote(user) if user else None}
+
+
 def columns_frame(data: dict[str, list] | list[tuple], columns: dict[str, str]) -> pd.DataFrame:
     """Columns (``{name: list}``, the recorder's form) or rows (tuples in column order) -> a frame
     with exactly ``columns``."""
@@ -177,6 +214,7 @@ def build_record(sc, url: str, run_id: str, version: str | None, t0: int, t_end:
     env_info = environment(version)
     env_info["redis_url"] = redact_url(url)
     env_info["transport"] = sc.transport
+    env_info["protection"] = protection(sc, url, run_id)
     order = {name: k for k, name in enumerate(ids)}
     inst_rows = sorted(inst_rows, key=lambda r: order.get(r["instance"], len(order)))
     return RunRecord(

@@ -79,6 +79,8 @@ class Scenario:
     sentinel: bool = param(False, "a local master + replica + three Sentinels (sentinel_failover)")
     shard_partitions: int = param(1, "sharded transport: channels per event type, spread over the masters",
                                   metavar="P")
+    signing: bool = param(False, "sign every envelope (HMAC, a key made for the run; the record says only "
+                          "'signing on, key id X'); receivers reject what is unsigned")
 
     def __post_init__(self) -> None:
         def fix(name: str, value: Any) -> None:
@@ -125,6 +127,8 @@ class Scenario:
             raise ConfigError(f"key_prefix: must be a non-empty string without spaces, got {self.key_prefix!r}")
         if self.redis_url is not None and not str(self.redis_url).startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("redis_url: must start with redis://, rediss:// or unix://")
+        if not isinstance(self.signing, bool):
+            raise ConfigError(f"signing: must be true or false, got {self.signing!r}")
         if isinstance(self.health_check_s, bool) or not isinstance(self.health_check_s, (int, float)) \
                 or self.health_check_s <= 0:
             raise ConfigError(f"health_check_s: must be a number > 0, got {self.health_check_s!r}")

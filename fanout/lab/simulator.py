@@ -41,7 +41,7 @@ from fanout.lab.faults import PROXY_KINDS, FaultRunner, parse_faults
 from fanout.lab.market import SyntheticMarket
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.progress import Progress
-from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record
+from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record, run_signing_keys
 from fanout.lab.recorder import Recorder
 from fanout.lab.scenario import Scenario
 from fanout.lab.schedule import expected_counts, schedule
@@ -111,13 +111,16 @@ class Simulation:
         url = self.proxies[i].url_for(self.url) if i in self.proxies else self.url
         fast = bool(self.faults)  # under faults, notice and recover quickly
         publishers, receivers = roles(self.sc)
+        keys = self.__dict__.get("_signing_keys")  # one key per run, the same for every bridge
+        if keys is None and self.sc.signing:
+            keys = self._signing_keys = run_signing_keys(self.run_id, shared=len(self.hosted) < self.sc.instances)
         return BridgeConfig(
             enable_publishing=i in publishers, enable_subscription=i in receivers,
             url=url, instance_id=self.ids[i], event_types=self.sc.event_types, transport=self.sc.transport,
             key_prefix=self.sc.key_prefix, health_check_interval_s=self.sc.health_check_s,
             health_check_timeout_s=min(3.0, self.sc.health_check_s), stream_maxlen=self.sc.stream_maxlen,
             reconnect_max_s=0.5 if fast else 2.0, publish_timeout_s=1.0 if fast else 2.0,
-            batch_max=self.sc.batch_max, batch_delay_ms=self.sc.batch_delay_ms,
+            batch_max=self.sc.batch_max, batch_delay_ms=self.sc.batch_delay_ms, signing_keys=keys,
             **backend_options(self.server, self.sc),  # sentinel addresses, shard partitions
         )
 
