@@ -11,7 +11,9 @@ Sections (``--only``, comma-separated; default: all but ``profile`` in ``--quick
   the limit every figure is divided by (skipped, with the reason, without a compiler or libhiredis);
 * ``capacity``- the seed's capacity table (1/3/5/10 instances at 500/1,500/2,500/5,000 events/s);
 * ``fixed``   - fixed-rate steps the targets name (50 instances at 1,000 events/s);
-* ``profile`` - cProfile of one short run per harness (where the Python process's time goes).
+* ``profile`` - cProfile of one short run per harness (where the Python process's time goes);
+* ``wire``    - no server: bytes per event in each envelope form, CPU per message to sign and
+  verify, and per delivery through the receive path with signing off and on (``benchmarks.wire``).
 
 After the sections, the targets table of issue 13 (``benchmarks.targets``): every target's
 measured value, its ratio to the naive redis-py loops and to the C limit, CPU µs per delivery.
@@ -31,7 +33,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("climit", "latency", "knee", "memory", "capacity", "fixed", "profile")
+SECTIONS = ("climit", "latency", "knee", "memory", "capacity", "fixed", "profile", "wire")
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SCHEMA = "fanout-benchmarks/1"
 
@@ -347,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
     res["targets"] = build_targets(res)
     if "profile" in sections:
         res["profile"] = run_profile(plan, res.get("knee"))
+    if "wire" in sections:
+        from .wire import run_wire
+
+        _say("wire: bytes per event, signing and receive CPU per message")
+        res["wire"] = run_wire(args.quick)
     res["comparison"] = compare(res)
     res["elapsed_s"] = round(time.monotonic() - t_start, 1)
     res["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -140,6 +140,11 @@ def render(res: dict[str, Any]) -> str:
         if res.get(key):
             L.extend(lines())
             L.append("")
+    if res.get("wire"):
+        from .wire import render_wire
+
+        L.extend(render_wire(res["wire"]))
+        L.append("")
     cmp_lines = res.get("comparison", {}).get("lines", [])
     if cmp_lines:
         L.append("Where fanout is slower than the baseline (ratio fanout/baseline; same machine, same minutes)")

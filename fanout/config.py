@@ -96,7 +96,7 @@ class BridgeConfig:
         if iid == "":
             raise ConfigError("instance_id: must not be empty")
         if isinstance(iid, str) and len(iid) > MAX_SOURCE_CHARS:
-            raise ConfigError(f"instance_id: at most {MAX_SOURCE_CHARS} characters (receivers refuse longer sources)")
+            raise ConfigError(f"instance_id: at most {MAX_SOURCE_CHARS} characters (receivers track no longer source)")
         if self.compat not in COMPAT_MODES:
             raise ConfigError(f"compat: {self.compat!r} is not one of {', '.join(COMPAT_MODES)}")
         if self.signing_keys is not None:

@@ -76,7 +76,8 @@ class Delivery:
         self.started_ms = 0                      # set by the bridge when it starts
         self._counts = bridge._counts
         self._own = own_prefix
-        self._own_batch = b"[" + own_prefix
+        # its own batches (only a batching bridge makes them): counted per envelope, unparsed
+        self._own_batch = b"[" + own_prefix if bridge.config.batch_max > 1 else None
         self._sequence = SequenceTracker(bridge._counts, trusted=signer is not None, who=self._id)
         self._check = self._sequence.check
         self._chan = {c.encode(): self._sequence.channel(c, stream, t) for c, stream, t in channels}
@@ -117,7 +118,7 @@ class Delivery:
         if payload.startswith(self._own):
             self._counts["self_filtered"] += 1
             return
-        if payload.startswith(self._own_batch):
+        if self._own_batch is not None and payload.startswith(self._own_batch):
             self._counts["self_filtered"] += payload.count(self._own)
             return
         ch = self._chan.get(channel)

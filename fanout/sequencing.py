@@ -31,7 +31,7 @@ from __future__ import annotations
 import logging
 from array import array
 
-from fanout.events import MAX_VOID_RANGES
+from fanout.events import MAX_EPOCH_CHARS, MAX_SOURCE_CHARS, MAX_VOID_RANGES
 
 log = logging.getLogger("fanout.bridge")
 
@@ -132,6 +132,10 @@ class SequenceTracker:
     def _epoch(self, ch: Channel, source, st, epoch: str, seq: int, ns: int):
         """A first message, a new epoch or an older one coming back; None when handled."""
         c = self._counts
+        if len(epoch) > MAX_EPOCH_CHARS or (type(source) is str and len(source) > MAX_SOURCE_CHARS):
+            self._flag("an epoch or source too long to track on %s (%d, %d characters)", ch.name, len(epoch),
+                       len(str(source)))
+            return None
         if st is None:
             if len(ch.sources) >= MAX_SOURCES:  # a flood of made-up sources: delivered, not tracked
                 self._flag("more than %d sources on %s; %r is not tracked", MAX_SOURCES, ch.name, source)

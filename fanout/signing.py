@@ -8,7 +8,7 @@ bracket, so the signed bytes are recovered by cutting it off again (no re-encodi
     [{...},{...}]                                     a batch (what is signed)
     [{...},{...},{"kid":"k2","sig":"<43 chars>"}]
 
-``sig`` is the unpadded base64url of ``HMAC-SHA256(key[kid], signed bytes)``. A receiver with
+``sig`` is the unpadded base64 (standard alphabet) of ``HMAC-SHA256(key[kid], signed bytes)``. A receiver with
 keys accepts a message only when ``kid`` names one of its keys and the signature matches
 (``hmac.compare_digest``); everything else is rejected before it is parsed. Keys rotate by
 overlap: a bridge signs with its first key and accepts all of its keys, so during a rotation
@@ -16,7 +16,7 @@ the fleet carries both (new first where it already signs with the new one).
 """
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import hmac
 import re
@@ -26,9 +26,9 @@ from fanout.errors import ConfigError
 #: what a key id may look like (it travels in every signed message)
 KID_RE = re.compile(r"[A-Za-z0-9_.-]{1,32}\Z")
 MIN_KEY_BYTES = 16
-SIG_CHARS = 43  # base64url of 32 bytes, unpadded
+SIG_CHARS = 43  # base64 of 32 bytes, unpadded
 
-_digest, _compare, _b64 = hmac.digest, hmac.compare_digest, base64.urlsafe_b64encode
+_compare, _b2a = hmac.compare_digest, binascii.b2a_base64
 _DICT_TAIL, _LIST_TAIL = b',"kid":"', b',{"kid":"'
 _MID = b'","sig":"'
 
@@ -52,19 +52,22 @@ def check_keys(keys) -> dict[str, bytes]:
 class Signer:
     """Signs with the first key, verifies against all of them."""
 
-    __slots__ = ("kid", "_key", "_keys", "_dict_head", "_list_head")
+    __slots__ = ("kid", "_mac", "_macs", "_dict_head", "_list_head")
 
     def __init__(self, keys: dict[str, bytes]) -> None:
         keys = check_keys(keys)
         self.kid = next(iter(keys))
-        self._key = keys[self.kid]
-        self._keys = {kid.encode(): key for kid, key in keys.items()}
+        # one keyed HMAC per key, copied per message (hmac.digest looks the algorithm up on every call)
+        self._macs = {kid.encode(): hmac.new(key, digestmod=hashlib.sha256) for kid, key in keys.items()}
+        self._mac = self._macs[self.kid.encode()]
         self._dict_head = _DICT_TAIL + self.kid.encode() + _MID
         self._list_head = _LIST_TAIL + self.kid.encode() + _MID
 
     def sign(self, msg: bytes) -> bytes:
         """``msg`` (an object or a batch, as the writer made it) with its signature."""
-        sig = _b64(_digest(self._key, msg, "sha256"))[:SIG_CHARS]
+        h = self._mac.copy()
+        h.update(msg)
+        sig = _b2a(h.digest(), newline=False)[:SIG_CHARS]
         if msg[-1:] == b"]":
             return b'%b%b%b"}]' % (msg[:-1], self._list_head, sig)
         return b'%b%b%b"}' % (msg[:-1], self._dict_head, sig)
@@ -82,13 +85,10 @@ class Signer:
         if cut < 0:
             return False
         kid, sep, sig = payload[cut + skip:end].partition(_MID)
-        key = self._keys.get(kid)
-        if key is None or not sep or len(sig) != SIG_CHARS:
+        mac = self._macs.get(kid)
+        if mac is None or not sep or len(sig) != SIG_CHARS:
             return False
-        good = _b64(_digest(key, payload[:cut] + close, "sha256"))[:SIG_CHARS]
-        return _compare(good, sig)
-
-
-def key_fingerprint(key: bytes) -> str:
-    """A short public name for a key (never the key): the first 8 hex digits of its SHA-256."""
-    return hashlib.sha256(key).hexdigest()[:8]
+        h = mac.copy()
+        h.update(payload[:cut])
+        h.update(close)
+        return _compare(_b2a(h.digest(), newline=False)[:SIG_CHARS], sig)
