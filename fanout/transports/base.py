@@ -11,6 +11,8 @@ import abc
 from dataclasses import dataclass
 from typing import Any
 
+from fanout.capabilities import check_info
+
 
 @dataclass(slots=True)
 class Loss:
@@ -70,3 +72,16 @@ class Transport(abc.ABC):
 
     def abort(self) -> None:
         """Drop the publishing side at once (a crash). Default: nothing to drop."""
+
+    #: whether this transport has checked the server's version yet (once is enough)
+    _server_checked = False
+
+    async def check_server(self, conn, url: str) -> None:
+        """Once per transport: ``INFO server`` on ``conn`` (a connected redis-py async Connection),
+        then :func:`fanout.capabilities.check_info` for this transport, so a server too old for it
+        raises :class:`~fanout.errors.ServerTooOld` (one line) instead of an unknown command later."""
+        if self._server_checked:
+            return
+        await conn.send_command("INFO", "server", check_health=False)
+        check_info(self.name, await conn.read_response(), url)
+        self._server_checked = True

@@ -243,6 +243,7 @@ class ShardedTransport(Transport):
                         await conn.connect()
                         await conn.send_command("CLUSTER", "SLOTS", check_health=False)
                         reply = await conn.read_response()
+                        await self.check_server(conn, cfg.resolved_url())  # SSUBSCRIBE: Redis 7+
                     topo = Topology(reply, addr[0])
                     if not topo.masters:
                         raise ConnectionError("empty slot map")
