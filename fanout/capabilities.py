@@ -127,7 +127,8 @@ def _requirement(feature: str) -> tuple[tuple[int, ...], str]:
 
 def requirement_text(feature: str) -> str:
     need, why = _requirement(feature)
-    return f"Redis {version_text(need)} or newer, or any Valkey ({why})"
+    valkey = ", or any Valkey" if need <= VALKEY_REDIS_COMPAT else ""
+    return f"Redis {version_text(need)} or newer{valkey} ({why})"
 
 
 def require(feature: str, version: str | ServerVersion | None, where: str, how: str = HOW_TO_UPGRADE) -> None:

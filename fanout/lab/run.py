@@ -31,7 +31,7 @@ async def check_server(sc: Scenario, url: str):
     """Before a run: raise :class:`~fanout.errors.ServerTooOld` (one line) unless the server at
     ``url`` supports the scenario's transport and faults; return what it is (None: no answer)."""
     ident = await control.server_identity(url)
-    if ident is not None:
+    if ident is not None and ident.redis_tuple > (0,):  # a server that does not say: the transports decide
         for feature in needs(sc):
             require(feature, ident, redact_url(url))
     return ident
