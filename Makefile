@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install report report-full test bench lab clean
+.PHONY: install report report-full test bench matrix doctor lab clean
 
 $(BIN)/fanout: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,12 @@ test: install              ## the test suite (starts its own throwaway redis-ser
 
 bench: install             ## load and latency benchmarks (prints a table, writes benchmarks/results/)
 	$(BIN)/python -m benchmarks
+
+matrix: install            ## the server-compatibility matrix (every server found here) into docs/compatibility.md
+	$(BIN)/python -m benchmarks.matrix
+
+doctor: install            ## which Redis/Valkey servers are installed, which one runs, why
+	$(BIN)/fanout doctor
 
 lab: install               ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/

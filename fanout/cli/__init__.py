@@ -4,6 +4,7 @@
     fanout report [--full]                                              the validation report (HTML + Markdown)
     fanout agent --redis-url URL                                        host instances for a multi-host run
     fanout demo                                                         one publisher, two subscribers, metrics
+    fanout doctor [--redis-url URL]                                     the servers found, which one runs, why
 
 Exit codes: 0 pass, 1 verdict failed, 2 usage error, 3 Redis unreachable. Every user mistake
 is one line on stderr, never a traceback. ``REDIS_URL`` in the environment is used when no
@@ -36,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
     "agent": ("fanout.cli.agent", "lab"),
     "demo": ("fanout.cli.demo", None),
     "acl": ("fanout.cli.acl", None),
+    "doctor": ("fanout.cli.doctor", None),
 }
 EXTRAS: dict[str, tuple[str, ...]] = {
     "lab": ("pandas", "pyarrow", "numpy", "yaml", "tqdm", "psutil"),

@@ -122,8 +122,25 @@ def load_run(path: str | os.PathLike) -> RunRecord:
     )
 
 
+def server_facts(server=None, binary: str | None = None) -> dict[str, Any]:
+    """``environment["server"]``: the product (Redis or Valkey), its release, the Redis version it
+    implements (from ``INFO server``: a :class:`fanout.capabilities.ServerVersion`) and, for a
+    throwaway server, the binary that ran it (None for a server given by URL)."""
+    facts = server.as_dict() if server is not None else {"product": None, "version": None, "redis_version": None}
+    return {**facts, "binary": binary}
+
+
+def name_server(rec: "RunRecord", server=None, binary: str | None = None) -> None:
+    """State in ``rec.environment`` which server the run used: ``redis_server`` ("Valkey 9.1.2
+    (implements Redis 7.2.4)", what the report's scope shows) and ``server`` (:func:`server_facts`)."""
+    if server is not None:
+        rec.environment["redis_server"] = str(server)
+    rec.environment["server"] = server_facts(server, binary)
+
+
 def environment(redis_version: str | None = None) -> dict[str, Any]:
-    """Versions and machine facts a report must state."""
+    """Versions and machine facts a report must state (``redis_server``: the server's product and
+    version, :func:`name_server` adds the binary)."""
     import redis
 
     try:

@@ -49,23 +49,11 @@ class FaultRun:
 
 
 def supported_transports(transports: list[str] | None = None) -> tuple[list[str], dict[str, str]]:
-    """The transports this machine's redis-server can run, and why the others cannot."""
-    from fanout.capabilities import requirement_text, supports
-    from fanout.lab.servers.redis import find_redis_server, local_server_version, redis_server_version
+    """The transports the server a throwaway server runs here supports, and (one line each) why
+    not the others: the same check a run makes before it starts (fanout.capabilities.require)."""
+    from fanout.lab.servers.discovery import local_support
 
-    have = local_server_version()
-    ok, skipped = [], {}
-    for t in transports or TRANSPORTS:
-        if supports(t, have):
-            ok.append(t)
-        else:
-            try:
-                where = f"{redis_server_version(find_redis_server())} ({find_redis_server()})"
-            except Exception:  # noqa: BLE001
-                where = "none found"
-            skipped[t] = (f"needs {requirement_text(t)}; this machine's redis-server is "
-                          f"{where}. Install Redis 7 (e.g. apt-get install redis-server) to measure it.")
-    return ok, skipped
+    return local_support(list(transports or TRANSPORTS))
 
 
 def available() -> list[str]:

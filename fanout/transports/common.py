@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 import hiredis
 
-from fanout.capabilities import require, server_version
+from fanout.capabilities import check_info
 from fanout.errors import AuthenticationFailed, RedisUnavailable
 from fanout.redact import redact_url
 from fanout.transports.base import PUBLISH_WINDOW
@@ -100,8 +100,7 @@ class PubConn:
 async def require_server(proto: RespProtocol, transport: str) -> None:
     """Raise :class:`~fanout.errors.ServerTooOld` unless the server on ``proto`` runs a version
     ``transport`` can use (``INFO server``, bounded by the connection's deadline)."""
-    info = await proto.call(b"INFO", b"server")
-    require(transport, server_version(info), proto.name)
+    check_info(transport, await proto.call(b"INFO", b"server"), proto.name)
 
 
 def one_line(exc: BaseException) -> str:
