@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from fanout.errors import FanoutError
-from fanout.lab import control
+from fanout.lab import control, resources
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.progress import Progress
 from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record
@@ -248,11 +249,15 @@ async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None,
                         daemon=True)
         p.start()
         links.append(ProcessLink(ids[i], [i], p, parent))
+    sampler = resources.for_run(url, processes={"coordinator": os.getpid(),
+                                                **{f"worker {ln.name}": ln.proc.pid for ln in links}}).start()
     try:
         rec = await coordinate(sc, url, run_id, links, progress=progress, options=options)
     finally:
+        sampler.stop()
         for ln in links:
             ln.stop()
+    sampler.attach(rec)
     rec.environment["process_mode"] = "processes"
     rec.environment["worker_pids"] = [ln.proc.pid for ln in links]
     return rec

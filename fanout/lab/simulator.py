@@ -29,7 +29,7 @@ from typing import Any, Callable
 from fanout.config import BridgeConfig
 from fanout.bridge import RedisEventBridge
 from fanout.errors import FanoutError, PublishError, RedisUnavailable
-from fanout.lab import control
+from fanout.lab import control, resources
 from fanout.lab.faults import PROXY_KINDS, FaultRunner, parse_faults
 from fanout.lab.market import SyntheticMarket
 from fanout.lab.options import DEFAULT, RunOptions
@@ -51,7 +51,7 @@ MAX_IN_FLIGHT = 1000
 
 def new_run_id(sc: Scenario) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{sc.name}-{secrets.token_hex(2)}"
+    return f"{stamp}-{sc.name}{'' if sc.transport in sc.name else '-' + sc.transport}-{secrets.token_hex(2)}"
 
 
 def backend_options(server, scenario: Scenario) -> dict:
@@ -193,8 +193,10 @@ class Simulation:
         sc = self.sc
         runner: FaultRunner | None = None
         rec = self.recorder
+        sampler = resources.for_run(self.url, self.server)  # Redis INFO + this process, on a thread
         try:
             version = await self.setup()
+            sampler.start()
             if sc.transport == "pubsub":
                 await control.confirm_subscriptions(
                     self.url, [self._config(0).channel(t) for t in sc.event_types], len(roles(sc)[1]),
@@ -220,9 +222,12 @@ class Simulation:
             stats = await control.redis_stats(self.url, self.server)
             inst_rows = self.instance_rows()  # before closing: "connected" is as the run ended
         finally:
+            sampler.stop()
             await self.close()
-        return build_record(sc, self.url, self.run_id, version, t0, t_end, rec.pubs, rec.deliveries,
-                            inst_rows, runner.log if runner else [], self.outage_rows(), stats)
+        record = build_record(sc, self.url, self.run_id, version, t0, t_end, rec.pubs, rec.deliveries,
+                              inst_rows, runner.log if runner else [], self.outage_rows(), stats)
+        sampler.attach(record)
+        return record
 
     async def _publisher(self, i: int, events: list[Scheduled], t_start: int) -> None:
         """Instance ``i``'s publishing loop: each event at its due time, late but never skipped."""
