@@ -174,9 +174,22 @@ class ResourceSampler:
         record.resources = self.frame()
         record.environment["redis_config"] = self.config
         record.environment["redis_info"] = self.server
+        record.environment["cpu_model"] = cpu_model()
         record.environment["resource_sampling"] = {"interval_s": self.interval_s, "errors": self.errors,
                                                    "targets": {"redis": list(self.redis_targets),
                                                                "processes": dict(self.process_targets)}}
+
+
+def cpu_model() -> str | None:
+    """The CPU's model name (Linux ``/proc/cpuinfo``), or None."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.lower().startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return None
 
 
 def redis_targets(url: str, server=None) -> dict[str, str]:
