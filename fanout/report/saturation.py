@@ -8,6 +8,9 @@ saturated" when the simulator's own CPU is the limit — the ``saturated`` flag 
 records in ``environment["instrument"]`` when it has one, else a process of the instrument at
 :data:`CPU_SATURATED_PCT` of a core or more over the run (from the resource samples) — and "the
 publisher fell behind" otherwise. Over-capacity points are excluded from the max lossless rate.
+A run whose publishers kept the schedule but whose deliveries queued (median latency from the
+actual send at least :data:`LAG_FLOOR_MS`) is over capacity too — "the receivers fell behind",
+or "the instrument saturated" when they all share the instrument's one process at full CPU.
 Fault runs are not judged here: their lag is the fault's doing.
 """
 from __future__ import annotations
@@ -22,7 +25,8 @@ LAG_SHARE = 0.5
 LAG_FLOOR_MS = 5.0
 CPU_SATURATED_PCT = 90.0
 
-WITHIN, BEHIND, INSTRUMENT, NOT_JUDGED = "within", "publisher-behind", "instrument-saturated", "not-judged"
+WITHIN, BEHIND, RECEIVERS, INSTRUMENT, NOT_JUDGED = ("within", "publisher-behind", "receivers-behind",
+                                                     "instrument-saturated", "not-judged")
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,12 @@ class Load:
     instrument_flag: bool | None       # environment["instrument"]["saturated"], when recorded
     rate_short: bool = False           # achieved below BEHIND_FRACTION of the target
     lag_dominates: bool = False
+    receivers_behind: bool = False     # the schedule was kept, but deliveries queued (latency from send)
+    latency_sent_p50_ms: float | None = None
 
     @property
     def over_capacity(self) -> bool:
-        return self.state in (BEHIND, INSTRUMENT)
+        return self.state in (BEHIND, RECEIVERS, INSTRUMENT)
 
     @property
     def near_limit(self) -> bool:
@@ -77,10 +83,19 @@ def assess(run) -> Load:
     short = bool(target and achieved is not None and achieved < BEHIND_FRACTION * target)
     dominates = bool(lag50 is not None and lat50 and lag99 is not None
                      and lag50 >= LAG_SHARE * lat50 and lag99 >= LAG_FLOOR_MS)
-    if not (short or dominates):
-        return Load(state=WITHIN, **base)
-    saturated = bool(flag) if flag is not None else (cpu is not None and cpu >= CPU_SATURATED_PCT)
-    return Load(state=INSTRUMENT if saturated else BEHIND, rate_short=short, lag_dominates=dominates, **base)
+    sent50 = run.findings.latency_sent.get("p50_ms")
+    queued = bool(sent50 is not None and sent50 >= LAG_FLOOR_MS)
+    flags = dict(rate_short=short, lag_dominates=dominates, receivers_behind=queued, latency_sent_p50_ms=sent50)
+    if not (short or dominates or queued):
+        return Load(state=WITHIN, **base, **flags)
+    one_process = str(run.findings.scenario.get("process_mode", "single")) == "single" and not \
+        run.findings.scenario.get("agents")
+    if flag is not None:
+        saturated = bool(flag)
+    else:  # all instances in one process: when they fall behind, that process is the limit
+        saturated = cpu is not None and cpu >= CPU_SATURATED_PCT and (one_process or short or dominates)
+    state = INSTRUMENT if saturated else (BEHIND if (short or dominates) else RECEIVERS)
+    return Load(state=state, **base, **flags)
 
 
 def lossless(run) -> bool:
@@ -108,5 +123,5 @@ def max_lossless(runs: Sequence) -> dict:
     }
 
 
-__all__ = ["Load", "assess", "instrument_cpu", "lossless", "max_lossless", "WITHIN", "BEHIND", "INSTRUMENT",
+__all__ = ["Load", "assess", "instrument_cpu", "lossless", "max_lossless", "WITHIN", "BEHIND", "RECEIVERS", "INSTRUMENT",
            "NOT_JUDGED", "BEHIND_FRACTION", "LAG_SHARE", "LAG_FLOOR_MS", "CPU_SATURATED_PCT"]

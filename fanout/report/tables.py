@@ -33,6 +33,7 @@ DEFINITIONS: dict[str, str] = {
 }
 STATE_WORDS = {saturation.WITHIN: "within capacity",
                saturation.BEHIND: "over capacity — the publisher fell behind",
+               saturation.RECEIVERS: "over capacity — the receivers fell behind",
                saturation.INSTRUMENT: "over capacity — the instrument saturated",
                saturation.NOT_JUDGED: "not judged (fault run)"}
 
