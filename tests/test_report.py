@@ -120,7 +120,7 @@ def test_cli_help_lists_every_transport_and_the_measured_quick_duration():
         assert name in run.split("--transport", 1)[1], name
     rep = subprocess.run([sys.executable, "-m", "fanout", "report", "--help"], capture_output=True, text=True,
                          cwd=ROOT, timeout=60).stdout
-    assert re.search(r"--quick\s+short runs, the default: about \d+ minutes .*measured: \d+ s", rep, re.S)
+    assert re.search(r"--quick\s+short runs, the default: about [\d.]+ minutes .*measured: \d+ s", rep, re.S)
     assert "--from-runs" in rep and "reports/latest" in rep
 
 

@@ -33,14 +33,14 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_REDIS = 0, 1, 2, 3
 COMMANDS: dict[str, tuple[str, str | None]] = {
     "run": ("fanout.cli.run", "lab"),
     "report": ("fanout.cli.report", "report"),
-    "compare": ("fanout.cli.compare", "lab"),
+    "compare": ("fanout.cli.compare", "report"),
     "agent": ("fanout.cli.agent", "lab"),
     "demo": ("fanout.cli.demo", None),
 }
 EXTRAS: dict[str, tuple[str, ...]] = {
     "lab": ("pandas", "pyarrow", "numpy", "yaml", "tqdm", "psutil"),
     "report": ("pandas", "pyarrow", "numpy", "yaml", "tqdm", "psutil", "seaborn", "matplotlib", "papermill",
-               "nbconvert", "nbformat", "ipykernel", "jinja2"),
+               "nbconvert", "nbformat", "ipykernel", "jinja2", "tabulate"),
 }
 
 

@@ -2,8 +2,10 @@
 
 A run without faults is **over capacity** when its publishers could not keep the open-loop
 schedule: the achieved publish rate is below :data:`BEHIND_FRACTION` of the target, or the
-schedule lag (send − due) dominates the latency (its median is at least :data:`LAG_SHARE` of the
-latency's median and its p99 at least :data:`LAG_FLOOR_MS`). It is then "the instrument
+schedule lag (send − due) dominates the latency: its median is at least :data:`LAG_SHARE` of the
+latency's median (and its p99 at least :data:`LAG_FLOOR_MS`), or its p99 is at least
+:data:`LAG_SHARE` of the latency's p99 and at least :data:`LAG_TAIL_FLOOR_MS` (the tail of the
+latency is then the publisher's lateness, not the delivery). It is then "the instrument
 saturated" when the simulator's own CPU is the limit — the ``saturated`` flag the simulator
 records in ``environment["instrument"]`` when it has one, else a process of the instrument at
 :data:`CPU_SATURATED_PCT` of a core or more over the run (from the resource samples) — and "the
@@ -23,6 +25,7 @@ from fanout.lab.resources import summarise
 BEHIND_FRACTION = 0.95
 LAG_SHARE = 0.5
 LAG_FLOOR_MS = 5.0
+LAG_TAIL_FLOOR_MS = 20.0
 CPU_SATURATED_PCT = 90.0
 
 WITHIN, BEHIND, RECEIVERS, INSTRUMENT, NOT_JUDGED = ("within", "publisher-behind", "receivers-behind",
@@ -81,8 +84,11 @@ def assess(run) -> Load:
     if run.faulted:
         return Load(state=NOT_JUDGED, **base)
     short = bool(target and achieved is not None and achieved < BEHIND_FRACTION * target)
-    dominates = bool(lag50 is not None and lat50 and lag99 is not None
-                     and lag50 >= LAG_SHARE * lat50 and lag99 >= LAG_FLOOR_MS)
+    lat99 = lat.get("p99_ms")
+    median = bool(lag50 is not None and lat50 and lag99 is not None and lag50 >= LAG_SHARE * lat50
+                  and lag99 >= LAG_FLOOR_MS)
+    tail = bool(lag99 is not None and lat99 and lag99 >= LAG_SHARE * lat99 and lag99 >= LAG_TAIL_FLOOR_MS)
+    dominates = median or tail
     sent50 = run.findings.latency_sent.get("p50_ms")
     queued = bool(sent50 is not None and sent50 >= LAG_FLOOR_MS)
     flags = dict(rate_short=short, lag_dominates=dominates, receivers_behind=queued, latency_sent_p50_ms=sent50)
