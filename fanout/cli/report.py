@@ -21,9 +21,9 @@ def add_parser(sub) -> None:
     rep = sub.add_parser("report", help="run the validation report and export it (HTML + Markdown) into "
                                         f"{DEFAULT_OUT}/")
     length = rep.add_mutually_exclusive_group()
-    length.add_argument("--quick", action="store_true",
+    length.add_argument("--quick", action="store_true", dest="quick_mode",
                         help=f"short runs, the default: {QUICK_MEASURED}")
-    length.add_argument("--full", action="store_true", help="the scenario files' full lengths (20 s, 30 s, ...)")
+    length.add_argument("--full", action="store_true", dest="full_mode", help="the scenario files' full lengths (20 s, 30 s, ...)")
     g = rep.add_argument_group("report parameters (fanout.report.params.ReportParams)")
     params.add_arguments(g, ReportParams)
     rep.add_argument("--from-runs", nargs="+", metavar="DIR",
@@ -59,9 +59,9 @@ def report_parameters(args: argparse.Namespace) -> dict:
     values: dict = {name: parameter_value(value) for name, value in args.parameter}
     values |= {k: list(v) if isinstance(v, tuple) else v for k, v in lab_params.given(args, ReportParams).items()}
     values.pop("redis_url", None)
-    if args.full:
+    if args.full_mode:
         values["quick"] = False
-    elif args.quick:
+    elif args.quick_mode:
         values["quick"] = True
     if args.from_runs:
         values["from_runs"] = [str(Path(p).resolve()) for p in args.from_runs]

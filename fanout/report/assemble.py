@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from fanout.report import capacity, failover
 from fanout.report.context import Report
-from fanout.report.params import ReportParams
-from fanout.report.runs import load_runs, plan_scenarios, run_planned
+from fanout.report.params import ReportParams, coerce
+from fanout.report.runs import archived_parameters, load_runs, plan_scenarios, run_planned
 
 
 def _supported(planned: list[tuple], redis_url: str | None) -> tuple[list[tuple], dict[str, str]]:
@@ -21,7 +21,10 @@ def _supported(planned: list[tuple], redis_url: str | None) -> tuple[list[tuple]
 
 def make_report(p: ReportParams, *, progress: bool = True) -> Report:
     if p.from_runs:
-        return Report(params=p, runs=load_runs(p.from_runs))
+        made = archived_parameters(p.from_runs)
+        known = {k: v for k, v in (made or {}).items() if k in ReportParams.__dataclass_fields__ and k != "from_runs"}
+        return Report(params=p, runs=load_runs(p.from_runs),
+                      made_with=ReportParams(**coerce(ReportParams, known)) if made is not None else None)
     common = dict(quick=p.quick, duration_scale=p.duration_scale, redis_url=p.redis_url, key_prefix=p.key_prefix,
                   seed=p.seed)
     planned = plan_scenarios(p.scenarios, min_delivery_pct=p.min_delivery_pct,

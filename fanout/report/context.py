@@ -28,6 +28,8 @@ class Report:
     generated: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
     outcomes: dict[str, Any] = field(default_factory=dict)
     loads: dict[str, saturation.Load] = field(default_factory=dict)
+    #: re-rendered from an archive: the parameters the runs were made with (mode, lengths)
+    made_with: ReportParams | None = None
 
     def __post_init__(self) -> None:
         self.outcomes = _outcomes.outcomes(self.runs)
@@ -76,8 +78,13 @@ class Report:
         return bool(self.params.from_runs)
 
     @property
+    def run_params(self) -> ReportParams:
+        """The parameters the runs were made with (the archive's, when re-rendered)."""
+        return self.made_with or self.params
+
+    @property
     def quick(self) -> bool:
-        return bool(self.params.quick) and self.params.duration_scale is None
+        return bool(self.run_params.quick) and self.run_params.duration_scale is None
 
     def durations(self) -> list[dict]:
         """Run lengths per role: the shortest and longest publishing time."""
@@ -127,7 +134,7 @@ class Report:
 
     def not_measured(self) -> list[dict]:
         """Every part of a full validation this report did not measure, and why."""
-        p, out = self.params, []
+        p, out = self.run_params, []
         for t, why in self.skipped.items():
             out.append({"what": f"transport {t}", "why": why})
         out.append({"what": "Sentinel failover", "why": SENTINEL_WHY})

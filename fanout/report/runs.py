@@ -193,6 +193,17 @@ def load_runs(paths: Sequence[str]) -> list[ScenarioRun]:
 
 
 
+def archived_parameters(paths: Sequence[str]) -> dict[str, Any] | None:
+    """The parameters the first report folder among ``paths`` was made with (its archive), or None."""
+    import json
+
+    for given in paths:
+        archive = Path(given) / ARCHIVE_NAME
+        if archive.is_file():
+            return dict(json.loads(archive.read_text()).get("parameters") or {})
+    return None
+
+
 def scenario_from_namespace(namespace: dict[str, Any]):
     """The scenario notebook's Scenario from its ``globals()``: every field checked against its
     type first (one line naming a wrong parameter), ``redis_url`` through ``env:NAME``."""
@@ -206,4 +217,4 @@ def scenario_from_namespace(namespace: dict[str, Any]):
 
 
 __all__ = ["ScenarioRun", "split_spec", "report_scenario", "run_one", "run_planned", "plan_scenarios", "load_runs",
-           "scenario_from_namespace", "QUICK_DURATION_S", "FAULT_TAIL_S", "ROLES"]
+           "scenario_from_namespace", "archived_parameters", "QUICK_DURATION_S", "FAULT_TAIL_S", "ROLES"]
