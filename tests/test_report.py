@@ -130,3 +130,23 @@ def test_run_ids_name_the_transport():
 
     assert "-standard-sharded-" in new_run_id(Scenario(transport="sharded"))
     assert "-partition-streams-" in new_run_id(Scenario(name="partition-streams", transport="streams"))
+
+
+def test_report_flags_derive_from_the_report_parameters_and_default_to_quick():
+    import pytest
+
+    from fanout.cli import build_parser
+    from fanout.cli.report import report_parameters
+    from fanout.errors import ConfigError
+
+    parse = build_parser().parse_args
+    assert "quick" not in report_parameters(parse(["report"]))  # the notebook's default: quick
+    assert report_parameters(parse(["report", "--full"]))["quick"] is False
+    values = report_parameters(parse(["report", "--scenarios", "standard,standard@streams", "--failover", "",
+                                      "--no-capacity", "--key-prefix", "run7:", "--max-avg-latency", "50"]))
+    assert values == {"scenarios": ["standard", "standard@streams"], "failover": [], "capacity": False,
+                      "key_prefix": "run7:", "max_avg_latency_ms": 50.0}
+    with pytest.raises(ConfigError, match="-p nope: no such report parameter"):
+        report_parameters(parse(["report", "-p", "nope", "1"]))
+    with pytest.raises(ConfigError, match="^failover_transports: unknown transport 'carrier-pigeon'"):
+        report_parameters(parse(["report", "--failover-transports", "carrier-pigeon"]))

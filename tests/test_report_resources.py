@@ -49,3 +49,14 @@ def test_summarise_counts_a_counter_reset_as_zero_not_negative():
             for i, c in enumerate([1.0, 1.5, 0.1, 0.6])]  # the server restarted between 1 s and 2 s
     s = summarise(frame(rows, RESOURCE_COLUMNS))
     assert isinstance(s, pd.DataFrame) and round(float(s["cpu_pct"].iloc[0]), 3) == round(100 * 1.0 / 3, 3)
+
+
+def test_processes_mode_samples_each_worker_process(tmp_path):
+    rec = run_scenario(Scenario(name="proc", instances=2, duration_s=1.0, rate_per_s=50, process_mode="processes"),
+                       progress=False, save_to=None)
+    s = summarise(rec.resources, rec.t0, rec.t_end).set_index("target")
+    pids = rec.environment["worker_pids"]
+    assert {"coordinator", "worker test-instance-0", "worker test-instance-1", "redis"} <= set(s.index)
+    sampled = set(rec.resources.loc[rec.resources["target"].str.startswith("worker"), "pid"])
+    assert sampled == set(pids)  # per instance, by its pid
+    assert (s.loc[["worker test-instance-0", "worker test-instance-1"], "memory_bytes"] > 0).all()
