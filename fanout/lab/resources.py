@@ -76,7 +76,7 @@ class ResourceSampler:
         for c in self._clients.values():
             try:
                 c.close()
-            except Exception as exc:  # noqa: BLE001 - closing a control connection: nothing to report
+            except (OSError, RuntimeError) as exc:  # closing a control connection: nothing to report
                 log.debug("closing the sampler's connection: %s", exc)
 
     def __enter__(self) -> "ResourceSampler":
@@ -198,7 +198,7 @@ def redis_targets(url: str, server=None) -> dict[str, str]:
     if callable(masters):
         try:
             return {f"redis {redact_url(m.url)}": m.url for m in masters()}
-        except Exception as exc:  # noqa: BLE001 - a cluster that cannot list its masters: sample the URL
+        except (OSError, RuntimeError, ValueError) as exc:  # a cluster that cannot list its masters: the URL
             log.debug("cluster masters not listed: %s", exc)
     return {"redis": url}
 
