@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install report report-full test bench matrix doctor lab clean
+.PHONY: install report report-full example test bench matrix doctor lab clean
 
 $(BIN)/fanout: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,11 +13,15 @@ $(BIN)/fanout: pyproject.toml
 
 install: $(BIN)/fanout
 
-report: install            ## the validation report (quick scenarios) into reports/
+report: install            ## the validation report (quick runs) into reports/latest/ (git-ignored)
 	$(BIN)/fanout report
 
-report-full: install       ## the validation report with the seed's full-length scenarios
+report-full: install       ## the validation report with the scenario files' full lengths, into reports/latest/
 	$(BIN)/fanout report --full
+
+example: install           ## regenerate the committed example (full mode) in reports/example/, deliberately
+	rm -rf reports/example
+	$(BIN)/fanout report --full --out reports/example
 
 test: install              ## the test suite (starts its own throwaway redis-servers)
 	$(BIN)/python -m pytest
@@ -35,4 +39,4 @@ lab: install               ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf data/runs reports/*.ipynb .pytest_cache
+	rm -rf data/runs reports/latest reports/*.ipynb .pytest_cache

@@ -2,6 +2,7 @@
 
     fanout run [--instances=5 --duration=30 --rate=10 --verbose ...]   one scenario, a verdict
     fanout report [--full]                                              the validation report (HTML + Markdown)
+    fanout compare A B                                                  two runs or reports side by side; 1 if B regressed
     fanout agent --redis-url URL                                        host instances for a multi-host run
     fanout demo                                                         one publisher, two subscribers, metrics
     fanout doctor [--redis-url URL]                                     the servers found, which one runs, why
@@ -34,6 +35,7 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_REDIS = 0, 1, 2, 3
 COMMANDS: dict[str, tuple[str, str | None]] = {
     "run": ("fanout.cli.run", "lab"),
     "report": ("fanout.cli.report", "report"),
+    "compare": ("fanout.cli.compare", "report"),
     "agent": ("fanout.cli.agent", "lab"),
     "demo": ("fanout.cli.demo", None),
     "acl": ("fanout.cli.acl", None),
@@ -42,7 +44,7 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
 EXTRAS: dict[str, tuple[str, ...]] = {
     "lab": ("pandas", "pyarrow", "numpy", "yaml", "tqdm", "psutil"),
     "report": ("pandas", "pyarrow", "numpy", "yaml", "tqdm", "psutil", "seaborn", "matplotlib", "papermill",
-               "nbconvert", "nbformat", "ipykernel", "jinja2"),
+               "nbconvert", "nbformat", "ipykernel", "jinja2", "tabulate"),
 }
 
 
