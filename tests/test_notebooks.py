@@ -86,7 +86,7 @@ def test_report_scenario_durations_transport_and_key_prefix():
     assert source.endswith("scenarios/standard.yaml")
     sc, _, changes = report_scenario("standard@streams", quick=True, key_prefix="run42:")
     assert sc.transport == "streams" and sc.name == "standard-streams" and sc.key_prefix == "run42:"
-    assert changes["transport"] == ("pubsub", "streams") and changes["key_prefix"] == ("ws:", "run42:")
+    assert changes["transport"] == ("pubsub", "streams") and changes["key_prefix"] == (None, "run42:")
     sc, _, changes = report_scenario("load-1k", quick=False)
     assert sc.duration_s == 10 and changes == {}
     with pytest.raises(ConfigError, match="nope"):

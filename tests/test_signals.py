@@ -10,6 +10,8 @@ import psutil
 import pytest
 
 from conftest import ROOT, fanout_cmd
+from fanout.analysis import analyse
+from fanout.lab.record import load_run
 
 
 def wait_for_child(proc: subprocess.Popen, name: str, timeout_s: float = 30) -> psutil.Process:
@@ -29,10 +31,10 @@ def wait_for_child(proc: subprocess.Popen, name: str, timeout_s: float = 30) -> 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_a_signal_stops_fanout_run_and_leaves_nothing_running(sig):
-    proc = subprocess.Popen([*fanout_cmd(), "run", "--duration", "30", "--no-save", "--no-progress"], cwd=ROOT,
+def test_a_signal_stops_fanout_run_and_leaves_nothing_running(sig, tmp_path):
+    proc = subprocess.Popen([*fanout_cmd(), "run", "--duration", "30", "--out", str(tmp_path), "--no-progress"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    server = wait_for_child(proc, "redis-server")
+    server = wait_for_child(proc, "-server")  # redis-server or valkey-server
     time.sleep(1.0)  # well into the run
     everyone = [server, *psutil.Process(proc.pid).children(recursive=True)]
     proc.send_signal(sig)
@@ -42,3 +44,11 @@ def test_a_signal_stops_fanout_run_and_leaves_nothing_running(sig):
     assert "Traceback" not in err
     gone, alive = psutil.wait_procs(everyone, timeout=10)
     assert not alive, [p.pid for p in alive]
+    saved = list(tmp_path.iterdir())
+    assert len(saved) == 1, saved  # the partial record, marked
+    rec = load_run(saved[0])
+    assert rec.environment["interrupted"]["of_s"] == 30 and 0 < rec.environment["interrupted"]["after_s"] < 30
+    assert f"partial record (marked interrupted, never PASS): {saved[0]}" in err.replace(str(ROOT) + "/", "")
+    f = analyse(rec)
+    assert not f.passed and f.verdict[0].name == "Run completed" and not f.verdict[0].passed
+    assert len(rec.publications) > 0

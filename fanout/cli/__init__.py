@@ -124,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fanout {args.command}: interrupted by SIGINT", file=sys.stderr)
         return 128 + signal.SIGINT
     except Interrupted as exc:
-        where = f"; partial record (marked interrupted): {exc.record.path}" if getattr(exc.record, "path", None) else ""
+        stopped = (getattr(exc.record, "environment", None) or {}).get("interrupted")
+        where = (f" after {stopped['after_s']:.1f} s of {stopped['of_s']:g} s" if stopped else "") + \
+            (f"; partial record (marked interrupted, never PASS): {exc.record.path}"
+             if getattr(exc.record, "path", None) else "")
         print(f"fanout {args.command}: {exc}{where}", file=sys.stderr)
         return exc.exit_code
 

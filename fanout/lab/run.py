@@ -10,7 +10,7 @@ import threading
 from pathlib import Path
 
 from fanout.capabilities import require
-from fanout.errors import ConfigError, FanoutError, Interrupted
+from fanout.errors import ConfigError, FanoutError, Interrupted, PartialRun
 from fanout.lab import control
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.record import RunRecord, name_server
@@ -55,7 +55,16 @@ async def simulate(sc: Scenario, *, redis_url: str | None = None, progress: bool
     ident = await check_server(sc, url)
     sc = isolated(sc, run_id, throwaway=server is not None)
     outside = await warn_outside_listeners(sc, url)
-    rec = await _dispatch(sc, url, run_id, progress=progress, printer=printer, server=server, options=options)
+    try:
+        rec = await _dispatch(sc, url, run_id, progress=progress, printer=printer, server=server, options=options)
+    except PartialRun as stopped:  # a signal: what was measured still says where and how
+        if stopped.record is not None:
+            _describe(stopped.record, sc, ident, server, outside)
+        raise
+    return _describe(rec, sc, ident, server, outside)
+
+
+def _describe(rec: RunRecord, sc: Scenario, ident, server, outside: dict[str, int]) -> RunRecord:
     name_server(rec, ident, getattr(server, "binary", None))
     rec.environment["key_prefix"] = sc.key_prefix
     rec.environment["outside_subscribers"] = outside
@@ -125,9 +134,9 @@ async def _stoppable(coro):
         loop.add_signal_handler(sig, stop, sig)
     try:
         return await coro
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         if got:
-            raise Interrupted(got[0]) from None
+            raise Interrupted(got[0], record=getattr(exc, "record", None)) from None
         raise
     finally:
         for sig, handler in previous.items():
@@ -170,13 +179,23 @@ def run_scenario(sc: Scenario, *, progress: bool | None = None, printer: Printer
         raise ConfigError("agents: a run over agents needs redis_url (the Redis every agent can reach)")
     if not sc.redis_url:
         require_local(needs(sc))  # the binary's own --version: fail before starting a cluster
-    if sc.redis_url:
-        rec = run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer, options=options))
-    else:
-        with throwaway_server(sc) as srv:
-            rec = run_sync(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv,
-                                    options=options))
-            rec.environment["redis_url"] = f"throwaway {Path(srv.binary).name} on {srv.safe_url}"
+    try:
+        if sc.redis_url:
+            rec = run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer, options=options))
+        else:
+            with throwaway_server(sc) as srv:
+                try:
+                    rec = run_sync(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv,
+                                            options=options))
+                finally:
+                    where = f"throwaway {Path(srv.binary).name} on {srv.safe_url}"
+                rec.environment["redis_url"] = where
+    except Interrupted as stopped:  # save what was measured, marked interrupted, then stop
+        if stopped.record is not None and save_to:
+            if not sc.redis_url:
+                stopped.record.environment["redis_url"] = where
+            stopped.record.save(save_to)
+        raise
     if save_to:
         rec.save(save_to)
     return rec
