@@ -52,3 +52,27 @@ def test_a_signal_stops_fanout_run_and_leaves_nothing_running(sig, tmp_path):
     f = analyse(rec)
     assert not f.passed and f.verdict[0].name == "Run completed" and not f.verdict[0].passed
     assert len(rec.publications) > 0
+
+
+def test_a_cli_killed_outright_takes_its_server_with_it(tmp_path):
+    proc = subprocess.Popen([*fanout_cmd(), "run", "--duration", "30", "--no-save", "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = wait_for_child(proc, "-server")
+    proc.kill()  # SIGKILL: no cleanup of its own runs
+    proc.wait(10)
+    gone, alive = psutil.wait_procs([server], timeout=10)
+    assert not alive, "the throwaway server outlived the process that started it"
+
+
+def test_sigterm_stops_fanout_report_and_leaves_no_kernel_or_server(tmp_path):
+    proc = subprocess.Popen([*fanout_cmd(), "report", "--scenarios", "standard", "--duration-scale", "2",
+                             "-p", "failover", "[]", "--out", str(tmp_path / "out")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = wait_for_child(proc, "-server", timeout_s=120)  # the kernel's throwaway server: the run is on
+    everyone = [server, *psutil.Process(proc.pid).children(recursive=True)]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 143, (proc.returncode, err[-2000:])
+    assert "interrupted by SIGTERM" in err.strip().splitlines()[-1] and "Traceback" not in err, err[-2000:]
+    gone, alive = psutil.wait_procs(everyone, timeout=20)
+    assert not alive, [(p.pid, p.name()) for p in alive]

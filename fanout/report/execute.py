@@ -33,9 +33,10 @@ def _kernel_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def kernel_manager_class(extra_env: dict[str, str] | None = None) -> type:
+def kernel_manager_class(extra_env: dict[str, str] | None = None, log_path: Path | None = None) -> type:
     """An AsyncKernelManager whose kernel is always ``sys.executable -m ipykernel_launcher``
-    (whatever kernelspec the notebook names), with ``extra_env`` added to its environment."""
+    (whatever kernelspec the notebook names), with ``extra_env`` added to its environment and the
+    kernel process's own stderr (its log, not the notebook's output) written to ``log_path``."""
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpec
 
@@ -56,6 +57,18 @@ def kernel_manager_class(extra_env: dict[str, str] | None = None) -> type:
                 runtime = Path(jupyter_runtime_dir())
                 runtime.mkdir(parents=True, exist_ok=True)
                 self.ip = str(runtime / f"fanout-{uuid.uuid4().hex[:16]}-ipc")
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):  # type: ignore[override]
+            if log_path is not None:  # e.g. the ZMQ noise of a kernel shut down by a signal
+                kw["stderr"] = self._fanout_log = open(log_path, "ab")  # noqa: SIM115 - closed with the kernel
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:  # type: ignore[override]
+            await super()._async_cleanup_resources(restart=restart)
+            log = getattr(self, "_fanout_log", None)
+            if log is not None and not restart:
+                log.close()
+
         @property
         def kernel_spec(self):  # type: ignore[override]
             if self._kernel_spec is None:
@@ -150,7 +163,7 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike, par
         pm.execute_notebook(
             str(notebook), str(output), parameters=params, kernel_name="python3", language="python",
             progress_bar=progress_bar, stderr_file=stderr, cwd=str(cwd), start_timeout=start_timeout,
-            kernel_manager_class=kernel_manager_class(env),
+            kernel_manager_class=kernel_manager_class(env, output.with_suffix(".kernel.log")),
         )
     except PapermillExecutionError as exc:
         raise _cell_error(exc, notebook, output) from None

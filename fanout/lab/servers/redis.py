@@ -19,7 +19,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -77,6 +79,21 @@ class ServerGroup(Throwaway):
 
     def version(self) -> str:
         return redis_server_version(self.binary)
+
+
+def _pdeathsig() -> None:  # runs in the child, between fork and exec
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def die_with_parent():
+    """``preexec_fn`` making a server die with the process that started it (Linux), so a CLI or a
+    notebook kernel killed outright leaves no server behind. Only from the main thread: the kernel
+    ties the signal to the starting *thread*, and a worker thread ends before its server should."""
+    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+        return _pdeathsig
+    return None
 
 
 class RedisServer(Throwaway):
@@ -169,6 +186,7 @@ class RedisServer(Throwaway):
             return self
         self._proc = subprocess.Popen(
             self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent(),
         )
         self._paused = False
         self._wait_ready()
