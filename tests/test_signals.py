@@ -76,3 +76,19 @@ def test_sigterm_stops_fanout_report_and_leaves_no_kernel_or_server(tmp_path):
     assert "interrupted by SIGTERM" in err.strip().splitlines()[-1] and "Traceback" not in err, err[-2000:]
     gone, alive = psutil.wait_procs(everyone, timeout=20)
     assert not alive, [(p.pid, p.name()) for p in alive]
+
+
+def test_sigterm_stops_an_agent_and_it_deregisters(redis_server):
+    import redis
+
+    proc = subprocess.Popen([*fanout_cmd(), "agent", "--redis-url", redis_server.url, "--name", "ag", "--wait", "60"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with redis.Redis.from_url(redis_server.url) as r:
+        deadline = time.monotonic() + 30
+        while not r.sismember("fanout:agents", "ag") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert r.sismember("fanout:agents", "ag")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143 and "interrupted by SIGTERM" in err and "Traceback" not in err, err
+        assert not r.sismember("fanout:agents", "ag") and not r.exists("fanout:agent:ag:alive")
