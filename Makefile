@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install report report-full test bench lab clean
+.PHONY: install report report-full example test bench matrix doctor lab clean
 
 $(BIN)/fanout: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -13,11 +13,15 @@ $(BIN)/fanout: pyproject.toml
 
 install: $(BIN)/fanout
 
-report: install            ## the validation report (quick scenarios) into reports/
+report: install            ## the validation report (quick runs) into reports/latest/ (git-ignored)
 	$(BIN)/fanout report
 
-report-full: install       ## the validation report with the seed's full-length scenarios
+report-full: install       ## the validation report with the scenario files' full lengths, into reports/latest/
 	$(BIN)/fanout report --full
+
+example: install           ## regenerate the committed example (full mode) in reports/example/, deliberately
+	rm -rf reports/example
+	$(BIN)/fanout report --full --out reports/example
 
 test: install              ## the test suite (starts its own throwaway redis-servers)
 	$(BIN)/python -m pytest
@@ -25,8 +29,14 @@ test: install              ## the test suite (starts its own throwaway redis-ser
 bench: install             ## load and latency benchmarks (prints a table, writes benchmarks/results/)
 	$(BIN)/python -m benchmarks
 
+matrix: install            ## the server-compatibility matrix (every server found here) into docs/compatibility.md
+	$(BIN)/python -m benchmarks.matrix
+
+doctor: install            ## which Redis/Valkey servers are installed, which one runs, why
+	$(BIN)/fanout doctor
+
 lab: install               ## JupyterLab on the notebooks
 	$(BIN)/jupyter lab notebooks/
 
 clean:
-	rm -rf data/runs reports/*.ipynb .pytest_cache
+	rm -rf data/runs reports/latest reports/*.ipynb .pytest_cache

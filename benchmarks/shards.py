@@ -23,7 +23,7 @@ import time
 import redis
 
 from fanout.analysis import analyse
-from fanout.lab.servers.cluster import LocalCluster
+from fanout.lab.servers import LocalCluster
 from fanout.lab.servers.redis import RedisServer
 from fanout.lab.scenario import Scenario
 from fanout.lab.run import simulate

@@ -70,6 +70,14 @@ class RedisServerError(FanoutError):
     exit_code = 3
 
 
+class PartialRun(__import__("asyncio").CancelledError):
+    """A run cancelled midway (by a signal); ``record`` is what it had measured, marked interrupted."""
+
+    def __init__(self, record=None) -> None:
+        super().__init__("run cancelled")
+        self.record = record
+
+
 class Interrupted(BaseException):
     """A run, a report or an agent stopped by SIGINT, SIGTERM or SIGHUP. Like KeyboardInterrupt it is
     no ``Exception``, so nothing on the way swallows it; context managers on the way clean up

@@ -51,7 +51,7 @@ def test_a_bot_cannot_publish_and_the_host_cannot_subscribe(redis_server):
     async def go():
         async with RedisEventBridge(as_role(redis_server.url, "bot", enable_publishing=True,
                                             enable_subscription=False)) as bot:
-            with pytest.raises(PublishError, match="no permissions to run the 'publish' command"):
+            with pytest.raises(PublishError, match="(?i)no permissions to run the 'publish' command"):
                 await bot.publish("trade", {})
         with pytest.raises((AuthenticationFailed, RedisUnavailable), match="subscribe"):
             await RedisEventBridge(as_role(redis_server.url, "host", enable_publishing=False)).start()
@@ -59,7 +59,7 @@ def test_a_bot_cannot_publish_and_the_host_cannot_subscribe(redis_server):
                                               key_prefix="other:"))
         await off_prefix.start()
         try:
-            with pytest.raises(PublishError, match="no permissions to access one of the channels"):
+            with pytest.raises(PublishError, match="(?i)no permissions to access (a|one of the) channel"):
                 await off_prefix.publish("trade", {})
         finally:
             await off_prefix.close()

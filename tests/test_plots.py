@@ -119,3 +119,54 @@ def test_figures_survive_a_run_without_deliveries():
         assert isinstance(fig, Figure)
         assert all(ax.get_title() for ax in fig.axes)
         fig.savefig(__import__("io").BytesIO(), format="png")
+
+
+def _fault_run():
+    """A synthetic partition: test-instance-1 receives nothing from 2 s to 3 s."""
+    from _records import T0
+    from fanout.lab.record import FAULT_COLUMNS, frame
+    from fanout.report.runs import ScenarioRun
+
+    seed = {"test-instance-0": 30, "test-instance-1": 30, "test-instance-2": 30}
+    start, end = T0 + 2_000_000_000, T0 + 3_000_000_000
+    probe = make_record(seed).deliveries
+    drop = [("test-instance-1", i) for i in probe.loc[(probe["receiver"] == "test-instance-1")
+                                                      & (probe["t_received"] >= start)
+                                                      & (probe["t_received"] < end), "id"]]
+    rec = make_record(seed, drop=drop, scenario_overrides={"name": "partition-pubsub"})
+    rec.faults = frame([{"kind": "partition", "instance": "test-instance-1", "t_start": start, "t_end": end,
+                         "detail": "cut off"}], FAULT_COLUMNS)
+    return ScenarioRun(scenario=None, record=rec, findings=analyse(rec), role="fault")
+
+
+def test_fault_delivery_steps_draw_empty_bins_as_zero_with_a_legend_per_instance_and_the_fault_labelled():
+    from fanout.report import plots_faults
+
+    run = _fault_run()
+    tl = plots_faults.delivery_timeline(run)
+    cut = tl[(tl["receiver"] == "test-instance-1") & (tl["t_s"] >= 2.0) & (tl["t_s"] < 3.0)]
+    assert len(cut) == 10 and (cut["per_s"] == 0).all()  # ten empty 100 ms bins, drawn as zero
+    fig = plots_faults.plot_delivery_around_faults([run])
+    (ax,) = fig.axes
+    steps = [ln for ln in ax.get_lines() if ln.get_drawstyle() == "steps-post"]
+    assert sorted(ln.get_label() for ln in steps) == [f"test-instance-{i}" for i in range(3)]
+    assert legend_labels(fig) == [f"test-instance-{i}" for i in range(3)]
+    assert any("partition" in t.get_text() for t in ax.texts)  # the shaded window is labelled
+    assert ax.patches or ax.collections  # the shading
+    assert "(s)" in ax.get_xlabel() and "/s" in ax.get_ylabel() and fig._suptitle.get_text()
+
+
+def test_resource_figure_puts_redis_beside_the_instrument(run):
+    from fanout.lab.resources import summarise
+    from fanout.report import plots_resources
+    from fanout.report.runs import ScenarioRun
+
+    record, findings = run
+    assert len(record.resources) > 0
+    s = summarise(record.resources, record.t0, record.t_end)
+    fig = plots_resources.plot_cpu([(ScenarioRun(scenario=None, record=record, findings=findings), s)])
+    (ax,) = fig.axes
+    assert "% of one core" in ax.get_xlabel() and ax.get_title()
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"Redis (all nodes)", "instrument (busiest process)"}
+    widths = [bar.get_width() for c in ax.containers for bar in c]
+    assert len(widths) == 2 and all(w > 0 for w in widths)  # Redis and the instrument, measured, not zero

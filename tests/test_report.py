@@ -98,3 +98,55 @@ def test_markdown_table():
     assert lines[2] == "| test-instance-0 | 69 | 65 + 61 = 126 | 126 | ✓ |"
     assert lines[4] == "| test-instance-2 | 61 | 69 + 65 = 134 | 133 | ✗ |"
     assert len(lines) == 5
+
+
+def test_text_names_the_transport_used():
+    for transport, title in (("streams", "Streams"), ("sharded", "Sharded Pub/Sub (Cluster)")):
+        text = render_text(analyse(make_record(SEED_3, scenario_overrides={"transport": transport})))
+        assert text.splitlines()[1] == f"Test Results - Multi-Instance Redis {title}"
+        assert f"  Transport: {transport}" in text
+
+
+def test_cli_help_lists_every_transport_and_the_measured_quick_duration():
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from fanout.transports import TRANSPORT_NAMES
+
+    run = subprocess.run([sys.executable, "-m", "fanout", "run", "--help"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60).stdout
+    for name in TRANSPORT_NAMES:
+        assert name in run.split("--transport", 1)[1], name
+    rep = subprocess.run([sys.executable, "-m", "fanout", "report", "--help"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60).stdout
+    assert re.search(r"--quick\s+short runs, the default: about [\d.]+ minutes .*measured: \d+ s", rep, re.S)
+    assert "--from-runs" in rep and "reports/latest" in rep
+
+
+def test_run_ids_name_the_transport():
+    from fanout.lab.scenario import Scenario
+    from fanout.lab.simulator import new_run_id
+
+    assert "-standard-sharded-" in new_run_id(Scenario(transport="sharded"))
+    assert "-partition-streams-" in new_run_id(Scenario(name="partition-streams", transport="streams"))
+
+
+def test_report_flags_derive_from_the_report_parameters_and_default_to_quick():
+    import pytest
+
+    from fanout.cli import build_parser
+    from fanout.cli.report import report_parameters
+    from fanout.errors import ConfigError
+
+    parse = build_parser().parse_args
+    assert "quick" not in report_parameters(parse(["report"]))  # the notebook's default: quick
+    assert report_parameters(parse(["report", "--full"]))["quick"] is False
+    values = report_parameters(parse(["report", "--scenarios", "standard,standard@streams", "--failover", "",
+                                      "--no-capacity", "--key-prefix", "run7:", "--max-avg-latency", "50"]))
+    assert values == {"scenarios": ["standard", "standard@streams"], "failover": [], "capacity": False,
+                      "key_prefix": "run7:", "max_avg_latency_ms": 50.0}
+    with pytest.raises(ConfigError, match="-p nope: no such report parameter"):
+        report_parameters(parse(["report", "-p", "nope", "1"]))
+    with pytest.raises(ConfigError, match="^failover_transports: unknown transport 'carrier-pigeon'"):
+        report_parameters(parse(["report", "--failover-transports", "carrier-pigeon"]))

@@ -43,7 +43,7 @@ def test_sentinel_failover_during_a_streams_run_accounting_is_exact():
 
 
 def test_bridge_finds_the_master_through_sentinel_and_names_bad_sentinels():
-    from fanout.lab.servers.cluster import LocalSentinel
+    from fanout.lab.servers import LocalSentinel
 
     with LocalSentinel() as st:
         async def go():

@@ -9,7 +9,7 @@ from redis.crc import key_slot
 from conftest import arun, exact_fault_findings, needs_redis7
 from fanout import BridgeConfig, ConfigError, RedisEventBridge
 from fanout.analysis import analyse
-from fanout.lab.servers.cluster import LocalCluster
+from fanout.lab.servers import LocalCluster
 from fanout.lab.scenario import Scenario, load_scenario
 from fanout.lab.run import run_scenario, simulate
 from fanout.transports.sharded import partition_channels, partition_of

@@ -10,6 +10,8 @@ import psutil
 import pytest
 
 from conftest import ROOT, fanout_cmd
+from fanout.analysis import analyse
+from fanout.lab.record import load_run
 
 
 def wait_for_child(proc: subprocess.Popen, name: str, timeout_s: float = 30) -> psutil.Process:
@@ -29,10 +31,10 @@ def wait_for_child(proc: subprocess.Popen, name: str, timeout_s: float = 30) -> 
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
-def test_a_signal_stops_fanout_run_and_leaves_nothing_running(sig):
-    proc = subprocess.Popen([*fanout_cmd(), "run", "--duration", "30", "--no-save", "--no-progress"], cwd=ROOT,
+def test_a_signal_stops_fanout_run_and_leaves_nothing_running(sig, tmp_path):
+    proc = subprocess.Popen([*fanout_cmd(), "run", "--duration", "30", "--out", str(tmp_path), "--no-progress"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    server = wait_for_child(proc, "redis-server")
+    server = wait_for_child(proc, "-server")  # redis-server or valkey-server
     time.sleep(1.0)  # well into the run
     everyone = [server, *psutil.Process(proc.pid).children(recursive=True)]
     proc.send_signal(sig)
@@ -42,3 +44,51 @@ def test_a_signal_stops_fanout_run_and_leaves_nothing_running(sig):
     assert "Traceback" not in err
     gone, alive = psutil.wait_procs(everyone, timeout=10)
     assert not alive, [p.pid for p in alive]
+    saved = list(tmp_path.iterdir())
+    assert len(saved) == 1, saved  # the partial record, marked
+    rec = load_run(saved[0])
+    assert rec.environment["interrupted"]["of_s"] == 30 and 0 < rec.environment["interrupted"]["after_s"] < 30
+    assert f"partial record (marked interrupted, never PASS): {saved[0]}" in err.replace(str(ROOT) + "/", "")
+    f = analyse(rec)
+    assert not f.passed and f.verdict[0].name == "Run completed" and not f.verdict[0].passed
+    assert len(rec.publications) > 0
+
+
+def test_a_cli_killed_outright_takes_its_server_with_it(tmp_path):
+    proc = subprocess.Popen([*fanout_cmd(), "run", "--duration", "30", "--no-save", "--no-progress"], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    server = wait_for_child(proc, "-server")
+    proc.kill()  # SIGKILL: no cleanup of its own runs
+    proc.wait(10)
+    gone, alive = psutil.wait_procs([server], timeout=10)
+    assert not alive, "the throwaway server outlived the process that started it"
+
+
+def test_sigterm_stops_fanout_report_and_leaves_no_kernel_or_server(tmp_path):
+    proc = subprocess.Popen([*fanout_cmd(), "report", "--scenarios", "standard", "--duration-scale", "2",
+                             "-p", "failover", "[]", "--out", str(tmp_path / "out")], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = wait_for_child(proc, "-server", timeout_s=120)  # the kernel's throwaway server: the run is on
+    everyone = [server, *psutil.Process(proc.pid).children(recursive=True)]
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 143, (proc.returncode, err[-2000:])
+    assert "interrupted by SIGTERM" in err.strip().splitlines()[-1] and "Traceback" not in err, err[-2000:]
+    gone, alive = psutil.wait_procs(everyone, timeout=20)
+    assert not alive, [(p.pid, p.name()) for p in alive]
+
+
+def test_sigterm_stops_an_agent_and_it_deregisters(redis_server):
+    import redis
+
+    proc = subprocess.Popen([*fanout_cmd(), "agent", "--redis-url", redis_server.url, "--name", "ag", "--wait", "60"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with redis.Redis.from_url(redis_server.url) as r:
+        deadline = time.monotonic() + 30
+        while not r.sismember("fanout:agents", "ag") and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert r.sismember("fanout:agents", "ag")
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143 and "interrupted by SIGTERM" in err and "Traceback" not in err, err
+        assert not r.sismember("fanout:agents", "ag") and not r.exists("fanout:agent:ag:alive")

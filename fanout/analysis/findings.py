@@ -243,6 +243,10 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
     overall["handler_errors"] = handler_errors
     verdict = (fault_verdict(per_instance, overall, latency, th, record, losses) if len(record.faults)
                else seed_verdict(per_instance, overall, latency, th))
+    stopped = (record.environment or {}).get("interrupted")
+    if stopped:  # a run stopped midway is never a pass, whatever its part shows
+        verdict.insert(0, Criterion("Run completed", False, f"interrupted after {stopped['after_s']:g} s of "
+                                    f"{stopped['of_s']:g} s", "the whole schedule"))
     return Findings(
         run_id=record.run_id, scenario=scenario, environment=dict(record.environment), thresholds=th,
         per_instance=per_instance, overall=overall, latency=latency, latency_sent=latency_sent,

@@ -2,8 +2,10 @@
 
     fanout run [--instances=5 --duration=30 --rate=10 --verbose ...]   one scenario, a verdict
     fanout report [--full]                                              the validation report (HTML + Markdown)
+    fanout compare A B                                                  two runs or reports side by side; 1 if B regressed
     fanout agent --redis-url URL                                        host instances for a multi-host run
     fanout demo                                                         one publisher, two subscribers, metrics
+    fanout doctor [--redis-url URL]                                     the servers found, which one runs, why
 
 Exit codes: 0 pass, 1 verdict failed, 2 usage error, 3 Redis unreachable. Every user mistake
 is one line on stderr, never a traceback. ``REDIS_URL`` in the environment is used when no
@@ -33,14 +35,16 @@ EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_REDIS = 0, 1, 2, 3
 COMMANDS: dict[str, tuple[str, str | None]] = {
     "run": ("fanout.cli.run", "lab"),
     "report": ("fanout.cli.report", "report"),
+    "compare": ("fanout.cli.compare", "report"),
     "agent": ("fanout.cli.agent", "lab"),
     "demo": ("fanout.cli.demo", None),
     "acl": ("fanout.cli.acl", None),
+    "doctor": ("fanout.cli.doctor", None),
 }
 EXTRAS: dict[str, tuple[str, ...]] = {
     "lab": ("pandas", "pyarrow", "numpy", "yaml", "tqdm", "psutil"),
     "report": ("pandas", "pyarrow", "numpy", "yaml", "tqdm", "psutil", "seaborn", "matplotlib", "papermill",
-               "nbconvert", "nbformat", "ipykernel", "jinja2"),
+               "nbconvert", "nbformat", "ipykernel", "jinja2", "tabulate"),
 }
 
 
@@ -120,7 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fanout {args.command}: interrupted by SIGINT", file=sys.stderr)
         return 128 + signal.SIGINT
     except Interrupted as exc:
-        where = f"; partial record (marked interrupted): {exc.record.path}" if getattr(exc.record, "path", None) else ""
+        stopped = (getattr(exc.record, "environment", None) or {}).get("interrupted")
+        where = (f" after {stopped['after_s']:.1f} s of {stopped['of_s']:g} s" if stopped else "") + \
+            (f"; partial record (marked interrupted, never PASS): {exc.record.path}"
+             if getattr(exc.record, "path", None) else "")
         print(f"fanout {args.command}: {exc}{where}", file=sys.stderr)
         return exc.exit_code
 

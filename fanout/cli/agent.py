@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 
 from fanout.cli import redis_url
 from fanout.errors import ConfigError
@@ -21,10 +20,11 @@ def add_parser(sub) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from fanout.lab.agents import agent_main
+    from fanout.lab.run import run_sync  # a signal stops it like a run: deregistered on the way out
 
     url = redis_url(args)
     if not url:
         raise ConfigError("an agent needs --redis-url (or $REDIS_URL): the Redis every agent and the coordinator reach")
-    return asyncio.run(agent_main(url, args.name, args.role, wait_s=args.wait,
+    return run_sync(agent_main(url, args.name, args.role, wait_s=args.wait,
                                   clock_skew_ns=int(args.clock_skew_ms * 1e6),
                                   say=lambda line: print(line, flush=True)))

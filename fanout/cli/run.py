@@ -39,6 +39,13 @@ def scenario_from_args(args: argparse.Namespace):
     return from_dict({**Scenario().to_dict(), **overrides})
 
 
+def server_line(env: dict) -> str:
+    """Which server the run used, from its record: product, version, binary (or URL)."""
+    facts = env.get("server") or {}
+    where = facts.get("binary") or env.get("redis_url") or "?"
+    return f"{env.get('redis_server') or 'unknown version'} ({where})"
+
+
 def main(args: argparse.Namespace) -> int:
     from fanout.analysis import analyse
     from fanout.lab.options import RunOptions
@@ -57,6 +64,7 @@ def main(args: argparse.Namespace) -> int:
         print(render_json(findings))
     else:
         print(render_text(findings))
+        print(f"Server: {server_line(rec.environment)}")
         if rec.path:
             print(f"Run record: {rec.path}")
     return EXIT_PASS if findings.passed else EXIT_FAIL

@@ -8,6 +8,8 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from fanout import capabilities
+from fanout.capabilities import ServerVersion
 from fanout.errors import FanoutError
 
 log = logging.getLogger(__name__)
@@ -60,17 +62,24 @@ async def forget_stream_positions(url: str, keys: list[str]) -> None:
         await c.aclose()
 
 
-async def redis_version(url: str) -> str | None:
-    """The server's ``redis_version``, or None when it does not answer (the run then says so)."""
+async def server_identity(url: str) -> ServerVersion | None:
+    """What ``INFO server`` says the server is (product, release, the Redis version it implements),
+    or None when it does not answer (the run then says so)."""
     c = client(url)
     try:
-        info = await c.info("server")
-        return str(info.get("redis_version"))
+        return capabilities.server_identity(await c.info("server"))
     except (RedisError, OSError) as exc:
         log.debug("INFO server failed: %s", exc)
         return None
     finally:
         await c.aclose()
+
+
+async def redis_version(url: str) -> str | None:
+    """The server's product and version as a run record states it (``"Redis 7.0.15"``,
+    ``"Valkey 9.1.2 (implements Redis 7.2.4)"``), or None when it does not answer."""
+    ident = await server_identity(url)
+    return str(ident) if ident else None
 
 
 async def redis_stats(url: str, server=None) -> dict:

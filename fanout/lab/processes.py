@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fanout.errors import FanoutError
-from fanout.lab import control, instrument
+from fanout.lab import control, instrument, resources
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.progress import Progress
 from fanout.lab.record import DELIVERY_COLUMNS, INSTANCE_COLUMNS, PUBLICATION_COLUMNS, RunRecord, build_record
@@ -304,12 +304,16 @@ async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None,
                         name=f"fanout-{name}", daemon=True)
         p.start()
         links.append(ProcessLink(name, hosted, p, parent))
+    sampler = resources.for_run(url, processes={"coordinator": os.getpid(),
+                                                **{f"worker {ln.name}": ln.proc.pid for ln in links}}).start()
     try:
         rec = await coordinate(sc, url, run_id, links, progress=progress, options=options, mode="processes",
                                reason=reason or "process_mode processes asked for")
     finally:
+        sampler.stop()
         for ln in links:
             ln.stop()
+    sampler.attach(rec)
     rec.environment["process_mode"] = "processes"
     rec.environment["worker_pids"] = [ln.proc.pid for ln in links]
     if reason:

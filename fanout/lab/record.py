@@ -38,6 +38,13 @@ FAULT_COLUMNS = {
 OUTAGE_COLUMNS = {
     "instance": "string", "t_down": "int64", "t_up": "int64", "reason": "string",
 }
+#: resource samples beside the run (fanout.lab.resources): one row per target per sample; the
+#: counters (cpu_s, net_*_bytes) are cumulative as the target reports them
+RESOURCE_COLUMNS = {
+    "t": "int64", "target": "string", "kind": "string", "pid": "int64", "cpu_s": "float64",
+    "memory_bytes": "int64", "memory_peak_bytes": "int64", "net_in_bytes": "int64", "net_out_bytes": "int64",
+    "clients": "int64",
+}
 #: one row per instance: its bridge's counters (fanout.metrics) as the run ended
 INSTANCE_COLUMNS = {"instance": "string", "connected": "bool", **dict.fromkeys(COUNTER_NAMES, "int64"),
                     "subscriptions": "int64"}
@@ -77,6 +84,8 @@ class RunRecord:
     outages: pd.DataFrame = field(default_factory=lambda: frame([], OUTAGE_COLUMNS))
     #: server-side facts gathered at the end (e.g. output-buffer disconnections)
     redis_stats: dict[str, Any] = field(default_factory=dict)
+    #: Redis and process resource samples (empty when the run was not sampled)
+    resources: pd.DataFrame = field(default_factory=lambda: frame([], RESOURCE_COLUMNS))
 
     def meta(self) -> dict[str, Any]:
         scen = dict(self.scenario)
@@ -91,7 +100,7 @@ class RunRecord:
         }
 
     def save(self, root: str | os.PathLike = "data/runs") -> Path:
-        """Write ``<root>/<run_id>/`` (three parquet files and run.json); return the folder."""
+        """Write ``<root>/<run_id>/`` (the frames as parquet files and run.json); return the folder."""
         out = Path(root) / self.run_id
         out.mkdir(parents=True, exist_ok=True)
         self.publications.to_parquet(out / "publications.parquet", index=False)
@@ -99,6 +108,7 @@ class RunRecord:
         self.instances.to_parquet(out / "instances.parquet", index=False)
         self.faults.to_parquet(out / "faults.parquet", index=False)
         self.outages.to_parquet(out / "outages.parquet", index=False)
+        self.resources.to_parquet(out / "resources.parquet", index=False)
         (out / "run.json").write_text(json.dumps(self.meta(), indent=2, default=str) + "\n")
         self.path = out
         return out
@@ -122,12 +132,29 @@ def load_run(path: str | os.PathLike) -> RunRecord:
         instances=frame(pd.read_parquet(p / "instances.parquet"), INSTANCE_COLUMNS),
         t0=int(meta.get("t0", 0)), t_end=int(meta.get("t_end", 0)), notes=list(meta.get("notes", [])), path=p,
         faults=optional("faults", FAULT_COLUMNS), outages=optional("outages", OUTAGE_COLUMNS),
-        redis_stats=dict(meta.get("redis_stats", {})),
+        redis_stats=dict(meta.get("redis_stats", {})), resources=optional("resources", RESOURCE_COLUMNS),
     )
 
 
+def server_facts(server=None, binary: str | None = None) -> dict[str, Any]:
+    """``environment["server"]``: the product (Redis or Valkey), its release, the Redis version it
+    implements (from ``INFO server``: a :class:`fanout.capabilities.ServerVersion`) and, for a
+    throwaway server, the binary that ran it (None for a server given by URL)."""
+    facts = server.as_dict() if server is not None else {"product": None, "version": None, "redis_version": None}
+    return {**facts, "binary": binary}
+
+
+def name_server(rec: "RunRecord", server=None, binary: str | None = None) -> None:
+    """State in ``rec.environment`` which server the run used: ``redis_server`` ("Valkey 9.1.2
+    (implements Redis 7.2.4)", what the report's scope shows) and ``server`` (:func:`server_facts`)."""
+    if server is not None:
+        rec.environment["redis_server"] = str(server)
+    rec.environment["server"] = server_facts(server, binary)
+
+
 def environment(redis_version: str | None = None) -> dict[str, Any]:
-    """Versions and machine facts a report must state."""
+    """Versions and machine facts a report must state (``redis_server``: the server's product and
+    version, :func:`name_server` adds the binary)."""
     import redis
 
     try:

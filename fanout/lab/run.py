@@ -7,13 +7,17 @@ import concurrent.futures
 import logging
 import signal
 import threading
+from pathlib import Path
 
-from fanout.errors import ConfigError, FanoutError, Interrupted
+from fanout.capabilities import require
+from fanout.errors import ConfigError, FanoutError, Interrupted, PartialRun
 from fanout.lab import control
 from fanout.lab.options import DEFAULT, RunOptions
-from fanout.lab.record import RunRecord
+from fanout.lab.record import RunRecord, name_server
 from fanout.lab.scenario import Scenario
 from fanout.lab.servers import LocalCluster, LocalSentinel, RedisServer
+from fanout.lab.servers.discovery import require_local
+from fanout.redact import redact_url
 from fanout.lab.simulator import Printer, Simulation, new_run_id
 from fanout.lab.topology import instance_ids
 
@@ -21,6 +25,21 @@ log = logging.getLogger(__name__)
 
 #: re-exported for callers that check a URL before a run
 check_reachable = control.check_reachable
+
+
+def needs(sc: Scenario) -> list[str]:
+    """What a scenario asks of the server: its transport and its fault kinds (see fanout.capabilities)."""
+    return [sc.transport, *dict.fromkeys(str(f.get("kind")) for f in sc.faults or ())]
+
+
+async def check_server(sc: Scenario, url: str):
+    """Before a run: raise :class:`~fanout.errors.ServerTooOld` (one line) unless the server at
+    ``url`` supports the scenario's transport and faults; return what it is (None: no answer)."""
+    ident = await control.server_identity(url)
+    if ident is not None and ident.redis_tuple > (0,):  # a server that does not say: the transports decide
+        for feature in needs(sc):
+            require(feature, ident, redact_url(url))
+    return ident
 
 
 async def simulate(sc: Scenario, *, redis_url: str | None = None, progress: bool | None = None,
@@ -33,9 +52,20 @@ async def simulate(sc: Scenario, *, redis_url: str | None = None, progress: bool
     if not url:
         raise FanoutError("simulate() needs a Redis URL: pass redis_url, or use run_scenario() for a throwaway server")
     run_id = run_id or new_run_id(sc)
+    ident = await check_server(sc, url)
     sc = isolated(sc, run_id, throwaway=server is not None)
     outside = await warn_outside_listeners(sc, url)
-    rec = await _dispatch(sc, url, run_id, progress=progress, printer=printer, server=server, options=options)
+    try:
+        rec = await _dispatch(sc, url, run_id, progress=progress, printer=printer, server=server, options=options)
+    except PartialRun as stopped:  # a signal: what was measured still says where and how
+        if stopped.record is not None:
+            _describe(stopped.record, sc, ident, server, outside)
+        raise
+    return _describe(rec, sc, ident, server, outside)
+
+
+def _describe(rec: RunRecord, sc: Scenario, ident, server, outside: dict[str, int]) -> RunRecord:
+    name_server(rec, ident, getattr(server, "binary", None))
     rec.environment["key_prefix"] = sc.key_prefix
     rec.environment["outside_subscribers"] = outside
     return rec
@@ -104,9 +134,9 @@ async def _stoppable(coro):
         loop.add_signal_handler(sig, stop, sig)
     try:
         return await coro
-    except asyncio.CancelledError:
+    except asyncio.CancelledError as exc:
         if got:
-            raise Interrupted(got[0]) from None
+            raise Interrupted(got[0], record=getattr(exc, "record", None)) from None
         raise
     finally:
         for sig, handler in previous.items():
@@ -142,20 +172,33 @@ def throwaway_server(sc: Scenario):
 
 def run_scenario(sc: Scenario, *, progress: bool | None = None, printer: Printer | None = None,
                  save_to: str | None = "data/runs", options: RunOptions = DEFAULT) -> RunRecord:
-    """Synchronous wrapper: start a throwaway redis-server unless ``sc.redis_url`` is set,
-    run, save the record under ``save_to`` (unless None) and return it."""
+    """Synchronous wrapper: start a throwaway server unless ``sc.redis_url`` is set, run, save the
+    record under ``save_to`` (unless None) and return it. A server too old for the scenario's
+    transport or faults raises :class:`~fanout.errors.ServerTooOld` before anything starts."""
     if sc.agents and not sc.redis_url:
         raise ConfigError("agents: a run over agents needs redis_url (the Redis every agent can reach)")
-    if sc.redis_url:
-        rec = run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer, options=options))
-    else:
-        with throwaway_server(sc) as srv:
-            rec = run_sync(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv,
-                                    options=options))
-            rec.environment["redis_url"] = "throwaway redis-server on " + srv.safe_url
+    if not sc.redis_url:
+        require_local(needs(sc))  # the binary's own --version: fail before starting a cluster
+    try:
+        if sc.redis_url:
+            rec = run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer, options=options))
+        else:
+            with throwaway_server(sc) as srv:
+                try:
+                    rec = run_sync(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv,
+                                            options=options))
+                finally:
+                    where = f"throwaway {Path(srv.binary).name} on {srv.safe_url}"
+                rec.environment["redis_url"] = where
+    except Interrupted as stopped:  # save what was measured, marked interrupted, then stop
+        if stopped.record is not None and save_to:
+            if not sc.redis_url:
+                stopped.record.environment["redis_url"] = where
+            stopped.record.save(save_to)
+        raise
     if save_to:
         rec.save(save_to)
     return rec
 
 
-__all__ = ["simulate", "run_scenario", "run_sync", "throwaway_server", "check_reachable"]
+__all__ = ["simulate", "run_scenario", "run_sync", "throwaway_server", "check_reachable", "check_server", "needs"]

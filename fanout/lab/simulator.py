@@ -34,9 +34,8 @@ from typing import Any, Callable
 
 from fanout.config import BridgeConfig
 from fanout.bridge import RedisEventBridge
-from fanout.errors import FanoutError, PublishError, RedisUnavailable
-from fanout.lab import control
-from fanout.lab import instrument
+from fanout.errors import PartialRun, FanoutError, PublishError, RedisUnavailable
+from fanout.lab import control, instrument, resources
 from fanout.lab.faults import PROXY_KINDS, FaultRunner, parse_faults
 from fanout.lab.market import SyntheticMarket
 from fanout.lab.options import DEFAULT, RunOptions
@@ -58,7 +57,7 @@ SETTLE_SLACK_S = 2.0
 
 def new_run_id(sc: Scenario) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
-    return f"{stamp}-{sc.name}-{secrets.token_hex(2)}"
+    return f"{stamp}-{sc.name}{'' if sc.transport in sc.name else '-' + sc.transport}-{secrets.token_hex(2)}"
 
 
 def backend_options(server, scenario: Scenario) -> dict:
@@ -219,8 +218,11 @@ class Simulation:
         sc = self.sc
         runner: FaultRunner | None = None
         rec = self.recorder
+        sampler = resources.for_run(self.url, self.server)  # Redis INFO + this process, on a thread
+        version, t0, wall0 = None, 0, time.monotonic()
         try:
             version = await self.setup()
+            sampler.start()
             if sc.transport == "pubsub":
                 await control.confirm_subscriptions(
                     self.url, [self._config(0).channel(t) for t in sc.event_types], len(roles(sc)[1]),
@@ -247,7 +249,11 @@ class Simulation:
             redis_cpu1, wall = await instrument.redis_cpu_s(self.url), time.monotonic() - wall0
             stats = await control.redis_stats(self.url, self.server)
             inst_rows = self.instance_rows()  # before closing: "connected" is as the run ended
+        except asyncio.CancelledError:  # stopped by a signal: keep what was measured, marked as such
+            partial = self._partial_record(version, t0, time.monotonic() - wall0, runner)
+            raise PartialRun(partial) from None
         finally:
+            sampler.stop()
             await self.close()
         record = build_record(sc, self.url, self.run_id, version, t0, t_end, rec.publication_columns(),
                               rec.delivery_columns(), inst_rows, runner.log if runner else [], self.outage_rows(), stats)
@@ -255,6 +261,20 @@ class Simulation:
         record.environment["instrument"] = instrument.verdict(
             {"main": self.cpu or {"cpu_s": 0.0, "wall_s": wall, "cpu_pct": 0.0}}, redis_cpu, wall,
             mode="single", reason=self.mode_reason)
+        sampler.attach(record)
+        return record
+
+    def _partial_record(self, version, t0: int, wall_s: float, runner) -> RunRecord | None:
+        """What a run stopped midway had recorded, marked ``interrupted`` (None before it started)."""
+        if not t0:
+            return None
+        rec = self.recorder
+        record = build_record(self.sc, self.url, self.run_id, version, t0, self.now_ns(), rec.publication_columns(),
+                              rec.delivery_columns(), self.instance_rows(), runner.log if runner else [],
+                              self.outage_rows(), {})
+        planned = self.sc.warmup_s + self.sc.duration_s
+        record.environment["interrupted"] = {"after_s": round(wall_s, 3), "of_s": planned}
+        record.notes.append(f"interrupted after {wall_s:.1f} s of {planned:g} s: the numbers cover only that part")
         return record
 
     async def _publisher(self, i: int, rows: list[int], t_start: int) -> None:

@@ -1,9 +1,9 @@
-"""The validation report's load section, from the benchmark's own results.
+"""The separate load benchmark in the report's appendix, from the benchmark's own results.
 
 The load benchmark (``python -m benchmarks``, ``make bench``) takes minutes and measures the
-machine at its limit; the report does not re-run it. It shows the latest result file
-(``benchmarks/results/latest.json``) with the time it was made and the machine it ran on, or
-says plainly that no load benchmark was run.
+machine at its limit; the report does not re-run it. When a result file exists
+(``benchmarks/results/latest.json``) the appendix shows it with the time it was made and the
+machine it ran on, labelled as a separate run; otherwise it shows nothing.
 """
 from __future__ import annotations
 
@@ -58,16 +58,18 @@ def curve_frame(d: dict) -> pd.DataFrame:
 
 
 def plot_curve(d: dict):
-    """Latency (p50 and p99) against delivered events/s, one panel per instance count."""
-    import matplotlib.pyplot as plt
+    """Latency (p50 and p99) against delivered events/s, one panel per instance count (None when
+    the result holds no curve). Built without pyplot, so it is shown once, where it is placed."""
     import seaborn as sns
+    from matplotlib.figure import Figure
 
     c = curve_frame(d)
     if c.empty:
         return None
     counts = sorted(c["instances"].unique())
-    fig, axes = plt.subplots(1, len(counts), figsize=(4.2 * len(counts), 3.4), squeeze=False, sharey=True)
-    for ax, n in zip(axes[0], counts):
+    fig = Figure(figsize=(4.2 * len(counts), 3.6), layout="constrained")
+    axes = fig.subplots(1, len(counts), squeeze=False, sharey=True)[0]
+    for ax, n in zip(axes, counts):
         part = c[c["instances"] == n].sort_values("deliveries_per_s")
         long = part.melt(id_vars=["harness", "deliveries_per_s", "passed"], value_vars=["p50_ms", "p99_ms"],
                          var_name="percentile", value_name="ms")
@@ -76,33 +78,19 @@ def plot_curve(d: dict):
         ax.set_title(f"{n} instances")
         ax.set_xlabel("deliveries per second")
         ax.set_ylabel("latency from due time (ms, log)")
-        if ax is not axes[0][0] and ax.get_legend():
+        if ax is not axes[0] and ax.get_legend():
             ax.get_legend().remove()
-    fig.suptitle("Latency against throughput (the benchmark's knee search)")
-    fig.tight_layout()
+    fig.suptitle("Latency against throughput (the load benchmark's knee search)")
     return fig
 
 
 def load_markdown(d: dict | None) -> str:
-    from fanout.report.tables import md_table
+    """The benchmark's tables with where and when it ran (``templates/load.md.j2``)."""
+    from fanout.report.prose import render
+    from fanout.report.tables import md
 
     if d is None:
-        return ("## Load and Scale\n\nNo load benchmark result was found (`benchmarks/results/latest.json`): "
-                "run `make bench` (or `python -m benchmarks`) and regenerate this report. The scenario runs above "
-                "measure correctness at their own rates, not the machine's limit.\n")
-    out = ["## Load and Scale\n",
-           f"From the load benchmark (`python -m benchmarks`, {d.get('mode', 'full')} mode) started "
-           f"{d.get('started')} on {_machine(d)}. *fanout* is this package's simulator and bridges; *baseline* is "
-           "a minimal redis-py harness (one publisher awaiting each publish), *baseline-pipelined* the same with "
-           "pipelined publishes; all in one Python process, on the same machine in the same minutes.\n",
-           "### Latency at fixed rates (5 instances, ms from each event's due time)\n",
-           md_table(latency_frame(d)),
-           "\n### Maximum lossless rate\n",
-           "The search raises the rate until delivery falls below 100%, a subscriber is disconnected, or the "
-           "publisher cannot keep its schedule; the knee is the last rate that passed.\n",
-           md_table(knee_frame(d), align={"why the next step failed": "left"})]
-    facts = d.get("comparison", {}).get("lines") or []
-    if facts:
-        out.append("\n### Where fanout stands against the baselines\n")
-        out += [f"- {line}" for line in facts]
-    return "\n".join(out) + "\n"
+        return ""
+    return render("load.md.j2", d=d, machine=_machine(d), latency=md(latency_frame(d)),
+                  knee=md(knee_frame(d), align={"why the next step failed": "left"}),
+                  facts=d.get("comparison", {}).get("lines") or [])

@@ -11,6 +11,8 @@ from fanout.analysis import Findings
 from fanout.formatting import mark as _mark, ms as fmt_ms, rate as _rate
 
 RULE = "=" * 60
+#: how the header names each transport (fanout.transports.TRANSPORTS)
+TRANSPORT_TITLES = {"pubsub": "Pub/Sub", "streams": "Streams", "sharded": "Sharded Pub/Sub (Cluster)"}
 #: Above this many instances the per-instance blocks become one line each.
 MAX_INSTANCE_BLOCKS = 12
 
@@ -49,6 +51,7 @@ def _overall_lines(f: Findings) -> list[str]:
         f"  Achieved Publish Rate: {_rate(o['achieved_rate_per_s'], ' events/s')}",
         f"  Deliveries/s: {_rate(o['deliveries_per_s'])}",
         f"  Schedule Lag: {lag}",
+        f"  Transport: {f.scenario.get('transport', 'pubsub')}",
         f"  Run: {f.run_id}",
     ]
 
@@ -150,7 +153,8 @@ def _loss_lines(f: Findings) -> list[str]:
 def render_text(f: Findings) -> str:
     """The seed's "Test Results" block, plus our extra facts, verdict with measured values."""
     rows = f.per_instance.to_dict(orient="records")
-    lines = [RULE, "Test Results - Multi-Instance Redis Pub/Sub", RULE, ""]
+    transport = TRANSPORT_TITLES.get(str(f.scenario.get("transport", "pubsub")), str(f.scenario.get("transport")))
+    lines = [RULE, f"Test Results - Multi-Instance Redis {transport}", RULE, ""]
     lines += _overall_lines(f) + [""] + _latency_lines(f) + [""] + _worker_lines(f) + ["Per-Instance Statistics:", ""]
     if len(rows) > MAX_INSTANCE_BLOCKS:
         lines += _instance_table(rows) + [""]

@@ -28,6 +28,7 @@ from typing import Any, Callable, Protocol
 PUBLISH_WINDOW = 1000
 
 
+
 @dataclass(slots=True)
 class Loss:
     """Events a transport knows were lost before the bridge could see them."""

@@ -10,10 +10,10 @@ from typing import Any, Callable
 
 import hiredis
 
-from fanout.capabilities import require, server_version
+from fanout.capabilities import check_info
 from fanout.errors import AuthenticationFailed, RedisUnavailable
 from fanout.redact import redact_url
-from fanout.transports.base import PUBLISH_WINDOW
+from fanout.transports.base import PUBLISH_WINDOW, Subscriber
 from fanout.transports.connection import open_connection
 from fanout.transports.resp import RespProtocol
 
@@ -97,11 +97,61 @@ class PubConn:
             self.proto.abort()
 
 
+class ProtoSubscriber(Subscriber):
+    """A subscription on one connection (pub/sub, sharded; a Streams reader adds its loop)."""
+
+    def __init__(self, proto: RespProtocol) -> None:
+        self._proto = proto
+
+    async def wait_lost(self) -> str:
+        return one_line(await self._proto.wait_closed())
+
+    def pause_reading(self) -> None:
+        self._proto.pause_reading()
+
+    def resume_reading(self) -> None:
+        self._proto.resume_reading()
+
+    def shrink_receive_buffer(self, nbytes: int) -> None:
+        self._proto.set_receive_buffer(nbytes)
+
+    async def close(self) -> None:
+        await self._proto.close(timeout_s=1.0)
+
+    def abort(self) -> None:
+        self._proto.abort()
+
+
+class SinglePublisher:
+    """The publishing side of a transport that talks to one server over one :class:`PubConn`
+    (``self._pub``; a never-opened one until connected): pub/sub and Streams. Down means
+    ``ConnectionError``, never a silent False."""
+
+    _pub: PubConn = PubConn(lambda *_: None)  # not connected: up is False, close/abort do nothing
+
+    def _up(self) -> PubConn:
+        pub = self._pub
+        if not pub.up:
+            raise (pub.proto.exception if pub.proto is not None else None) or ConnectionError("publisher not connected")
+        return pub
+
+    def can_send(self, channel: str) -> bool:
+        return self._up().can_send()
+
+    async def writable(self) -> None:
+        await self._up().writable()
+
+    async def close(self) -> None:
+        await self._pub.close()
+
+    def abort(self) -> None:
+        self._pub.abort()
+
+
 async def require_server(proto: RespProtocol, transport: str) -> None:
     """Raise :class:`~fanout.errors.ServerTooOld` unless the server on ``proto`` runs a version
     ``transport`` can use (``INFO server``, bounded by the connection's deadline)."""
-    info = await proto.call(b"INFO", b"server")
-    require(transport, server_version(info), proto.name)
+    check_info(transport, await proto.call(b"INFO", b"server"), proto.name)
 
 
 def one_line(exc: BaseException) -> str:

@@ -12,38 +12,14 @@ from __future__ import annotations
 import hiredis
 
 from fanout.errors import RedisUnavailable
-from fanout.transports.base import Subscriber, Transport
-from fanout.transports.common import PubConn, conn_options, explain, one_line  # noqa: F401 (explain: lab.control)
+from fanout.transports.base import Transport
+from fanout.transports.common import (  # noqa: F401 (explain: lab.control)
+    ProtoSubscriber, PubConn, SinglePublisher, conn_options, explain, one_line)
 from fanout.transports.connection import open_connection
 from fanout.transports.resp import RespProtocol
 
 _pack = hiredis.pack_command
 _PUBLISH = b"PUBLISH"
-
-
-class ProtoSubscriber(Subscriber):
-    """A subscription on one connection (pub/sub; a Streams reader adds its loop)."""
-
-    def __init__(self, proto: RespProtocol) -> None:
-        self._proto = proto
-
-    async def wait_lost(self) -> str:
-        return one_line(await self._proto.wait_closed())
-
-    def pause_reading(self) -> None:
-        self._proto.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._proto.resume_reading()
-
-    def shrink_receive_buffer(self, nbytes: int) -> None:
-        self._proto.set_receive_buffer(nbytes)
-
-    async def close(self) -> None:
-        await self._proto.close(timeout_s=1.0)
-
-    def abort(self) -> None:
-        self._proto.abort()
 
 
 async def subscribe_on(url_or_params, cfg, command: bytes, groups: list[list[bytes]], sink,
@@ -65,16 +41,15 @@ async def subscribe_on(url_or_params, cfg, command: bytes, groups: list[list[byt
     return proto
 
 
-class PubSubTransport(Transport):
+class PubSubTransport(SinglePublisher, Transport):
     name = "pubsub"
 
     def __init__(self, config) -> None:
         super().__init__(config)
-        self._pub: PubConn | None = None
         self._chan: dict[str, bytes] = {}
 
     async def connect_publisher(self) -> None:
-        if self._pub is not None and self._pub.up:
+        if self._pub.up:
             return
         pub = PubConn(self._result)
         await pub.open(self.config.resolved_url(), self.config)
@@ -83,37 +58,14 @@ class PubSubTransport(Transport):
     def _result(self, token, reply, _extra) -> None:
         self.on_ack(token, None if type(reply) is int else reply)
 
-    def _down(self) -> ConnectionError:
-        pub = self._pub
-        exc = pub.proto.exception if pub is not None and pub.proto is not None else None
-        return exc or ConnectionError("publisher not connected")
-
     def publish_nowait(self, channel: str, payload: bytes, token, force: bool = False) -> bool:
-        pub = self._pub
-        if pub is None or not pub.up:
-            raise self._down()
+        pub = self._up()
         ch = self._chan.get(channel)
         if ch is None:
             ch = self._chan[channel] = channel.encode()
         return pub.send(_pack((_PUBLISH, ch, payload)), token, None, force)
 
-    def can_send(self, channel: str) -> bool:
-        return self._pub is not None and self._pub.can_send()
-
-    async def writable(self) -> None:
-        if self._pub is None:
-            raise self._down()
-        await self._pub.writable()
-
     async def open_subscriber(self, channels: list[str], sink) -> ProtoSubscriber:
         proto = await subscribe_on(self.config.resolved_url(), self.config, b"SUBSCRIBE",
                                    [[c.encode() for c in channels]], sink)
         return ProtoSubscriber(proto)
-
-    async def close(self) -> None:
-        if self._pub is not None:
-            await self._pub.close()
-
-    def abort(self) -> None:
-        if self._pub is not None:
-            self._pub.abort()

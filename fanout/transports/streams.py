@@ -98,8 +98,8 @@ import logging
 
 import hiredis
 
-from fanout.transports.base import Subscriber, Transport
-from fanout.transports.common import PubConn, conn_options, one_line, require_server
+from fanout.transports.base import Transport
+from fanout.transports.common import ProtoSubscriber, PubConn, SinglePublisher, conn_options, one_line, require_server
 from fanout.transports.connection import open_connection
 from fanout.transports.positions import (  # noqa: F401 (re-exported: the arithmetic's names)
     _ZERO, PositionBook, StreamId, StreamInfo, _parse_saved, format_id, parse_id, parse_info,
@@ -138,12 +138,12 @@ def _payload(fields) -> bytes:
     return fields[1] if len(fields) > 1 else b""  # malformed: the bridge counts it
 
 
-class StreamsSubscriber(Subscriber):
+class StreamsSubscriber(ProtoSubscriber):
     """One XREAD connection and its loop; positions live in the transport so a new subscriber continues."""
 
     def __init__(self, transport: "StreamsTransport", proto: RespProtocol, keys: list[str], sink) -> None:
+        super().__init__(proto)
         self._t = transport
-        self._proto = proto
         self._keys = keys
         self._key_of = {k.encode(): k for k in keys}
         self._sink = sink
@@ -218,10 +218,6 @@ class StreamsSubscriber(Subscriber):
     def resume_reading(self) -> None:
         self._go.set()
 
-    def shrink_receive_buffer(self, nbytes: int) -> None:
-        # Nothing piles up in Redis for a stream reader that stops asking; kept for parity.
-        self._proto.set_receive_buffer(nbytes)
-
     async def close(self) -> None:
         # The loop may be cancelled with an XREAD reply still due: never reuse this connection;
         # the final position goes out on the publishing side or a short one.
@@ -231,16 +227,15 @@ class StreamsSubscriber(Subscriber):
 
     def abort(self) -> None:
         self._task.cancel()
-        self._proto.abort()
+        super().abort()
 
 
-class StreamsTransport(PositionBook, Transport):
+class StreamsTransport(PositionBook, SinglePublisher, Transport):
     name = "streams"
 
     def __init__(self, config) -> None:
         Transport.__init__(self, config)
         PositionBook.__init__(self, f"{config.key_prefix}pos:{config.instance_id}")
-        self._pub: PubConn | None = None
         self._aborted = False
         self._version_checked = False
         self._xadd: dict[str, tuple] = {}
@@ -254,7 +249,7 @@ class StreamsTransport(PositionBook, Transport):
     async def connect_publisher(self) -> None:
         # One pipelined connection, like pub/sub: XADDs reach Redis (and get their ids) in
         # order, so each source's seq numbers are in order in the stream.
-        if self._pub is not None and self._pub.up:
+        if self._pub.up:
             return
         pub = await PubConn(self._result, keep_extra=True).open(self.config.resolved_url(), self.config)
         if not self._version_checked:  # XINFO STREAM's entries-added counts trims: Redis 7.0+
@@ -277,25 +272,12 @@ class StreamsTransport(PositionBook, Transport):
         else:
             self.on_ack(token, reply)
 
-    def _up(self) -> PubConn:
-        pub = self._pub
-        if pub is None or not pub.up:
-            exc = pub.proto.exception if pub is not None and pub.proto is not None else None
-            raise exc or ConnectionError("publisher not connected")
-        return pub
-
     def publish_nowait(self, channel: str, payload: bytes, token, force: bool = False) -> bool:
         pub = self._up()
         head = self._xadd.get(channel)
         if head is None:
             head = self._xadd[channel] = (b"XADD", channel.encode(), *self._trim, b"*", _FIELD)
         return pub.send(_pack(head + (payload,)), token, channel, force)
-
-    def can_send(self, channel: str) -> bool:
-        return self._up().can_send()
-
-    async def writable(self) -> None:
-        await self._up().writable()
 
     # -- subscribing -------------------------------------------------------------------
     async def open_subscriber(self, channels: list[str], sink) -> StreamsSubscriber:
@@ -356,7 +338,7 @@ class StreamsTransport(PositionBook, Transport):
             return
         cfg = self.config
         bound = min(cfg.command_timeout_s, 2.0)
-        proto, own = (self._pub.proto if self._pub is not None and self._pub.up else None), False
+        proto, own = (self._pub.proto if self._pub.up else None), False
         try:
             if proto is None:  # a subscribe-only bridge: one short connection
                 proto = await open_connection(cfg.resolved_url(), **conn_options(cfg, command_timeout_s=bound))
@@ -372,10 +354,8 @@ class StreamsTransport(PositionBook, Transport):
     # -- lifecycle -------------------------------------------------------------------------
     async def close(self) -> None:
         await self._save_now()
-        if self._pub is not None:
-            await self._pub.close()
+        await super().close()
 
     def abort(self) -> None:
         self._aborted = True
-        if self._pub is not None:
-            self._pub.abort()
+        super().abort()

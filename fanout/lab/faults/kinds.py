@@ -31,9 +31,21 @@ class FaultKind:
         self.sim = sim
         self.fault = fault
 
+    throwaway = False  # needs the throwaway server (or cluster, or Sentinel setup) fanout starts
+
+    @classmethod
+    def missing(cls, scenario: Any) -> str | None:
+        """What ``scenario`` lacks to run this fault (a phrase after "needs"), or None."""
+        return None
+
     @classmethod
     def check(cls, scenario: Any, where: str) -> None:
         """Raise ConfigError (naming ``where``) when ``scenario`` cannot run this fault."""
+        if cls.throwaway and scenario.redis_url:
+            raise ConfigError(f"{where}: {cls.name} needs the throwaway server fanout starts (leave redis_url empty)")
+        why = cls.missing(scenario)
+        if why:
+            raise ConfigError(f"{where}: {cls.name} {why}")
 
     async def begin(self) -> str:
         raise NotImplementedError
@@ -46,14 +58,13 @@ class RedisRestart(FaultKind):
     """The throwaway server stopped (SIGTERM, or SIGKILL with ``hard``) and started again on its port."""
 
     name = "redis_restart"
+    throwaway = True
 
     @classmethod
-    def check(cls, scenario, where):
-        if scenario.redis_url:
-            raise ConfigError(f"{where}: redis_restart needs the throwaway server fanout starts (leave redis_url empty)")
+    def missing(cls, scenario):
         if scenario.sentinel or scenario.cluster_masters:
-            raise ConfigError(f"{where}: redis_restart restarts a single throwaway server, not a cluster or a "
-                              f"Sentinel setup")
+            return "needs a single throwaway server, not a cluster or a Sentinel setup"
+        return None
 
     async def begin(self) -> str:
         srv = self.sim.server
@@ -145,27 +156,24 @@ class NodeFailover(_Failover):
     """A cluster master SIGKILLed; its replica promoted."""
 
     name = "node_failover"
+    throwaway = True
 
     @classmethod
-    def check(cls, scenario, where):
-        if scenario.redis_url:
-            raise ConfigError(f"{where}: node_failover needs the throwaway setup fanout starts")
+    def missing(cls, scenario):
         if not (scenario.cluster_masters and scenario.cluster_replicas):
-            raise ConfigError(f"{where}: node_failover needs a local cluster with replicas "
-                              f"(cluster_masters, cluster_replicas: 1)")
+            return "needs a local cluster with replicas (cluster_masters, cluster_replicas: 1)"
+        return None
 
 
 class SentinelFailover(_Failover):
     """The master SIGKILLed; Sentinel promotes the replica."""
 
     name = "sentinel_failover"
+    throwaway = True
 
     @classmethod
-    def check(cls, scenario, where):
-        if scenario.redis_url:
-            raise ConfigError(f"{where}: sentinel_failover needs the throwaway setup fanout starts")
-        if not scenario.sentinel:
-            raise ConfigError(f"{where}: sentinel_failover needs sentinel: true")
+    def missing(cls, scenario):
+        return None if scenario.sentinel else "needs sentinel: true"
 
 
 FAULT_KINDS: dict[str, type[FaultKind]] = {k.name: k for k in (

@@ -1,80 +1,36 @@
-"""Throwaway local Redis Cluster and Sentinel setups, for runs, tests and benchmarks.
+"""A throwaway local Redis Cluster, for runs, tests and benchmarks.
 
-    with LocalCluster(masters=3, replicas=1) as cl:    # 6 redis-servers, slots split evenly
+    with LocalCluster(masters=3, replicas=1) as cl:    # 6 servers, slots split evenly
         cl.url                      # one live node's URL (a bridge's startup node)
         cl.masters()                # RedisServer of every live master
         cl.fail_over()              # kill a master, wait until its replica took over (bounded)
 
-    with LocalSentinel() as st:                        # master + replica + 3 sentinels
-        st.url                      # the current master's URL
-        st.sentinels                # ("127.0.0.1:P1", ...)
-        st.fail_over()              # kill the master, wait until Sentinel promoted the replica
-
-Both are real processes on loopback ports (``RedisServer`` underneath), every wait is
-bounded, and ``bridge_options()`` gives the :class:`~fanout.bridge.BridgeConfig` keyword
-arguments a bridge needs to use the setup (the simulator adds them to every bridge).
+Real processes on loopback ports (``RedisServer`` underneath, the binary
+:mod:`fanout.lab.servers.discovery` chose). The cluster is created through the client, as
+``redis-cli --cluster create`` would but without needing redis-cli: distinct config epochs,
+``CLUSTER ADDSLOTSRANGE`` (``ADDSLOTS`` on Redis < 7), ``CLUSTER MEET``, ``CLUSTER REPLICATE``,
+then bounded waits until every node knows every other, says ``cluster_state:ok`` and all
+agree on the slot map. ``bridge_options()`` gives the extra BridgeConfig keyword arguments.
 """
 from __future__ import annotations
 
 import logging
-import shutil
-import signal
 import socket
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 from fanout.errors import RedisServerError
-from fanout.lab.servers.redis import RedisServer, Throwaway, find_redis_server, free_port, redis_server_version
+from fanout.lab.servers import admin
+from fanout.lab.servers.admin import HOST
+from fanout.lab.servers.redis import RedisServer, ServerGroup
 
 log = logging.getLogger(__name__)
 
-HOST = "127.0.0.1"
-SENTINEL_MASTER = "fanout-master"
+#: hash slots of a Redis Cluster
+SLOTS = 16384
 
 
-def _cmd(host: str, port: int, *args: str, timeout: float = 1.0) -> str | list | int | None:
-    """One command on a fresh connection (sync, bounded); the decoded reply, or an exception."""
-    import redis
-
-    c = redis.Redis(host=host, port=port, socket_connect_timeout=timeout, socket_timeout=timeout,
-                    decode_responses=True)
-    try:
-        return c.execute_command(*args)
-    finally:
-        c.close()
-
-
-def _info(host: str, port: int, section: str | None = None) -> dict[str, str]:
-    """INFO [section] or CLUSTER INFO as a plain {key: value} dict (values as strings)."""
-    raw = _cmd(host, port, *(("CLUSTER", "INFO") if section == "cluster" else ("INFO", section or "default")))
-    if isinstance(raw, dict):  # redis-py parses INFO
-        return {k: str(v) for k, v in raw.items()}
-    out = {}
-    for line in str(raw).splitlines():
-        k, _, v = line.partition(":")
-        if v:
-            out[k.strip()] = v.strip()
-    return out
-
-
-def _wait(predicate, timeout_s: float, what: str, interval_s: float = 0.05):
-    deadline = time.monotonic() + timeout_s
-    last_exc: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            got = predicate()
-            if got:
-                return got
-        except Exception as exc:  # noqa: BLE001 - a node still starting; keep asking until the bound
-            last_exc = exc
-        time.sleep(interval_s)
-    raise RedisServerError(f"{what}: not reached within {timeout_s:g}s" + (f" (last error: {last_exc})" if last_exc else ""))
-
-
-class LocalCluster(Throwaway):
-    """``masters`` x (1 + ``replicas``) cluster-enabled redis-servers joined by ``redis-cli --cluster create``.
+class LocalCluster(ServerGroup):
+    """``masters`` x (1 + ``replicas``) cluster-enabled servers joined into one cluster through the client.
 
     ``cluster-node-timeout`` is 1000 ms (a dead master is replaced within ~2 s) and
     ``cluster-require-full-coverage no`` (the shards that are up keep serving while one fails over).
@@ -83,7 +39,7 @@ class LocalCluster(Throwaway):
     def __init__(self, masters: int = 3, replicas: int = 0, *, node_timeout_ms: int = 1000,
                  startup_timeout_s: float = 30.0, extra_args: list[str] | None = None) -> None:
         if masters < 3:
-            raise ValueError("a Redis Cluster needs at least 3 masters (redis-cli --cluster create refuses fewer)")
+            raise ValueError("a Redis Cluster needs at least 3 masters (a failover needs a majority of them)")
         if replicas < 0:
             raise ValueError("replicas must be >= 0")
         self.n_masters = masters
@@ -118,12 +74,8 @@ class LocalCluster(Throwaway):
     def startup_nodes(self) -> list[tuple[str, int]]:
         return [(n.host, n.port) for n in self.alive()]
 
-    @property
-    def logfile(self) -> Path:
-        return self.nodes[0].logfile
-
-    def version(self) -> str:
-        return redis_server_version(self.nodes[0].binary)
+    def members(self) -> list[RedisServer]:
+        return self.nodes
 
     def bridge_options(self) -> dict:
         return {}
@@ -141,37 +93,58 @@ class LocalCluster(Throwaway):
                 "--cluster-require-full-coverage", "no", "--repl-diskless-sync-delay", "0", *self._extra])
             self.nodes.append(srv)
             srv.start()
-        cli = shutil.which("redis-cli") or str(Path(self.nodes[0].binary).with_name("redis-cli"))
-        args = [cli, "--cluster", "create", *[f"{n.host}:{n.port}" for n in self.nodes],
-                "--cluster-replicas", str(self.n_replicas), "--cluster-yes"]
-        proc = subprocess.run(args, capture_output=True, text=True, timeout=self.startup_timeout_s)
-        if proc.returncode != 0:
-            raise RedisServerError(f"redis-cli --cluster create failed ({proc.returncode}): "
-                                   f"{(proc.stdout + proc.stderr).strip().splitlines()[-1:]}")
+        self._create()
         self.wait_ok(self.startup_timeout_s)
         if self.n_replicas:
-            _wait(self._replicas_synced, self.startup_timeout_s, "cluster replicas in sync")
+            admin.wait_until(self._replicas_synced, self.startup_timeout_s, "cluster replicas in sync")
         log.debug("cluster of %d nodes ready: %s", total, self.urls)
         return self
+
+    def _create(self) -> None:
+        """Join the started nodes into a cluster: what ``redis-cli --cluster create`` does, bounded."""
+        bound = self.startup_timeout_s
+        masters, replicas = self.nodes[:self.n_masters], self.nodes[self.n_masters:]
+        for epoch, n in enumerate(self.nodes, 1):  # distinct epochs: no two masters ever collide
+            admin.command(n.host, n.port, "CLUSTER", "SET-CONFIG-EPOCH", epoch)
+        for k, m in enumerate(masters):
+            lo, hi = k * SLOTS // len(masters), (k + 1) * SLOTS // len(masters) - 1
+            try:
+                admin.command(m.host, m.port, "CLUSTER", "ADDSLOTSRANGE", lo, hi)
+            except Exception as exc:  # noqa: BLE001 - Redis < 7.0 has no ADDSLOTSRANGE
+                if "unknown" not in str(exc).lower():
+                    raise RedisServerError(f"CLUSTER ADDSLOTSRANGE {lo} {hi} on :{m.port} failed: {exc}") from None
+                admin.command(m.host, m.port, "CLUSTER", "ADDSLOTS", *range(lo, hi + 1), timeout=5.0)
+        first = self.nodes[0]
+        for n in self.nodes[1:]:
+            admin.command(first.host, first.port, "CLUSTER", "MEET", n.host, n.port)
+        admin.wait_until(lambda: all(int(admin.info(n.host, n.port, "cluster").get("cluster_known_nodes", 0))
+                                     >= len(self.nodes) for n in self.nodes),
+                         bound, "every cluster node knows every other (CLUSTER MEET)")
+        ids = {m.port: admin.command(m.host, m.port, "CLUSTER", "MYID") for m in masters}
+        for j, r in enumerate(replicas):
+            master_id = ids[masters[j % len(masters)].port]
+            # a node that has not heard of the master as one yet says "Unknown node": ask again
+            admin.wait_until(lambda r=r, mid=master_id: admin.command(r.host, r.port, "CLUSTER", "REPLICATE", mid),
+                             bound, f"node :{r.port} replicating {master_id[:8]} (CLUSTER REPLICATE)")
 
     def _state_ok(self) -> bool:
         live = self.alive()
         for n in live:
-            info = _info(n.host, n.port, "cluster")
-            if info.get("cluster_state") != "ok" or info.get("cluster_slots_assigned") != "16384" \
+            info = admin.info(n.host, n.port, "cluster")
+            if info.get("cluster_state") != "ok" or info.get("cluster_slots_assigned") != str(SLOTS) \
                     or info.get("cluster_slots_fail", "0") != "0" or int(info.get("cluster_known_nodes", 0)) < len(self.nodes):
                 return False
         # every live node agrees on who owns each slot range
-        views = {tuple(sorted((s[0], s[1], s[2][1]) for s in _cmd(n.host, n.port, "CLUSTER", "SLOTS"))) for n in live}
+        views = {tuple(sorted((s[0], s[1], s[2][1]) for s in admin.command(n.host, n.port, "CLUSTER", "SLOTS"))) for n in live}
         return len(views) == 1
 
     def wait_ok(self, timeout_s: float = 20.0) -> None:
         """Until every live node says ``cluster_state:ok`` and all agree on the slot map (bounded)."""
-        _wait(self._state_ok, timeout_s, "cluster_state:ok on every node")
+        admin.wait_until(self._state_ok, timeout_s, "cluster_state:ok on every node")
 
     def _replicas_synced(self) -> bool:
         for n in self.alive():
-            info = _info(n.host, n.port, "replication")
+            info = admin.info(n.host, n.port, "replication")
             if info.get("role") == "slave" and info.get("master_link_status") != "up":
                 return False
         return True
@@ -180,13 +153,13 @@ class LocalCluster(Throwaway):
         """Live nodes whose role is master and that own slots."""
         out = []
         for n in self.alive():
-            if _info(n.host, n.port, "replication").get("role") == "master":
+            if admin.info(n.host, n.port, "replication").get("role") == "master":
                 out.append(n)
         return out
 
     def slot_owner(self, slot: int) -> RedisServer:
         n = self.alive()[0]
-        for s in _cmd(n.host, n.port, "CLUSTER", "SLOTS"):
+        for s in admin.command(n.host, n.port, "CLUSTER", "SLOTS"):
             if int(s[0]) <= slot <= int(s[1]):
                 return self.node(int(s[2][1]))
         raise RedisServerError(f"no node owns slot {slot}")
@@ -204,27 +177,27 @@ class LocalCluster(Throwaway):
         if master is None:
             first = self.alive()[0]
             master = [m for m in masters if m is not first][-1]
-        mid = _cmd(master.host, master.port, "CLUSTER", "MYID")
+        mid = admin.command(master.host, master.port, "CLUSTER", "MYID")
         replicas = []
         for n in self.alive():
-            if n is not master and _info(n.host, n.port, "replication").get("master_port") == str(master.port):
+            if n is not master and admin.info(n.host, n.port, "replication").get("master_port") == str(master.port):
                 replicas.append(n)
         if not replicas:
             raise RedisServerError(f"master {master.port} has no live replica")
         t = time.monotonic()
         if graceful:
-            _cmd(replicas[0].host, replicas[0].port, "CLUSTER", "FAILOVER")
+            admin.command(replicas[0].host, replicas[0].port, "CLUSTER", "FAILOVER")
         else:
             master.kill()
             self.killed.append(master)
 
         def promoted():
             for r in replicas:
-                if _info(r.host, r.port, "replication").get("role") == "master":
+                if admin.info(r.host, r.port, "replication").get("role") == "master":
                     return r
             return None
 
-        new = _wait(promoted, timeout_s, f"a replica of {master.port} promoted")
+        new = admin.wait_until(promoted, timeout_s, f"a replica of {master.port} promoted")
         self.wait_ok(max(1.0, timeout_s - (time.monotonic() - t)))
         how = "graceful CLUSTER FAILOVER" if graceful else "SIGKILL"
         return (f"master :{master.port} ({mid[:8]}) {how}; replica :{new.port} promoted, cluster ok "
@@ -236,152 +209,6 @@ class LocalCluster(Throwaway):
 
     def __repr__(self) -> str:
         return f"LocalCluster({[n.port for n in self.nodes]})"
-
-
-class _SentinelProcess:
-    """One ``redis-server <conf> --sentinel`` on a loopback port (its config file is its own)."""
-
-    def __init__(self, master_port: int, name: str, quorum: int, down_after_ms: int, failover_timeout_ms: int,
-                 binary: str) -> None:
-        self.host = HOST
-        self.port = free_port(HOST)
-        self._dir = tempfile.mkdtemp(prefix="fanout-sentinel-")
-        self.conf = Path(self._dir) / "sentinel.conf"
-        self.conf.write_text("\n".join([
-            f"port {self.port}", f"bind {HOST}", "daemonize no", "protected-mode no",
-            f"dir {self._dir}", f"logfile {self._dir}/sentinel.log",
-            f"sentinel monitor {name} {HOST} {master_port} {quorum}",
-            f"sentinel down-after-milliseconds {name} {down_after_ms}",
-            f"sentinel failover-timeout {name} {failover_timeout_ms}",
-            f"sentinel parallel-syncs {name} 1", ""]))
-        self._proc = subprocess.Popen([binary, str(self.conf), "--sentinel"], stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    @property
-    def addr(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def kill(self) -> None:
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGKILL)
-            self._proc.wait(timeout=10)
-
-    def cleanup(self) -> None:
-        self.kill()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-
-class LocalSentinel(Throwaway):
-    """A master, one replica (``--replicaof``) and three Sentinels (quorum 2) on loopback.
-
-    ``down_after_ms`` (1000) and ``failover_timeout_ms`` (3000) are small so a failover takes
-    about 2-4 s. The master name is :data:`SENTINEL_MASTER`."""
-
-    def __init__(self, *, sentinels: int = 3, quorum: int = 2, down_after_ms: int = 1000,
-                 failover_timeout_ms: int = 3000, startup_timeout_s: float = 20.0) -> None:
-        self.name = SENTINEL_MASTER
-        self.n_sentinels = sentinels
-        self.quorum = quorum
-        self.down_after_ms = down_after_ms
-        self.failover_timeout_ms = failover_timeout_ms
-        self.startup_timeout_s = startup_timeout_s
-        self.servers: list[RedisServer] = []
-        self.sentinel_procs: list[_SentinelProcess] = []
-
-    @property
-    def sentinels(self) -> tuple[str, ...]:
-        return tuple(s.addr for s in self.sentinel_procs)
-
-    def bridge_options(self) -> dict:
-        return {"sentinels": self.sentinels, "sentinel_master": self.name}
-
-    def master_addr(self) -> tuple[str, int]:
-        """Where the sentinels say the master is (the first sentinel that answers)."""
-        for s in self.sentinel_procs:
-            try:
-                host, port = _cmd(s.host, s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
-                return host, int(port)
-            except Exception:  # noqa: BLE001 - ask the next one
-                continue
-        raise RedisServerError("no sentinel answered")
-
-    @property
-    def master(self) -> RedisServer:
-        _, port = self.master_addr()
-        return next(s for s in self.servers if s.port == port)
-
-    @property
-    def url(self) -> str:
-        return self.master.url
-
-    @property
-    def safe_url(self) -> str:
-        return self.master.safe_url
-
-    @property
-    def logfile(self) -> Path:
-        return self.servers[0].logfile
-
-    def version(self) -> str:
-        return redis_server_version(self.servers[0].binary)
-
-    def start(self) -> "LocalSentinel":
-        fast_sync = ["--repl-diskless-sync-delay", "0"]  # the default waits 5 s before a replica's first sync
-        master = RedisServer(host=HOST, extra_args=fast_sync)
-        self.servers.append(master)
-        master.start()
-        replica = RedisServer(host=HOST, extra_args=[*fast_sync, "--replicaof", HOST, str(master.port)])
-        self.servers.append(replica)
-        replica.start()
-        _wait(lambda: _info(HOST, replica.port, "replication").get("master_link_status") == "up",
-              self.startup_timeout_s, "replica in sync with the master")
-        binary = find_redis_server()
-        for _ in range(self.n_sentinels):
-            self.sentinel_procs.append(_SentinelProcess(master.port, self.name, self.quorum, self.down_after_ms,
-                                                        self.failover_timeout_ms, binary))
-        _wait(self._sentinels_ready, self.startup_timeout_s, "sentinels see the master, the replica and each other")
-        return self
-
-    def _sentinels_ready(self) -> bool:
-        for s in self.sentinel_procs:
-            m = _cmd(s.host, s.port, "SENTINEL", "MASTER", self.name)
-            m = dict(zip(m[::2], m[1::2])) if isinstance(m, list) else m
-            if int(m.get("num-other-sentinels", 0)) < self.n_sentinels - 1 or int(m.get("num-slaves", 0)) < 1 \
-                    or "s_down" in m.get("flags", "") or "o_down" in m.get("flags", ""):
-                return False
-            reps = _cmd(s.host, s.port, "SENTINEL", "REPLICAS", self.name)
-            reps = [dict(zip(r[::2], r[1::2])) if isinstance(r, list) else r for r in reps]
-            if not any(r.get("master-link-status") == "ok" and "s_down" not in r.get("flags", "") for r in reps):
-                return False
-        return True
-
-    def fail_over(self, timeout_s: float = 30.0) -> str:
-        """SIGKILL the master; wait until every sentinel names the replica as master and it
-        says ``role:master`` (bounded). Returns what happened."""
-        old = self.master
-        t = time.monotonic()
-        old.kill()
-        others = [s for s in self.servers if s is not old and s.running]
-
-        def promoted():
-            for s in self.sentinel_procs:
-                _, port = _cmd(s.host, s.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
-                if int(port) == old.port:
-                    return None
-            new = self.master
-            return new if new in others and _info(new.host, new.port, "replication").get("role") == "master" else None
-
-        new = _wait(promoted, timeout_s, f"Sentinel promoting a replica of :{old.port}", interval_s=0.1)
-        return f"master :{old.port} SIGKILL; sentinels promoted :{new.port} after {time.monotonic() - t:.2f}s"
-
-    def cleanup(self) -> None:
-        for s in self.sentinel_procs:
-            s.cleanup()
-        for s in self.servers:
-            s.cleanup()
-
-    def __repr__(self) -> str:
-        return f"LocalSentinel(servers={[s.port for s in self.servers]}, sentinels={list(self.sentinels)})"
 
 
 def _cluster_port() -> int:
@@ -403,4 +230,4 @@ def _cluster_port() -> int:
     raise RedisServerError("no free port pair (P, P + 10000) for a cluster node")
 
 
-__all__ = ["LocalCluster", "LocalSentinel", "SENTINEL_MASTER"]
+__all__ = ["LocalCluster"]

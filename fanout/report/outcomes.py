@@ -1,0 +1,135 @@
+"""What each run showed, as data the templates turn into sentences: did every event arrive
+exactly once, or what was lost and why; was the load point within capacity; what needs attention.
+
+Nothing here writes a sentence. The one rule the wording must keep is computed here: a run may
+be called *exactly once* only when it passed and nothing was missing, duplicated, self-received
+or unknown; the conclusion may say every event arrived only when every run is exactly once.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from fanout.report import saturation
+from fanout.report.saturation import Load
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    name: str
+    role: str
+    transport: str
+    fault: str | None
+    fault_kinds: tuple[str, ...]
+    passed: bool
+    expected: int
+    delivered: int
+    missing: int
+    unexplained: int
+    not_published: int
+    duplicates: int
+    self_received: int
+    unknown: int
+    causes: tuple[tuple[str, int], ...]
+    gaps: int
+    gaps_from_failed_publishes: int
+    load: Load
+    exactly_once: bool
+    failed_criteria: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def lost_pct(self) -> float:
+        return 100.0 * self.missing / self.expected if self.expected else 0.0
+
+    @property
+    def gaps_other(self) -> int:
+        """Gaps neither a failed publish nor a missing delivery accounts for (should be 0)."""
+        return max(0, self.gaps - self.gaps_from_failed_publishes - self.missing)
+
+
+def gaps_from_failed_publishes(run) -> int:
+    """Sequence numbers a failed publish used up, times the receivers that then saw the jump.
+
+    A publish that fails inside the bridge has still taken its ``seq`` (the publisher was told,
+    nobody expects the event), so every other receiver of that channel counts a gap at the next
+    event from that source: gaps with nothing lost. Events never handed to a bridge (its instance
+    was down) took no number (``seq`` -1 in the record)."""
+    pubs = run.record.publications
+    failed = pubs[(~pubs["ok"]) & (pubs["seq"] >= 0)]
+    if failed.empty:
+        return 0
+    receivers = set(run.findings.per_instance.loc[run.findings.per_instance["expected"] > 0, "instance"])
+    return int(sum(len(receivers - {src}) for src in failed["source"]))
+
+
+def outcome(run) -> Outcome:
+    f, o = run.findings, run.findings.overall
+    acc = f.losses
+    kinds = tuple(dict.fromkeys(str(k) for k in run.record.faults["kind"])) if len(run.record.faults) else ()
+    load = saturation.assess(run)
+    exact = (f.passed and o["missing"] == 0 and o["duplicates"] == 0 and o["self_received"] == 0
+             and o["unknown"] == 0 and o["expected"] > 0)
+    return Outcome(
+        run_id=run.record.run_id, name=run.name, role=run.role, transport=run.transport,
+        fault=run.fault if run.role == "fault" or run.faulted else None, fault_kinds=kinds, passed=f.passed,
+        expected=int(o["expected"]), delivered=int(o["received"]), missing=int(o["missing"]),
+        unexplained=int(acc.unexplained if acc else o["missing"]), not_published=int(o["publish_failed"]),
+        duplicates=int(o["duplicates"]), self_received=int(o["self_received"]), unknown=int(o["unknown"]),
+        causes=tuple(sorted(acc.by_cause.items())) if acc else (), gaps=int(o["gaps"]),
+        gaps_from_failed_publishes=gaps_from_failed_publishes(run), load=load, exactly_once=exact,
+        failed_criteria=tuple((c.name, c.measured, c.threshold) for c in f.verdict if not c.passed),
+    )
+
+
+def outcomes(runs: Sequence) -> dict[str, Outcome]:
+    return {r.record.run_id: outcome(r) for r in runs}
+
+
+def by_fault(fault_outcomes: Sequence[Outcome]) -> list[dict]:
+    """The failover matrix as data: per fault, each transport's outcome (in the order run)."""
+    faults: dict[str, list[Outcome]] = {}
+    for oc in fault_outcomes:
+        faults.setdefault(oc.fault or oc.name, []).append(oc)
+    return [{"fault": name, "kinds": ocs[0].fault_kinds, "transports": ocs} for name, ocs in faults.items()]
+
+
+def totals(ocs: Sequence[Outcome]) -> dict:
+    """Sums for the summary and the conclusion."""
+    return {
+        "runs": len(ocs), "passed": sum(o.passed for o in ocs), "failed": [o for o in ocs if not o.passed],
+        "exactly_once": [o for o in ocs if o.exactly_once], "with_loss": [o for o in ocs if o.missing],
+        "expected": sum(o.expected for o in ocs), "delivered": sum(o.delivered for o in ocs),
+        "missing": sum(o.missing for o in ocs), "unexplained": sum(o.unexplained for o in ocs),
+        "not_published": sum(o.not_published for o in ocs),
+        "over_capacity": [o for o in ocs if o.load.over_capacity],
+        "all_exactly_once": bool(ocs) and all(o.exactly_once for o in ocs),
+        "calm": [o for o in ocs if not o.fault_kinds], "faulted": [o for o in ocs if o.fault_kinds],
+        "calm_lossy": [o for o in ocs if not o.fault_kinds and o.missing],
+        "odd_gaps": [o for o in ocs if o.gaps_other],
+    }
+
+
+def attention(ocs: Sequence[Outcome], skipped: dict[str, str], not_measured: Sequence[dict]) -> list[dict]:
+    """The "needs attention" list, most serious first: failures, unexplained loss, any loss,
+    over-capacity load points, gaps nothing explains, transports skipped, parts not measured."""
+    items: list[dict] = []
+    items += [{"kind": "failed", "o": o} for o in ocs if not o.passed]
+    items += [{"kind": "unexplained", "o": o} for o in ocs if o.unexplained]
+    items += [{"kind": "loss", "o": o} for o in ocs if o.missing and not o.unexplained]
+    items += [{"kind": "over_capacity", "o": o} for o in ocs if o.load.over_capacity]
+    items += [{"kind": "gaps", "o": o} for o in ocs if o.gaps_other]
+    items += [{"kind": "skipped", "what": t, "why": why} for t, why in skipped.items()]
+    items += [{"kind": "not_measured", **d} for d in not_measured]
+    return items
+
+
+def loss_causes_frame(ocs: Sequence[Outcome]) -> pd.DataFrame:
+    return pd.DataFrame([{"run": o.name, "cause": c, "count": n} for o in ocs for c, n in o.causes],
+                        columns=["run", "cause", "count"])
+
+
+__all__ = ["Outcome", "outcome", "outcomes", "by_fault", "totals", "attention", "gaps_from_failed_publishes",
+           "loss_causes_frame"]

@@ -1,0 +1,220 @@
+"""The runs a report is made of: which scenarios, how long, run (or loaded from an archive) and
+analysed. Each becomes a :class:`ScenarioRun` with its role in the report:
+
+* ``scenario`` — a scenario file (``standard``, ``standard@streams`` for another transport);
+* ``fault`` — one cell of the failover matrix (``scenarios/faults/<fault>-<transport>.yaml``);
+* ``capacity`` — one row of the seed's capacity-planning table (:mod:`fanout.report.capacity`).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fanout import formatting as fmt
+from fanout.analysis import Findings, analyse
+from fanout.errors import ConfigError
+from fanout.lab.record import RunRecord, load_run
+from fanout.report.nbhelpers import Printer, resolve_redis_url, stderr_printer
+from fanout.report.paths import ARCHIVE_NAME, display_path
+
+#: quick mode: each scenario publishes for at most this long
+QUICK_DURATION_S = 3.0
+#: a shortened fault scenario keeps at least this long after its last fault ends
+FAULT_TAIL_S = 1.5
+ROLES = ("scenario", "fault", "capacity")
+
+
+@dataclass
+class ScenarioRun:
+    """One run as the report uses it: the Scenario, its record and findings, its role, and what
+    was changed from the scenario file (``changes``: field -> (file value, value used))."""
+
+    scenario: Any  # fanout.lab.scenario.Scenario, or None when loaded from an archive
+    record: RunRecord
+    findings: Findings
+    role: str = "scenario"
+    source: str = ""
+    changes: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.findings.scenario.get("name", self.record.run_id))
+
+    @property
+    def transport(self) -> str:
+        return str(self.findings.scenario.get("transport", "pubsub"))
+
+    @property
+    def fault(self) -> str:
+        """The fault scenario's name without its transport (``partition`` for partition-streams)."""
+        return self.name.removesuffix(f"-{self.transport}")
+
+    @property
+    def faulted(self) -> bool:
+        return bool(self.findings.scenario.get("faults"))
+
+    @property
+    def path(self) -> str:
+        return display_path(self.record.path) if self.record.path else "(not saved)"
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    """``standard@streams`` -> (``standard``, ``streams``); ``standard`` -> (``standard``, None)."""
+    name, _, transport = str(spec).partition("@")
+    return name.strip(), (transport.strip() or None)
+
+
+def report_scenario(spec: str, *, quick: bool = True, duration_scale: float | None = None,
+                    redis_url: str | None = None, key_prefix: str | None = None, seed: int | None = None,
+                    min_delivery_pct: float | None = None, max_avg_latency_ms: float | None = None,
+                    quick_duration_s: float = QUICK_DURATION_S):
+    """Load a shipped scenario (or a YAML path; ``NAME@TRANSPORT`` for another transport) with the
+    report's overrides. Returns ``(scenario, source, changes)``.
+
+    Duration: ``duration_scale`` (if given) multiplies the file's; otherwise ``quick`` caps it at
+    ``quick_duration_s``; otherwise the file's. A shortened scenario with faults still runs until
+    :data:`FAULT_TAIL_S` after its last fault ends (never past the file's duration)."""
+    from fanout.lab.scenario import load_scenario, resolve_scenario_path
+
+    name, transport = split_spec(spec)
+    path = resolve_scenario_path(name)
+    file_sc = load_scenario(path)
+    if duration_scale is not None:
+        duration = round(file_sc.duration_s * float(duration_scale), 6)
+    elif quick:
+        duration = min(file_sc.duration_s, quick_duration_s)
+    else:
+        duration = file_sc.duration_s
+    fault_end = max((float(f.get("at_s", 0)) + float(f.get("duration_s", 0)) for f in file_sc.faults), default=0.0)
+    if fault_end and duration < file_sc.duration_s:
+        duration = min(file_sc.duration_s, max(duration, fault_end + FAULT_TAIL_S))
+    overrides = {"duration_s": duration, "redis_url": resolve_redis_url(redis_url), "seed": seed,
+                 "key_prefix": key_prefix, "min_delivery_pct": min_delivery_pct,
+                 "max_avg_latency_ms": max_avg_latency_ms}
+    if transport and transport != file_sc.transport:
+        overrides |= {"transport": transport, "name": f"{file_sc.name}-{transport}"}
+    sc = load_scenario(path, **overrides)
+    changes = {k: (getattr(file_sc, k), getattr(sc, k))
+               for k in ("duration_s", "seed", "transport", "key_prefix", "min_delivery_pct", "max_avg_latency_ms")
+               if getattr(file_sc, k) != getattr(sc, k)}
+    return sc, display_path(path), changes
+
+
+def run_one(sc, *, role: str = "scenario", save_to: str | None = "data/runs", source: str = "",
+            changes: dict | None = None, printer: Printer | None = None, label: str = "") -> ScenarioRun:
+    """Run one Scenario (throwaway redis-server unless ``sc.redis_url``) and analyse it; a start
+    and an end line go through ``printer``."""
+    from fanout.lab.run import run_scenario
+
+    say = printer or (lambda _line: None)
+    say(f"{label}{sc.name}: {sc.instances} instances, {sc.duration_s:g} s at {sc.rate_per_s:g} events/s "
+        f"({sc.transport}) ...")
+    record = run_scenario(sc, progress=False, save_to=None, printer=print if sc.verbose else None)
+    record.environment["report_role"] = role  # so a re-render from the archive knows the run's place
+    if save_to:
+        record.save(save_to)
+    findings = analyse(record)
+    say(f"{label}{sc.name}: {findings.status} (delivery {findings.overall['delivery_pct']:.2f}%, "
+        f"avg latency {fmt.ms(findings.latency['avg_ms'])}) -> {record.path or 'not saved'}")
+    return ScenarioRun(scenario=sc, record=record, findings=findings, role=role, source=source,
+                       changes=dict(changes or {}))
+
+
+def run_planned(planned: Sequence[tuple], *, save_to: str | None, progress: bool = True,
+                label: str = "") -> list[ScenarioRun]:
+    """Run ``(scenario, role, source, changes)`` tuples one after the other; progress on stderr."""
+    say = stderr_printer if progress else None
+    return [run_one(sc, role=role, save_to=save_to, source=source, changes=changes, printer=say,
+                    label=f"[{label}{i}/{len(planned)}] ")
+            for i, (sc, role, source, changes) in enumerate(planned, 1)]
+
+
+def plan_scenarios(specs: Sequence[str], **overrides) -> list[tuple]:
+    """Every scenario spec loaded (and so checked) before the first run starts."""
+    out = []
+    for spec in specs:
+        sc, source, changes = report_scenario(spec, **overrides)
+        out.append((sc, "scenario", source, changes))
+    return out
+
+
+# -------------------------------------------------------------------- archived runs
+
+
+def _role_of(record: RunRecord) -> str:
+    role = (record.environment or {}).get("report_role")
+    if role in ROLES:
+        return role
+    if record.scenario.get("faults"):
+        return "fault"
+    return "capacity" if str(record.scenario.get("name", "")).startswith("capacity-") else "scenario"
+
+
+def _run_folders(path: Path) -> list[tuple[Path, str | None]]:
+    """(run folder, role) for a run folder, a report folder (its archive lists its runs), or a
+    folder of run folders."""
+    import json
+
+    if (path / "run.json").is_file():
+        return [(path, None)]
+    archive = path / ARCHIVE_NAME
+    if archive.is_file():
+        doc = json.loads(archive.read_text())
+        out = []
+        for r in doc.get("runs", []):
+            p = Path(r["record"])
+            for cand in (p, path / p, path / "runs" / p.name):
+                if (cand / "run.json").is_file():
+                    out.append((cand, r.get("role")))
+                    break
+            else:
+                raise ConfigError(f"{archive}: run {r.get('run_id')} not found (looked for {p})")
+        return out
+    found = sorted(p for p in path.iterdir() if (p / "run.json").is_file()) if path.is_dir() else []
+    if not found:
+        raise ConfigError(f"from_runs: {path} holds no run (no run.json, no {ARCHIVE_NAME}, no run folders)")
+    return [(p, None) for p in found]
+
+
+def load_runs(paths: Sequence[str]) -> list[ScenarioRun]:
+    """Archived runs, analysed again: the same numbers as the report that made them."""
+    out = []
+    for given in paths:
+        for folder, role in _run_folders(Path(given)):
+            record = load_run(folder)
+            out.append(ScenarioRun(scenario=None, record=record, findings=analyse(record),
+                                   role=role or _role_of(record), source=display_path(folder)))
+    if not out:
+        raise ConfigError("from_runs: no runs found")
+    return out
+
+
+
+
+def archived_parameters(paths: Sequence[str]) -> dict[str, Any] | None:
+    """The parameters the first report folder among ``paths`` was made with (its archive), or None."""
+    import json
+
+    for given in paths:
+        archive = Path(given) / ARCHIVE_NAME
+        if archive.is_file():
+            return dict(json.loads(archive.read_text()).get("parameters") or {})
+    return None
+
+
+def scenario_from_namespace(namespace: dict[str, Any]):
+    """The scenario notebook's Scenario from its ``globals()``: every field checked against its
+    type first (one line naming a wrong parameter), ``redis_url`` through ``env:NAME``."""
+    from fanout.lab.scenario import Scenario, from_dict
+    from fanout.report.params import coerce
+
+    values = coerce(Scenario, namespace)
+    if "redis_url" in values:
+        values["redis_url"] = resolve_redis_url(values["redis_url"])
+    return from_dict(values)
+
+
+__all__ = ["ScenarioRun", "split_spec", "report_scenario", "run_one", "run_planned", "plan_scenarios", "load_runs",
+           "scenario_from_namespace", "archived_parameters", "QUICK_DURATION_S", "FAULT_TAIL_S", "ROLES"]

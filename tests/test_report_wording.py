@@ -1,0 +1,135 @@
+"""The report's words follow its findings (synthetic RunRecords, no Redis): exactly-once only when
+it was, a fault run says what it lost and why, an over-capacity load point is marked and left out
+of the max lossless rate, every figure has one caption."""
+from __future__ import annotations
+
+import itertools
+import re
+
+import pytest
+
+from _records import T0, event_id, make_record
+from fanout.analysis import analyse
+from fanout.lab.record import FAULT_COLUMNS, frame
+from fanout.report import saturation, sections
+from fanout.report.context import Report
+from fanout.report.params import ReportParams
+from fanout.report.runs import ScenarioRun
+
+SEED_3 = {"test-instance-0": 69, "test-instance-1": 65, "test-instance-2": 61}
+_IDS = itertools.count()
+PARAMS = ReportParams(scenarios=("standard",), failover=(), capacity=False)
+
+
+def run_of(record, role="scenario") -> ScenarioRun:
+    record.run_id = f"synthetic-{next(_IDS)}"  # the report keys runs by id
+    return ScenarioRun(scenario=None, record=record, findings=analyse(record), role=role)
+
+
+def fault_run(lose: bool) -> ScenarioRun:
+    """A partition of test-instance-1 from 2 s to 3 s; pub/sub loses what was sent meanwhile."""
+    start, end = T0 + 2_000_000_000, T0 + 3_000_000_000
+    probe = make_record(SEED_3)
+    pubs = probe.publications
+    inside = pubs[(pubs["t_sent"] >= start) & (pubs["t_sent"] <= end) & (pubs["source"] != "test-instance-1")]
+    drop = [("test-instance-1", eid) for eid in inside["id"]] if lose else []
+    transport = "pubsub" if lose else "streams"
+    rec = make_record(SEED_3, drop=drop, scenario_overrides={
+        "name": f"partition-{transport}", "transport": transport,
+        "faults": [{"kind": "partition", "at_s": 2, "duration_s": 1, "instance": 1, "mode": "reset"}]})
+    rec.faults = frame([{"kind": "partition", "instance": "test-instance-1", "t_start": start, "t_end": end,
+                         "detail": "test-instance-1 cut off from Redis (reset); partition healed"}], FAULT_COLUMNS)
+    run = run_of(rec, role="fault")
+    assert run.findings.passed, [c for c in run.findings.verdict if not c.passed]
+    assert run.findings.losses.lost == len(drop) and run.findings.losses.unexplained == 0
+    return run
+
+
+def conclusion_and_summary(rep: Report) -> tuple[str, str]:
+    page = sections.page_one(rep)
+    summary = page.split("### Scope")[0]
+    return sections.conclusion(rep), summary
+
+
+def test_a_fault_run_with_loss_never_claims_exactly_once_and_names_the_loss():
+    lossy = fault_run(lose=True)
+    lost = lossy.findings.losses.lost
+    assert lost > 0
+    rep = Report(params=PARAMS, runs=[run_of(make_record(SEED_3)), lossy, fault_run(lose=False)])
+    conclusion, summary = conclusion_and_summary(rep)
+    for text in (conclusion, summary):
+        assert "every instance received every other instance's events exactly once" not in text
+        assert f"{lost:,}" in text and "lost" in text
+    assert re.search(rf"pub/sub lost {lost} of \d+ expected deliveries .* during the partition, every one attributed",
+                     conclusion)
+    assert "not every event arrived" in conclusion
+    failover = sections.failover(rep)
+    assert "Streams lost nothing through the network partition" in failover
+    assert f"pub/sub lost {lost} of" in failover
+
+
+def test_lossless_findings_say_exactly_once():
+    rep = Report(params=PARAMS, runs=[run_of(make_record(SEED_3)), run_of(make_record({"a": 4, "b": 5, "c": 3}))])
+    conclusion, summary = conclusion_and_summary(rep)
+    assert "exactly once" in conclusion and "exactly once" in summary
+    assert "lost" not in conclusion and "lost" not in summary
+    assert 'class="verdict-pass">✅ PASS' in conclusion
+
+
+def test_a_failed_run_is_named_on_page_one_and_in_the_conclusion():
+    bad = make_record(SEED_3, drop=[("test-instance-1", event_id("test-instance-0", 4))])
+    rep = Report(params=PARAMS, runs=[run_of(bad)])
+    conclusion, summary = conclusion_and_summary(rep)
+    assert "FAIL" in summary and "did **not** meet their criteria" in summary
+    assert "exactly once" not in conclusion.split("delivered every event exactly once")[0].split(":", 1)[1]
+    assert "1 of 390 expected deliveries were lost" in conclusion and "with no fault to explain them" in conclusion
+    assert "Needs attention" in sections.page_one(rep) and "**Failed**" in sections.page_one(rep)
+
+
+def test_a_load_point_below_its_target_rate_is_over_capacity_and_left_out_of_the_max_lossless_rate():
+    fast = make_record({"host": 40, "bot": 0}, scenario_overrides={"name": "capacity-1x40", "publishers": ["host"],
+                                                                   "receivers": ["bot"], "topology": "host-bots"})
+    fast.scenario["rate_per_s"] = 40.0  # the schedule ran at 10/s: the publisher fell behind its 40/s target
+    slow = make_record({"host": 30, "bot": 0}, scenario_overrides={"name": "capacity-1x10", "publishers": ["host"],
+                                                                   "receivers": ["bot"], "topology": "host-bots"})
+    over, ok = run_of(fast, "capacity"), run_of(slow, "capacity")
+    assert over.findings.passed and over.findings.overall["missing"] == 0  # lossless, yet not a measurement
+    load = saturation.assess(over)
+    assert load.over_capacity and load.rate_short and load.state == saturation.BEHIND
+    assert not saturation.assess(ok).over_capacity
+    ml = saturation.max_lossless([over, ok])
+    assert ml["best"][0] is ok and ml["best"][1].target_rate == 10.0
+    assert [r for r, _ in ml["excluded_over"]] == [over]
+    rep = Report(params=PARAMS, runs=[over, ok])
+    page = sections.page_one(rep)
+    assert "over capacity — the publisher fell behind" in page
+    assert "Max lossless rate measured: **10.00 events/s**" in page and "capacity-1x10" in page
+    assert "**Over capacity**" in page
+
+
+def test_the_instrument_flag_names_the_instrument_when_present():
+    rec = make_record({"host": 40, "bot": 0}, scenario_overrides={"publishers": ["host"], "receivers": ["bot"]})
+    rec.scenario["rate_per_s"] = 40.0
+    rec.environment["instrument"] = {"saturated": True, "cpu_pct": 99.0}
+    assert saturation.assess(run_of(rec)).state == saturation.INSTRUMENT
+
+
+def test_sequence_gaps_from_failed_publishes_are_named_not_left_unexplained():
+    rec = make_record(SEED_3, failed=3)
+    pubs = rec.publications
+    pubs.loc[~pubs["ok"], "seq"] = [40, 41, 42]  # publishes that failed inside the bridge used their numbers
+    rec.instances["gaps"] = [2, 2, 2]  # each of the 3 burnt numbers seen by the 2 other receivers
+    run = run_of(rec)
+    rep = Report(params=PARAMS, runs=[run])
+    o = rep.outcome(run)
+    assert o.gaps == 6 and o.gaps_from_failed_publishes == 6 and o.gaps_other == 0
+    head = sections.scenario_head(rep, run, 1)
+    assert "of which 6 are the sequence numbers of the 3 publishes that failed" in head
+
+
+@pytest.mark.parametrize("name", ["expected_vs_received", "latency_ecdf", "latency_over_time"])
+def test_every_scenario_figure_has_a_one_sentence_caption(name):
+    from fanout.report.figures import caption
+
+    text = caption(name, run_of(make_record(SEED_3)))
+    assert text.startswith("*Figure — ") and text.count("\n") == 0 and text.endswith(".")
