@@ -96,7 +96,7 @@ async def _subscriber(rid: str, ps, st: _State, ready: asyncio.Event) -> None:
                 st.self_filtered[rid] = filtered
                 continue
             t = now_ns()
-            deliveries.append((obj["id"], src, rid, obj["type"], obj["seq"], t))
+            deliveries.append((f"{obj['epoch']}:{obj['type']}:{obj['seq']}", src, rid, obj["type"], obj["seq"], t))
             n += 1
             st.received[rid] = n
     except asyncio.CancelledError:
@@ -147,10 +147,10 @@ async def run_baseline(sc: Scenario, url: str, *, pipelined: bool = False,
             seqs[i][ev.type] = seq
             ts_ns = time.time_ns()
             eid = f"{epochs[i]}:{ev.type}:{seq}"
-            body = orjson.dumps({
+            body = orjson.dumps({  # fanout's v2 fields (docs/wire-format.md): the same message sizes
                 "type": ev.type, "data": markets[i].make(ev.type, ev.symbol, due // 1_000_000),
                 "timestamp": ts_ns // 1_000_000, "source": ids[i], "seq": seq, "epoch": epochs[i],
-                "id": eid, "ts_ns": ts_ns, "ti_ns": due,
+                "ns": ts_ns % 1_000_000, "lag": ts_ns - due,
             })
             return eid, ids[i], seq, body
 
