@@ -180,7 +180,7 @@ class Delivery:
             return True  # this bridge (its keys in another order), or an earlier life of this id
         if epoch not in self._conflicts:
             if len(self._conflicts) >= MAX_CONFLICTS:
-                self._sequence._flag("yet another epoch (%s) with this bridge's own id %r", epoch, self._own_id)
+                self._sequence.flag("yet another epoch (%s) with this bridge's own id %r", epoch, self._own_id)
                 return False
             self._conflicts[epoch] = True
             self._counts["id_conflicts"] += 1

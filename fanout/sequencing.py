@@ -99,14 +99,14 @@ class Loud:
 
 
 class SequenceTracker:
-    __slots__ = ("_counts", "trusted", "prev_last", "channels", "_flag")
+    __slots__ = ("_counts", "trusted", "prev_last", "channels", "flag")
 
     def __init__(self, counts: dict, trusted: bool = False, who: str = "?") -> None:
         self._counts = counts
         self.trusted = trusted          # a signed fleet: seqs cannot be forged
         self.prev_last = 0              # the seq before the last gap check() reported
         self.channels: dict[str, Channel] = {}
-        self._flag = Loud(counts, "suspicious", who)
+        self.flag = Loud(counts, "suspicious", who)
 
     def channel(self, name: str, stream: str | None = None, event_type: str | None = None) -> Channel:
         ch = self.channels.get(name)
@@ -133,12 +133,12 @@ class SequenceTracker:
         """A first message, a new epoch or an older one coming back; None when handled."""
         c = self._counts
         if len(epoch) > MAX_EPOCH_CHARS or (type(source) is str and len(source) > MAX_SOURCE_CHARS):
-            self._flag("an epoch or source too long to track on %s (%d, %d characters)", ch.name, len(epoch),
+            self.flag("an epoch or source too long to track on %s (%d, %d characters)", ch.name, len(epoch),
                        len(str(source)))
             return None
         if st is None:
             if len(ch.sources) >= MAX_SOURCES:  # a flood of made-up sources: delivered, not tracked
-                self._flag("more than %d sources on %s; %r is not tracked", MAX_SOURCES, ch.name, source)
+                self.flag("more than %d sources on %s; %r is not tracked", MAX_SOURCES, ch.name, source)
                 return None
             ch.sources[source] = _new(epoch, seq, ns, None)
             return None
@@ -146,7 +146,7 @@ class SequenceTracker:
         if older:
             for i, o in enumerate(older):
                 if o[0] == epoch:
-                    self._flag("epoch %s of %r on %s came back after a newer one", epoch, source, ch.name)
+                    self.flag("epoch %s of %r on %s came back after a newer one", epoch, source, ch.name)
                     older[i] = st
                     st[4], o[4] = None, older
                     ch.sources[source] = o
@@ -154,7 +154,7 @@ class SequenceTracker:
         if seq <= MAX_GAP + 1 or self.trusted:
             c["source_restarts"] += 1
         else:
-            self._flag("%r on %s: a new epoch %s starting at seq %d", source, ch.name, epoch, seq)
+            self.flag("%r on %s: a new epoch %s starting at seq %d", source, ch.name, epoch, seq)
         st[4] = None
         ch.sources[source] = _new(epoch, seq, ns, [st, *(older or ())][:MAX_EPOCHS - 1])
         return None
@@ -165,7 +165,7 @@ class SequenceTracker:
         if seq <= last:
             if (seq > last - WINDOW and st[3][seq & _MASK] == ns) or self.trusted:
                 return DUPLICATE
-            self._flag("seq %d of epoch %s is behind %d and no copy of what was delivered", seq, st[0], last)
+            self.flag("seq %d of epoch %s is behind %d and no copy of what was delivered", seq, st[0], last)
             if pend is not None and pend[0] >= 0 and seq > pend[0]:  # the stream continues before the jump
                 st[1], st[2] = seq, None
                 st[3][seq & _MASK] = ns
@@ -173,7 +173,7 @@ class SequenceTracker:
         void = obj.get("void")
         unsent = 0 if void is None else void_count(void, last, seq)
         if unsent < 0:
-            self._flag("a malformed 'void' with seq %d of epoch %s", seq, st[0])
+            self.flag("a malformed 'void' with seq %d of epoch %s", seq, st[0])
             unsent = 0
         missing = seq - last - 1 - unsent
         free = self.trusted or (pend is not None and pend[2])
@@ -182,7 +182,7 @@ class SequenceTracker:
                 st[1], st[2] = seq, None
                 st[3][seq & _MASK] = ns
                 return IN_ORDER
-            self._flag("seq %d of epoch %s jumps from %d (over %d, or while a jump is unconfirmed)", seq, st[0], last,
+            self.flag("seq %d of epoch %s jumps from %d (over %d, or while a jump is unconfirmed)", seq, st[0], last,
                        MAX_GAP)
             if pend is None:
                 st[2] = [-1, seq, False]
