@@ -114,17 +114,28 @@ def test_the_instrument_flag_names_the_instrument_when_present():
     assert saturation.assess(run_of(rec)).state == saturation.INSTRUMENT
 
 
-def test_sequence_gaps_from_failed_publishes_are_named_not_left_unexplained():
+@pytest.mark.parametrize("announced", [True, False])
+def test_gaps_missing_and_failed_publishes_are_reconciled_one_sentence_each(announced):
     rec = make_record(SEED_3, failed=3)
     pubs = rec.publications
     pubs.loc[~pubs["ok"], "seq"] = [40, 41, 42]  # publishes that failed inside the bridge used their numbers
-    rec.instances["gaps"] = [2, 2, 2]  # each of the 3 burnt numbers seen by the 2 other receivers
+    # each of the 3 numbers seen by the 2 other receivers: announced (unsent), or, from an older
+    # publisher that could not announce them, as gaps
+    rec.instances["unsent" if announced else "gaps"] = [2, 2, 2]
     run = run_of(rec)
     rep = Report(params=PARAMS, runs=[run])
     o = rep.outcome(run)
-    assert o.gaps == 6 and o.gaps_from_failed_publishes == 6 and o.gaps_other == 0
+    assert (o.gaps, o.unsent, o.gaps_from_failed_publishes, o.gaps_other) == \
+        ((0, 6, 6, 0) if announced else (6, 0, 6, 0))
     head = sections.scenario_head(rep, run, 1)
-    assert "of which 6 are the sequence numbers of the 3 publishes that failed" in head
+    assert "No expected delivery is missing." in head
+    assert "3 publishes failed within the bound: the publisher was told and nobody expects them" in head
+    if announced:
+        assert "The receivers counted no sequence gap." in head
+        assert "counted 6 of their sequence numbers as unsent" in head
+    else:
+        assert "The receivers counted 6 sequence gaps — events lost after Redis accepted them, 6 of them the " \
+               "numbers of failed publishes whose publisher could not announce them in time." in head
 
 
 @pytest.mark.parametrize("name", ["expected_vs_received", "latency_ecdf", "latency_over_time"])
@@ -133,3 +144,20 @@ def test_every_scenario_figure_has_a_one_sentence_caption(name):
 
     text = caption(name, run_of(make_record(SEED_3)))
     assert text.startswith("*Figure — ") and text.count("\n") == 0 and text.endswith(".")
+
+
+def test_page_one_says_what_protected_the_run_and_names_forged_traffic():
+    plain = make_record(SEED_3)
+    signed = make_record(SEED_3)
+    signed.environment["protection"] = {"signing": True, "key_id": "k-1234", "acl_user": "fanout-peer"}
+    signed.instances["rejected"] = [5, 0, 0]
+    signed.instances["suspicious"] = [0, 2, 0]
+    rep = Report(params=PARAMS, runs=[run_of(plain), run_of(signed)])
+    page = sections.page_one(rep)
+    row = next(line for line in page.splitlines() if line.startswith("| Protection |"))
+    assert "1 run: signing off, the default Redis user" in row
+    assert "1 run: signing on (key id `k-1234`), ACL user `fanout-peer`" in row
+    assert "**Forged or conflicting traffic**" in page and "(2 suspicious, 5 rejected, 0 id conflicts)" in page
+    only_plain = sections.page_one(Report(params=PARAMS, runs=[run_of(plain)]))
+    assert "**signed envelopes**: no run signed its envelopes" in only_plain
+    assert "**least-privilege ACL users**" in only_plain and "**Forged" not in only_plain

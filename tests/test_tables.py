@@ -24,5 +24,5 @@ def test_pass_and_fail_are_words_with_colour_and_never_a_lone_emoji():
 def test_overall_table_explains_each_counter_beside_it():
     df = tables.overall_table(analyse(make_record({"a": 3, "b": 4})))
     meaning = dict(zip(df["Statistic"], df["What it counts"]))
-    assert meaning["Missing"] and meaning["Sequence gaps"] and meaning["Duplicates"]
+    assert meaning["Missing"] and meaning["Sequence gaps (transit loss)"] and meaning["Unsent (announced by their publisher)"] and meaning["Duplicates"]
     assert "publisher was told" in meaning["Not published (publish failed)"]

@@ -221,6 +221,9 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         "failed_delivered": int(d["id"].isin(pubs.loc[~pubs["ok"], "id"]).sum()),
         "errors": int(inst["errors"].sum()),
         "gaps": int(inst["gaps"].sum()),
+        # the wire's own signals (fanout.metrics): unsent = seqs a publisher announced it never got
+        # into Redis; suspicious, rejected, id_conflicts = forged or conflicting traffic seen
+        **{k: int(inst[k].sum()) if k in inst else 0 for k in ("unsent", "suspicious", "rejected", "id_conflicts")},
         "reconnects": int(inst["reconnects"].sum()),
         "negative_latencies": latency["negative"],
         "target_rate_per_s": float(scenario["rate_per_s"]) if scenario.get("rate_per_s") else None,

@@ -132,6 +132,16 @@ class Report:
                 "platform": env.get("platform") or platform.platform(), "python": env.get("python"),
                 "loopback": all(_loopback(str(r.record.environment.get("redis_url", ""))) for r in self.runs)}
 
+    def protection(self) -> list[dict]:
+        """What protected the runs (``environment["protection"]``): signing and the ACL user, grouped."""
+        seen: dict[tuple, dict] = {}
+        for r in self.runs:
+            pr = (r.record.environment or {}).get("protection") or {}
+            key = (bool(pr.get("signing")), pr.get("acl_user"))
+            d = seen.setdefault(key, {"signing": key[0], "acl_user": key[1], "key_id": pr.get("key_id"), "runs": 0})
+            d["runs"] += 1
+        return list(seen.values())
+
     def not_measured(self) -> list[dict]:
         """Every part of a full validation this report did not measure, and why."""
         p, out = self.run_params, []
@@ -153,6 +163,12 @@ class Report:
                         "why": "every run used a Redis on this machine (loopback)"})
         out.append({"what": "TLS and authentication",
                     "why": "not exercised: the throwaway servers listen on loopback without TLS or a password"})
+        prot = self.protection()
+        if not any(p["signing"] for p in prot):
+            out.append({"what": "signed envelopes", "why": "no run signed its envelopes (scenario signing: false)"})
+        if not any(p["acl_user"] for p in prot):
+            out.append({"what": "least-privilege ACL users", "why": "the bridges connected as the default user "
+                        "(fanout acl prints the per-role users; docs/reliability.md measures them)"})
         return out
 
     def parameters(self) -> dict:

@@ -35,7 +35,12 @@ class Outcome:
     unknown: int
     causes: tuple[tuple[str, int], ...]
     gaps: int
+    unsent: int
     gaps_from_failed_publishes: int
+    suspicious: int
+    rejected: int
+    id_conflicts: int
+    foreign: int
     load: Load
     exactly_once: bool
     failed_criteria: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
@@ -46,17 +51,24 @@ class Outcome:
 
     @property
     def gaps_other(self) -> int:
-        """Gaps neither a failed publish nor a missing delivery accounts for (should be 0)."""
-        return max(0, self.gaps - self.gaps_from_failed_publishes - self.missing)
+        """Transit gaps no missing delivery accounts for (should be 0): the receivers' ``gaps`` count
+        events lost after Redis accepted them, so each is a missing delivery too, unless a failed
+        publish's number was not announced in time (``gaps_from_failed_publishes`` bounds those)."""
+        return max(0, self.gaps - self.missing - self.gaps_unannounced)
+
+    @property
+    def gaps_unannounced(self) -> int:
+        """Gaps that are failed publishes' numbers the receivers did not hear announced (in time)."""
+        return min(max(0, self.gaps - self.missing), max(0, self.gaps_from_failed_publishes - self.unsent))
 
 
 def gaps_from_failed_publishes(run) -> int:
-    """Sequence numbers a failed publish used up, times the receivers that then saw the jump.
+    """Sequence numbers failed publishes used up, times the receivers that could have seen the jump.
 
-    A publish that fails inside the bridge has still taken its ``seq`` (the publisher was told,
-    nobody expects the event), so every other receiver of that channel counts a gap at the next
-    event from that source: gaps with nothing lost. Events never handed to a bridge (its instance
-    was down) took no number (``seq`` -1 in the record)."""
+    A publish that fails inside the bridge has taken its ``seq`` (the publisher was told, nobody
+    expects the event); the publisher announces it as ``void`` in its next envelopes, so receivers
+    count it ``unsent``, not as a gap (docs/wire-format.md). Events never handed to a bridge (its
+    instance was down) took no number (``seq`` -1 in the record)."""
     pubs = run.record.publications
     failed = pubs[(~pubs["ok"]) & (pubs["seq"] >= 0)]
     if failed.empty:
@@ -79,7 +91,9 @@ def outcome(run) -> Outcome:
         unexplained=int(acc.unexplained if acc else o["missing"]), not_published=int(o["publish_failed"]),
         duplicates=int(o["duplicates"]), self_received=int(o["self_received"]), unknown=int(o["unknown"]),
         causes=tuple(sorted(acc.by_cause.items())) if acc else (), gaps=int(o["gaps"]),
-        gaps_from_failed_publishes=gaps_from_failed_publishes(run), load=load, exactly_once=exact,
+        unsent=int(o.get("unsent", 0)), gaps_from_failed_publishes=gaps_from_failed_publishes(run),
+        suspicious=int(o.get("suspicious", 0)), rejected=int(o.get("rejected", 0)),
+        id_conflicts=int(o.get("id_conflicts", 0)), foreign=int(o.get("foreign", 0)), load=load, exactly_once=exact,
         failed_criteria=tuple((c.name, c.measured, c.threshold) for c in f.verdict if not c.passed),
     )
 
@@ -109,6 +123,8 @@ def totals(ocs: Sequence[Outcome]) -> dict:
         "calm": [o for o in ocs if not o.fault_kinds], "faulted": [o for o in ocs if o.fault_kinds],
         "calm_lossy": [o for o in ocs if not o.fault_kinds and o.missing],
         "odd_gaps": [o for o in ocs if o.gaps_other],
+        "hostile": [o for o in ocs if o.suspicious or o.rejected or o.id_conflicts],
+        "foreign": sum(o.foreign for o in ocs),
     }
 
 
@@ -121,6 +137,7 @@ def attention(ocs: Sequence[Outcome], skipped: dict[str, str], not_measured: Seq
     items += [{"kind": "loss", "o": o} for o in ocs if o.missing and not o.unexplained]
     items += [{"kind": "over_capacity", "o": o} for o in ocs if o.load.over_capacity]
     items += [{"kind": "gaps", "o": o} for o in ocs if o.gaps_other]
+    items += [{"kind": "hostile", "o": o} for o in ocs if o.suspicious or o.rejected or o.id_conflicts]
     items += [{"kind": "skipped", "what": t, "why": why} for t, why in skipped.items()]
     items += [{"kind": "not_measured", **d} for d in not_measured]
     return items
