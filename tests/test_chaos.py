@@ -1,0 +1,82 @@
+"""The reliability suite's hostile-message case at small size (benchmarks/chaos/hostile.py), and
+the model of the wire rules it checks the bridges against."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.chaos import hostile
+from benchmarks.chaos.common import Sizes
+from benchmarks.chaos.hostile import Elem, apply_rules
+from tests.conftest import ROOT
+
+
+def test_the_model_follows_the_documented_wire_rules():
+    st: dict = {}
+    seq = [apply_rules(st, "me", "ws:ticker", Elem("a", "e1", s, None)) for s in (5, 6, 9, 9, 3)]
+    assert seq == [("first", 0), ("in order", 0), ("gap", 2), ("duplicate", 0), ("duplicate", 0)]
+    assert apply_rules(st, "me", "ws:ticker", Elem("a", "e2", 1, None)) == ("restart", 0)
+    assert apply_rules(st, "me", "ws:trade", Elem("a", "e2", 1, None)) == ("first", 0)  # per channel
+    assert apply_rules(st, "me", "ws:ticker", Elem("me", "x", 1, None)) == ("self", 0)
+    assert apply_rules(st, "me", "ws:ticker", Elem("a", None, None, None)) == ("deliver", 0)
+
+
+def test_the_plan_holds_every_kind_and_the_asked_number():
+    kinds = hostile.plan(300, 2, seed=1)
+    assert len(kinds) == 300 and kinds.count("1 MB") == 2
+    assert set(kinds) == set(hostile.WEIGHTS) | {"1 MB"}
+
+
+@pytest.fixture(scope="module")
+def small_hostile_run():
+    sz = Sizes.make(True)
+    assert sz.hostile <= 500  # "a few hundred"
+    return hostile.run(sz)
+
+
+def _check(res, name):
+    c = next(c for c in res.checks if c.name.startswith(name))
+    return c
+
+
+def test_hostile_messages_mid_run_no_crash_counters_exact_every_valid_event_delivered(small_hostile_run):
+    res = small_hostile_run
+    sent = res.figures["sent_by_kind"]
+    assert set(sent) == set(hostile.WEIGHTS) | {"1 MB"} and sum(sent.values()) == Sizes.make(True).hostile
+    assert _check(res, "no crash").passed, _check(res, "no crash")
+    exact = _check(res, "counters exact")
+    assert exact.passed, exact.measured
+    assert _check(res, "every valid event delivered").passed
+    rows = res.figures["per_receiver"]
+    # the comparison is not vacuous: every receiver counted what the model said, and it said something
+    for r in rows:
+        assert r["malformed"]["counted"] > 0 and r["duplicates"]["counted"] > 0 and r["source_restarts"]["counted"] > 0
+        assert r["malformed"]["expected"] == r["malformed"]["counted"]
+    assert res.figures["captured_messages"] > sum(sent.values())
+
+
+@pytest.mark.xfail(strict=True, reason="core defect, reported: a forged seq jump for a real source moves its last seq, "
+                   "and the real events up to it are dropped as duplicates (branch wire changes the rule)")
+def test_a_forged_seq_never_suppresses_a_real_event(small_hostile_run):
+    assert small_hostile_run.figures["suppressed_real_events"] == 0
+
+
+@pytest.mark.chaos
+@pytest.mark.skipif(os.environ.get("FANOUT_CHAOS") != "1",
+                    reason="the whole suite at --small size takes minutes: FANOUT_CHAOS=1 pytest -m chaos")
+def test_the_small_suite_runs_every_case_and_leaves_nothing_behind(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.chaos", "--small", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=1800,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode in (0, 1), proc.stderr[-2000:]
+    results = json.loads((tmp_path / "chaos-latest.json").read_text())["results"]
+    for r in results:
+        assert r["exit"] == 0, r["name"]
+        for c in r["checks"]:
+            if c["name"] in ("no process left running", "no file left in its TMPDIR",
+                             "its password in no output, record, log or report", "the case ran to its end"):
+                assert c["passed"], (r["name"], c)
