@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import hostile, outages
+from . import hostile, outages, slow
 from .common import CaseResult, Sizes
 
 CASES: dict[str, Callable[[Sizes], CaseResult]] = {}
 CASES.update(outages.CASES)
 CASES.update(hostile.CASES)
+CASES.update(slow.CASES)
 
 #: cases that run in full mode only (their small size is still run with --small)
 GROUPS = {name: "outage" for name in outages.CASES}

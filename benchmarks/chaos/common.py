@@ -37,7 +37,7 @@ class Sizes:
     hostile: int = 10_000               # hostile messages
     hostile_big: int = 10               # of which 1 MB each
     slow_rate: float = 2000.0
-    slow_duration_s: float = 20.0
+    slow_duration_s: float = 30.0
     soak_instances: int = 5
     soak_rate: float = 500.0
     soak_duration_s: float = 600.0
@@ -48,7 +48,7 @@ class Sizes:
         if not small:
             return cls(small=False)
         return cls(small=True, rate=200.0, duration_s=8.0, fault_at_s=2.0, down_s=2.0, hostile=300,
-                   hostile_big=2, slow_duration_s=12.0, soak_duration_s=30.0, soak_window_s=10.0)
+                   hostile_big=2, slow_duration_s=20.0, soak_duration_s=30.0, soak_window_s=10.0)
 
 
 @dataclass
