@@ -80,3 +80,53 @@ def test_the_small_suite_runs_every_case_and_leaves_nothing_behind(tmp_path):
             if c["name"] in ("no process left running", "no file left in its TMPDIR",
                              "its password in no output, record, log or report", "the case ran to its end"):
                 assert c["passed"], (r["name"], c)
+
+
+def test_a_least_privilege_pubsub_user_can_run_a_scenario():
+    """Found by the chaos suite: the lab's PUBSUB NUMSUB (outside listeners, subscription check) is
+    refused to a pub/sub-only ACL user, and `fanout run` died with a traceback."""
+    from fanout.acl import role_user
+    from fanout.analysis import analyse
+    from fanout.lab.run import run_scenario
+    from fanout.lab.scenario import Scenario
+    from fanout.lab.servers import RedisServer
+
+    user = role_user("ws:", "pubsub", "peer", name="peer")
+    with RedisServer(password="admin-pw") as srv:
+        import redis
+
+        with redis.Redis.from_url(srv.url) as admin:
+            admin.execute_command(*user.setuser("peer-pw"))
+        url = f"redis://peer:peer-pw@{srv.host}:{srv.port}/0"
+        with redis.Redis.from_url(url) as peer, pytest.raises(redis.exceptions.NoPermissionError):
+            peer.pubsub_numsub("ws:ticker")  # what the lab may not ask
+        rec = run_scenario(Scenario(name="acl", instances=2, duration_s=1, rate_per_s=50, redis_url=url,
+                                    key_prefix="ws:", drain_timeout_s=3), progress=False, save_to=None)
+    assert analyse(rec).passed
+    assert rec.environment["outside_subscribers"] is None  # not countable by this user, and said so
+
+
+def test_the_runner_finds_what_a_case_leaves_behind(tmp_path):
+    from benchmarks.chaos.common import MARKER_ENV
+    from benchmarks.chaos.runner import grep, marked_processes
+
+    (tmp_path / "a.log").write_bytes(b"... redis://u:s3cret-xyz@host ...")
+    (tmp_path / "b.log").write_bytes(b"redis://u:***@host")
+    assert grep([tmp_path / "a.log", tmp_path / "b.log"], b"s3cret-xyz", {"stdout": b"", "stderr": b"s3cret-xyz"}) \
+        == ["stderr", str(tmp_path / "a.log")]
+    token = "t" + os.urandom(6).hex()
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], env={**os.environ, MARKER_ENV: token})
+    try:
+        found = []
+        for _ in range(50):
+            found = marked_processes(token)
+            if found:
+                break
+            import time
+
+            time.sleep(0.05)
+        assert [q.pid for q in found] == [p.pid]
+    finally:
+        p.kill()
+        p.wait(10)
+    assert marked_processes(token) == []

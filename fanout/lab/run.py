@@ -71,13 +71,15 @@ def isolated(sc: Scenario, run_id: str, *, throwaway: bool) -> Scenario:
     return sc.replace(key_prefix="ws:" if throwaway else f"fanout:{run_id}:")
 
 
-async def warn_outside_listeners(sc: Scenario, url: str) -> dict[str, int]:
+async def warn_outside_listeners(sc: Scenario, url: str) -> dict[str, int] | None:
     """Subscribers already on the run's channels before it starts are not part of it: they would hear
     its synthetic events. Logged (one line) and returned for the record (pub/sub only: Redis counts
-    sharded and stream readers differently)."""
+    sharded and stream readers differently); None when the user may not count them."""
     if sc.transport != "pubsub":
         return {}
     counts = await control.subscriber_counts(url, [f"{sc.key_prefix}{t}" for t in sc.event_types])
+    if counts is None:
+        return None
     outside = {ch: n for ch, n in counts.items() if n}
     if outside:
         log.warning("subscribers outside this run listen on %s: they will receive its synthetic events "
