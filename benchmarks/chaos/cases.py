@@ -3,13 +3,16 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import hostile, outages, slow
+from . import hostile, limits, outages, security, slow, soak
 from .common import CaseResult, Sizes
 
 CASES: dict[str, Callable[[Sizes], CaseResult]] = {}
 CASES.update(outages.CASES)
 CASES.update(hostile.CASES)
 CASES.update(slow.CASES)
+CASES.update(limits.CASES)
+CASES.update(security.CASES)
+CASES.update(soak.CASES)
 
 #: cases that run in full mode only (their small size is still run with --small)
 GROUPS = {name: "outage" for name in outages.CASES}

@@ -22,8 +22,6 @@ import time
 import orjson
 import redis
 
-import numpy as np
-
 from fanout.delivery import ASYNC_BACKLOG
 from fanout.lab.record import load_run
 from fanout.lab.run import run_sync
@@ -32,7 +30,7 @@ from fanout.lab.servers import RedisServer
 from fanout.lab.simulator import Simulation
 
 from .common import Background, CaseResult, Sizes, client, data_dir, keys_left
-from .summary import account
+from .summary import account, p99_ms
 
 DELAY_S = 0.050
 SLOW = 2                 # test-instance-2 has the slow handler
@@ -156,13 +154,6 @@ def _rss_mb(rec) -> tuple[float | None, float | None]:
     return round(float(me["memory_bytes"].iloc[0]) / 2**20, 1), round(float(me["memory_bytes"].max()) / 2**20, 1)
 
 
-def _p99(rec, receivers: list[str]) -> float | None:
-    d = rec.deliveries[rec.deliveries["receiver"].isin(receivers)].drop_duplicates(["id", "receiver"])
-    due = dict(zip(rec.publications["id"], rec.publications["t_intended"]))
-    lat = (d["t_received"] - d["id"].map(due)).dropna().to_numpy(dtype=float) / 1e6
-    return round(float(np.percentile(lat, 99)), 3) if len(lat) else None
-
-
 def _backlog_curve(samples: list, t0: int) -> list[tuple[float, int]]:
     """The backlog once a second: (s after t0, queued handler calls)."""
     out, nxt = [], None
@@ -188,7 +179,7 @@ def run(sz: Sizes) -> CaseResult:
     peak = max((b for _, b in sim["backlog"]), default=0)
     rss0, rss1 = _rss_mb(rec)
     c0, c1 = _rss_mb(ctl)
-    p99, p99_ctl = _p99(rec, others), _p99(ctl, others)
+    p99, p99_ctl = p99_ms(rec, others), p99_ms(ctl, others)
     slow_lost = int(per.loc[slow_id, "expected"] - per.loc[slow_id, "received"])
     res.injected = (f"{slow_id}'s handler awaits {DELAY_S * 1000:g} ms per event; {sz.slow_rate:g} events/s for "
                     f"{sz.slow_duration_s:g} s over 3 instances; pub/sub output-buffer limit {BUFFER_LIMIT} (hard = soft, 0 s)")

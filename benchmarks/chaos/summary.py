@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from fanout.analysis import analyse
 from fanout.analysis.accounting import UNEXPLAINED, fault_windows, missing_deliveries, outage_windows
 from fanout.formatting import count
@@ -73,3 +75,21 @@ def _unexplained_span(rec, acc) -> dict[str, Any]:
             out[r] = {"n": len(ts), "first_s": round((ts[0] - rec.t0) / 1e9, 3),
                       "last_s": round((ts[-1] - rec.t0) / 1e9, 3)}
     return out if out else {"note": f"{acc.by_cause.get(UNEXPLAINED, 0)} unexplained (by the source's outages)"}
+
+
+def p99_ms(rec, receivers: list[str] | None = None, due_from_ns: int | None = None,
+           due_to_ns: int | None = None) -> float | None:
+    """p99 of (received - due) in ms over first deliveries, optionally for some receivers and for
+    events due in ``[due_from_ns, due_to_ns)``."""
+    d = rec.deliveries
+    if receivers is not None:
+        d = d[d["receiver"].isin(receivers)]
+    d = d.drop_duplicates(["id", "receiver"])
+    due = d["id"].map(dict(zip(rec.publications["id"], rec.publications["t_intended"])))
+    keep = due.notna()
+    if due_from_ns is not None:
+        keep &= due >= due_from_ns
+    if due_to_ns is not None:
+        keep &= due < due_to_ns
+    lat = (d["t_received"][keep] - due[keep]).to_numpy(dtype=float) / 1e6
+    return round(float(np.percentile(lat, 99)), 3) if len(lat) else None
