@@ -130,3 +130,22 @@ def test_the_runner_finds_what_a_case_leaves_behind(tmp_path):
         p.kill()
         p.wait(10)
     assert marked_processes(token) == []
+
+
+def test_a_streams_run_on_a_shared_redis_leaves_no_keys_behind(redis_server):
+    """Found by the chaos suite: a Streams run on a Redis it shares (a prefix of its own) left its
+    streams and position hashes there, one set per run, forever."""
+    import redis
+
+    from fanout.lab.run import run_scenario
+    from fanout.lab.scenario import Scenario
+
+    with redis.Redis.from_url(redis_server.url) as c:
+        c.set("theirs:key", 1)
+        c.xadd("ws:ticker", {"d": "someone else's stream"})
+        rec = run_scenario(Scenario(name="shared", instances=2, duration_s=1, rate_per_s=50, transport="streams",
+                                    redis_url=redis_server.url, drain_timeout_s=3), progress=False, save_to=None)
+        prefix = rec.environment["key_prefix"]
+        assert prefix.startswith("fanout:") and rec.environment["keys_removed"] >= 4  # 2 streams, 2 positions
+        assert sorted(k.decode() for k in c.scan_iter()) == ["theirs:key", "ws:ticker"]
+    assert len(rec.deliveries) == int(rec.publications["ok"].sum())  # the run itself was whole

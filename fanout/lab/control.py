@@ -72,6 +72,24 @@ async def forget_stream_positions(url: str, keys: list[str]) -> None:
         await c.aclose()
 
 
+async def drop_keys(url: str, prefix: str) -> int:
+    """Delete every key under ``prefix`` (``SCAN MATCH``, ``UNLINK``); return how many went."""
+    pattern = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in prefix) + "*"
+    c = client(url)
+    try:
+        n, batch = 0, []
+        async for key in c.scan_iter(match=pattern, count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                n += int(await c.unlink(*batch))
+                batch = []
+        if batch:
+            n += int(await c.unlink(*batch))
+        return n
+    finally:
+        await c.aclose()
+
+
 async def server_identity(url: str) -> ServerVersion | None:
     """What ``INFO server`` says the server is (product, release, the Redis version it implements),
     or None when it does not answer (the run then says so)."""

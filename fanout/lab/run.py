@@ -9,6 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from fanout.capabilities import require
 from fanout.errors import ConfigError, FanoutError, Interrupted
 from fanout.lab import control
@@ -53,9 +55,17 @@ async def simulate(sc: Scenario, *, redis_url: str | None = None, progress: bool
         raise FanoutError("simulate() needs a Redis URL: pass redis_url, or use run_scenario() for a throwaway server")
     run_id = run_id or new_run_id(sc)
     ident = await check_server(sc, url)
+    own_prefix = sc.key_prefix is None and server is None  # a prefix of the run's own, on a Redis it shares
     sc = isolated(sc, run_id, throwaway=server is not None)
     outside = await warn_outside_listeners(sc, url)
-    rec = await _dispatch(sc, url, run_id, progress=progress, printer=printer, server=server, options=options)
+    removed = None
+    try:
+        rec = await _dispatch(sc, url, run_id, progress=progress, printer=printer, server=server, options=options)
+    finally:
+        if own_prefix and sc.transport == "streams":  # its streams and positions: nobody else's, never read again
+            removed = await remove_run_keys(url, sc.key_prefix)
+    if removed is not None:
+        rec.environment["keys_removed"] = removed
     name_server(rec, ident, getattr(server, "binary", None))
     rec.environment["key_prefix"] = sc.key_prefix
     rec.environment["outside_subscribers"] = outside
@@ -69,6 +79,16 @@ def isolated(sc: Scenario, run_id: str, *, throwaway: bool) -> Scenario:
     if sc.key_prefix is not None:
         return sc
     return sc.replace(key_prefix="ws:" if throwaway else f"fanout:{run_id}:")
+
+
+async def remove_run_keys(url: str, prefix: str) -> int | None:
+    """Delete the keys a run made under its own prefix (bounded); None, and one warning, when it cannot."""
+    try:
+        return await asyncio.wait_for(control.drop_keys(url, prefix), control.TIMEOUT_S * 3)
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        log.warning("the run's keys under %s were left on %s: %s", prefix, redact_url(url),
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
 
 
 async def warn_outside_listeners(sc: Scenario, url: str) -> dict[str, int] | None:
