@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import hostile, limits, outages, security, slow, soak
+from . import hostile, limits, outages, security, shared, slow, soak
 from .common import CaseResult, Sizes
 
 CASES: dict[str, Callable[[Sizes], CaseResult]] = {}
@@ -12,6 +12,7 @@ CASES.update(hostile.CASES)
 CASES.update(slow.CASES)
 CASES.update(limits.CASES)
 CASES.update(security.CASES)
+CASES.update(shared.CASES)
 CASES.update(soak.CASES)
 
 #: cases that run in full mode only (their small size is still run with --small)

@@ -41,6 +41,17 @@ def account(res: CaseResult, rec, *, expect_lossless: bool = False) -> Any:
     if acc.not_published:
         top = next(iter(acc.not_published_reasons), "")
         parts.append(f"{count(acc.not_published)} publishes failed, publisher told ({top[:70]})")
+    gaps = res.figures["gaps"]
+    if gaps:
+        # issue #17 item 2: a failed publish spends its seq, so every other receiver counts it as a gap
+        others = max(0, len(rec.instances) - 1)
+        spent = int(acc.not_published) * others
+        res.figures["gap_reconciliation"] = {"gaps": gaps, "missing": int(acc.lost), "failed_x_receivers": spent,
+                                             "reconciles": gaps == int(acc.lost) + spent}
+        parts.append(f"receivers counted {count(gaps)} gaps = {count(acc.lost)} missing + {count(spent)} for failed "
+                     f"publishes ({count(acc.not_published)} × {others} receivers)" if gaps == int(acc.lost) + spent
+                     else f"receivers counted {count(gaps)} gaps ({count(acc.lost)} missing, {count(spent)} for "
+                          f"failed publishes × receivers)")
     res.lost = "; ".join(parts)
     if acc.lost:
         named = sorted({str(x) for x in acc.losses["fault"] if str(x)})
