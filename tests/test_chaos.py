@@ -149,3 +149,4 @@ def test_a_streams_run_on_a_shared_redis_leaves_no_keys_behind(redis_server):
         assert prefix.startswith("fanout:") and rec.environment["keys_removed"] >= 4  # 2 streams, 2 positions
         assert sorted(k.decode() for k in c.scan_iter()) == ["theirs:key", "ws:ticker"]
     assert len(rec.deliveries) == int(rec.publications["ok"].sum())  # the run itself was whole
+

@@ -44,6 +44,13 @@ def maxclients(sz: Sizes) -> CaseResult:
     res.check("exit code 3 (Redis unavailable)", proc.returncode == 3, proc.returncode)
     res.check("no hang: refused within 15 s", wall < 15, f"{wall:.1f} s")
     res.check("Redis counted the refused connections", rejected >= 1, rejected)
+    if "Traceback" in proc.stderr:
+        res.notes.append(
+            "core defect (fanout/transports/connection.py `open_connection`, fanout/transports/resp.py `call`): a server "
+            "that refuses a connection at once (`-ERR max number of clients reached`, sent before any command) makes "
+            "the first call raise a bare ConnectionError ('sent a reply nobody asked for'), not RedisUnavailable: "
+            "`fanout run` ends in a traceback with exit 1 instead of one line and exit 3. Reproduce: "
+            "`redis-server --port 6390 --maxclients 3` then `fanout run --redis-url redis://127.0.0.1:6390/0`")
     return res
 
 
@@ -77,6 +84,15 @@ def maxmemory(sz: Sizes) -> CaseResult:
     res.check("one clear reason for them", len(reasons) == 1 and any(w in next(iter(reasons), "").lower()
                                                                      for w in ("oom", "maxmemory")), list(reasons)[:3])
     res.check("no hang: the run ended within its bound", wall < sz.duration_s + 60, f"{wall:.1f} s")
+    oom = rec.outages[rec.outages["reason"].astype(str).str.contains("OOM")]
+    if len(oom):
+        back = int((oom["t_up"] > 0).sum())
+        res.notes.append(
+            f"core defect (fanout/transports/streams.py, `_position` and the reader's `_cycle`): {len(oom)} reader(s) "
+            f"stopped with '{oom['reason'].iloc[0]}', {back} came back. Under noeviction Redis refuses the position "
+            "save (HSET) but still serves XREAD; the reader treats the refused save as a lost connection, and every "
+            "reconnect saves before it reads, so it stays down as long as memory is full (the losses are attributed "
+            "to that outage, with the OOM line as its reason)")
     return res
 
 

@@ -93,6 +93,16 @@ def run(kind: str, transport: str, sz: Sizes) -> CaseResult:
     account(res, rec, expect_lossless=transport == "streams")
     res.check("the scenario planned no fault (the driver injected it)", len(rec.faults) == 0)
     res.check("the run ended within its bound", wall < sz.duration_s + 60, f"{wall:.1f} s")
+    span = res.figures.get("unexplained_sent_s") or {}
+    if kind == "pause" and res.figures["unexplained"]:
+        firsts = [v["first_s"] for v in span.values() if isinstance(v, dict)]
+        seen = sorted({round(o["t_down_s"], 2) for o in res.figures["outages"]})
+        res.notes.append(
+            "core defect (fanout/bridge.py `_reconnect`, the outage's start; fanout/analysis/accounting.py's window): "
+            f"the events lost were sent from {min(firsts, default=at):.2f} s, while the server was stopped, but the "
+            f"bridges date the outage from when they noticed ({', '.join(f'{t:.2f}' for t in seen)} s: a PING "
+            "unanswered for health_check_timeout_s after health_check_s of silence), so no window holds them: "
+            "the outage should start at the connection's last sign of life")
     return res
 
 

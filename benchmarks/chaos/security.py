@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import redis
 
 from fanout.acl import role_user
@@ -39,6 +40,15 @@ def fanout(args: list[str], name: str, env: dict | None = None, timeout_s: float
     return proc, wall
 
 
+def in_ps(pw: str) -> list[str]:
+    """Processes of this host whose command line shows ``pw`` (what `ps` shows anyone)."""
+    hits = []
+    for p in psutil.process_iter(["pid", "cmdline"]):
+        if pw in " ".join(p.info.get("cmdline") or []):
+            hits.append(f"pid {p.pid}")
+    return hits
+
+
 def _lines(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln.strip()]
 
@@ -58,6 +68,7 @@ def acl(sz: Sizes) -> CaseResult:
                             "acl-apply", env={"REDIS_URL": admin, "FANOUT_PEER_PASSWORD": pw})
         url = f"redis://{user.name}:{pw}@{srv.host}:{srv.port}/0"
         run, wall = fanout(_run_args(sz, "chaos-acl"), "acl-run", env={"REDIS_URL": url})
+        shown = in_ps(pw)
         refused = {}
         with redis.Redis.from_url(url, socket_timeout=3) as c:
             for what, call in {"SET a key": lambda: c.set("ws:x", 1), "KEYS": lambda: c.keys("*"),
@@ -88,6 +99,7 @@ def acl(sz: Sizes) -> CaseResult:
     res.check("`fanout run` as that user passes (exit 0)", run.returncode == 0,
               (_lines(run.stderr) or out or ["no output"])[-1][:200])
     res.check("the user is refused everything but its pub/sub", all(refused.values()), refused)
+    res.check("no command line on the host shows the password (ps)", not shown, shown or None)
     return res
 
 
@@ -142,6 +154,7 @@ def tls(sz: Sizes) -> CaseResult:
                                        env={"REDIS_URL": f"{base}?ssl_ca_certs={files['other']}"})
             res.keys_left = keys_left([srv.url])
             binary = srv.binary
+            shown = in_ps(pw)
         finally:
             srv.cleanup()
         reports, rep_wall = fanout(["report", "--from-runs", str(data_dir()), "--out", str(out_dir() / "report")],
@@ -163,6 +176,7 @@ def tls(sz: Sizes) -> CaseResult:
     res.check("the line says the certificate was not trusted", bool(err) and "certificate" in err[-1].lower())
     res.check("`fanout report --from-runs` rendered the records", reports.returncode in (0, 1),
               (_lines(reports.stderr) or ["no output"])[-1][:200])
+    res.check("no command line on the host shows the password (ps)", not shown, shown or None)
     return res
 
 

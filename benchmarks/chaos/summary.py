@@ -41,6 +41,12 @@ def account(res: CaseResult, rec, *, expect_lossless: bool = False) -> Any:
     if acc.not_published:
         top = next(iter(acc.not_published_reasons), "")
         parts.append(f"{count(acc.not_published)} publishes failed, publisher told ({top[:70]})")
+    pubs = rec.publications
+    failed_ids = set(pubs.loc[~pubs["ok"], "id"])
+    anyway = int(rec.deliveries["id"].isin(failed_ids).sum()) if failed_ids else 0
+    res.figures["failed_but_delivered"] = anyway
+    if anyway:
+        parts.append(f"{count(anyway)} deliveries of publishes that had failed (Redis ran them after the client gave up)")
     gaps = res.figures["gaps"]
     if gaps:
         # issue #17 item 2: a failed publish spends its seq, so every other receiver counts it as a gap
