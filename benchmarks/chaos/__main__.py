@@ -68,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
     stamp = started.strftime("%Y%m%d-%H%M%S")
     (out / f"chaos-{stamp}.json").write_text(json.dumps(payload, indent=1, default=str))
     (out / "chaos-latest.json").write_text(json.dumps(payload, indent=1, default=str))
-    doc = args.doc or (str(ROOT / "docs" / "reliability.md") if not args.small and not args.only else None)
+    default_doc = ROOT / "docs" / "reliability.md"
+    doc = Path(args.doc) if args.doc else (default_doc if not args.small and not args.only else None)
     if doc:
-        Path(doc).write_text(document(payload))
-        print(f"table written to {doc}", file=sys.stderr)
+        beside = ROOT / "benchmarks" / "chaos" / "reliability.json" if doc.resolve() == default_doc else doc.with_suffix(".json")
+        beside.write_text(json.dumps(payload, indent=1, default=str))
+        shown = beside.relative_to(ROOT) if beside.resolve().is_relative_to(ROOT) else beside
+        doc.write_text(document(payload, str(shown)))
+        print(f"table written to {doc}, its JSON to {beside}", file=sys.stderr)
     print(f"JSON: {out / f'chaos-{stamp}.json'}", file=sys.stderr)
     return 0 if all(r["passed"] for r in results) else 1
 

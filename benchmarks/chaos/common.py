@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -176,6 +177,23 @@ def out_dir() -> Path:
     d = Path(os.environ.get(OUT_ENV) or os.environ.get("TMPDIR", "/tmp"))
     d.mkdir(parents=True, exist_ok=True)
     return d
+
+
+def wire_samples(n: int, source: str = "test-instance-0", seed: int = 1) -> list[bytes]:
+    """``n`` messages as a run's bridge writes them (ticker and trade in turn, the simulator's market
+    payloads), for measuring what receiving them costs."""
+    import orjson
+
+    from fanout.events import EnvelopeWriter
+    from fanout.lab.market import SyntheticMarket
+
+    market, w = SyntheticMarket(random.Random(seed)), EnvelopeWriter(source, "abcd1234")
+    out = []
+    for k in range(n):
+        typ = ("ticker", "trade")[k % 2]
+        now = time.time_ns()
+        out.append(w.write(w.head(typ, typ), k, now, now, orjson.dumps(market.make(typ, "BTCUSDT", now // 10**6))))
+    return out
 
 
 def data_dir() -> Path:

@@ -33,7 +33,7 @@ def _figures(r: dict[str, Any]) -> list[str]:
             "```", "", "</details>"]
 
 
-def document(payload: dict[str, Any]) -> str:
+def document(payload: dict[str, Any], json_path: str) -> str:
     from benchmarks.machine import one_line
 
     res = payload["results"]
@@ -43,8 +43,8 @@ def document(payload: dict[str, Any]) -> str:
          f"{_when(payload['finished'])}, on {one_line(payload['machine'])}, commit "
          f"{payload['machine'].get('git_commit')}"
          + (" (with uncommitted changes in fanout/)" if payload["machine"].get("fanout_uncommitted_changes") else "")
-         + ".", "", f"**{n_pass} of {len(res)} cases pass every check.** The JSON of this run: "
-         "`benchmarks/chaos/reliability.json`.", "", INTRO, "## The table", "", markdown(res), "", "## Cases", ""]
+         + ".", "", f"**{n_pass} of {len(res)} cases pass every check.** The JSON of this run: `{json_path}`.",
+         "", INTRO, "## The table", "", markdown(res), "", "## Cases", ""]
     for r in res:
         L.append(f"### {r['case']}")
         L.append("")

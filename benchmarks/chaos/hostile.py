@@ -8,14 +8,14 @@ equal to a receiver's own id, a new epoch, byte-exact replays of real messages, 
 ahead of a real source.
 
 A capture connection subscribed to the same channels sees every message in the order every
-receiver sees it (Redis writes one PUBLISH to every subscriber at once). :func:`expected` replays
+receiver sees it (Redis writes one PUBLISH to every subscriber at once). ``wire_model.expected`` replays
 that stream through the wire rules of docs/architecture.md ("Loss detection in the bridge"),
 written here independently of ``fanout.sequencing``, and says per receiver what the bridge must
 count (malformed, self-filtered, gaps, duplicates, source restarts) and which real events a
 forgery suppresses. The case compares that with the bridges' counters and the run's deliveries.
 
 **Hook for the signed envelopes and the ``suspicious`` counter** (branch ``wire``): the rules
-live in :func:`apply_rules` (one place to follow a changed wire contract); counters this build
+live in :func:`benchmarks.chaos.wire_model.apply_rules` (one place to follow a changed wire contract); counters this build
 has that this module does not predict (e.g. ``suspicious``, ``rejected``) are reported as
 measured (:data:`NEW_COUNTERS`); a scenario field that turns signing on is passed through
 :data:`SIGNING` when it exists. Re-running ``python -m benchmarks.chaos --only hostile``
@@ -28,8 +28,7 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import orjson
 import redis
@@ -39,7 +38,16 @@ from fanout.lab.scenario import Scenario
 from fanout.lab.servers import RedisServer
 from fanout.metrics import COUNTER_NAMES
 
-from .common import Background, CaseResult, Sizes, client, data_dir, keys_left, wait_for_traffic
+from .common import (
+    Background,
+    CaseResult,
+    Sizes,
+    client,
+    data_dir,
+    keys_left,
+    wait_for_traffic,
+)
+from .wire_model import Elem, expected
 
 PREFIX = "ws:"
 EVENT_TYPES = ("ticker", "trade")
@@ -55,17 +63,6 @@ NEW_COUNTERS = tuple(c for c in COUNTER_NAMES if c in ("suspicious", "rejected",
 #: Scenario fields that would turn envelope signing on, when this build has one
 SIGNING = tuple(f.name for f in dataclasses.fields(Scenario) if "sign" in f.name)
 BIG = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class Elem:
-    """One envelope inside a message, as the wire rules see it."""
-
-    source: str
-    epoch: str | None
-    seq: int | None
-    id: str | None
-    real: bool = False
 
 
 @dataclass
@@ -235,84 +232,6 @@ def inject(url: str, ids: list[str], kinds: list[str], over_s: float, seed: int,
             c.publish(m.channel, m.raw)
             sent[m.kind] = sent.get(m.kind, 0) + 1
     return {"by_kind": sent, "seconds": round(time.monotonic() - t0, 2)}
-
-
-# -- what the bridges must count -------------------------------------------------------------
-
-@dataclass
-class Expect:
-    """One receiver's counters over the captured stream, by the wire rules."""
-
-    malformed: int = 0
-    self_forged: int = 0            # hostile envelopes under this receiver's own id
-    gaps: int = 0
-    gap_notices: int = 0
-    duplicates: int = 0
-    source_restarts: int = 0
-    forged_delivered: dict[str, int] = field(default_factory=dict)   # kind -> handed to the handlers
-    suppressed: set = field(default_factory=set)                     # real ids dropped as duplicates
-    suppressed_by: dict[str, int] = field(default_factory=dict)      # forgery kind that caused it -> n
-
-
-def apply_rules(state: dict, me: str, channel: str, e: Elem) -> tuple[str, int]:
-    """One envelope at receiver ``me`` (docs/architecture.md, "Loss detection in the bridge"):
-    ("self" | "deliver" | "first" | "restart" | "in order" | "gap" | "duplicate", missing)."""
-    if e.source == me:
-        return "self", 0
-    if e.seq is None or e.epoch is None:
-        return "deliver", 0
-    key = (channel, e.source)
-    st = state.get(key)
-    if st is None:
-        state[key] = [e.epoch, e.seq]
-        return "first", 0
-    if st[0] != e.epoch:
-        st[0], st[1] = e.epoch, e.seq
-        return "restart", 0
-    if e.seq <= st[1]:
-        return "duplicate", 0
-    missing, st[1] = e.seq - st[1] - 1, e.seq
-    return ("gap", missing) if missing else ("in order", 0)
-
-
-def real_elem(raw: bytes) -> Elem | None:
-    d = orjson.loads(raw)
-    return Elem(d["source"], d["epoch"], d["seq"], d["id"], real=True) if isinstance(d, dict) else None
-
-
-def expected(messages: list[tuple[str, bytes, Sent | None]], receivers: list[str]) -> dict[str, Expect]:
-    out = {}
-    for me in receivers:
-        ex, state = Expect(), {}
-        why: dict[tuple[str, str], str] = {}      # (channel, source) -> kind of the forgery that moved its state
-        for ch, raw, sent in messages:
-            elems = (real_elem(raw),) if sent is None else sent.elems
-            for e in elems:
-                if e is None:
-                    ex.malformed += 1
-                    continue
-                what, missing = apply_rules(state, me, ch, e)
-                if what == "self":
-                    ex.self_forged += not e.real
-                    continue
-                if what == "gap":
-                    ex.gaps += missing
-                    ex.gap_notices += 1
-                elif what == "restart":
-                    ex.source_restarts += 1
-                elif what == "duplicate":
-                    ex.duplicates += 1
-                    if e.real:
-                        ex.suppressed.add(e.id)
-                        k = why.get((ch, e.source), "?")
-                        ex.suppressed_by[k] = ex.suppressed_by.get(k, 0) + 1
-                    continue
-                if not e.real:
-                    ex.forged_delivered[sent.kind] = ex.forged_delivered.get(sent.kind, 0) + 1
-                if what in ("gap", "in order", "restart", "first") and e.seq is not None:
-                    why[(ch, e.source)] = "real" if e.real else sent.label
-        out[me] = ex
-    return out
 
 
 class CountWarnings(logging.Handler):

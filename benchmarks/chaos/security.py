@@ -32,7 +32,7 @@ PREFIX = "ws:"
 def fanout(args: list[str], name: str, env: dict | None = None, timeout_s: float = 300) -> tuple[subprocess.CompletedProcess, float]:
     """``python -m fanout ARGS``, its stdout/stderr kept as ``<out>/<name>.{stdout,stderr}``."""
     t = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "fanout", *args], capture_output=True, text=True, timeout=timeout_s,
+    proc = subprocess.run([sys.executable, "-m", "fanout", *args], capture_output=True, text=True, timeout=timeout_s, check=False,
                           env={**os.environ, **(env or {})})
     wall = time.monotonic() - t
     (out_dir() / f"{name}.stdout").write_text(proc.stdout)

@@ -14,12 +14,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import multiprocessing
-import random
 import sys
 import threading
 import time
 
-import orjson
 import redis
 
 from fanout.delivery import ASYNC_BACKLOG
@@ -29,7 +27,15 @@ from fanout.lab.scenario import Scenario
 from fanout.lab.servers import RedisServer
 from fanout.lab.simulator import Simulation
 
-from .common import Background, CaseResult, Sizes, client, data_dir, keys_left
+from .common import (
+    Background,
+    CaseResult,
+    Sizes,
+    client,
+    data_dir,
+    keys_left,
+    wire_samples,
+)
 from .summary import account, p99_ms
 
 DELAY_S = 0.050
@@ -111,14 +117,10 @@ def _watch_cutoffs(url: str, stop: threading.Event) -> list[int]:
 def envelope_bytes(n: int = 2000) -> float:
     """Mean bytes one queued handler call holds: the decoded Envelope with its market data (the same
     generator and wire bytes as the run's), the queue's tuple and its deque slot."""
-    from fanout.events import EnvelopeWriter, envelope_from, parse_message
-    from fanout.lab.market import SyntheticMarket
+    from fanout.events import envelope_from, parse_message
 
-    market, w = SyntheticMarket(random.Random(1)), EnvelopeWriter("test-instance-0", "abcd1234")
     total = 0
-    for k in range(n):
-        typ = ("ticker", "trade")[k % 2]
-        raw = w.write(w.head(typ, typ), k, time.time_ns(), time.time_ns(), orjson.dumps(market.make(typ, "BTCUSDT", 0)))
+    for raw in wire_samples(n):
         env = envelope_from(parse_message(raw), raw)
         total += _deep_size(env) + sys.getsizeof((None, env, True)) + 8
     return total / n

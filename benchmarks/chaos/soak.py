@@ -7,21 +7,18 @@ here with tracemalloc on real envelopes); 0 lost; p99 of the first and the last 
 (a minute; 10 s small) of events."""
 from __future__ import annotations
 
-import random
 import time
 import tracemalloc
 
 import numpy as np
-import orjson
 
-from fanout.events import EnvelopeWriter, envelope_from, parse_message
-from fanout.lab.market import SyntheticMarket
+from fanout.events import envelope_from, parse_message
 from fanout.lab.recorder import Deliveries
 from fanout.lab.run import run_scenario
 from fanout.lab.scenario import Scenario
 from fanout.lab.servers import RedisServer
 
-from .common import CaseResult, Sizes, data_dir, keys_left
+from .common import CaseResult, Sizes, data_dir, keys_left, wire_samples
 from .summary import account, p99_ms
 
 #: a bridge's own memory may grow this much per minute (beyond the recorder's) and still pass
@@ -33,12 +30,7 @@ RATIO, SLACK_MS = 2.0, 2.0
 def recorder_bytes_per_delivery(n: int = 20_000) -> float:
     """Bytes the recorder retains per delivery (preallocated columns aside: they are allocated at
     the start): the id, source and type strings each decoded envelope brings."""
-    market, w = SyntheticMarket(random.Random(2)), EnvelopeWriter("test-instance-1", "abcd1234")
-    raws = []
-    for k in range(n):
-        typ = ("ticker", "trade")[k % 2]
-        raws.append(w.write(w.head(typ, typ), k, time.time_ns(), time.time_ns(),
-                            orjson.dumps(market.make(typ, "BTCUSDT", 0))))
+    raws = wire_samples(n, source="test-instance-1", seed=2)
     table = Deliveries("test-instance-0", time.time_ns, n)
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -62,7 +54,7 @@ def slopes(rec, skip: float = 0.1) -> dict[str, dict]:
         mb = g["memory_bytes"].to_numpy(dtype=float) / 2**20
         slope = float(np.polyfit(t_min, mb, 1)[0])
         out[str(target)] = {"rss_mb_first": round(float(mb[0]), 1), "rss_mb_last": round(float(mb[-1]), 1),
-                            "slope_mb_per_min": round(slope, 3), "samples": int(len(g))}
+                            "slope_mb_per_min": round(slope, 3), "samples": len(g)}
     return out
 
 

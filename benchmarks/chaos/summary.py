@@ -8,7 +8,12 @@ from typing import Any
 import numpy as np
 
 from fanout.analysis import analyse
-from fanout.analysis.accounting import UNEXPLAINED, fault_windows, missing_deliveries, outage_windows
+from fanout.analysis.accounting import (
+    UNEXPLAINED,
+    fault_windows,
+    missing_deliveries,
+    outage_windows,
+)
 from fanout.formatting import count
 
 from .common import CaseResult
