@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = machine_info()
     started = datetime.now(timezone.utc)
-    command = "python -m benchmarks.chaos" + (" --small" if args.small else "") + (f" --only {args.only}" if args.only else "")
+    command = ("python -m benchmarks.chaos" + (" --small" if args.small else "")
+               + (f" --only {args.only}" if args.only else ""))
     print(f"fanout reliability suite ({'small' if args.small else 'full'}), {started:%Y-%m-%d %H:%M} UTC", flush=True)
     print(f"machine: {one_line(machine)}", flush=True)
     work = Path(tempfile.mkdtemp(prefix="fanout-chaos-"))
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     default_doc = ROOT / "docs" / "reliability.md"
     doc = Path(args.doc) if args.doc else (default_doc if not args.small and not args.only else None)
     if doc:
-        beside = ROOT / "benchmarks" / "chaos" / "reliability.json" if doc.resolve() == default_doc else doc.with_suffix(".json")
+        beside = (ROOT / "benchmarks" / "chaos" / "reliability.json" if doc.resolve() == default_doc
+                  else doc.with_suffix(".json"))
         beside.write_text(json.dumps(payload, indent=1, default=str))
         shown = beside.relative_to(ROOT) if beside.resolve().is_relative_to(ROOT) else beside
         doc.write_text(document(payload, str(shown)))

@@ -332,8 +332,11 @@ def compare(res: CaseResult, rec, cap: Capture, sent: dict, ids: list[str]) -> N
                         "forged_handed_over": accepted})
     res.lost = (f"{suppressed:,} real deliveries suppressed by forged seqs (dropped as duplicates); "
                 f"{sum(r['missing_not_suppressed'] for r in rows):,} other real deliveries missing")
+    restarts = sum(r["source_restarts"]["counted"] for r in rows)
+    res.figures["false_source_restarts"] = restarts
     res.attributed = (f"counters {'exact' if exact else 'NOT exact'} against the wire rules; {alarms:,} false gap "
-                      f"alarms claiming {claimed:,} missing events (from {jumps:,} seq jumps); forged events handed "
+                      f"alarms claiming {claimed:,} missing events (from {jumps:,} seq jumps), {restarts:,} false "
+                      f"source restarts (new epochs); forged events handed "
                       f"to handlers: " + (", ".join(f"{v:,} {k}" for k, v in accepted.items()) or "none"))
     res.check("no crash: every bridge connected, no reconnect", bool(rec.instances["connected"].all())
               and int(rec.instances["reconnects"].sum()) == 0, int(rec.instances["reconnects"].sum()))

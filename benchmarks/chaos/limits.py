@@ -71,7 +71,8 @@ def maxmemory(sz: Sizes) -> CaseResult:
         with client(srv.url) as c:
             mem = c.info("memory")
         res.keys_left = keys_left([srv.url])
-    res.injected = (f"maxmemory {limit / 2**20:.1f} MB (the empty server's {used / 2**20:.1f} MB + {HEADROOM / 2**20:g} MB), "
+    res.injected = (f"maxmemory {limit / 2**20:.1f} MB (the empty server's {used / 2**20:.1f} MB "
+                    f"+ {HEADROOM / 2**20:g} MB), "
                     f"noeviction; Streams, {sz.instances} instances, {sz.rate:g} events/s for {sz.duration_s:g} s")
     account(res, rec)
     acc = res.figures

@@ -29,10 +29,12 @@ from .common import CaseResult, Sizes, client, data_dir, keys_left, out_dir, sec
 PREFIX = "ws:"
 
 
-def fanout(args: list[str], name: str, env: dict | None = None, timeout_s: float = 300) -> tuple[subprocess.CompletedProcess, float]:
+def fanout(args: list[str], name: str, env: dict | None = None,
+           timeout_s: float = 300) -> tuple[subprocess.CompletedProcess, float]:
     """``python -m fanout ARGS``, its stdout/stderr kept as ``<out>/<name>.{stdout,stderr}``."""
     t = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "fanout", *args], capture_output=True, text=True, timeout=timeout_s, check=False,
+    proc = subprocess.run([sys.executable, "-m", "fanout", *args], capture_output=True, text=True,
+                          timeout=timeout_s, check=False,
                           env={**os.environ, **(env or {})})
     wall = time.monotonic() - t
     (out_dir() / f"{name}.stdout").write_text(proc.stdout)
@@ -54,7 +56,8 @@ def _lines(text: str) -> list[str]:
 
 
 def _run_args(sz: Sizes, name: str) -> list[str]:
-    return ["run", "--instances", str(sz.instances), "--duration", "4", "--rate", "100", "--no-progress", "--key-prefix", PREFIX,
+    return ["run", "--instances", str(sz.instances), "--duration", "4", "--rate", "100", "--no-progress",
+            "--key-prefix", PREFIX,
             "--name", name, "--out", str(data_dir())]
 
 
@@ -100,6 +103,9 @@ def acl(sz: Sizes) -> CaseResult:
               (_lines(run.stderr) or out or ["no output"])[-1][:200])
     res.check("the user is refused everything but its pub/sub", all(refused.values()), refused)
     res.check("no command line on the host shows the password (ps)", not shown, shown or None)
+    res.notes.append("lab defect, fixed (fanout/lab/control.py): the lab's PUBSUB NUMSUB (outside listeners, the "
+                     "subscription check) is refused to this user, and `fanout run` died with a traceback; now the "
+                     "bridges' own subscribe confirmations stand (tests/test_chaos.py)")
     return res
 
 
@@ -149,7 +155,8 @@ def tls(sz: Sizes) -> CaseResult:
             return res
         try:
             base = f"rediss://:{pw}@127.0.0.1:{port}/0"
-            run, wall = fanout(_run_args(sz, "chaos-tls"), "tls-run", env={"REDIS_URL": f"{base}?ssl_ca_certs={files['ca']}"})
+            run, wall = fanout(_run_args(sz, "chaos-tls"), "tls-run",
+                               env={"REDIS_URL": f"{base}?ssl_ca_certs={files['ca']}"})
             wrong, wall_wrong = fanout(_run_args(sz, "chaos-tls-wrong-ca"), "tls-wrong-ca",
                                        env={"REDIS_URL": f"{base}?ssl_ca_certs={files['other']}"})
             res.keys_left = keys_left([srv.url])
@@ -163,7 +170,8 @@ def tls(sz: Sizes) -> CaseResult:
     res.injected = (f"TLS on {Path(binary).name} ({binary}) with a CA made by openssl; `fanout run` over "
                     f"rediss:// (password in the URL) with that CA, then with another CA; then "
                     f"`fanout report --from-runs` over the records")
-    res.lost = f"right CA: exit {run.returncode} after {wall:.1f} s; wrong CA: exit {wrong.returncode} after {wall_wrong:.1f} s"
+    res.lost = (f"right CA: exit {run.returncode} after {wall:.1f} s; "
+                f"wrong CA: exit {wrong.returncode} after {wall_wrong:.1f} s")
     res.attributed = f"wrong CA: {err[-1][:160] if err else '(no message)'}"
     res.figures.update({"run_exit": run.returncode, "run_stdout_tail": _lines(run.stdout)[-4:],
                         "wrong_ca_exit": wrong.returncode, "wrong_ca_stderr": err[-3:],

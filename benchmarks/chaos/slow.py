@@ -184,7 +184,8 @@ def run(sz: Sizes) -> CaseResult:
     p99, p99_ctl = p99_ms(rec, others), p99_ms(ctl, others)
     slow_lost = int(per.loc[slow_id, "expected"] - per.loc[slow_id, "received"])
     res.injected = (f"{slow_id}'s handler awaits {DELAY_S * 1000:g} ms per event; {sz.slow_rate:g} events/s for "
-                    f"{sz.slow_duration_s:g} s over 3 instances; pub/sub output-buffer limit {BUFFER_LIMIT} (hard = soft, 0 s)")
+                    f"{sz.slow_duration_s:g} s over 3 instances; pub/sub output-buffer limit {BUFFER_LIMIT} "
+                    "(hard = soft, 0 s)")
     res.lost = f"{slow_id}: {slow_lost:,} of {int(per.loc[slow_id, 'expected']):,}; others: " + ", ".join(
         f"{int(per.loc[o, 'expected'] - per.loc[o, 'received']):,}" for o in others)
     res.figures.update({
@@ -200,7 +201,8 @@ def run(sz: Sizes) -> CaseResult:
                       f"saw {len(outages)} outage(s); " + res.attributed)
     res.check("Redis cut the slow instance off (output-buffer limit)", bool(cut), f"{cut} at {sim['cutoffs_s']} s")
     res.check("its bridge saw the cut-off (an outage, a reconnect)", len(outages) >= 1,
-              f"{len(outages)} outage(s), connected at the end: {bool(rec.instances.set_index('instance').loc[slow_id, 'connected'])}")
+              f"{len(outages)} outage(s), connected at the end: "
+              f"{bool(rec.instances.set_index('instance').loc[slow_id, 'connected'])}")
     slack = ASYNC_BACKLOG // 10
     per_env = envelope_bytes()
     res.figures.update({"cutoffs_s": sim["cutoffs_s"], "bytes_per_queued_event": round(per_env),
@@ -218,7 +220,8 @@ def run(sz: Sizes) -> CaseResult:
             f"({ASYNC_BACKLOG // 2:,} calls at {1 / DELAY_S:g}/s: minutes), and the accounting finds its losses unexplained")
     if rss1 is not None and c1 is not None:
         res.notes.append(f"process RSS peak {rss1:g} MB with the slow handler vs {c1:g} MB in the control run, each in "
-                         f"a fresh process (+{rss1 - c1:.1f} MB for a backlog of {peak:,} queued events); the other instances' "
+                         f"a fresh process (+{rss1 - c1:.1f} MB for a backlog of {peak:,} queued events); "
+                         "the other instances' "
                          f"p99 {p99} ms vs {p99_ctl} ms in the control")
     return res
 

@@ -67,7 +67,8 @@ def account(res: CaseResult, rec, *, expect_lossless: bool = False) -> Any:
     if acc.lost:
         named = sorted({str(x) for x in acc.losses["fault"] if str(x)})
         causes = ", ".join(f"{count(n)} {c}" for c, n in acc.by_cause.items())
-        res.attributed = causes + (f" ({'; '.join(named[:3])}{'; ...' if len(named) > 3 else ''})" if named else "")
+        more = f"; and {len(named) - 1} more" if len(named) > 1 else ""
+        res.attributed = causes + (f" ({named[0]}{more})" if named else "")
     else:
         res.attributed = "nothing to attribute"
     if acc.unexplained:
