@@ -16,7 +16,12 @@ from fanout.lab.servers import LocalCluster, RedisServer
 from .common import Background, CaseResult, Sizes, data_dir, keys_left, wait_for_traffic
 from .summary import account
 
-KINDS = ("kill", "restart", "pause")
+KINDS = ("kill", "restart", "pause", "short pause")
+#: the scenario's health check: a silent subscriber is given up after HEALTH_S of silence + HEALTH_S
+#: for the PING's answer; the publish deadline (publish_timeout_s) is 2 s too. A "short pause" lasts
+#: exactly that long: Redis wakes up as the bridges give up (the edge where losses go unexplained)
+HEALTH_S = 1.0
+DETECT_S = 2 * HEALTH_S
 TRANSPORTS = ("pubsub", "sharded", "streams")
 #: the command a publishing run sends, per transport (seen in INFO commandstats)
 PUBLISH_COMMAND = {"pubsub": ("publish",), "sharded": ("spublish",), "streams": ("xadd",)}
@@ -25,7 +30,8 @@ PREFIX = "ws:"
 
 WHAT = {"kill": "SIGKILL of {target}, started again {down:g} s later",
         "restart": "SIGTERM (clean shutdown) of {target}, started again {down:g} s later",
-        "pause": "SIGSTOP of {target} for {down:g} s, then SIGCONT"}
+        "pause": "SIGSTOP of {target} for {down:g} s, then SIGCONT",
+        "short pause": "SIGSTOP of {target} for {down:g} s (as long as the bridges take to give up), then SIGCONT"}
 
 
 def _servers(transport: str):
@@ -59,7 +65,7 @@ def inject(kind: str, target: RedisServer, urls: list[str], transport: str, at_s
         target.pause()
     time.sleep(down_s)
     t_back = time.time_ns()
-    if kind == "pause":
+    if kind.endswith("pause"):
         target.resume()
     else:
         target.start()
@@ -68,6 +74,7 @@ def inject(kind: str, target: RedisServer, urls: list[str], transport: str, at_s
 
 def run(kind: str, transport: str, sz: Sizes) -> CaseResult:
     res = CaseResult(case=f"{kind} · {transport}")
+    down = DETECT_S if kind == "short pause" else sz.down_s
     setup, target, what = _servers(transport)
     with setup as srv:
         if transport == "sharded":
@@ -77,24 +84,24 @@ def run(kind: str, transport: str, sz: Sizes) -> CaseResult:
             urls = [srv.url]
         sc = Scenario(name=f"chaos-{kind}-{transport}", instances=sz.instances, duration_s=sz.duration_s,
                       rate_per_s=sz.rate, transport=transport, redis_url=srv.url, key_prefix=PREFIX,
-                      event_types=EVENT_TYPES, health_check_s=1.0, drain_timeout_s=4.0, process_mode="single")
-        hit = Background(lambda: inject(kind, target, urls, transport, sz.fault_at_s, sz.down_s),
+                      event_types=EVENT_TYPES, health_check_s=HEALTH_S, drain_timeout_s=4.0, process_mode="single")
+        hit = Background(lambda: inject(kind, target, urls, transport, sz.fault_at_s, down),
                          f"chaos-{kind}").start()
         t_run = time.monotonic()
         rec = run_scenario(sc, progress=False, save_to=str(data_dir()))
         wall = time.monotonic() - t_run
-        done = hit.join(sz.fault_at_s + sz.down_s + 60)
+        done = hit.join(sz.fault_at_s + down + 60)
         res.keys_left = keys_left(srv.urls if transport == "sharded" else [srv.url])
     at = (done["t_hit_ns"] - rec.t0) / 1e9
-    res.injected = (WHAT[kind].format(target=what, down=sz.down_s) + f", at {at:.2f} s of a "
+    res.injected = (WHAT[kind].format(target=what, down=down) + f", at {at:.2f} s of a "
                     f"{sz.duration_s:g} s run ({sz.instances} instances, {sz.rate:g} events/s)")
-    res.figures.update({"fault_at_s": round(at, 3), "down_s": sz.down_s, "run_wall_s": round(wall, 2),
+    res.figures.update({"fault_at_s": round(at, 3), "down_s": down, "run_wall_s": round(wall, 2),
                         "planned_faults": len(rec.faults)})
     account(res, rec, expect_lossless=transport == "streams")
     res.check("the scenario planned no fault (the driver injected it)", len(rec.faults) == 0)
     res.check("the run ended within its bound", wall < sz.duration_s + 60, f"{wall:.1f} s")
     span = res.figures.get("unexplained_sent_s") or {}
-    if kind == "pause" and res.figures["unexplained"]:
+    if kind.endswith("pause") and res.figures["unexplained"]:
         firsts = [v["first_s"] for v in span.values() if isinstance(v, dict)]
         seen = sorted({round(o["t_down_s"], 2) for o in res.figures["outages"]})
         res.notes.append(
@@ -106,4 +113,4 @@ def run(kind: str, transport: str, sz: Sizes) -> CaseResult:
     return res
 
 
-CASES = {f"{k}-{t}": (lambda sz, k=k, t=t: run(k, t, sz)) for t in TRANSPORTS for k in KINDS}
+CASES = {f"{k.replace(' ', '-')}-{t}": (lambda sz, k=k, t=t: run(k, t, sz)) for t in TRANSPORTS for k in KINDS}

@@ -7,6 +7,7 @@ signed envelopes): change :func:`apply_rules` and :class:`Expect`, and the case 
 """
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,7 @@ class Expect:
     source_restarts: int = 0
     forged_delivered: dict[str, int] = field(default_factory=dict)   # kind -> handed to the handlers
     suppressed: set = field(default_factory=set)                     # real ids dropped as duplicates
+    delivered: Counter = field(default_factory=Counter)              # id -> times handed over (None: no id)
     suppressed_by: dict[str, int] = field(default_factory=dict)      # forgery kind that caused it -> n
 
 
@@ -95,6 +97,7 @@ def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str]) -> di
                         k = why.get((ch, e.source), "?")
                         ex.suppressed_by[k] = ex.suppressed_by.get(k, 0) + 1
                     continue
+                ex.delivered[e.id] += 1
                 if not e.real:
                     ex.forged_delivered[sent.kind] = ex.forged_delivered.get(sent.kind, 0) + 1
                 if what in ("gap", "in order", "restart", "first") and e.seq is not None:
