@@ -67,6 +67,7 @@ def test_a_forged_seq_never_suppresses_a_real_event(small_hostile_run):
 
 
 @pytest.mark.chaos
+@pytest.mark.timeout(1800)
 @pytest.mark.skipif(os.environ.get("FANOUT_CHAOS") != "1",
                     reason="the whole suite at --small size takes minutes: FANOUT_CHAOS=1 pytest -m chaos")
 def test_the_small_suite_runs_every_case_and_leaves_nothing_behind(tmp_path):
