@@ -40,15 +40,7 @@ from fanout.lab.scenario import Scenario
 from fanout.lab.servers import RedisServer
 from fanout.metrics import COUNTER_NAMES
 
-from .common import (
-    Background,
-    CaseResult,
-    Sizes,
-    client,
-    data_dir,
-    keys_left,
-    wait_for_traffic,
-)
+from .common import Background, CaseResult, Sizes, client, data_dir, keys_left, wait_for_traffic
 from .wire_model import Elem, expected, real_elem
 
 PREFIX = "ws:"

@@ -27,15 +27,7 @@ from fanout.lab.scenario import Scenario
 from fanout.lab.servers import RedisServer
 from fanout.lab.simulator import Simulation
 
-from .common import (
-    Background,
-    CaseResult,
-    Sizes,
-    client,
-    data_dir,
-    keys_left,
-    wire_samples,
-)
+from .common import Background, CaseResult, Sizes, client, data_dir, keys_left, wire_samples
 from .summary import account, p99_ms
 
 DELAY_S = 0.050
