@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install report report-full example test bench matrix doctor lab clean
+.PHONY: install report report-full example test bench matrix chaos doctor lab clean
 
 $(BIN)/fanout: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench: install             ## load and latency benchmarks (prints a table, write
 
 matrix: install            ## the server-compatibility matrix (every server found here) into docs/compatibility.md
 	$(BIN)/python -m benchmarks.matrix
+
+chaos: install             ## the reliability suite at full sizes (> 10 min) into docs/reliability.md; CHAOS_ARGS=--small: CI sizes
+	$(BIN)/python -m benchmarks.chaos $(CHAOS_ARGS)
 
 doctor: install            ## which Redis/Valkey servers are installed, which one runs, why
 	$(BIN)/fanout doctor

@@ -6,7 +6,7 @@ import logging
 import time
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoPermissionError, RedisError
 
 from fanout import capabilities
 from fanout.capabilities import ServerVersion
@@ -23,12 +23,18 @@ def client(url: str, timeout_s: float = TIMEOUT_S) -> Redis:
 
 
 async def confirm_subscriptions(url: str, channels: list[str], n: int, timeout_s: float) -> None:
-    """Wait until Redis itself reports ``n`` subscribers on every channel (bounded)."""
+    """Wait until Redis itself reports ``n`` subscribers on every channel (bounded). A user whose
+    ACL refuses ``PUBSUB NUMSUB`` (a least-privilege pub/sub user) cannot ask: then the bridges'
+    own SUBSCRIBE confirmations stand (``bridge.start`` returns once every channel is confirmed)."""
     c = client(url)
     try:
         deadline = time.monotonic() + timeout_s
         while True:
-            counts = await _numsub(c, channels)
+            try:
+                counts = await _numsub(c, channels)
+            except NoPermissionError:
+                log.info("this Redis user may not run PUBSUB NUMSUB: the bridges' own subscribe confirmations stand")
+                return
             if all(counts.get(ch, 0) >= n for ch in channels):
                 return
             if time.monotonic() > deadline:
@@ -43,11 +49,15 @@ async def _numsub(c: Redis, channels: list[str]) -> dict[str, int]:
     return {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in dict(await c.pubsub_numsub(*channels)).items()}
 
 
-async def subscriber_counts(url: str, channels: list[str]) -> dict[str, int]:
-    """``PUBSUB NUMSUB`` of each channel (pattern subscribers are not counted per channel by Redis)."""
+async def subscriber_counts(url: str, channels: list[str]) -> dict[str, int] | None:
+    """``PUBSUB NUMSUB`` of each channel (pattern subscribers are not counted per channel by Redis);
+    None when this user's ACL refuses the command (then nobody can tell)."""
     c = client(url)
     try:
         return await _numsub(c, channels)
+    except NoPermissionError:
+        log.info("this Redis user may not run PUBSUB NUMSUB: subscribers outside the run cannot be counted")
+        return None
     finally:
         await c.aclose()
 
@@ -58,6 +68,24 @@ async def forget_stream_positions(url: str, keys: list[str]) -> None:
     try:
         if keys:
             await c.delete(*keys)
+    finally:
+        await c.aclose()
+
+
+async def drop_keys(url: str, prefix: str) -> int:
+    """Delete every key under ``prefix`` (``SCAN MATCH``, ``UNLINK``); return how many went."""
+    pattern = "".join("\\" + ch if ch in "*?[]\\" else ch for ch in prefix) + "*"
+    c = client(url)
+    try:
+        n, batch = 0, []
+        async for key in c.scan_iter(match=pattern, count=500):
+            batch.append(key)
+            if len(batch) >= 500:
+                n += int(await c.unlink(*batch))
+                batch = []
+        if batch:
+            n += int(await c.unlink(*batch))
+        return n
     finally:
         await c.aclose()
 

@@ -9,6 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from fanout.capabilities import require
 from fanout.errors import ConfigError, FanoutError, Interrupted, PartialRun
 from fanout.lab import control
@@ -53,14 +55,21 @@ async def simulate(sc: Scenario, *, redis_url: str | None = None, progress: bool
         raise FanoutError("simulate() needs a Redis URL: pass redis_url, or use run_scenario() for a throwaway server")
     run_id = run_id or new_run_id(sc)
     ident = await check_server(sc, url)
+    own_prefix = sc.key_prefix is None and server is None  # a prefix of the run's own, on a Redis it shares
     sc = isolated(sc, run_id, throwaway=server is not None)
     outside = await warn_outside_listeners(sc, url)
+    removed = None
     try:
         rec = await _dispatch(sc, url, run_id, progress=progress, printer=printer, server=server, options=options)
     except PartialRun as stopped:  # a signal: what was measured still says where and how
         if stopped.record is not None:
             _describe(stopped.record, sc, ident, server, outside)
         raise
+    finally:
+        if own_prefix and sc.transport == "streams":  # its streams and positions: nobody else's, never read again
+            removed = await remove_run_keys(url, sc.key_prefix)
+    if removed is not None:
+        rec.environment["keys_removed"] = removed
     return _describe(rec, sc, ident, server, outside)
 
 
@@ -80,13 +89,25 @@ def isolated(sc: Scenario, run_id: str, *, throwaway: bool) -> Scenario:
     return sc.replace(key_prefix="ws:" if throwaway else f"fanout:{run_id}:")
 
 
-async def warn_outside_listeners(sc: Scenario, url: str) -> dict[str, int]:
+async def remove_run_keys(url: str, prefix: str) -> int | None:
+    """Delete the keys a run made under its own prefix (bounded); None, and one warning, when it cannot."""
+    try:
+        return await asyncio.wait_for(control.drop_keys(url, prefix), control.TIMEOUT_S * 3)
+    except (RedisError, OSError, asyncio.TimeoutError) as exc:
+        log.warning("the run's keys under %s were left on %s: %s", prefix, redact_url(url),
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        return None
+
+
+async def warn_outside_listeners(sc: Scenario, url: str) -> dict[str, int] | None:
     """Subscribers already on the run's channels before it starts are not part of it: they would hear
     its synthetic events. Logged (one line) and returned for the record (pub/sub only: Redis counts
-    sharded and stream readers differently)."""
+    sharded and stream readers differently); None when the user may not count them."""
     if sc.transport != "pubsub":
         return {}
     counts = await control.subscriber_counts(url, [f"{sc.key_prefix}{t}" for t in sc.event_types])
+    if counts is None:
+        return None
     outside = {ch: n for ch, n in counts.items() if n}
     if outside:
         log.warning("subscribers outside this run listen on %s: they will receive its synthetic events "
