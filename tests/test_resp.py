@@ -10,6 +10,7 @@ import asyncio
 import shutil
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import hiredis
@@ -21,7 +22,7 @@ from fanout.lab.servers import RedisServer
 from fanout.errors import AuthenticationFailed, ConfigError, RedisUnavailable
 from fanout.lab.servers import candidates, chosen_server, free_port
 from fanout.transports.connection import open_connection, sanitize_client_name
-from fanout.transports.resp import RespProtocol, _pack_py, pack
+from fanout.transports.resp import NeverSent, RespProtocol, _pack_py, pack
 
 T = dict(connect_timeout_s=5.0, command_timeout_s=5.0)
 
@@ -167,6 +168,7 @@ def test_protocol_error_fails_everything_with_one_connection_error():
         for i in range(3):
             proto.send_nowait(pack(b"X"), i)
         fut = proto.call(b"Y")
+        await turns()  # written: their outcome is unknown when the connection fails
         proto.data_received(b"+OK\r\n?garbage\r\n")
         assert rep.got[0] == (0, b"OK")
         errs = [r for _, r in rep.got[1:]]
@@ -189,6 +191,7 @@ def test_connection_lost_mid_frame_fails_pending():
         proto.send_nowait(pack(b"X"), 0)
         proto.send_nowait(pack(b"X"), 1)
         fut = proto.call(b"Y")
+        await turns()
         proto.data_received(b":1\r\n$10\r\nhel")
         proto.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
         assert rep.got[0] == (0, 1)
@@ -197,6 +200,46 @@ def test_connection_lost_mid_frame_fails_pending():
         assert fut.exception() is rep.got[1][1] and lost == [rep.got[1][1]]
         assert "\n" not in str(lost[0])
     arun(main())
+
+
+def test_commands_never_written_fail_as_never_sent_the_written_ones_as_outcome_unknown():
+    async def main():
+        proto, tr, rep = dummy()
+        proto.send_nowait(pack(b"X"), 0)
+        proto.send_nowait(pack(b"X"), 1)
+        await turns()              # written: Redis may have run them
+        proto.send_nowait(pack(b"X"), 2)
+        fut = proto.call(b"Y")     # queued this turn: never written
+        proto.connection_lost(ConnectionResetError(104, "Connection reset by peer"))
+        errs = [r for _, r in rep.got]
+        assert rep.tokens == [0, 1, 2] and len(tr.writes) == 1
+        assert not isinstance(errs[0], NeverSent) and errs[1] is errs[0] and isinstance(errs[0], ConnectionError)
+        assert isinstance(errs[2], NeverSent) and fut.exception() is errs[2]
+        assert str(errs[2]) == str(errs[0]) and "reset" in str(errs[2])
+    arun(main())
+
+
+def test_an_error_before_any_command_says_the_server_refused_the_connection():
+    async def main():
+        proto, tr, _ = dummy()
+        proto.data_received(b"-ERR max number of clients reached\r\n")
+        assert tr.aborted and not proto.connected
+        assert str(proto.exception) == "redis refused the connection: ERR max number of clients reached"
+    arun(main())
+
+
+def test_a_server_at_maxclients_is_one_line_redis_unavailable():
+    with RedisServer(extra_args=["--maxclients", "1"]) as srv:
+        async def main():
+            holder = await open_connection(srv.url, **T)  # the one slot
+            for _ in range(5):  # the refusal may come before or after our first command: either way
+                with pytest.raises(RedisUnavailable) as ei:
+                    await open_connection(srv.url, client_name="x", **T)
+                msg = str(ei.value)
+                assert msg.startswith(f"cannot reach Redis at {srv.url}: ") and "\n" not in msg
+                assert msg.endswith("ERR max number of clients reached"), msg
+            await holder.close()
+        arun(main())
 
 
 def test_reply_nobody_asked_for_fails_the_connection():
@@ -565,6 +608,44 @@ def test_health_check_pings_an_idle_connection_and_keeps_it(redis_server):
         await quiet.close()
         await ctl.close()
     arun(main())
+
+
+def test_a_paused_subscriber_that_redis_cuts_off_is_noticed_while_paused_a_live_one_is_kept():
+    """Redis cuts off a client that stopped reading (its pub/sub output-buffer limit); the client's
+    FIN waits behind unread data, so only a probe shows it: noticed while still paused, dated from
+    the last data read. A paused connection Redis keeps stays up and gets its messages on resume."""
+    with RedisServer(pubsub_buffer_limit="256kb") as srv:
+        async def main():
+            lost, got = [], []
+            cut = await open_connection(srv.url, on_message=lambda ch, p: None, on_lost=lost.append,
+                                        health_interval_s=0.2, health_timeout_s=0.5, **T)
+            kept = await open_connection(srv.url, on_message=lambda ch, p: got.append(p),
+                                         health_interval_s=0.2, health_timeout_s=0.5, **T)
+            pub = await open_connection(srv.url, **T)
+            await asyncio.wait_for(cut.subscribe(b"SUBSCRIBE", [b"flood"]), 5)
+            await asyncio.wait_for(kept.subscribe(b"SUBSCRIBE", [b"calm"]), 5)
+            await asyncio.wait_for(pub.call(b"PUBLISH", b"flood", b"before"), 5)
+            await wait_for(lambda: cut.last_alive_ns() > 0 and cut.pending == 0, 5, "the first message")
+            t_paused = time.time_ns()
+            cut.pause_reading()
+            kept.pause_reading()
+            big = b"x" * 4096
+            for _ in range(100):  # far more than the kernel buffers and the limit hold
+                await asyncio.wait_for(pub.call_many([pack(b"PUBLISH", b"flood", big)] * 200), 5)
+                if b"client_output_buffer_limit_disconnections:0" not in await pub.call(b"INFO", b"stats"):
+                    break
+            await asyncio.wait_for(pub.call(b"PUBLISH", b"calm", b"one"), 5)
+            await wait_for(lambda: lost, 10, "the cut-off to be noticed while paused")
+            assert "closed by the server while reading was paused" in str(lost[0]) and not cut.connected
+            assert cut.last_alive_ns() < t_paused  # its last sign of life: before the pause
+            await asyncio.sleep(0.5)  # several probes of the live one
+            assert kept.connected and got == []
+            kept.resume_reading()
+            await wait_for(lambda: got == [b"one"], 5, "the message kept for the paused one")
+            assert await asyncio.wait_for(kept.call(b"PING"), 5) == [b"pong", b""]  # probes' replies consumed
+            for c in (kept, pub):
+                await c.close()
+        arun(main())
 
 
 def test_pause_reading_holds_messages_and_resume_delivers_them(redis_server):

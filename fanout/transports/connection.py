@@ -119,18 +119,22 @@ async def open_connection(url_or_params, *, connect_timeout_s: float, command_ti
         proto.abort()
         raise
     futs = []
-    if pw:
-        futs.append(proto.call(b"AUTH", user, pw) if user else proto.call(b"AUTH", pw))
-    if p["db"]:
-        futs.append(proto.call(b"SELECT", p["db"]))
-    if client_name is not None:
-        futs.append(proto.call(b"CLIENT", b"SETNAME", sanitize_client_name(client_name)))
-    futs.append(proto.call(b"PING"))
     try:
+        # (a server refusing the connection, e.g. at maxclients, may have said so already: then
+        # the first call raises the ConnectionError that says why)
+        if pw:
+            futs.append(proto.call(b"AUTH", user, pw) if user else proto.call(b"AUTH", pw))
+        if p["db"]:
+            futs.append(proto.call(b"SELECT", p["db"]))
+        if client_name is not None:
+            futs.append(proto.call(b"CLIENT", b"SETNAME", sanitize_client_name(client_name)))
+        futs.append(proto.call(b"PING"))
         async with asyncio.timeout(command_timeout_s):
             replies = await asyncio.gather(*futs, return_exceptions=True)
     except TimeoutError:
         replies = [ConnectionError(f"no reply within {command_timeout_s:g}s")]
+    except ConnectionError as exc:
+        replies = [exc]
     except BaseException:
         proto.abort()
         raise
@@ -144,4 +148,6 @@ async def open_connection(url_or_params, *, connect_timeout_s: float, command_ti
         raise AuthenticationFailed(f"Redis at {safe} refused the credentials: {msg}")
     if isinstance(err, ConnectionError) and msg.startswith("no reply within"):
         msg = f"no answer within {command_timeout_s:g}s"
+    elif msg.startswith(f"{safe} "):  # "<address> refused the connection: ERR max number of clients reached"
+        msg = msg[len(safe) + 1:]
     raise RedisUnavailable(f"cannot reach Redis at {safe}: {msg}")

@@ -1,6 +1,7 @@
 """RESP2 pieces the lean connection uses: packing a command (hiredis' C packer, a pure-Python
 one if hiredis lacks it), the (un)subscribe confirmation kinds, and the two pending entries that
-are not plain tokens or Futures (:class:`Sub`, :class:`Many`)."""
+are not plain tokens or Futures (:class:`Sub`, :class:`Many`, :class:`Probes`), and the error of a
+command that never left (:class:`NeverSent`)."""
 from __future__ import annotations
 
 import asyncio
@@ -66,3 +67,18 @@ class Many:
         self.replies.append(reply)
         if len(self.replies) == self.n and not self.fut.done():
             self.fut.set_result(self.replies)
+
+
+class Probes:
+    """PINGs sent while reading was paused (one entry however many: memory stays bounded); their
+    replies wait behind the backlog and are consumed, one per probe, once reading resumes."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 1
+
+
+class NeverSent(ConnectionError):
+    """The connection ended before this command was written: it surely did not reach Redis
+    (unlike the commands written before it, whose outcome is unknown)."""

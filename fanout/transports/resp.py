@@ -11,6 +11,11 @@
 * Bounds: at most ``window`` replies pending (``send_nowait`` says False, ``writable()`` waits);
   one deadline timer per connection (the oldest pending reply older than ``reply_timeout_s``
   aborts the connection and fails everything pending); an optional idle PING (one timer).
+  When the connection ends, commands not yet written fail with :class:`NeverSent` (surely not
+  run); those written before get the plain ``ConnectionError`` (their outcome is unknown).
+* Reading paused (a slow consumer, a handler backlog): the deadline rests and the connection
+  is probed, so a server that cut the client off is noticed although nothing is read; and
+  :meth:`~RespProtocol.last_alive_ns` dates the last sign of life (:mod:`fanout.transports.liveness`).
 * Subscriber mode (``on_message`` given): ``message``/``smessage``/``pmessage`` arrays go to
   ``on_message(channel, payload)`` straight from ``data_received``; (un)subscribe
   confirmations complete :meth:`~RespProtocol.subscribe`; a ``sunsubscribe``/``unsubscribe``
@@ -36,10 +41,11 @@ _now = time.monotonic
 _ReplyError = hiredis.ReplyError
 
 
-from fanout.transports.frames import (  # noqa: E402,F401 (pack, _pack_py: the public names here)
-    _CONFIRM_KINDS, _MESSAGE, _PING, _PMESSAGE, _SMESSAGE, _UNSUB_KINDS, CONFIRMS, Many as _Many, Sub as _Sub,
-    _pack_py, pack,
+from fanout.transports.frames import (  # noqa: E402,F401 (pack, _pack_py, NeverSent: the public names here)
+    _CONFIRM_KINDS, _MESSAGE, _PMESSAGE, _SMESSAGE, _UNSUB_KINDS, CONFIRMS, Many as _Many, NeverSent,
+    Probes as _Probes, Sub as _Sub, _pack_py, pack,
 )
+from fanout.transports.liveness import PAUSED_CHECK_S, Liveness  # noqa: E402,F401 (PAUSED_CHECK_S: public here)
 
 
 def _unclaimed(token: int, reply) -> None:
@@ -47,8 +53,9 @@ def _unclaimed(token: int, reply) -> None:
         log.debug("reply for token %s: %s (no on_reply callback)", token, reply)
 
 
-class RespProtocol(asyncio.Protocol):
-    """One RESP2 connection. Pending entries: int token, Future, ``_Sub`` or ``None`` (health PING)."""
+class RespProtocol(Liveness, asyncio.Protocol):
+    """One RESP2 connection. Pending entries: int token, Future, ``_Sub``, ``_Many``, ``_Probes``
+    or ``None`` (health PING). Its timers: :class:`~fanout.transports.liveness.Liveness`."""
 
     def __init__(self, *, reply_timeout_s: float, window: int = 1000, on_reply=None, on_message=None,
                  on_unsubscribed=None, on_lost=None, health_interval_s: float | None = None,
@@ -80,7 +87,8 @@ class RespProtocol(asyncio.Protocol):
         self._deadline_h: asyncio.TimerHandle | None = None
         self._health_h: asyncio.TimerHandle | None = None
         self._ping_at: float | None = None
-        self._last_rx = 0.0
+        self._last_rx = 0.0                              # monotonic time of the last data read
+        self._resumed = 0.0                              # reading resumed (the health check's idle count)
         self._lost_called = False
 
     # -- asyncio.Protocol ------------------------------------------------------------------
@@ -118,14 +126,19 @@ class RespProtocol(asyncio.Protocol):
                         continue
                 if not pending:
                     if self._transport is not None:  # (else a callback gave up on us: ignore the rest)
-                        self._fail(ConnectionError(f"{self.name} sent a reply nobody asked for: {reply!r:.80}"))
+                        self._fail(self._unasked(reply))
                     return
                 entry = pending.popleft()
-                sent.popleft()
+                t_sent = sent.popleft()
                 if type(entry) is int:
                     on_reply(entry, reply)
                 elif type(entry) is _Many:
                     entry.add(reply)
+                elif type(entry) is _Probes:         # a paused spell's PINGs: one reply each
+                    entry.n -= 1
+                    if entry.n:
+                        pending.appendleft(entry)
+                        sent.appendleft(t_sent)
                 elif entry is not None:              # None: the health PING's answer
                     fut = entry if type(entry) is not _Sub else entry.fut
                     if not fut.done():
@@ -144,6 +157,11 @@ class RespProtocol(asyncio.Protocol):
             self._wake()
         if self._drained is not None and not pending and not self._drained.done():
             self._drained.set_result(None)
+
+    def _unasked(self, reply) -> ConnectionError:
+        if isinstance(reply, _ReplyError):  # sent before any command: e.g. "-ERR max number of clients reached"
+            return ConnectionError(f"{self.name} refused the connection: {reply}")
+        return ConnectionError(f"{self.name} sent a reply nobody asked for: {reply!r:.80}")
 
     def eof_received(self):
         return False  # close the transport; connection_lost fails what is pending
@@ -281,53 +299,14 @@ class RespProtocol(asyncio.Protocol):
             if not w.done():
                 w.set_result(None)
 
-    # -- timers ----------------------------------------------------------------------------
-    def _arm_deadline(self) -> None:
-        delay = self._sent[0] + self._timeout - _now()
-        self._deadline_h = self._loop.call_later(max(delay, 0.0), self._deadline_tick)
-
-    def _deadline_tick(self) -> None:
-        self._deadline_h = None
-        if self._transport is None or not self._sent:
-            return
-        if _now() - self._sent[0] >= self._timeout:
-            self._fail(ConnectionError(f"no reply within {self._timeout:g}s from {self.name}"))
-        else:
-            self._arm_deadline()
-
-    def _health_tick(self) -> None:
-        self._health_h = None
-        if self._transport is None:
-            return
-        now = _now()
-        if self._ping_at is not None:
-            if self._last_rx >= self._ping_at:
-                self._ping_at = None
-            elif now - self._ping_at >= self._health_timeout:
-                self._fail(ConnectionError(f"no answer to PING within {self._health_timeout:g}s from {self.name}"))
-                return
-            else:  # look again at the bound, or sooner to resume the idle count once answered
-                left = self._ping_at + self._health_timeout - now
-                self._health_h = self._loop.call_later(min(left, self._health_interval), self._health_tick)
-                return
-        idle = now - self._last_rx
-        if self._reading_paused:       # silent on purpose: nothing to check
-            delay = self._health_interval
-        elif idle < self._health_interval:
-            delay = self._health_interval - idle
-        else:
-            self._enqueue(None, _PING)
-            self._ping_at = now
-            delay = min(self._health_timeout, self._health_interval)
-        self._health_h = self._loop.call_later(delay, self._health_tick)
-
     # -- ending ----------------------------------------------------------------------------
     def _gone(self) -> ConnectionError:
         return self._exc or ConnectionError(f"not connected to {self.name}")
 
     def _fail(self, exc: ConnectionError, polite: bool = False) -> None:
         """End the connection (abort, or close when ``polite``); fail every pending entry with
-        the first cause: Futures get it, tokens get ``on_reply(token, exc)``. Idempotent."""
+        the first cause: Futures get it, tokens get ``on_reply(token, exc)``; the entries whose
+        command was never written get it as :class:`NeverSent`. Idempotent."""
         if self._exc is None:
             self._exc = exc
         exc = self._exc
@@ -336,20 +315,25 @@ class RespProtocol(asyncio.Protocol):
             if h is not None:
                 h.cancel()
         self._deadline_h = self._health_h = None
+        unwritten = len(self._buf)  # the last pending entries: queued this turn, not yet written
         self._buf.clear()
         if transport is not None:
             transport.close() if polite else transport.abort()
         pending, on_reply = self._pending, self._on_reply
         self._sent.clear()
+        written = len(pending) - unwritten
+        never = NeverSent(str(exc)) if unwritten else exc
         while pending:
             entry = pending.popleft()
+            why = exc if written > 0 else never
+            written -= 1
             try:
                 if type(entry) is int:
-                    on_reply(entry, exc)
-                elif entry is not None:
+                    on_reply(entry, why)
+                elif entry is not None and type(entry) is not _Probes:
                     fut = entry if type(entry) is not _Sub and type(entry) is not _Many else entry.fut
                     if not fut.done():
-                        fut.set_exception(exc)
+                        fut.set_exception(why)
             except Exception:  # noqa: BLE001 - one bad callback must not leave the rest pending
                 log.exception("on_reply failed while failing the commands pending on %s", self.name)
         self._wake()
@@ -366,7 +350,7 @@ class RespProtocol(asyncio.Protocol):
         if self._transport is not None:
             try:
                 async with asyncio.timeout(timeout_s):
-                    if self._pending:
+                    if self._pending and not self._reading_paused:  # (paused: nothing can be answered)
                         self._drained = self._loop.create_future()
                         await self._drained
                     self._fail(ConnectionError(f"connection to {self.name} closed"), polite=True)
@@ -408,19 +392,6 @@ class RespProtocol(asyncio.Protocol):
         sock = self.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, nbytes)
-
-    def pause_reading(self) -> None:
-        """Stop reading (the health check rests meanwhile; the reply deadline does not)."""
-        if self._transport is not None:
-            self._reading_paused = True
-            self._ping_at = None
-            self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        if self._transport is not None:
-            self._reading_paused = False
-            self._last_rx = _now()
-            self._transport.resume_reading()
 
     def __repr__(self) -> str:
         state = "connected" if self._transport is not None else f"closed ({self._exc})"
