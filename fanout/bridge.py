@@ -110,7 +110,7 @@ class RedisEventBridge(Publishing):
         self._reconnect_allowed.set()
         self._paused = False
         self._held = False
-        #: [t_lost_ns, t_restored_ns (0 while still down), reason] per lost subscription
+        #: [t_lost_ns (its last sign of life), t_restored_ns (0 while still down), reason] per lost subscription
         self.outages: list[list] = []
         self._started = False
         self._closed = False
@@ -211,12 +211,17 @@ class RedisEventBridge(Publishing):
     async def _reconnect(self, why: str) -> None:
         self._connected_sub = False
         self._rx.lost()
-        outage = [time.time_ns(), 0, redact_text(why)]
+        now = time.time_ns()
+        sub = self._subscriber
+        # the outage began at the connection's last sign of life, not when it was noticed (a PING
+        # unanswered, a probe reset): what was sent in between went nowhere
+        outage = [min(now, sub.last_alive_ns()) if sub is not None else now, 0, redact_text(why)]
         self.outages.append(outage)
-        if self._subscriber is not None:
-            self._subscriber.abort()
+        if sub is not None:
+            sub.abort()
             self._subscriber = None
-        log.warning("bridge %s lost its subscription (%s); reconnecting", self._id_str, outage[2])
+        log.warning("bridge %s lost its subscription (%s; silent for %.2f s); reconnecting", self._id_str,
+                    outage[2], (now - outage[0]) / 1e9)
         delay = self.config.reconnect_initial_s
         attempt = 0
         while not self._closed:

@@ -59,6 +59,22 @@ def test_an_outage_before_the_fault_or_after_the_next_one_does_not_stretch_it():
     assert w[("partition on a", "a")][1] == T0 + 3000 * MS + POST_NS
 
 
+def test_an_outage_dated_from_its_last_sign_of_life_just_before_the_fault_stretches_it():
+    # a consumer stops reading at 1000 ms; its last data came at 900 ms: Redis cuts it off, it is back at 2500
+    rec = record_with([fault("slow_consumer", 1000, 1200, "a")], [outage("a", 900, 2500)])
+    assert windows(rec)[("slow_consumer on a", "a")][1] == T0 + 2500 * MS + POST_NS
+
+
+def test_an_event_delivered_inside_an_outage_window_is_not_a_loss():
+    rec = make_record(dict.fromkeys(NAMES, 20))
+    sent = dict(zip(rec.publications["id"], rec.publications["t_sent"]))
+    during = [e for e in rec.publications["id"] if T0 + 2000 * MS <= sent[e] <= T0 + 3000 * MS]
+    gone = [e for e in during if not e.startswith("b:")][1:]  # b's outage: all but one lost
+    rec = record_with([], [outage("b", 2000, 3000)], drop=[("b", e) for e in gone])
+    acc = account_losses(rec)
+    assert acc.lost == len(gone) == int(acc.losses["count"].sum()) and acc.unexplained == 0
+
+
 def test_losses_in_a_window_are_attributed_and_outside_it_unexplained():
     # event k of source s is sent at about T0 + j * 100 ms (10 events/s, round robin over a, b, c)
     rec = make_record(dict.fromkeys(NAMES, 20))

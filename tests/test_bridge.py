@@ -325,6 +325,85 @@ def test_paused_redis_is_noticed_by_the_health_check_and_publish_is_bounded():
         arun(go(), timeout=60)
 
 
+def test_an_outage_is_dated_from_the_last_sign_of_life_not_from_when_it_was_noticed():
+    """Redis paused: the subscriber notices only after health_check_interval_s of silence plus the
+    PING's timeout, but what was sent in between went nowhere: the outage starts before the pause."""
+    with RedisServer() as srv:
+        async def go():
+            cfg = dict(url=srv.url, health_check_interval_s=0.3, health_check_timeout_s=0.3, reconnect_initial_s=0.05,
+                       reconnect_max_s=0.2, connect_timeout_s=0.5, command_timeout_s=0.5)
+            sub = RedisEventBridge(BridgeConfig(instance_id="sub", enable_publishing=False, **cfg))
+            pub = RedisEventBridge(BridgeConfig(instance_id="pub", enable_subscription=False, **cfg))
+            got = collect(sub)
+            await sub.start()
+            await pub.start()
+            await pub.publish("ticker", {"k": 0})
+            await wait_for(lambda: len(got) == 1)
+            t_paused = time.time_ns()
+            srv.pause()
+            try:
+                await wait_for(lambda: not sub.metrics()["connected"], timeout=5, what="the health check to fire")
+                t_noticed = time.time_ns()
+            finally:
+                srv.resume()
+            await wait_for(lambda: sub.metrics()["connected"], timeout=10, what="resubscribe after resume")
+            [(t_down, t_up, why)] = sub.outages
+            assert t_down <= t_paused < t_noticed < t_up, (t_down, t_paused, t_noticed, t_up)
+            assert "PING" in why
+            await sub.close()
+            await pub.close()
+
+        arun(go(), timeout=60)
+
+
+def test_a_subscription_held_for_its_handler_backlog_notices_redis_cutting_it_off():
+    """An async handler far behind: past ASYNC_BACKLOG the subscription stops reading; Redis then
+    cuts it off (its output-buffer limit). The bridge notices while still held, records the outage,
+    reconnects (held again), and once the handler catches up counts what was lost as gaps."""
+    from fanout.delivery import ASYNC_BACKLOG
+
+    with RedisServer(pubsub_buffer_limit="256kb") as srv:
+        async def go():
+            cfg = dict(url=srv.url, event_types=("trade",), health_check_interval_s=0.5, reconnect_initial_s=0.05,
+                       reconnect_max_s=0.2)
+            sub = RedisEventBridge(BridgeConfig(instance_id="sub", enable_publishing=False, **cfg))
+            pub = RedisEventBridge(BridgeConfig(instance_id="pub", enable_subscription=False, **cfg))
+            gate, handled, notices = asyncio.Event(), [], []
+
+            async def slow(env):
+                await gate.wait()
+                handled.append(env.seq)
+            sub.on("trade", slow)
+            sub.on_gap(notices.append)
+            await sub.start()
+            await pub.start()
+
+            async def publish(n: int, size: int) -> None:
+                for _ in range(n):
+                    while pub.publish_nowait("trade", {"pad": "x" * size}) is None:
+                        await pub.writable()
+            await publish(ASYNC_BACKLOG + 2_000, 10)     # the backlog: reading stops
+            await wait_for(lambda: sub._held, 10, "the subscription to stop reading")
+            await publish(3_000, 4_096)                   # more than the kernel buffers and Redis's limit hold
+            await wait_for(lambda: sub.outages, 15, "the cut-off to be noticed while held")
+            assert not gate.is_set() and "closed by the server while reading was paused" in sub.outages[0][2]
+            await wait_for(lambda: sub.metrics()["reconnects"] >= 1, 10, "the reconnect")
+            m = sub.metrics()
+            assert m["received"] - len(handled) <= ASYNC_BACKLOG + 1_000  # bounded: the backlog plus one read
+            gate.set()
+            await wait_for(lambda: not sub._held, 30, "the handler to catch up")
+            await pub.publish("trade", {"last": True})
+            await wait_for(lambda: len(handled) == sub.metrics()["received"] and handled[-1] == pub._routes["trade"].seq,
+                           30, "the event after the catch-up")
+            m = sub.metrics()
+            assert m["gaps"] + m["received"] == pub.metrics()["published"]  # every event delivered or a gap
+            assert m["gaps"] > 0 and "reconnect" in [n.reason for n in notices]
+            await sub.close()
+            await pub.close()
+
+        arun(go(), timeout=90)
+
+
 def test_password_right_wrong_and_unreachable():
     with RedisServer(password="s3cret-pw") as srv:
         async def go():

@@ -10,15 +10,17 @@ Causes, in the order they are tried for each missing ``(event, receiver)``:
    fault touches one instance (crash, slow consumer, latency, partition) or all of them
    (redis_restart). The window opens at the fault's start (less ``PRE_NS``, for what was in
    flight) and closes when the fault ended or, if later, when the last of that receiver's own
-   outages that began after the fault struck (and before the next fault touching it) was over
-   (its resubscription), plus ``POST_NS``. A slow consumer's
+   outages still going on when the fault struck or begun after it (and before the next fault
+   touching it) was over (its resubscription), plus ``POST_NS``. (An outage starts at the
+   connection's last sign of life, so one the fault caused may start just before it.) A slow consumer's
    loss is named "cut off by output-buffer limit" when Redis reports (INFO, or its log on
    Redis < 7.2) that it disconnected a client for its output buffer.
 3. **its agent died**: a receiver hosted by an agent that died mid-run (a multi-host run) loses
    everything after that, and its records with it.
 4. **an unplanned outage the bridges saw**: the event was sent while the receiver (or, failing
-   that, its publisher) was disconnected from Redis — from when its bridge noticed (less
-   ``PRE_NS``) until it had resubscribed (plus ``POST_NS``; to the end of the run if it never
+   that, its publisher) was disconnected from Redis — from the connection's last sign of life
+   (the last data read from Redis, less ``PRE_NS``; a bridge notices a silent server only a
+   health check later) until it had resubscribed (plus ``POST_NS``; to the end of the run if it never
    did). A Redis that crashed or was restarted by someone else is explained this way.
 5. **unexplained**: anything else.
 
@@ -91,11 +93,12 @@ def fault_windows(record: RunRecord, receivers: list[str]) -> list[tuple[str, st
         touched = [str(f.instance)] if f.instance else receivers
         for r in touched:
             end = int(f.t_end)
-            # the receiver's outages that began once this fault struck, and before the next fault
+            # the receiver's outages going on once this fault struck, and begun before the next fault
             # that touches it: a consumer still catching up after a slow spell may be cut off late
             nxt = next((int(g.t_start) for g in faults[k + 1:] if not g.instance or str(g.instance) == r),
                        int(record.t_end) + 1)
-            mine = outages[(outages["instance"] == r) & (outages["t_down"] >= int(f.t_start) - PRE_NS)
+            ended = outages["t_up"].where(outages["t_up"] > 0, int(record.t_end))
+            mine = outages[(outages["instance"] == r) & (ended >= int(f.t_start) - PRE_NS)
                            & (outages["t_down"] < nxt)]
             for o in mine.itertuples(index=False):
                 end = max(end, int(o.t_up) if int(o.t_up) else int(record.t_end))

@@ -21,6 +21,7 @@ policy); a transport knows Redis commands. Both directions are push, not pull:
 from __future__ import annotations
 
 import abc
+import time
 from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
@@ -50,6 +51,11 @@ class Subscriber(abc.ABC):
     @abc.abstractmethod
     async def wait_lost(self) -> str:
         """Return why the subscription ended (connection lost, silent, slot moved ...)."""
+
+    def last_alive_ns(self) -> int:
+        """When (``time.time_ns()``) the server last sent something on this subscription: its
+        last sign of life, where an outage begins (default: now)."""
+        return time.time_ns()
 
     def pause_reading(self) -> None:
         """Fault injection (slow consumer): stop reading; the backlog builds up in Redis."""

@@ -106,6 +106,9 @@ class ProtoSubscriber(Subscriber):
     async def wait_lost(self) -> str:
         return one_line(await self._proto.wait_closed())
 
+    def last_alive_ns(self) -> int:
+        return self._proto.last_alive_ns()
+
     def pause_reading(self) -> None:
         self._proto.pause_reading()
 

@@ -107,11 +107,21 @@ class ShardedSubscriber(Subscriber):
     def __init__(self, protos: dict[Addr, RespProtocol], lost: _Lost) -> None:
         self._protos = protos
         self._lost = lost
+        self._alive_ns: int | None = None
 
     async def wait_lost(self) -> str:
         why = await asyncio.shield(self._lost.fut)
+        self._alive_ns = self.last_alive_ns()
         self.abort()
         return why
+
+    def last_alive_ns(self) -> int:
+        """The last sign of life of the connection that ended (the earliest, if several did); of
+        them all while every one is up (a pushed sunsubscribe: the node is alive)."""
+        if self._alive_ns is not None:
+            return self._alive_ns
+        ended = [p.last_alive_ns() for p in self._protos.values() if not p.connected]
+        return min(ended) if ended else max((p.last_alive_ns() for p in self._protos.values()), default=time.time_ns())
 
     def pause_reading(self) -> None:
         for p in self._protos.values():
