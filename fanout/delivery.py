@@ -209,6 +209,11 @@ class Delivery:
         self._counts["gaps"] += loss.count
         self.notify(GapNotice(reason=loss.reason, type=self._chan_type.get(loss.channel), missing=loss.count))
 
+    def on_save_refused(self, why: str) -> None:
+        """Redis refused to save the read position (the transport logs it, reads on, retries): counted."""
+        self._counts["position_save_errors"] += 1
+        self._counts["errors"] += 1
+
     def notify(self, notice: GapNotice) -> None:
         for cb in self._gap_sync:
             try:

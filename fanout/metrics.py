@@ -10,7 +10,8 @@ COUNTERS: dict[str, str] = {
     "published": "events this bridge published that Redis acknowledged",
     "received": "events from other instances handed to the application (each once)",
     "self_filtered": "messages this bridge published itself, dropped on arrival (never handed over)",
-    "errors": "everything that went wrong: failed publishes, malformed messages, raising handlers",
+    "errors": "everything that went wrong: failed publishes, malformed messages, raising handlers, refused "
+              "position saves",
     "gaps": "events lost after Redis accepted them (transit loss): a source's seq jumped, or the transport counted a loss",
     "unsent": "events missing here that their publisher announced it never got into Redis (its failed publishes)",
     "duplicates": "messages whose seq this bridge had already handed over (dropped, not delivered twice)",
@@ -20,6 +21,8 @@ COUNTERS: dict[str, str] = {
     "publish_errors": "publishes that failed within the bound (the caller was told)",
     "source_restarts": "a source came back with a new epoch (a restart, not a loss)",
     "transport_losses": "events the transport itself counted as lost (e.g. trimmed from a stream)",
+    "position_save_errors": "Streams: times Redis refused to save the read position (an error reply, e.g. OOM "
+                            "under maxmemory noeviction); reading went on, the save was retried later",
     "suspicious": "implausible messages (a seq far ahead, an epoch that came back, this bridge's id from too many "
                   "instances): counted, never moving gaps or suppressing an event",
     "rejected": "messages dropped because they were unsigned or wrongly signed (signing on)",

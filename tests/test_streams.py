@@ -6,6 +6,7 @@ Every test starts its own throwaway server on a free port and runs its bridges i
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import redis
 
 from conftest import needs_redis7
@@ -481,6 +483,68 @@ def test_trimmed_while_reader_lags_is_counted_once():
 
     with RedisServer() as srv:
         asyncio.run(run(srv.url))
+
+
+def test_a_refused_position_save_under_noeviction_is_no_lost_connection(caplog):
+    """maxmemory below what Redis uses, noeviction: Redis refuses the position save (HSET: OOM) but
+    still serves XREAD. The reader says so once, counts it, reads and hands over on without
+    reconnecting, and saves the position again once Redis takes writes."""
+    caplog.set_level(logging.INFO, logger="fanout.transports.streams")
+
+    async def run(url):
+        p = RedisEventBridge(config(url, "P", enable_subscription=False))
+        b = RedisEventBridge(config(url, "R", enable_publishing=False))
+        rb = Recorder(b)
+        await p.start()
+        await b.start()
+        sent = await publish(p, 10)
+        await until(lambda: len(rb.envs) == 10, what="R to get the first 10")
+        await saved(url, "R")
+        r = redis.Redis.from_url(url)
+        old_pos = r.hget("ws:pos:R", TICKER)
+        b.pause_reading()
+        sent += await publish(p, 1)  # read by the XREAD already waiting; its position is saved next cycle
+        await until(lambda: len(rb.envs) == 11, what="R to get the 11th, then stop reading")
+        sent += await publish(p, 40)  # waits in the stream
+        used = int(r.info("memory")["used_memory"])
+        r.config_set("maxmemory-policy", "noeviction")
+        r.config_set("maxmemory", used // 2)
+        try:
+            with pytest.raises(redis.ResponseError, match="maxmemory"):
+                r.hset("probe", "x", 1)  # the precondition: Redis refuses writes now
+            b.resume_reading()
+            await until(lambda: len(rb.envs) == 51, what="R to read on while its saves are refused")
+            await until(lambda: b.metrics()["position_save_errors"] >= 2, what="the save to be retried")
+            assert rb.ids() == sent
+            assert r.hget("ws:pos:R", TICKER) == old_pos  # indeed refused
+            m = b.metrics()
+            assert m["connected"] and m["reconnects"] == 0 and b.outages == [], (m, b.outages)
+            assert m["errors"] == m["position_save_errors"] and m["gaps"] == 0 and m["duplicates"] == 0, m
+            # a reader starting now: its first save ("$" resolved) is refused too, yet it subscribes
+            q = RedisEventBridge(config(url, "Q", enable_publishing=False))
+            rq = Recorder(q)
+            await q.start()
+            assert q.connected and q.metrics()["position_save_errors"] == 1 and not r.exists("ws:pos:Q")
+        finally:
+            r.config_set("maxmemory", 0)
+        later = await publish(p, 5)
+        await until(lambda: len(rb.envs) == 56 and len(rq.envs) == 5, what="the events published once memory was freed")
+        await saved(url, "R")  # a later save was taken: the position is Redis's again
+        await saved(url, "Q")
+        assert rb.ids() == sent + later and rq.ids() == later
+        for x in (b, q):
+            m = x.metrics()
+            assert m["reconnects"] == 0 and x.outages == [] and m["duplicates"] == 0, m
+        r.close()
+        for x in (p, b, q):
+            await x.close()
+
+    with RedisServer() as srv:
+        asyncio.run(run(srv.url))
+    said = [rec.getMessage() for rec in caplog.records if "refused to save the read position" in rec.getMessage()]
+    assert len([x for x in said if x.startswith("bridge R:")]) == 1, said  # once, though refused at least twice
+    assert "OOM" in said[0] and "reading goes on" in said[0]
+    assert any(rec.getMessage().startswith("bridge R: read position ws:pos:R saved again") for rec in caplog.records)
 
 
 def test_position_arithmetic_cases():

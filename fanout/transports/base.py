@@ -13,7 +13,9 @@ policy); a transport knows Redis commands. Both directions are push, not pull:
   ``connect_publisher()`` opens it again.
 * **Receiving**: ``open_subscriber(channels, sink)`` returns once every channel is confirmed;
   from then on the transport calls ``sink.on_message(channel, payload)`` (both bytes) from the
-  connection's ``data_received``, ``sink.on_loss(Loss)`` for what it knows was lost, and awaits
+  connection's ``data_received``, ``sink.on_loss(Loss)`` for what it knows was lost,
+  ``sink.on_save_refused(why)`` when Redis refused to save its read position (Streams: an error
+  reply, e.g. OOM; not a lost connection: reading goes on, the save is retried), and awaits
   ``sink.settle()`` where it must not run ahead of the application (Streams: before the next
   XREAD, so a position is saved only once its batch was handled). ``Subscriber.wait_lost()``
   returns why the subscription ended; the bridge then opens a new one.
@@ -44,6 +46,7 @@ class Sink(Protocol):
 
     def on_message(self, channel: bytes, payload: bytes) -> None: ...
     def on_loss(self, loss: Loss) -> None: ...
+    def on_save_refused(self, why: str) -> None: ...
     async def settle(self) -> None: ...
 
 

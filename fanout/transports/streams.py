@@ -18,6 +18,14 @@ more (so the batch has been handed over). ``close()`` writes the final position 
 batch resumes *before* that batch: at most one batch is delivered again to the new
 incarnation (at-least-once across a crash, never a silent loss).
 
+A save Redis refuses with an error reply (``-OOM command not allowed when used memory >
+'maxmemory'`` under ``maxmemory-policy noeviction``, which still serves XREAD; a NOPERM) is no
+lost connection: the reader logs it once, counts it (``sink.on_save_refused``: the bridge's
+``position_save_errors``), reads and hands over on, and sends the save again with the first XREAD
+``SAVE_RETRY_S`` later, until Redis takes it (then it says so). Meanwhile a crash resumes from the
+last position Redis accepted: more is delivered again, nothing is skipped (an instance whose very
+first save was refused has none: it starts afresh, at "$").
+
 * First start (no saved position): "$", resolved at subscribe time to the stream's
   ``last-generated-id`` (``0-0`` when the stream does not exist) and saved at once, so
   "subscribed" means "sees everything XADDed after ``open_subscriber`` returned", and an
@@ -95,6 +103,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
+import time
 
 import hiredis
 
@@ -116,6 +125,8 @@ READ_COUNT = 100
 MAX_BLOCK_S = 1.0
 #: own XADD ids remembered per stream while the reader has not passed them
 OWN_IDS_CAP = 100_000
+#: after Redis refused a position save (an error reply), the next try waits this long (reading goes on)
+SAVE_RETRY_S = 1.0
 
 
 def pack(*args) -> bytes:
@@ -169,7 +180,7 @@ class StreamsSubscriber(ProtoSubscriber):
         t, keys = self._t, self._keys
         t._handed_over()  # coming back for more: the previous batch may be saved now
         cmds: list[bytes] = []
-        save = t._save_command()
+        save = t._save_due()
         if save is not None:
             cmds.append(pack(*save[0]))
         pos = t._pos
@@ -180,8 +191,10 @@ class StreamsSubscriber(ProtoSubscriber):
         # One write: a batch handed over is saved even if we crash next.
         replies = await self._proto.call_many(cmds)
         if save is not None:
-            _raise_error(replies[0])
-            t._saved_ok(save[1])
+            if isinstance(replies[0], Exception):  # an error reply (OOM ...): Redis still reads, so do we
+                t._save_refused(replies[0], self._sink)
+            else:
+                t._save_done(save[1])
         reply = _raise_error(replies[-1 - len(keys)])
         try:
             infos = [parse_info(r) for r in replies[-len(keys):]]
@@ -238,6 +251,8 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
         PositionBook.__init__(self, f"{config.key_prefix}pos:{config.instance_id}")
         self._aborted = False
         self._version_checked = False
+        self._refused = 0            # position saves Redis refused in a row (0: the last one was taken)
+        self._retry_at = 0.0         # monotonic: no save before this after a refusal
         self._xadd: dict[str, tuple] = {}
         maxlen = config.stream_maxlen
         self._trim: tuple = ()
@@ -288,7 +303,7 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
             if not self._version_checked:
                 await require_server(proto, "streams")
                 self._version_checked = True
-            await self._position(proto, channels)
+            await self._position(proto, channels, sink)
         except hiredis.ReplyError as exc:
             proto.abort()
             raise ConnectionError(f"stream positions on {proto.name}: {one_line(exc)}") from None
@@ -297,8 +312,9 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
             raise
         return StreamsSubscriber(self, proto, list(channels), sink)
 
-    async def _position(self, proto: RespProtocol, channels: list[str]) -> None:
-        """Resolve (first open) or check (every open) the position of every stream, then save it."""
+    async def _position(self, proto: RespProtocol, channels: list[str], sink) -> None:
+        """Resolve (first open) or check (every open) the position of every stream, then save it
+        (a save Redis refuses is retried by the reader: it does not stop the subscription)."""
         cmds: list[bytes] = []
         load = not self._loaded
         if load:
@@ -324,10 +340,40 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
             else:
                 self._pos[key] = [info.last_generated, info.added]
         self._loaded = True
-        save = self._save_command()
+        save = self._save_due()
         if save is not None:
-            await proto.call(*save[0])
-            self._saved_ok(save[1])
+            try:
+                await proto.call(*save[0])
+            except hiredis.ReplyError as exc:
+                self._save_refused(exc, sink)
+            else:
+                self._save_done(save[1])
+
+    # -- saving the position -----------------------------------------------------------------
+    def _save_due(self) -> tuple[tuple, dict] | None:
+        """The position save to send now: None when nothing moved, or while a refused one waits."""
+        if self._refused and time.monotonic() < self._retry_at:
+            return None
+        return self._save_command()
+
+    def _save_refused(self, exc: BaseException, sink) -> None:
+        """Redis answered the save with an error reply: counted each time, said once per spell."""
+        self._refused += 1
+        self._retry_at = time.monotonic() + SAVE_RETRY_S
+        sink.on_save_refused(one_line(exc))
+        if self._refused == 1:
+            log.warning("bridge %s: Redis refused to save the read position %s (%s); reading goes on, "
+                        "retried every %g s", self.config.instance_id, self.pos_key, one_line(exc), SAVE_RETRY_S)
+        else:
+            log.debug("%s: position save refused again (%d in a row): %s", self.pos_key, self._refused,
+                      one_line(exc))
+
+    def _save_done(self, changed: dict) -> None:
+        self._saved_ok(changed)
+        if self._refused:
+            log.info("bridge %s: read position %s saved again, after %d refused save(s)",
+                        self.config.instance_id, self.pos_key, self._refused)
+            self._refused = 0
 
     async def _save_now(self) -> None:
         """Write the handed-over positions (close); bounded, best effort."""
@@ -344,7 +390,7 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
                 proto = await open_connection(cfg.resolved_url(), **conn_options(cfg, command_timeout_s=bound))
                 own = True
             await asyncio.wait_for(proto.call(*save[0]), bound)
-            self._saved_ok(save[1])
+            self._save_done(save[1])
         except (ConnectionError, hiredis.ReplyError, TimeoutError) as exc:
             log.warning("%s: could not save the stream position: %s", self.pos_key, one_line(exc))
         finally:
