@@ -12,18 +12,31 @@ import pytest
 
 from benchmarks.chaos import hostile
 from benchmarks.chaos.common import Sizes
-from benchmarks.chaos.wire_model import Elem, apply_rules
+from benchmarks.chaos.wire_model import Elem, Receiver, apply_rules
 from tests.conftest import ROOT
 
 
 def test_the_model_follows_the_documented_wire_rules():
-    st: dict = {}
-    seq = [apply_rules(st, "me", "ws:ticker", Elem("a", "e1", s, None)) for s in (5, 6, 9, 9, 3)]
-    assert seq == [("first", 0), ("in order", 0), ("gap", 2), ("duplicate", 0), ("duplicate", 0)]
-    assert apply_rules(st, "me", "ws:ticker", Elem("a", "e2", 1, None)) == ("restart", 0)
-    assert apply_rules(st, "me", "ws:trade", Elem("a", "e2", 1, None)) == ("first", 0)  # per channel
-    assert apply_rules(st, "me", "ws:ticker", Elem("me", "x", 1, None)) == ("self", 0)
-    assert apply_rules(st, "me", "ws:ticker", Elem("a", None, None, None)) == ("deliver", 0)
+    rx = Receiver("me", "mine", started_ms=1000)
+
+    def at(source, epoch, seq, ns=0, channel="ws:ticker", ts=2000):
+        return apply_rules(rx, channel, Elem(source, epoch, seq, None, ns=ns, ts=ts))
+
+    # in order, a gap, an exact copy (same seq and ns) dropped, a forged seq behind delivered (suspicious)
+    got = [at("a", "e1", s, ns) for s, ns in ((5, 50), (6, 60), (9, 90), (9, 90))]
+    assert got == [("first", 0), ("in order", 0), ("gap", 2), ("duplicate", 0)] and rx.suspicious == 0
+    # a seq between the jump's origin and its target refutes the jump: the real stream is followed again
+    assert at("a", "e1", 7, 70) == ("deliver", 0) and rx.suspicious == 1
+    assert at("a", "e1", 8, 80) == ("in order", 0)
+    assert at("a", "e1", 8, 1) == ("deliver", 0) and rx.suspicious == 2  # behind, not a copy: delivered
+    assert at("a", "e1", 3000, 5) == ("deliver", 0) and rx.suspicious == 3  # beyond MAX_GAP: nothing moved
+    assert at("a", "e1", 3001, 6) == ("in order", 0)  # ... but it goes on from there: followed
+    assert at("a", "e2", 1) == ("restart", 0)
+    assert at("a", "e1", 3002, 7) == ("in order", 0) and rx.suspicious == 4  # an older epoch came back
+    assert at("a", "e2", 1, channel="ws:trade") == ("first", 0)  # per channel
+    assert at("me", "mine", 1) == ("self", 0) and at("me", None, None, ts=10) == ("self", 0)  # an earlier life
+    assert at("me", "twin", 1) == ("first", 0) and rx.conflicts == {"twin"}  # an id conflict: delivered
+    assert at("a", None, None) == ("deliver", 0)
 
 
 def test_the_plan_holds_every_kind_and_the_asked_number():
@@ -55,15 +68,29 @@ def test_hostile_messages_mid_run_no_crash_counters_exact_every_valid_event_deli
     rows = res.figures["per_receiver"]
     # the comparison is not vacuous: every receiver counted what the model said, and it said something
     for r in rows:
-        assert r["malformed"]["counted"] > 0 and r["duplicates"]["counted"] > 0 and r["source_restarts"]["counted"] > 0
+        for k in ("malformed", "duplicates", "source_restarts", "suspicious", "gaps"):
+            assert r[k]["counted"] > 0, k
         assert r["malformed"]["expected"] == r["malformed"]["counted"]
     assert res.figures["captured_messages"] > sum(sent.values())
 
 
-@pytest.mark.xfail(strict=True, reason="core defect, reported: a forged seq jump for a real source moves its last seq, "
-                   "and the real events up to it are dropped as duplicates (branch wire changes the rule)")
 def test_a_forged_seq_never_suppresses_a_real_event(small_hostile_run):
     assert small_hostile_run.figures["suppressed_real_events"] == 0
+    assert _check(small_hostile_run, "a forged seq never suppresses").passed
+
+
+def test_signed_bridges_reject_every_forgery_and_drop_replays():
+    res = hostile.run(Sizes.make(True), signed=True)
+    assert _check(res, "no crash").passed, _check(res, "no crash")
+    exact = _check(res, "counters exact")
+    assert exact.passed, exact.measured
+    assert _check(res, "signed: no forged event reaches a handler").passed
+    assert _check(res, "every valid event delivered").passed
+    rows = res.figures["per_receiver"]
+    sent = sum(res.figures["sent_by_kind"].values())
+    for r in rows:  # all but the replays (duplicates) and this receiver's own (self-filtered) are rejected
+        assert 0 < r["rejected"]["counted"] < sent and r["duplicates"]["counted"] > 0
+        assert r["gaps"]["counted"] == r["suspicious"]["counted"] == r["malformed"]["counted"] == 0
 
 
 @pytest.mark.chaos

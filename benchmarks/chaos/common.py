@@ -192,7 +192,8 @@ def wire_samples(n: int, source: str = "test-instance-0", seed: int = 1) -> list
     for k in range(n):
         typ = ("ticker", "trade")[k % 2]
         now = time.time_ns()
-        out.append(w.write(w.head(typ, typ), k, now, now, orjson.dumps(market.make(typ, "BTCUSDT", now // 10**6))))
+        out.append(w.write(w.head(typ, typ), k // 2 + 1, now, now,  # seqs per type, from 1 (the v2 wire)
+                           orjson.dumps(market.make(typ, "BTCUSDT", now // 10**6))))
     return out
 
 

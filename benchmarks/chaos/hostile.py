@@ -9,17 +9,16 @@ ahead of a real source.
 
 A capture connection subscribed to the same channels sees every message in the order every
 receiver sees it (Redis writes one PUBLISH to every subscriber at once). ``wire_model.expected``
-replays that stream through the wire rules of docs/architecture.md ("Loss detection in the bridge"),
-written here independently of ``fanout.sequencing``, and says per receiver what the bridge must
-count (malformed, self-filtered, gaps, duplicates, source restarts) and which real events a
-forgery suppresses. The case compares that with the bridges' counters and the run's deliveries.
+replays that stream through the v2 wire rules of docs/wire-format.md, written there independently
+of ``fanout.sequencing`` and ``fanout.delivery``, and says per receiver what the bridge must count
+(malformed, self-filtered, gaps, duplicates, source restarts, suspicious, id conflicts, rejected)
+and which real events a forgery suppresses (the contract: none). The case compares that with the
+bridges' counters and the run's deliveries, id by id.
 
-**Hook for the signed envelopes and the ``suspicious`` counter** (branch ``wire``): the rules
-live in :func:`benchmarks.chaos.wire_model.apply_rules` (one place to follow a changed wire
-contract); counters this build has that this module does not predict (e.g. ``suspicious``, ``rejected``) are reported as
-measured (:data:`NEW_COUNTERS`); a scenario field that turns signing on is passed through
-:data:`SIGNING` when it exists. Re-running ``python -m benchmarks.chaos --only hostile``
-re-measures the figure.
+Two variants: unsigned (``hostile``) and signed (``hostile-signed``: the run's bridges sign and
+verify with a key the injector does not have; everything it sends but byte-exact replays of real
+signed messages must be rejected unparsed, and no forged event may reach a handler). Re-running
+``python -m benchmarks.chaos --only hostile`` re-measures the figures.
 """
 from __future__ import annotations
 
@@ -41,7 +40,7 @@ from fanout.lab.servers import RedisServer
 from fanout.metrics import COUNTER_NAMES
 
 from .common import Background, CaseResult, Sizes, client, data_dir, keys_left, wait_for_traffic
-from .wire_model import Elem, expected, real_elem
+from .wire_model import Elem, derive_id, expected, real_elem
 
 PREFIX = "ws:"
 EVENT_TYPES = ("ticker", "trade")
@@ -52,10 +51,12 @@ WEIGHTS = {"random bytes": 14, "empty": 5, "not an object": 8, "wrong type": 16,
            "bad batch": 5, "seed form, foreign source": 5, "wrong channel": 3, "own id (seed form)": 8,
            "new epoch": 6, "replay": 14, "seq jump": 6}
 JUMPS = (1, 2, 10, 100)
-#: counters the rules below do not predict: reported as measured (the wire branch adds some)
-NEW_COUNTERS = tuple(c for c in COUNTER_NAMES if c in ("suspicious", "rejected", "unsent"))
-#: Scenario fields that would turn envelope signing on, when this build has one
-SIGNING = tuple(f.name for f in dataclasses.fields(Scenario) if "sign" in f.name)
+#: v1 fields: in a v2 envelope (it has ``ns``) keys a reader does not know, ignored whatever their type
+IGNORED = ("id", "ts_ns", "ti_ns")
+#: the counters compared with the model, one by one
+COMPARED = ("malformed", "self_filtered", "gaps", "duplicates", "source_restarts", "suspicious", "id_conflicts",
+            "rejected", "unsent", "received")
+assert set(COMPARED) <= set(COUNTER_NAMES), set(COMPARED) - set(COUNTER_NAMES)
 BIG = 1024 * 1024
 
 
@@ -66,6 +67,7 @@ class Sent:
     raw: bytes
     elems: tuple  # Elem, or None for an element the bridge must count malformed
     detail: str = ""
+    signed_ok: bool = False  # a byte-exact copy of a validly signed message (the signed variant)
 
     @property
     def label(self) -> str:
@@ -82,12 +84,18 @@ class Forger:
         self.n = 0
 
     def _env(self, src, *, epoch="e0e0e0e0", seq=None, typ="ticker", **extra) -> dict:
-        """A full fanout envelope from ``src``; ``extra`` overrides (or, given _DROP, removes) fields."""
+        """A full v2 fanout envelope from ``src``; ``extra`` overrides (or, given _DROP, removes) fields."""
         self.n += 1
-        d = {"source": src, "epoch": epoch, "type": typ, "id": f"forged:{self.n}", "seq": seq if seq is not None else self.n,
-             "timestamp": int(time.time() * 1000), "ts_ns": time.time_ns(), "data": {"symbol": "BTCUSDT", "price": 1.0}}
+        d = {"source": src, "epoch": epoch, "type": typ, "seq": seq if seq is not None else self.n,
+             "timestamp": int(time.time() * 1000), "ns": self.rng.randrange(1_000_000),
+             "data": {"symbol": "BTCUSDT", "price": 1.0}}
         d.update(extra)
         return {k: v for k, v in d.items() if v is not _DROP}
+
+    @staticmethod
+    def _elem(d: dict, channel: str) -> Elem:
+        return Elem(d["source"], d["epoch"], d["seq"], derive_id(d["epoch"], channel[len(PREFIX):], d["seq"]),
+                    ns=d["ns"], ts=d["timestamp"])
 
     def make(self, kind: str) -> Sent:
         r = self.rng
@@ -106,9 +114,13 @@ class Forger:
                                             b'[{"a":1},7]', b"{not json", b"\x00\x00"]), bad)
         if kind == "wrong type":
             field_, value = r.choice([("type", 5), ("type", ""), ("source", True), ("source", None), ("source", [1]),
-                                      ("seq", "7"), ("seq", 1.5), ("epoch", 5), ("id", 5), ("timestamp", "x"),
-                                      ("timestamp", True), ("ts_ns", "y"), ("ti_ns", 1.5)])
-            return Sent(kind, ch, orjson.dumps(self._env(FOREIGN, **{field_: value})), bad)
+                                      ("seq", "7"), ("seq", 1.5), ("seq", 0), ("epoch", 5), ("id", 5),
+                                      ("timestamp", "x"), ("timestamp", True), ("ns", "z"), ("ns", -1),
+                                      ("ns", 1_000_000), ("lag", 1.5), ("ts_ns", "y"), ("ti_ns", 1.5)])
+            d = self._env(FOREIGN, **{field_: value})
+            if field_ in IGNORED:  # a v1 field in a v2 envelope: an unknown key, ignored (delivered)
+                return Sent(kind, ch, orjson.dumps(d), (self._elem(d, ch),), field_)
+            return Sent(kind, ch, orjson.dumps(d), bad, field_)
         if kind == "missing field":
             d = self._env(FOREIGN, **{r.choice(["type", "source", "data"]): _DROP})
             return Sent(kind, ch, orjson.dumps(d), bad)
@@ -122,13 +134,13 @@ class Forger:
             return Sent(kind, ch, orjson.dumps(d), (Elem(str(src), None, None, None),))
         if kind == "wrong channel":
             d = self._env(FOREIGN, typ="candle", epoch=f"w{self.n:07d}")
-            return Sent(kind, ch, orjson.dumps(d), (Elem(FOREIGN, d["epoch"], d["seq"], d["id"]),))
+            return Sent(kind, ch, orjson.dumps(d), (self._elem(d, ch),))
         if kind == "own id (seed form)":
             src = r.choice(self.ids)
             d = {"type": ch[len(PREFIX):], "data": {"p": 1}, "timestamp": 1760700000123, "source": src,
-                 "id": f"forged-own:{self.n}"}
+                 "id": f"forged-own:{self.n}"}  # a v1 id: read, ignored
             self.n += 1
-            return Sent(kind, ch, orjson.dumps(d), (Elem(src, None, None, d["id"]),))
+            return Sent(kind, ch, orjson.dumps(d), (Elem(src, None, None, None, ts=d["timestamp"]),))
         # forgeries of a real source: need what the capture saw from it on that channel
         src = r.choice(self.ids)
         real = self.cap.last.get((ch, src))
@@ -136,13 +148,14 @@ class Forger:
             return self.make("own id (seed form)")
         epoch, seq, raw = real
         if kind == "replay":
-            return Sent(kind, ch, raw, (Elem(src, epoch, seq, orjson.loads(raw)["id"]),))
+            e = real_elem(raw, ch, PREFIX)
+            return Sent(kind, ch, raw, (dataclasses.replace(e, real=False),), signed_ok=True)
         if kind == "new epoch":
             d = self._env(src, epoch=f"f{self.n:07d}", seq=1, typ=ch[len(PREFIX):])
-            return Sent(kind, ch, orjson.dumps(d), (Elem(src, d["epoch"], 1, d["id"]),))
+            return Sent(kind, ch, orjson.dumps(d), (self._elem(d, ch),))
         jump = r.choice(JUMPS)  # "seq jump": the real epoch, seq ahead of the last real one seen
         d = self._env(src, epoch=epoch, seq=seq + jump, typ=ch[len(PREFIX):])
-        return Sent(kind, ch, orjson.dumps(d), (Elem(src, epoch, seq + jump, d["id"]),), f"+{jump}")
+        return Sent(kind, ch, orjson.dumps(d), (self._elem(d, ch),), f"+{jump}")
 
 
 _DROP = object()
@@ -168,6 +181,8 @@ class Capture(threading.Thread):
         self.messages: list[tuple[str, bytes, Sent | None]] = []
         self.labels: dict[bytes, Sent] = {}
         self.last: dict[tuple[str, str], tuple[str, int, bytes]] = {}
+        self.epochs: dict[str, str] = {}         # source -> its epoch, from its real envelopes
+        self.first_ms: int | None = None         # the timestamp of the first real envelope
         self.ready = threading.Event()
         self.stop = threading.Event()
         self.error: BaseException | None = None
@@ -197,6 +212,9 @@ class Capture(threading.Thread):
                         continue
                     if isinstance(d, dict) and d.get("source") in self.ids:
                         self.last[(ch, d["source"])] = (d["epoch"], d["seq"], raw)
+                        self.epochs[d["source"]] = d["epoch"]
+                        if self.first_ms is None:
+                            self.first_ms = d["timestamp"]
             ps.close()
             c.close()
         except BaseException as exc:  # noqa: BLE001 - reported by the case
@@ -239,17 +257,17 @@ class CountWarnings(logging.Handler):
 
 # -- the case ----------------------------------------------------------------------------------
 
-def run(sz: Sizes, *, seed: int = 17) -> CaseResult:
+def run(sz: Sizes, *, seed: int = 17, signed: bool = False) -> CaseResult:
     n, big = sz.hostile, sz.hostile_big
     over_s = 10.0 if n >= 5_000 else 3.0
     duration = over_s + (10.0 if not sz.small else 5.0)
-    res = CaseResult(case="hostile messages · pubsub")
+    res = CaseResult(case="hostile messages · pubsub" + (" · signed" if signed else ""))
     warnings = CountWarnings()
     logging.getLogger("fanout").addHandler(warnings)
     with RedisServer() as srv:
         sc = Scenario(name="chaos-hostile", instances=sz.instances, duration_s=duration, rate_per_s=sz.rate,
                       transport="pubsub", redis_url=srv.url, key_prefix=PREFIX, event_types=EVENT_TYPES,
-                      drain_timeout_s=3.0, process_mode="single")
+                      drain_timeout_s=3.0, process_mode="single", signing=signed)
         ids = [f"test-instance-{i}" for i in range(sz.instances)]
         cap = Capture(srv.url, ids)
 
@@ -269,7 +287,7 @@ def run(sz: Sizes, *, seed: int = 17) -> CaseResult:
     logging.getLogger("fanout").removeHandler(warnings)
     if cap.error:
         raise cap.error
-    compare(res, rec, cap, sent, ids)
+    compare(res, rec, cap, sent, ids, signed)
     res.figures["warnings_logged"] = warnings.n
     res.injected = (f"{sum(sent['by_kind'].values()):,} hostile messages over {sent['seconds']:g} s of a {duration:g} s "
                     f"run ({sz.instances} instances, {sz.rate:g} events/s): " +
@@ -279,14 +297,14 @@ def run(sz: Sizes, *, seed: int = 17) -> CaseResult:
     return res
 
 
-def compare(res: CaseResult, rec, cap: Capture, sent: dict, ids: list[str]) -> None:
+def compare(res: CaseResult, rec, cap: Capture, sent: dict, ids: list[str], signed: bool = False) -> None:
     """The bridges' counters and the run's deliveries against :func:`expected`."""
-    exp = expected(cap.messages, ids)
+    exp = expected(cap.messages, ids, cap.epochs, cap.first_ms or 0, signed=signed, prefix=PREFIX)
     inst = rec.instances.set_index("instance")
     pubs = rec.publications[rec.publications["ok"]]
     d = rec.deliveries
     rows, exact, all_real = [], True, True
-    captured = {e.id for _, raw, s in cap.messages if s is None for e in (real_elem(raw),) if e is not None}
+    captured = {e.id for ch, raw, s in cap.messages if s is None for e in (real_elem(raw, ch, PREFIX),) if e is not None}
     for me in ids:
         e, m = exp[me], inst.loc[me]
         own = int((pubs["source"] == me).sum())
@@ -298,12 +316,12 @@ def compare(res: CaseResult, rec, cap: Capture, sent: dict, ids: list[str]) -> N
         handed = Counter(None if pd.isna(x) else x for x in mine["id"])
         model = e.delivered + Counter(want_real - captured)
         differ = sum(((handed - model) + (model - handed)).values())
-        pairs = {"malformed": (e.malformed, int(m["malformed"])),
-                 "self_filtered": (own + e.self_forged, int(m["self_filtered"])),
-                 "gaps": (e.gaps, int(m["gaps"])), "duplicates": (e.duplicates, int(m["duplicates"])),
-                 "source_restarts": (e.source_restarts, int(m["source_restarts"])),
-                 "received": (len(want_real) - len(e.suppressed) + sum(e.forged_delivered.values()), int(m["received"])),
-                 "ids handed over that differ from the model": (0, differ)}
+        want = {"malformed": e.malformed, "self_filtered": own + e.self_forged, "gaps": e.gaps,
+                "duplicates": e.duplicates, "source_restarts": e.source_restarts, "suspicious": e.suspicious,
+                "id_conflicts": e.id_conflicts, "rejected": e.rejected, "unsent": 0,
+                "received": len(want_real) - len(e.suppressed) + sum(e.forged_delivered.values())}
+        pairs = {k: (want[k], int(m[k])) for k in COMPARED}
+        pairs["ids handed over that differ from the model"] = (0, differ)
         for k, (want, got) in pairs.items():
             exact &= want == got
         missing = want_real - got_real
@@ -312,13 +330,11 @@ def compare(res: CaseResult, rec, cap: Capture, sent: dict, ids: list[str]) -> N
                      "real_missing": len(missing), "suppressed_by_forgery": len(e.suppressed),
                      "missing_not_suppressed": len(missing - e.suppressed),
                      "suppressed_by": e.suppressed_by, "gap_notices": e.gap_notices,
-                     "forged_delivered": e.forged_delivered,
-                     **{c: int(m[c]) for c in NEW_COUNTERS if c in m}})
+                     "forged_delivered": e.forged_delivered})
     res.figures["per_receiver"] = rows
     res.figures["sent_by_kind"] = sent["by_kind"]
     res.figures["captured_messages"] = len(cap.messages)
-    res.figures["signing"] = list(SIGNING) or "not in this build"
-    res.figures["new_counters"] = list(NEW_COUNTERS) or "none in this build (suspicious, rejected: branch wire)"
+    res.figures["signing"] = signed
     suppressed = sum(r["suppressed_by_forgery"] for r in rows)
     alarms = sum(r["gap_notices"] for r in rows)
     claimed = sum(r["gaps"]["counted"] for r in rows)
@@ -332,20 +348,25 @@ def compare(res: CaseResult, rec, cap: Capture, sent: dict, ids: list[str]) -> N
     res.lost = (f"{suppressed:,} real deliveries suppressed by forged seqs (dropped as duplicates); "
                 f"{sum(r['missing_not_suppressed'] for r in rows):,} other real deliveries missing")
     restarts = sum(r["source_restarts"]["counted"] for r in rows)
-    res.figures["false_source_restarts"] = restarts
+    flagged = sum(r["suspicious"]["counted"] for r in rows)
+    rejected = sum(r["rejected"]["counted"] for r in rows)
+    res.figures.update({"false_source_restarts": restarts, "suspicious": flagged, "rejected": rejected})
     res.attributed = (f"counters {'exact' if exact else 'NOT exact'} against the wire rules; {alarms:,} false gap "
                       f"alarms claiming {claimed:,} missing events (from {jumps:,} seq jumps), {restarts:,} false "
-                      f"source restarts (new epochs); forged events handed "
-                      f"to handlers: " + (", ".join(f"{v:,} {k}" for k, v in accepted.items()) or "none"))
+                      f"source restarts (new epochs), {flagged:,} counted suspicious, {rejected:,} rejected unsigned; "
+                      f"forged events handed to handlers: "
+                      + (", ".join(f"{v:,} {k}" for k, v in accepted.items()) or "none"))
     res.check("no crash: every bridge connected, no reconnect", bool(rec.instances["connected"].all())
               and int(rec.instances["reconnects"].sum()) == 0, int(rec.instances["reconnects"].sum()))
-    res.check("counters exact (malformed, self-filtered, gaps, duplicates, restarts, received, every id handed over)",
+    res.check(f"counters exact ({', '.join(COMPARED)}, every id handed over)",
               exact,
               None if exact else [{k: v for k, v in r.items() if isinstance(v, dict) and "expected" in v
                                    and v["expected"] != v["counted"]} for r in rows])
     res.check("every valid event delivered (but those a forged seq suppressed)", all_real,
               sum(r["missing_not_suppressed"] for r in rows))
     res.check("a forged seq never suppresses a real event", suppressed == 0, f"{suppressed:,} suppressed")
+    if signed:
+        res.check("signed: no forged event reaches a handler", not accepted, accepted or "none")
     if suppressed:
         res.notes.append(
             "core defect (fanout/sequencing.py, fanout/delivery.py): a forged envelope with a real source's epoch and a "
@@ -366,4 +387,8 @@ def _sum_by(rows: list[dict]) -> dict[str, int]:
     return out
 
 
-CASES = {"hostile": run}
+def run_signed(sz: Sizes, *, seed: int = 17) -> CaseResult:
+    return run(sz, seed=seed, signed=True)
+
+
+CASES = {"hostile": run, "hostile-signed": run_signed}

@@ -1,9 +1,14 @@
-"""The wire rules of docs/architecture.md ("Loss detection in the bridge"), written here apart from
-``fanout.sequencing``: what each receiver must count for a stream of messages, as the hostile case
+"""The wire rules of docs/wire-format.md (v2: "What a receiver does with a message", "Sequence
+numbers", "Bounds"), written here apart from ``fanout.sequencing`` and ``fanout.delivery``: what
+each receiver must count for a stream of messages, as the hostile case
 (:mod:`benchmarks.chaos.hostile`) checks the bridges against it.
 
-This is the one place to follow a changed wire contract (branch ``wire``: ``unsent``, ``suspicious``,
-signed envelopes): change :func:`apply_rules` and :class:`Expect`, and the case re-measures.
+This is the one place to follow a changed wire contract: change :func:`apply_rules`,
+:class:`Receiver` and :class:`Expect`, and the case re-measures.
+
+What it does not model (the hostile case sends none of it): ``void`` announcements (no publish
+fails in that run), the receiver's own reconnects (the case checks there were none), more than
+:data:`MAX_SOURCES` sources, over-long epochs or sources.
 """
 from __future__ import annotations
 
@@ -13,16 +18,28 @@ from typing import Any
 
 import orjson
 
+MAX_GAP = 1_000        # the most gaps one message may add
+WINDOW = 64            # seqs remembered per (channel, source, epoch) for the exact-copy check
+MAX_EPOCHS = 4         # epochs tracked per (channel, source)
+MAX_CONFLICTS = 8      # other epochs with a receiver's own id that are named one by one
+MAX_SOURCES = 4_096
+
 
 @dataclass(frozen=True)
 class Elem:
-    """One envelope inside a message, as the wire rules see it."""
+    """One envelope inside a message, as the wire rules see it (``id``: derived, ``epoch:stream:seq``)."""
 
-    source: str
+    source: Any
     epoch: str | None
     seq: int | None
     id: str | None
     real: bool = False
+    ns: int = 0
+    ts: int = 0            # timestamp, epoch ms
+
+
+def derive_id(epoch: str | None, stream: str, seq: int | None) -> str | None:
+    return None if epoch is None or seq is None else f"{epoch}:{stream}:{seq}"
 
 
 @dataclass
@@ -30,58 +47,153 @@ class Expect:
     """One receiver's counters over the captured stream, by the wire rules."""
 
     malformed: int = 0
-    self_forged: int = 0            # hostile envelopes under this receiver's own id
+    self_forged: int = 0            # hostile envelopes counted self_filtered (own id and epoch, or an earlier life)
     gaps: int = 0
     gap_notices: int = 0
     duplicates: int = 0
     source_restarts: int = 0
+    suspicious: int = 0
+    id_conflicts: int = 0
+    rejected: int = 0
     forged_delivered: dict[str, int] = field(default_factory=dict)   # kind -> handed to the handlers
     suppressed: set = field(default_factory=set)                     # real ids dropped as duplicates
     delivered: Counter = field(default_factory=Counter)              # id -> times handed over (None: no id)
     suppressed_by: dict[str, int] = field(default_factory=dict)      # forgery kind that caused it -> n
 
 
-def apply_rules(state: dict, me: str, channel: str, e: Elem) -> tuple[str, int]:
-    """One envelope at receiver ``me`` (docs/architecture.md, "Loss detection in the bridge"):
-    ("self" | "deliver" | "first" | "restart" | "in order" | "gap" | "duplicate", missing)."""
-    if e.source == me:
-        return "self", 0
+class _Stream:
+    """One (channel, source, epoch): last seq, a pending jump, the ns of the last WINDOW seqs."""
+
+    def __init__(self, epoch: str, seq: int, ns: int) -> None:
+        self.epoch, self.last = epoch, seq
+        self.pending: tuple[int, int] | None = None       # (origin or -1, candidate or -1)
+        self.ring = [0] * WINDOW
+        self.ring[seq % WINDOW] = ns
+
+    def take(self, seq: int, ns: int) -> None:
+        self.last, self.pending = seq, None
+        self.ring[seq % WINDOW] = ns
+
+
+class Receiver:
+    """The per-receiver state the rules keep: (channel, source) -> (current stream, older ones)."""
+
+    def __init__(self, me: Any, my_epoch: str | None, started_ms: int, trusted: bool = False) -> None:
+        self.me, self.my_epoch, self.started_ms, self.trusted = me, my_epoch, started_ms, trusted
+        self.streams: dict[tuple[str, Any], tuple[_Stream, list[_Stream]]] = {}
+        self.sources: dict[str, int] = {}
+        self.conflicts: set = set()
+        self.suspicious = 0
+
+
+def _same(a, b) -> bool:
+    return a == b and type(a) is type(b)
+
+
+def apply_rules(rx: Receiver, channel: str, e: Elem) -> tuple[str, int]:
+    """One parsed envelope at receiver ``rx``, in the order of the contract: own id (own epoch or
+    an earlier life: "self"; else an id conflict, delivered), then the seq check: ("self" |
+    "deliver" | "first" | "restart" | "in order" | "gap" | "duplicate", missing). Every
+    ``suspicious`` signal is counted into ``rx.suspicious`` (a message may raise two)."""
+    if _same(e.source, rx.me):
+        if e.epoch == rx.my_epoch or e.ts < rx.started_ms:
+            return "self", 0
+        if e.epoch not in rx.conflicts:
+            if len(rx.conflicts) < MAX_CONFLICTS:
+                rx.conflicts.add(e.epoch)
+            else:
+                rx.suspicious += 1
     if e.seq is None or e.epoch is None:
         return "deliver", 0
     key = (channel, e.source)
-    st = state.get(key)
-    if st is None:
-        state[key] = [e.epoch, e.seq]
+    entry = rx.streams.get(key)
+    if entry is None:
+        n = rx.sources.get(channel, 0)
+        if n >= MAX_SOURCES:
+            rx.suspicious += 1
+            return "deliver", 0
+        rx.sources[channel] = n + 1
+        rx.streams[key] = (_Stream(e.epoch, e.seq, e.ns), [])
         return "first", 0
-    if st[0] != e.epoch:
-        st[0], st[1] = e.epoch, e.seq
-        return "restart", 0
-    if e.seq <= st[1]:
-        return "duplicate", 0
-    missing, st[1] = e.seq - st[1] - 1, e.seq
-    return ("gap", missing) if missing else ("in order", 0)
+    st, older = entry
+    if st.epoch != e.epoch:
+        i = next((i for i, o in enumerate(older) if o.epoch == e.epoch), None)
+        if i is None:  # a new epoch: a restart when it starts plausibly low
+            rx.streams[key] = (_Stream(e.epoch, e.seq, e.ns), [st, *older][:MAX_EPOCHS - 1])
+            if e.seq <= MAX_GAP + 1 or rx.trusted:
+                return "restart", 0
+            rx.suspicious += 1
+            return "deliver", 0
+        rx.suspicious += 1  # an older epoch came back: current again (in the slot the current had), then checked
+        back, older[i] = older[i], st
+        rx.streams[key] = (back, older)
+        st = back
+    return _seq(rx, st, e)
 
 
-def real_elem(raw: bytes) -> Elem | None:
+def _seq(rx: Receiver, st: _Stream, e: Elem) -> tuple[str, int]:
+    seq, last = e.seq, st.last
+    if seq == last + 1:
+        st.take(seq, e.ns)
+        return "in order", 0
+    if seq <= last:
+        if rx.trusted or (seq > last - WINDOW and st.ring[seq % WINDOW] == e.ns):
+            return "duplicate", 0
+        rx.suspicious += 1
+        if st.pending is not None and st.pending[0] >= 0 and seq > st.pending[0]:
+            st.take(seq, e.ns)  # the real stream goes on before the jump's target: follow it
+        return "deliver", 0
+    missing = seq - last - 1
+    if not rx.trusted and ((st.pending is not None and st.pending[0] >= 0) or missing > MAX_GAP):
+        if st.pending is not None and st.pending[1] >= 0 and seq == st.pending[1] + 1:
+            st.take(seq, e.ns)  # it goes on from the unconfirmed jump: follow it
+            return "in order", 0
+        rx.suspicious += 1
+        st.pending = (-1 if st.pending is None else st.pending[0], seq)
+        return "deliver", 0
+    st.last, st.pending = seq, (last, -1)
+    st.ring[seq % WINDOW] = e.ns
+    return "gap", missing
+
+
+def real_elem(raw: bytes, channel: str, prefix: str = "ws:") -> Elem | None:
+    """A message of the run (a v2 envelope) as an Elem."""
     d = orjson.loads(raw)
-    return Elem(d["source"], d["epoch"], d["seq"], d["id"], real=True) if isinstance(d, dict) else None
+    if not isinstance(d, dict):
+        return None
+    stream = channel[len(prefix):]
+    return Elem(d["source"], d["epoch"], d["seq"], derive_id(d["epoch"], stream, d["seq"]), real=True,
+                ns=d.get("ns", 0), ts=d.get("timestamp", 0))
 
 
-def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str]) -> dict[str, Expect]:
+def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str], epochs: dict[str, str],
+             started_ms: int, *, signed: bool = False, prefix: str = "ws:") -> dict[str, Expect]:
     """Per receiver, over ``messages`` as (channel, raw bytes, what the driver sent or None for a
     message of the run): the driver's messages carry their envelopes (``elems``: an Elem, or None
-    for one the bridge must count malformed) and their ``kind`` / ``label``."""
+    for one the bridge must count malformed), their ``kind`` / ``label`` and ``signed_ok`` (a
+    byte-exact copy of a validly signed message). ``epochs``: each receiver's own epoch;
+    ``started_ms``: a time before every message of the run and after every bridge started.
+
+    ``signed``: the bridges hold a key the driver does not: a message that does not start with a
+    receiver's own header bytes and is not a copy of a signed one is ``rejected``, unparsed."""
     out = {}
     for me in receivers:
-        ex, state = Expect(), {}
-        why: dict[tuple[str, str], str] = {}      # (channel, source) -> kind of the forgery that moved its state
+        ex, rx = Expect(), Receiver(me, epochs.get(me), started_ms, trusted=signed)
+        own = b'{"source":' + orjson.dumps(me) + b',"epoch":' + orjson.dumps(epochs.get(me)) + b","
+        why: dict[tuple[str, Any], str] = {}      # (channel, source) -> kind of the forgery that moved its state
         for ch, raw, sent in messages:
-            elems = (real_elem(raw),) if sent is None else sent.elems
+            if raw.startswith(own):
+                ex.self_forged += sent is not None
+                continue
+            if signed and sent is not None and not sent.signed_ok:
+                ex.rejected += 1
+                continue
+            elems = (real_elem(raw, ch, prefix),) if sent is None else sent.elems
             for e in elems:
                 if e is None:
                     ex.malformed += 1
                     continue
-                what, missing = apply_rules(state, me, ch, e)
+                what, missing = apply_rules(rx, ch, e)
                 if what == "self":
                     ex.self_forged += not e.real
                     continue
@@ -102,5 +214,6 @@ def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str]) -> di
                     ex.forged_delivered[sent.kind] = ex.forged_delivered.get(sent.kind, 0) + 1
                 if what in ("gap", "in order", "restart", "first") and e.seq is not None:
                     why[(ch, e.source)] = "real" if e.real else sent.label
+        ex.suspicious, ex.id_conflicts = rx.suspicious, len(rx.conflicts)
         out[me] = ex
     return out
