@@ -48,8 +48,9 @@ def document(payload: dict[str, Any], json_path: str) -> str:
     found = [(r["case"], n) for r in res for n in r.get("notes") or [] if "defect" in n.split(":")[0]]
     if found:
         L += ["## Defects this run shows", "",
-              "Each is stated by the case that shows it (the core ones are reported, not fixed here: the core has "
-              "another owner; the lab ones were fixed with a regression test in `tests/test_chaos.py`).", ""]
+              ("Each is stated by the case that shows it, with where it lives in the code. A defect that is fixed "
+               "no longer appears here: its case passes, and its regression test is named in the case's notes or in "
+               "`tests/`."), ""]
         L += [f"- **{case}**: {note}" for case, note in found] + [""]
     L += ["## Cases", ""]
     for r in res:
