@@ -28,8 +28,8 @@ What the bridge guarantees on top of the transport:
   exponential backoff (with jitter) and resubscribes by itself, counting ``reconnects``.
 * **Bounded publish, every failure counted**: the publishing connection has one deadline
   (``publish_timeout_s``): when Redis stops answering, every publish in flight fails with it
-  (:class:`~fanout.errors.PublishError` from ``publish()``, or the ``on_published`` callback),
-  counted in ``publish_errors``; a publish while Redis is down fails at once and the
+  (:class:`~fanout.errors.PublishError` from ``publish()``, or the ``on_published`` callback;
+  its ``maybe_sent`` says whether Redis may have accepted it), counted in ``publish_errors``; a publish while Redis is down fails at once and the
   connection is reopened in the background. No task, Future or timer per ``publish_nowait``.
 * **Robustness**: a malformed message or a raising handler is counted in ``errors`` and
   logged; the listener keeps going.

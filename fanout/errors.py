@@ -31,14 +31,44 @@ class AuthenticationFailed(RedisUnavailable):
     """Redis answered but refused the credentials."""
 
 
-class PublishError(FanoutError):
-    """A publish did not reach Redis within its time bound.
+#: how a PublishError's message ends, by what is known of the publish
+OUTCOME_UNKNOWN = "outcome unknown: Redis may have accepted it"
+NOT_SENT = "not sent"
+REFUSED = "refused by Redis: not published"
 
-    ``envelope`` is the envelope that was not sent (its ``seq`` was used, so receivers
-    will count a gap for it).
+
+class PublishError(FanoutError):
+    """A publish failed within its time bound (the caller is told; the bridge counts it).
+
+    ``maybe_sent`` says what is known of it, and the message ends with it:
+
+    * True, "(outcome unknown: Redis may have accepted it)": the command was written to the
+      connection, then no answer came within ``publish_timeout_s`` or the connection died.
+      Redis may have run it: receivers may get the event.
+    * False, "(not sent)": it surely never reached Redis (never written: the publishing side was
+      down, the connection ended first, no room in time, a bad argument); or, with ``refused``
+      and "(refused by Redis: not published)", Redis answered with an error reply (NOPERM, OOM
+      ...). Either way no receiver gets it.
+
+    ``reason`` is the message without that ending. ``envelope`` is the envelope (from
+    ``publish()``); its ``seq`` was used and is announced to receivers as void (unsent).
     """
 
     envelope = None
+    envelope_id = None
+
+    def __init__(self, reason: str = "publish failed", *, maybe_sent: bool = False, refused: bool = False) -> None:
+        self.reason = reason
+        self.refused = bool(refused)
+        self.maybe_sent = bool(maybe_sent) and not self.refused
+        super().__init__(f"{reason} ({OUTCOME_UNKNOWN if self.maybe_sent else REFUSED if self.refused else NOT_SENT})")
+
+    def __reduce__(self):  # pickled or copied with what is known of it, not as a bare message
+        return _publish_error, (type(self), self.reason, self.maybe_sent, self.refused), self.__dict__
+
+
+def _publish_error(cls, reason: str, maybe_sent: bool, refused: bool) -> PublishError:
+    return cls(reason, maybe_sent=maybe_sent, refused=refused)
 
 
 class NotPublisher(FanoutError):

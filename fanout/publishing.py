@@ -16,6 +16,12 @@ Every seq that failed (raised at once, or failed in flight) is *void*: the next 
 that stream carry ``"void":[[first,last],...]`` until one of them was acknowledged and
 ``VOID_HOLD_S`` more seconds passed (receivers that were reconnecting meanwhile still hear
 it), so receivers count those events as ``unsent``, not as transit ``gaps``.
+
+Every :class:`~fanout.errors.PublishError` says what is known of its publish (:func:`outcome`):
+``maybe_sent`` when the command had been written to the connection and then went unanswered or
+the connection died (Redis may have run it: a receiver may get the event although its seq is
+void), not when it never left (never handed to the connection, or :class:`NeverSent`: queued but
+not yet written when the connection ended) nor when Redis answered with an error reply (``refused``).
 """
 from __future__ import annotations
 
@@ -31,6 +37,7 @@ from fanout.channels import partition_of
 from fanout.errors import NotPublisher, PublishError, RedisUnavailable
 from fanout.events import MAX_VOID_RANGES, Envelope, EnvelopeWriter, void_json
 from fanout.redact import redact_text
+from fanout.transports.frames import NeverSent
 
 log = logging.getLogger("fanout.bridge")
 
@@ -46,6 +53,16 @@ def one_line(exc: BaseException) -> str:
 
 
 _one_line = one_line
+
+
+def outcome(exc: BaseException, handed: bool = True) -> tuple[bool, bool]:
+    """``(maybe_sent, refused)`` of a publish that failed with ``exc``. ``handed``: it had been
+    queued on the publishing connection (else it surely never left); then an error reply means
+    Redis refused it, :class:`NeverSent` that the connection ended before writing it, and any other
+    failure (no answer in time, the connection lost) that Redis may have run it."""
+    if isinstance(exc, hiredis.ReplyError):
+        return False, True
+    return handed and not isinstance(exc, NeverSent), False
 
 
 class Route:
@@ -190,11 +207,11 @@ class Publishing:
                 s.token = None
                 self._free.append(s)
                 return None
-        except ConnectionError as exc:
+        except ConnectionError as exc:  # the publishing side is down: nothing was queued
             s.token = None
             self._free.append(s)
             r.add_void(seq)
-            err = PublishError(str(self._failed(r.channel, exc)))
+            err = PublishError(self._failed(r.channel, exc, handed=False).reason)
             err.envelope_id = f"{self.epoch}:{r.stream}:{seq}"
             raise err from None
         return f"{self.epoch}:{r.stream}:{seq}"
@@ -251,12 +268,12 @@ class Publishing:
                 s.token = None
                 self._free.append(s)
                 r.add_void(seq)
-            if isinstance(exc, TimeoutError):
-                raise self._publish_failed(env, channel, f"no answer within {limit:g}s") from None
+            if isinstance(exc, TimeoutError):  # held back (no room, reopening) until the deadline: never sent
+                raise self._publish_failed(env, channel, f"no answer within {limit:g}s", outcome(exc, False)) from None
             if isinstance(exc, (ConnectionError, OSError, RedisUnavailable)):
-                raise self._publish_failed(env, channel, self._why(exc)) from None
+                raise self._publish_failed(env, channel, self._why(exc), outcome(exc, sent)) from None
             if isinstance(exc, hiredis.ReplyError):  # an error reply (NOPERM, MOVED twice, CLUSTERDOWN ...)
-                raise self._publish_failed(env, channel, _one_line(exc)) from None
+                raise self._publish_failed(env, channel, _one_line(exc), outcome(exc)) from None
             raise
         return env
 
@@ -266,8 +283,10 @@ class Publishing:
             return f"no answer within {self.config.publish_timeout_s:g}s"
         return msg
 
-    def _publish_failed(self, env: Envelope | None, channel: str | None, why: str) -> PublishError:
-        """Count one failed publish, say it (loudly once per outage), reopen in the background."""
+    def _publish_failed(self, env: Envelope | None, channel: str | None, why: str,
+                        known: tuple[bool, bool] = (False, False)) -> PublishError:
+        """Count one failed publish, say it (loudly once per outage), reopen in the background.
+        ``known``: its :func:`outcome`, ``(maybe_sent, refused)``."""
         self._counts["errors"] += 1
         self._counts["publish_errors"] += 1
         first = self._connected_pub
@@ -275,22 +294,24 @@ class Publishing:
         where = f"publish to {channel} on" if channel else "publish on"
         msg = redact_text(f"{where} {self.config.safe_url} failed: {why}")
         self.last_error = msg
-        log.log(logging.WARNING if first else logging.DEBUG, "bridge %s: %s", self._id_str, msg)
+        # The sequence number is void: the next envelopes on its stream announce it to receivers.
+        err = PublishError(msg, maybe_sent=known[0], refused=known[1])
+        err.envelope = env
+        log.log(logging.WARNING if first else logging.DEBUG, "bridge %s: %s", self._id_str, err)
         if not self._closed:
             self._kick_publisher()
-        # The sequence number is void: the next envelopes on its stream announce it to receivers.
-        err = PublishError(msg)
-        err.envelope = env
         return err
 
-    def _failed(self, channel: str | None, exc: BaseException) -> PublishError:
-        if exc is self._last_exc and self._last_err is not None:  # one connection failure, many events
-            self._counts["errors"] += 1
+    def _failed(self, channel: str | None, exc: BaseException, handed: bool = True) -> PublishError:
+        known = outcome(exc, handed)
+        last = self._last_err
+        if exc is self._last_exc and last is not None and (last.maybe_sent, last.refused) == known:
+            self._counts["errors"] += 1  # one connection failure, many events
             self._counts["publish_errors"] += 1
             if not self._closed:
                 self._kick_publisher()
-            return self._last_err
-        err = self._publish_failed(None, channel, self._why(exc))
+            return last
+        err = self._publish_failed(None, channel, self._why(exc), known)
         self._last_exc, self._last_err = exc, err
         return err
 
@@ -330,7 +351,8 @@ class Publishing:
         self._transport.publish_nowait(channel, payload, batch, force=True)
 
     def _batch_failed(self, batch, exc: Exception) -> None:
-        self._on_ack(batch, exc)
+        # a batch that could not be queued (the side is down) or was dropped (abort): it never left
+        self._on_ack(batch, exc if isinstance(exc, NeverSent) else NeverSent(str(exc)))
 
     def _kick_publisher(self) -> None:
         if self._pub_task is None or self._pub_task.done():

@@ -51,8 +51,11 @@ def test_a_bot_cannot_publish_and_the_host_cannot_subscribe(redis_server):
     async def go():
         async with RedisEventBridge(as_role(redis_server.url, "bot", enable_publishing=True,
                                             enable_subscription=False)) as bot:
-            with pytest.raises(PublishError, match="(?i)no permissions to run the 'publish' command"):
+            with pytest.raises(PublishError, match="(?i)no permissions to run the 'publish' command") as ei:
                 await bot.publish("trade", {})
+            # Redis answered with an error reply: surely not published
+            assert ei.value.refused and not ei.value.maybe_sent
+            assert str(ei.value).endswith("(refused by Redis: not published)"), str(ei.value)
         with pytest.raises((AuthenticationFailed, RedisUnavailable), match="subscribe"):
             await RedisEventBridge(as_role(redis_server.url, "host", enable_publishing=False)).start()
         off_prefix = RedisEventBridge(as_role(redis_server.url, "host", enable_subscription=False,

@@ -248,6 +248,71 @@ def test_publishes_in_flight_when_redis_hangs_are_void_and_those_that_arrived_co
         arun(go(), timeout=60)
 
 
+def test_a_publish_error_says_whether_redis_may_have_accepted_it():
+    """Written, then Redis went silent (paused): the outcome is unknown, maybe_sent. While the
+    publishing side is down a publish never leaves: not sent, by publish() and publish_nowait() alike."""
+    with RedisServer() as srv:
+        async def go():
+            cfg = {"url": srv.url, "publish_timeout_s": 0.4, "reconnect_initial_s": 0.02, "event_types": ("ticker",),
+                   "health_check_interval_s": 5.0, "connect_timeout_s": 0.3, "command_timeout_s": 0.3}
+            pub = RedisEventBridge(BridgeConfig(instance_id="pub", enable_subscription=False, **cfg))
+            done: dict = {}
+            pub.on_published(done.__setitem__)
+            await pub.start()
+            await pub.publish("ticker", {"before": 0})
+            srv.pause()
+            try:
+                for k in range(20):
+                    assert pub.publish_nowait("ticker", {"k": k}, token=k)
+                await wait_for(lambda: len(done) == 20, timeout=5, what="the publishes in flight to fail")
+                for err in done.values():
+                    assert isinstance(err, PublishError) and err.maybe_sent and not err.refused, err
+                    assert str(err).endswith("(outcome unknown: Redis may have accepted it)"), str(err)
+                with pytest.raises(PublishError) as awaited:  # the side is down: reopening it does not
+                    await pub.publish("ticker", {"never": 0})  # finish in time, nothing was written
+                with pytest.raises(PublishError) as at_once:
+                    pub.publish_nowait("ticker", {"never": 1})
+            finally:
+                srv.resume()
+            for err in (awaited.value, at_once.value):
+                assert not err.maybe_sent and not err.refused and str(err).endswith("(not sent)"), str(err)
+            await pub.close()
+
+        arun(go(), timeout=60)
+
+
+@pytest.mark.parametrize("batch_max", [1, 10])
+def test_publishes_queued_when_the_connection_ends_are_not_sent_and_never_arrive(redis_url, batch_max):
+    """Queued on the publishing connection (or in an open batch) but not yet written when it ends (a
+    crash in the same turn): each one's PublishError says not sent, and indeed no receiver gets it."""
+    async def go():
+        cfg = {"url": redis_url, "event_types": ("ticker",)}
+        pub = RedisEventBridge(BridgeConfig(instance_id="pub", enable_subscription=False, batch_max=batch_max,
+                                            batch_delay_ms=0, **cfg))
+        other = RedisEventBridge(BridgeConfig(instance_id="other", enable_subscription=False, **cfg))
+        sub = RedisEventBridge(BridgeConfig(instance_id="sub", enable_publishing=False, **cfg))
+        got = collect(sub)
+        done: dict = {}
+        pub.on_published(done.__setitem__)
+        for b in (pub, other, sub):
+            await b.start()
+        await pub.publish("ticker", {"before": 0})
+        for k in range(5):
+            assert pub.publish_nowait("ticker", {"k": k}, token=k)
+        pub.abort()  # the same turn: nothing of it was written
+        assert sorted(done) == list(range(5))
+        for err in done.values():
+            assert isinstance(err, PublishError) and not err.maybe_sent and not err.refused, err
+            assert str(err).endswith("(not sent)"), str(err)
+        await other.publish("ticker", {"after": 0})
+        await wait_for(lambda: any("after" in e.data for e in got), what="a later event")
+        assert [e.data for e in got if str(e.source) == "pub"] == [{"before": 0}]
+        for b in (other, sub):
+            await b.close()
+
+    arun(go())
+
+
 def test_a_receiver_that_missed_the_announcement_counts_gaps_a_resync_allows_any_distance():
     """Without an announcement a long hole after the receiver's own reconnect is transit loss,
     however long (the bound on one message's gap applies only while connected)."""

@@ -41,6 +41,7 @@ from fanout.errors import RedisUnavailable
 from fanout.transports.base import Subscriber, Transport
 from fanout.transports.common import PubConn, conn_options, one_line, require_server
 from fanout.transports.connection import open_connection
+from fanout.transports.frames import NeverSent
 from fanout.transports.pubsub import subscribe_on
 from fanout.transports.resp import RespProtocol
 
@@ -215,10 +216,10 @@ class ShardedTransport(Transport):
             try:
                 pub = self._pubs.get(self._topo.owner(slot)) if self._topo is not None else None
                 if pub is None or not pub.up:
-                    raise ConnectionError(f"no connection to the owner of slot {slot}")
+                    raise NeverSent(f"no connection to the owner of slot {slot}")
                 pub.send(cmd, token, None, force=True)
-            except ConnectionError as exc:
-                self.on_ack(token, exc)
+            except ConnectionError as exc:  # not queued (and the first try was answered MOVED): never run
+                self.on_ack(token, exc if isinstance(exc, NeverSent) else NeverSent(str(exc)))
 
     def slot_of(self, channel: str) -> int:
         s = self._slot.get(channel)
@@ -316,7 +317,7 @@ class ShardedTransport(Transport):
     def _drop_retries(self) -> None:
         retry, self._retry = self._retry, []
         for token, _cmd, _slot in retry:  # waiting for a refresh that will not come: failed, counted
-            self.on_ack(token, ConnectionError("publisher closed before the moved slot's owner was known"))
+            self.on_ack(token, NeverSent("publisher closed before the moved slot's owner was known"))
 
     async def close(self) -> None:
         self._closed = True
