@@ -6,11 +6,12 @@ from __future__ import annotations
 import itertools
 import re
 
+import pandas as pd
 import pytest
 
 from _records import T0, event_id, make_record
 from fanout.analysis import analyse
-from fanout.lab.record import FAULT_COLUMNS, frame
+from fanout.lab.record import DELIVERY_COLUMNS, FAULT_COLUMNS, frame
 from fanout.report import saturation, sections
 from fanout.report.context import Report
 from fanout.report.params import ReportParams
@@ -130,12 +131,40 @@ def test_gaps_missing_and_failed_publishes_are_reconciled_one_sentence_each(anno
     head = sections.scenario_head(rep, run, 1)
     assert "No expected delivery is missing." in head
     assert "3 publishes failed within the bound: the publisher was told and nobody expects them" in head
+    assert "reached Redis anyway" not in head  # none of them was delivered
     if announced:
         assert "The receivers counted no sequence gap." in head
         assert "counted 6 of their sequence numbers as unsent" in head
     else:
         assert "The receivers counted 6 sequence gaps — events lost after Redis accepted them, 6 of them the " \
                "numbers of failed publishes whose publisher could not announce them in time." in head
+
+
+@pytest.mark.parametrize("failed, delivered, unsent, said", [
+    # failed publish -> the receivers that got it anyway; per receiver each ends delivered or unsent
+    (3, {0: ["test-instance-1", "test-instance-2"], 1: ["test-instance-0"]}, [1, 1, 1],
+     ("2 of the 3 failed publishes reached Redis anyway and were delivered (3 deliveries; outcome unknown at "
+      "the publisher).")),
+    (1, {0: ["test-instance-2"]}, [0, 1, 0],
+     "That failed publish reached Redis anyway and was delivered (1 delivery; outcome unknown at the publisher)."),
+])
+def test_failed_publishes_delivered_anyway_are_said_in_the_reconciliation(failed, delivered, unsent, said):
+    rec = make_record(SEED_3, failed=failed)
+    pubs = rec.publications
+    bad = pubs[~pubs["ok"]].reset_index(drop=True)
+    pubs.loc[~pubs["ok"], "seq"] = list(range(40, 40 + failed))
+    rows = [{"id": bad.at[i, "id"], "source": bad.at[i, "source"], "receiver": r, "type": bad.at[i, "type"],
+             "seq": 40 + i, "t_received": int(bad.at[i, "t_intended"]) + 1_000_000}
+            for i, receivers in delivered.items() for r in receivers]
+    rec.deliveries = pd.concat([rec.deliveries, frame(rows, DELIVERY_COLUMNS)], ignore_index=True)
+    rec.instances["unsent"] = unsent
+    run = run_of(rec)
+    o = Report(params=PARAMS, runs=[run]).outcome(run)
+    assert (o.not_published, o.failed_delivered_events, o.failed_delivered) == \
+        (failed, len(delivered), sum(map(len, delivered.values())))
+    head = sections.scenario_head(Report(params=PARAMS, runs=[run]), run, 1)
+    assert said in head, head
+    assert f"counted {sum(unsent)} of their sequence numbers as unsent" in head
 
 
 @pytest.mark.parametrize("name", ["expected_vs_received", "latency_ecdf", "latency_over_time"])

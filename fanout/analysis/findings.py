@@ -5,6 +5,10 @@ Pure functions over frames: nothing here prints, reads or writes files.
 Definitions (the column contract is in docs/architecture.md):
 
 * **published**: publications with ``ok``; the others are *publish failures*, expected nowhere.
+  A failure whose outcome was unknown at the publisher (``PublishError.maybe_sent``: written,
+  then no answer) may have reached Redis all the same: ``failed_delivered`` counts the delivery
+  rows of failed publications, ``failed_delivered_events`` the failed publications delivered at
+  least once (neither is *received*, *unknown* or *unexpected*).
 * **receivers**: every instance in ``record.instances``, or the scenario's ``receivers`` list.
   A receiver *r* expects every ok publication whose source is not *r* (the seed's
   "total published − its own"); an instance that is not a receiver expects nothing.
@@ -219,6 +223,7 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         "from_dead_agents": int((~d["id"].isin(pubs["id"]) & d["source"].isin(dead_sources)).sum()),
         "unexpected": int(per_instance["unexpected"].sum()) + stray,
         "failed_delivered": int(d["id"].isin(pubs.loc[~pubs["ok"], "id"]).sum()),
+        "failed_delivered_events": int(pubs.loc[~pubs["ok"], "id"].isin(d["id"]).sum()),
         "errors": int(inst["errors"].sum()),
         "gaps": int(inst["gaps"].sum()),
         # the wire's own signals (fanout.metrics): unsent = seqs a publisher announced it never got

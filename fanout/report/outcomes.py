@@ -30,6 +30,8 @@ class Outcome:
     missing: int
     unexplained: int
     not_published: int
+    failed_delivered_events: int   # failed publishes that reached Redis anyway and were delivered
+    failed_delivered: int          # their deliveries (one per receiver that got one)
     duplicates: int
     self_received: int
     unknown: int
@@ -89,6 +91,8 @@ def outcome(run) -> Outcome:
         fault=run.fault if run.role == "fault" or run.faulted else None, fault_kinds=kinds, passed=f.passed,
         expected=int(o["expected"]), delivered=int(o["received"]), missing=int(o["missing"]),
         unexplained=int(acc.unexplained if acc else o["missing"]), not_published=int(o["publish_failed"]),
+        failed_delivered_events=int(o.get("failed_delivered_events", 0)),
+        failed_delivered=int(o.get("failed_delivered", 0)),
         duplicates=int(o["duplicates"]), self_received=int(o["self_received"]), unknown=int(o["unknown"]),
         causes=tuple(sorted(acc.by_cause.items())) if acc else (), gaps=int(o["gaps"]),
         unsent=int(o.get("unsent", 0)), gaps_from_failed_publishes=gaps_from_failed_publishes(run),
