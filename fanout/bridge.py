@@ -100,6 +100,7 @@ class RedisEventBridge(Publishing):
         self._on_published: Callable[[Any, PublishError | None], Any] | None = None
         self._last_exc: BaseException | None = None      # the last publish failure and its PublishError
         self._last_err: PublishError | None = None
+        self._refused_said: str | None = None           # the refusal (error reply) last logged loudly
         self._connected_pub = False
         self._connected_sub = False
         self._subscriber: Subscriber | None = None

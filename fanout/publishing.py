@@ -285,14 +285,19 @@ class Publishing:
 
     def _publish_failed(self, env: Envelope | None, channel: str | None, why: str,
                         known: tuple[bool, bool] = (False, False)) -> PublishError:
-        """Count one failed publish, say it (loudly once per outage), reopen in the background.
-        ``known``: its :func:`outcome`, ``(maybe_sent, refused)``."""
+        """Count one failed publish, say it (loudly once per outage, or per refusal until a publish is
+        acknowledged), reopen in the background. ``known``: its :func:`outcome`, ``(maybe_sent, refused)``:
+        an error reply is Redis's answer on a connection that is up, so it leaves ``connected`` alone."""
         self._counts["errors"] += 1
         self._counts["publish_errors"] += 1
-        first = self._connected_pub
-        self._connected_pub = False
         where = f"publish to {channel} on" if channel else "publish on"
         msg = redact_text(f"{where} {self.config.safe_url} failed: {why}")
+        if known[1]:
+            first = msg != self._refused_said
+            self._refused_said = msg
+        else:
+            first = self._connected_pub
+            self._connected_pub = False
         self.last_error = msg
         # The sequence number is void: the next envelopes on its stream announce it to receivers.
         err = PublishError(msg, maybe_sent=known[0], refused=known[1])
@@ -330,6 +335,8 @@ class Publishing:
         if error is None:
             self._counts["published"] += 1
             self._connected_pub = True
+            if self._refused_said is not None:  # Redis takes publishes again: the next refusal is news
+                self._refused_said = None
             if r.void:
                 r.acked(seq)
             if type(token) is _Awaited:

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from conftest import needs_redis7
-from fanout import BridgeConfig, RedisEventBridge
+from fanout import BridgeConfig, PublishError, RedisEventBridge
 from fanout.lab.servers import RedisServer
 from fanout.transports.streams import StreamsTransport
 
@@ -545,6 +545,63 @@ def test_a_refused_position_save_under_noeviction_is_no_lost_connection(caplog):
     assert len([x for x in said if x.startswith("bridge R:")]) == 1, said  # once, though refused at least twice
     assert "OOM" in said[0] and "reading goes on" in said[0]
     assert any(rec.getMessage().startswith("bridge R: read position ws:pos:R saved again") for rec in caplog.records)
+
+
+def test_a_publish_refused_under_noeviction_leaves_the_bridge_connected_and_is_said_once(caplog):
+    """XADD refused (OOM): Redis answered on a connection that is up. Each PublishError says refused,
+    not sent; the bridge stays connected; the refusal is logged once, and again only after Redis
+    took a publish in between."""
+    async def run(url):
+        p = RedisEventBridge(config(url, "P", enable_subscription=False))
+        b = RedisEventBridge(config(url, "R", enable_publishing=False))
+        rb = Recorder(b)
+        seen: list = []
+        p.on_published(lambda token, err: seen.append((err, p.connected)))
+        await p.start()
+        await b.start()
+        await publish(p, 1)
+        r = redis.Redis.from_url(url)
+
+        def refuse(on: bool) -> None:
+            r.config_set("maxmemory-policy", "noeviction")
+            r.config_set("maxmemory", int(r.info("memory")["used_memory"]) // 2 if on else 0)
+            if on:
+                with pytest.raises(redis.ResponseError, match="maxmemory"):
+                    r.hset("probe", "x", 1)  # the precondition: Redis refuses writes now
+
+        refuse(True)
+        try:
+            for k in range(5):
+                assert p.publish_nowait("ticker", {"k": k}, token=k)
+            await until(lambda: len(seen) == 5, what="the 5 refusals")
+            with pytest.raises(PublishError) as awaited:
+                await publish(p, 1)
+            assert p.connected  # right after the failure, before any reopening could run
+            for err, connected in [*seen, (awaited.value, p.connected)]:
+                assert err.refused and not err.maybe_sent and "OOM" in str(err), err
+                assert connected
+            refuse(False)
+            await publish(p, 2)  # taken: the next refusal is news again (2: the receiver confirms the jump)
+            refuse(True)
+            assert p.publish_nowait("ticker", {"k": 5}, token=5)
+            await until(lambda: len(seen) == 6, what="the refusal after a publish was taken")
+            assert seen[-1][0].refused and seen[-1][1]
+        finally:
+            refuse(False)
+        more = await publish(p, 1)
+        await until(lambda: rb.ids()[-1:] == more, what="R to get the event after memory was freed")
+        m = b.metrics()
+        # every refused seq was announced: 1 taken, 2..7 refused, 8 9 taken, 10 refused, 11 taken
+        assert (m["received"], m["unsent"], m["gaps"], m["suspicious"]) == (4, 7, 0, 0), m
+        r.close()
+        await p.close()
+        await b.close()
+
+    with RedisServer() as srv:
+        asyncio.run(run(srv.url))
+    loud = [rec.getMessage() for rec in caplog.records if rec.levelno >= logging.WARNING and "OOM" in rec.getMessage()]
+    assert len([x for x in loud if x.startswith("bridge P: publish on ")]) == 2, loud  # once per refusal spell
+    assert len([x for x in loud if x.startswith("bridge P: publish to ws:ticker on ")]) == 1, loud
 
 
 def test_position_arithmetic_cases():
