@@ -111,6 +111,7 @@ class RedisEventBridge(Publishing):
         self._reconnect_allowed.set()
         self._paused = False
         self._held = False
+        self._held_since_ns = 0      # when reading stopped for the handler backlog (0: reading)
         #: [t_lost_ns (its last sign of life), t_restored_ns (0 while still down), reason] per lost subscription
         self.outages: list[list] = []
         self._started = False
@@ -302,6 +303,7 @@ class RedisEventBridge(Publishing):
     def _hold_reading(self, hold: bool) -> None:
         """Async handlers are this far behind: stop (or resume) reading."""
         self._held = hold
+        self._held_since_ns = time.time_ns() if hold else 0
         if self._subscriber is not None:
             if hold:
                 self._subscriber.pause_reading()
@@ -323,6 +325,7 @@ class RedisEventBridge(Publishing):
         m["transport"] = self.config.transport
         m["epoch"] = self.epoch
         m["last_error"] = self.last_error
+        m["held_since_ns"] = self._held_since_ns
         return m
 
     def __repr__(self) -> str:

@@ -1,7 +1,9 @@
 """The bridge's counters: one definition, read by the bridge, the run record and the report.
 
 Each counter is a whole number that only grows during a bridge's life. ``metrics()`` returns
-them with ``connected``, ``subscriptions``, ``transport``, ``epoch`` and ``last_error``.
+them with ``connected``, ``subscriptions``, ``transport``, ``epoch``, ``last_error`` and
+``held_since_ns`` (when the subscription stopped reading for its async handlers' backlog,
+``time.time_ns()``; 0 while it reads).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from _records import T0, event_id, make_record
-from fanout.analysis.accounting import POST_NS, PRE_NS, UNEXPLAINED, account_losses, fault_windows
+from fanout.analysis.accounting import HELD, POST_NS, PRE_NS, UNEXPLAINED, account_losses, fault_windows
 from fanout.lab.record import FAULT_COLUMNS, OUTAGE_COLUMNS, frame
 
 NAMES = ("a", "b", "c")
@@ -111,3 +111,17 @@ def test_a_missing_event_in_a_host_bots_run_is_found():
                       scenario_overrides={"receivers": receivers, "publishers": ["websocket-host"]})
     acc = account_losses(rec, receivers)
     assert acc.lost == 1 and acc.unexplained == 1
+
+
+def test_events_a_receiver_held_back_at_the_end_are_unread_not_unexplained():
+    """A receiver whose subscription stopped reading for its handler backlog and was still held when
+    the run ended: what was sent after the hold began is named, what was sent before is not."""
+    rec = make_record(dict.fromkeys(NAMES, 20))
+    sent = dict(zip(rec.publications["id"], rec.publications["t_sent"]))
+    late = [e for e in rec.publications["id"] if sent[e] >= T0 + 4000 * MS and not e.startswith("c:")]
+    early = event_id("a", 2)  # sent at ~0.6 s, before the hold
+    rec = record_with([], drop=[("c", e) for e in late] + [("c", early)])
+    rec.instances.loc[rec.instances["instance"] == "c", "held_since_ns"] = T0 + 4000 * MS
+    acc = account_losses(rec)
+    assert late and acc.by_cause == {HELD: len(late), UNEXPLAINED: 1}
+    assert set(acc.losses.loc[acc.losses["cause"] == HELD, "receiver"]) == {"c"}

@@ -613,11 +613,12 @@ def test_health_check_pings_an_idle_connection_and_keeps_it(redis_server):
 def test_a_paused_subscriber_that_redis_cuts_off_is_noticed_while_paused_a_live_one_is_kept():
     """Redis cuts off a client that stopped reading (its pub/sub output-buffer limit); the client's
     FIN waits behind unread data, so only a probe shows it: noticed while still paused, dated from
-    the last data read. A paused connection Redis keeps stays up and gets its messages on resume."""
+    the last data read; what this host had already received is read to its end first (complete
+    messages, not lost). A paused connection Redis keeps stays up and gets its messages on resume."""
     with RedisServer(pubsub_buffer_limit="256kb") as srv:
         async def main():
-            lost, got = [], []
-            cut = await open_connection(srv.url, on_message=lambda ch, p: None, on_lost=lost.append,
+            lost, got, flood = [], [], []
+            cut = await open_connection(srv.url, on_message=lambda ch, p: flood.append(p), on_lost=lost.append,
                                         health_interval_s=0.2, health_timeout_s=0.5, **T)
             kept = await open_connection(srv.url, on_message=lambda ch, p: got.append(p),
                                          health_interval_s=0.2, health_timeout_s=0.5, **T)
@@ -637,7 +638,8 @@ def test_a_paused_subscriber_that_redis_cuts_off_is_noticed_while_paused_a_live_
             await asyncio.wait_for(pub.call(b"PUBLISH", b"calm", b"one"), 5)
             await wait_for(lambda: lost, 10, "the cut-off to be noticed while paused")
             assert "closed by the server while reading was paused" in str(lost[0]) and not cut.connected
-            assert cut.last_alive_ns() < t_paused  # its last sign of life: before the pause
+            assert cut.last_alive_ns() < t_paused  # its last sign of life: before the pause (drained bytes are old)
+            assert flood[0] == b"before" and len(flood) > 1 and all(p == big for p in flood[1:])  # drained, whole
             await asyncio.sleep(0.5)  # several probes of the live one
             assert kept.connected and got == []
             kept.resume_reading()

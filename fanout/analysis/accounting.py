@@ -22,7 +22,11 @@ Causes, in the order they are tried for each missing ``(event, receiver)``:
    (the last data read from Redis, less ``PRE_NS``; a bridge notices a silent server only a
    health check later) until it had resubscribed (plus ``POST_NS``; to the end of the run if it never
    did). A Redis that crashed or was restarted by someone else is explained this way.
-5. **unexplained**: anything else.
+5. **unread at the end, reading held**: the receiver's subscription had stopped reading for its
+   async handlers' backlog (``held_since_ns`` in the record's instances) and was still held when
+   the run ended; an event sent after the hold began was still waiting in Redis or the socket,
+   not lost in transit.
+6. **unexplained**: anything else.
 
 Events whose publish failed were never published: the publisher was told (``PublishError``);
 they are expected nowhere and are listed separately as "not published".
@@ -43,6 +47,7 @@ UNEXPLAINED = "unexplained"
 TRIMMED = "trimmed from stream"
 OUTPUT_BUFFER = "cut off by output-buffer limit"
 OUTAGE = "lost during an unplanned outage"
+HELD = "unread at the end: reading held for the handler backlog"
 
 LOSS_COLUMNS = ["receiver", "cause", "fault", "count"]
 FAULT_TABLE_COLUMNS = ["fault", "kind", "instance", "receivers", "sent_in_window", "delivered", "lost",
@@ -153,6 +158,7 @@ def account_losses(record: RunRecord, receivers: list[str] | None = None) -> Los
     outages = outage_windows(record)
     trimmed = dict(zip(record.instances["instance"], record.instances.get("transport_losses", pd.Series(dtype=int))))
     dead = dict((record.environment or {}).get("dead_instances") or {})
+    held = dict(zip(record.instances["instance"], record.instances.get("held_since_ns", pd.Series(dtype=int))))
     rows: dict[tuple[str, str, str], int] = {}
     for r, ids in missing.items():
         left = sorted(ids, key=lambda e: sent[e])
@@ -173,7 +179,13 @@ def account_losses(record: RunRecord, receivers: list[str] | None = None) -> Los
             else:
                 seen = next((o for who in (r, str(src[eid])) for o in outages.get(who, ()) if o[1] <= ts <= o[2]),
                             None)
-                key = (r, OUTAGE, seen[0]) if seen else (r, UNEXPLAINED, "")
+                since = int(held.get(r, 0) or 0)
+                if seen:
+                    key = (r, OUTAGE, seen[0])
+                elif since and ts >= since - PRE_NS:
+                    key = (r, HELD, f"{r} held reading from {(since - record.t0) / 1e9:.2f} s to the end")
+                else:
+                    key = (r, UNEXPLAINED, "")
             rows[key] = rows.get(key, 0) + 1
     losses = pd.DataFrame([{"receiver": r, "cause": c, "fault": f, "count": n} for (r, c, f), n in sorted(rows.items())],
                           columns=LOSS_COLUMNS)

@@ -45,9 +45,10 @@ RESOURCE_COLUMNS = {
     "memory_bytes": "int64", "memory_peak_bytes": "int64", "net_in_bytes": "int64", "net_out_bytes": "int64",
     "clients": "int64",
 }
-#: one row per instance: its bridge's counters (fanout.metrics) as the run ended
+#: one row per instance: its bridge's counters (fanout.metrics) as the run ended; ``held_since_ns``:
+#: reading held for the handler backlog since then, as the run ended (0: it was reading)
 INSTANCE_COLUMNS = {"instance": "string", "connected": "bool", **dict.fromkeys(COUNTER_NAMES, "int64"),
-                    "subscriptions": "int64"}
+                    "subscriptions": "int64", "held_since_ns": "int64"}
 
 
 def frame(rows: list[dict] | dict[str, list], columns: dict[str, str]) -> pd.DataFrame:

@@ -17,6 +17,11 @@ lives in the protocol, set up in its ``__init__``).
   a reset, which ``SO_ERROR`` (and on Linux ``TCP_INFO``'s state: CLOSE, or CLOSE_WAIT when
   its FIN did arrive) shows at the next check, or the next probe's write fails. The cut-off is
   thus noticed within about two checks, without reading (memory stays bounded).
+* **Drained, then failed**: what the server had sent before it cut the client off is still in
+  this host's receive buffer (the kernel hands it out before the reset or the FIN, bounded by
+  the buffer's size). So a paused connection found gone is read to its end first — those
+  events reach the handlers, they are not lost — and fails at its EOF (or after
+  ``DRAIN_S``). The drained bytes do not count as a sign of life.
 * :meth:`Liveness.last_alive_ns`: when data last came from the server, so an outage is dated
   from when the connection went silent, not from when that was noticed.
 """
@@ -32,6 +37,8 @@ _now = time.monotonic
 
 #: while reading is paused, how often (at most) the connection is probed (see the module doc)
 PAUSED_CHECK_S = 1.0
+#: how long a paused connection found gone may take to hand over what this host had received
+DRAIN_S = 2.0
 _TCP_INFO = getattr(socket, "TCP_INFO", None)      # Linux
 _TCP_ESTABLISHED = 1
 _INET = (socket.AF_INET, socket.AF_INET6)
@@ -73,10 +80,12 @@ class Liveness:
         self._health_h = None
         if self._transport is None:
             return
+        if self._draining:
+            self._fail(self._cut_off())  # the drain did not reach the EOF in time
+            return
         if self._reading_paused:
             if peer_gone(self._transport.get_extra_info("socket")):
-                self._fail(ConnectionError(f"connection to {self.name} lost: closed by the server while reading "
-                                           "was paused"))
+                self._drain()
                 return
             self._probe()
             self._health_h = self._loop.call_later(self._paused_check(), self._health_tick)
@@ -100,6 +109,17 @@ class Liveness:
             self._ping_at = now
             delay = min(self._health_timeout, self._health_interval)
         self._health_h = self._loop.call_later(delay, self._health_tick)
+
+    def _cut_off(self) -> ConnectionError:
+        return ConnectionError(f"connection to {self.name} lost: closed by the server while reading was paused")
+
+    def _drain(self) -> None:
+        """The server is gone: read what this host already received (bounded by the receive
+        buffer, within DRAIN_S), then fail at the EOF."""
+        self._draining = True
+        self._reading_paused = False
+        self._health_h = self._loop.call_later(DRAIN_S, self._health_tick)
+        self._transport.resume_reading()
 
     def _paused_check(self) -> float:
         return min(self._health_interval, PAUSED_CHECK_S)
@@ -125,7 +145,7 @@ class Liveness:
     def pause_reading(self) -> None:
         """Stop reading. The reply deadline rests (no reply can be read); with the health check
         on, the connection is probed instead of pinged (see the module doc)."""
-        if self._transport is not None and not self._reading_paused:
+        if self._transport is not None and not self._reading_paused and not self._draining:
             self._reading_paused = True
             self._ping_at = None
             if self._deadline_h is not None:
@@ -137,7 +157,7 @@ class Liveness:
                 self._health_h = self._loop.call_later(self._paused_check(), self._health_tick)
 
     def resume_reading(self) -> None:
-        if self._transport is not None and self._reading_paused:
+        if self._transport is not None and self._reading_paused and not self._draining:
             self._reading_paused = False
             now = self._resumed = _now()
             if self._sent:  # what waited behind the backlog: its deadline starts now

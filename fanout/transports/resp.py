@@ -81,6 +81,7 @@ class RespProtocol(Liveness, asyncio.Protocol):
         self._flush_scheduled = False
         self._write_paused = False
         self._reading_paused = False
+        self._draining = False                          # gone while paused: reading what arrived (liveness)
         self._waiter: asyncio.Future | None = None       # shared by every writable() caller
         self._drained: asyncio.Future | None = None      # close(): pending became empty
         self._lost_fut: asyncio.Future | None = None     # connection_lost ran
@@ -101,7 +102,8 @@ class RespProtocol(Liveness, asyncio.Protocol):
             self._health_h = loop.call_later(self._health_interval, self._health_tick)
 
     def data_received(self, data: bytes) -> None:
-        self._last_rx = _now()
+        if not self._draining:  # (drained bytes are old: no sign of life)
+            self._last_rx = _now()
         reader = self._reader
         reader.feed(data)
         gets = reader.gets
@@ -164,12 +166,15 @@ class RespProtocol(Liveness, asyncio.Protocol):
         return ConnectionError(f"{self.name} sent a reply nobody asked for: {reply!r:.80}")
 
     def eof_received(self):
+        if self._draining:
+            self._fail(self._cut_off())
+            return False
         return False  # close the transport; connection_lost fails what is pending
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None  # already closed: nothing to abort
-        self._fail(ConnectionError(f"connection to {self.name} lost: "
-                                   f"{exc or 'closed by the server'}".splitlines()[0]))
+        self._fail(self._cut_off() if self._draining else
+                   ConnectionError(f"connection to {self.name} lost: {exc or 'closed by the server'}".splitlines()[0]))
         if self._lost_fut is not None and not self._lost_fut.done():
             self._lost_fut.set_result(None)
         if self._on_lost is not None and not self._lost_called:
