@@ -27,6 +27,16 @@ def _cpuinfo() -> dict[str, Any]:
     return {"cpu_model": model or platform.processor() or None, "cpu_mhz": mhz, "hypervisor": hypervisor}
 
 
+def _server_name() -> str | None:
+    """The server a throwaway server runs here, in words ("Valkey 9.1.2 (implements Redis 7.2.4)")."""
+    try:
+        from fanout.lab.servers.discovery import chosen_server
+
+        return str(chosen_server().server)
+    except Exception:  # noqa: BLE001 - a fact we could not get is stated as null
+        return None
+
+
 def _redis_server_version() -> str | None:
     try:
         from fanout.lab.servers.redis import find_redis_server, redis_server_version
@@ -77,6 +87,7 @@ def machine_info() -> dict[str, Any]:
         "host": platform.node(),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
         "redis_server": _redis_server_version(),
+        "server": _server_name(),
         "redis_server_binary": shutil.which("redis-server"),
         "python": sys.version.split()[0],
         "python_implementation": platform.python_implementation(),
@@ -100,6 +111,7 @@ def machine_info() -> dict[str, Any]:
 
 def one_line(m: dict[str, Any]) -> str:
     virt = ", virtualised" if m.get("hypervisor") else ""
-    return (f"{m['cores']} cores ({m.get('cpu_model') or 'unknown CPU'}{virt}), Redis {m.get('redis_server')}, "
+    server = m.get("server") or f"Redis {m.get('redis_server')}"
+    return (f"{m['cores']} cores ({m.get('cpu_model') or 'unknown CPU'}{virt}), {server}, "
             f"Python {m['python']}, redis-py {m.get('redis_py')}, hiredis {m.get('hiredis')}, "
             f"orjson {m.get('orjson')}; load avg at start {m['loadavg_at_start'][0]:.2f}")

@@ -4,7 +4,8 @@ signals a forger cannot inflate (docs/wire-format.md, "Sequence numbers").
 Sources compare by type and value (JavaScript ``===``): ``123`` and ``"123"`` are two sources.
 State per (channel, source): the current epoch's ``[epoch, last, pending, ring, older]`` and up
 to ``MAX_EPOCHS - 1`` older epochs (``older``), each tracked on its own. ``ring`` holds the
-``ns`` fingerprint of the last ``WINDOW`` seqs, ``pending`` is None or
+``ns`` fingerprint of the last ``WINDOW`` seqs (and, in its second half, of a second event that
+came under the same seq behind the last: a forged number taken first, then the real one), ``pending`` is None or
 ``[origin, candidate, resync]``. For a message ``seq`` of a known epoch:
 
 * ``seq == last + 1``: in order (the fast path; it also confirms a pending jump);
@@ -49,7 +50,7 @@ _MASK = WINDOW - 1
 MAX_EPOCHS = 4
 MAX_SOURCES = 4_096
 
-_RING = array("i", [0]) * WINDOW
+_RING = array("i", [-1]) * (2 * WINDOW)   # -1: no event (an ns is 0 ... 999,999)
 
 
 class Channel:
@@ -163,9 +164,13 @@ class SequenceTracker:
         c = self._counts
         last, pend = st[1], st[2]
         if seq <= last:
-            if (seq > last - WINDOW and st[3][seq & _MASK] == ns) or self.trusted:
+            ring, i = st[3], seq & _MASK
+            recent = seq > last - WINDOW
+            if (recent and (ring[i] == ns or ring[i + WINDOW] == ns)) or self.trusted:
                 return DUPLICATE
             self.flag("seq %d of epoch %s is behind %d and no copy of what was delivered", seq, st[0], last)
+            if recent:  # delivered: a copy of it is a duplicate too (the real one, after a forgery took its seq)
+                ring[i + WINDOW] = ns
             if pend is not None and pend[0] >= 0 and seq > pend[0]:  # the stream continues before the jump
                 st[1], st[2] = seq, None
                 st[3][seq & _MASK] = ns

@@ -66,6 +66,15 @@ def test_a_forged_copy_of_the_next_seq_does_not_suppress_the_real_one():
     assert f(2) == 0                                          # the real 2 (another ns): delivered, suspicious
     assert f(3) == 0 and f.get("suspicious", "gaps") == (1, 0)
     assert f(2, ns=999) == DUPLICATE                          # a replay of the first one: dropped
+    assert f(2) == DUPLICATE                                  # a replay of the real one: dropped too
+    assert f.get("suspicious", "duplicates") == (1, 0)       # (duplicates are counted by delivery)
+
+
+def test_an_event_with_ns_zero_in_a_hole_is_no_duplicate_of_an_empty_slot():
+    f = Feed()
+    f(1)
+    assert f(5) == 3                                          # a gap: 2, 3, 4 never seen
+    assert f(3, ns=0) == 0 and f.get("suspicious") == (1,)   # late, not a copy of anything: delivered
 
 
 def test_a_far_jump_the_source_goes_on_from_is_followed_without_counting_a_gap():

@@ -374,6 +374,7 @@ def compare(res: CaseResult, rec, cap: Capture, sent: dict, ids: list[str], sign
             "then dropped as duplicates, silently (a jump of 1 raises no gap at all). Suppressed, by the forgery: "
             + ", ".join(f"{k}: {v:,}" for k, v in sorted(_sum_by(rows).items())))
     again = accepted.get("replay", 0)
+    res.check("no byte-exact replay of a real event reaches a handler again", again == 0, f"{again:,} handed over")
     if again:
         res.notes.append(f"core defect: {again:,} byte-exact replays of real events were handed to handlers a second time "
                          "(a forged new epoch for that source came first, so the replay looked like a restart)")

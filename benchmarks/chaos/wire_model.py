@@ -62,12 +62,14 @@ class Expect:
 
 
 class _Stream:
-    """One (channel, source, epoch): last seq, a pending jump, the ns of the last WINDOW seqs."""
+    """One (channel, source, epoch): last seq, a pending jump, the ns of the last WINDOW seqs and
+    of a second event delivered under a seq behind the last (``second``); None: no event."""
 
     def __init__(self, epoch: str, seq: int, ns: int) -> None:
         self.epoch, self.last = epoch, seq
         self.pending: tuple[int, int] | None = None       # (origin or -1, candidate or -1)
-        self.ring = [0] * WINDOW
+        self.ring: list[int | None] = [None] * WINDOW
+        self.second: list[int | None] = [None] * WINDOW
         self.ring[seq % WINDOW] = ns
 
     def take(self, seq: int, ns: int) -> None:
@@ -137,9 +139,12 @@ def _seq(rx: Receiver, st: _Stream, e: Elem) -> tuple[str, int]:
         st.take(seq, e.ns)
         return "in order", 0
     if seq <= last:
-        if rx.trusted or (seq > last - WINDOW and st.ring[seq % WINDOW] == e.ns):
+        recent = seq > last - WINDOW
+        if rx.trusted or (recent and e.ns in (st.ring[seq % WINDOW], st.second[seq % WINDOW])):
             return "duplicate", 0
         rx.suspicious += 1
+        if recent:
+            st.second[seq % WINDOW] = e.ns
         if st.pending is not None and st.pending[0] >= 0 and seq > st.pending[0]:
             st.take(seq, e.ns)  # the real stream goes on before the jump's target: follow it
         return "deliver", 0
