@@ -284,7 +284,8 @@ def scenario_for(instances: int, rate: float, duration_s: float, warmup_s: float
                  seed: int = 20251017, harness: str = "fanout") -> Scenario:
     return Scenario(name=f"bench-{instances}x{rate:g}", instances=instances, duration_s=duration_s,
                     rate_per_s=float(rate), warmup_s=warmup_s, drain_timeout_s=drain_s,
-                    event_types=EVENT_TYPES, seed=seed, min_delivery_pct=99.999, max_avg_latency_ms=1e9,
+                    event_types=EVENT_TYPES, key_prefix="ws:", seed=seed, min_delivery_pct=99.999,
+                    max_avg_latency_ms=1e9,
                     health_check_s=30.0, process_mode="auto" if harness == "fanout-auto" else "single",
                     batch_max=64 if harness == "fanout-batch64" else 1)
 

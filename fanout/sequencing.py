@@ -3,9 +3,10 @@ signals a forger cannot inflate (docs/wire-format.md, "Sequence numbers").
 
 Sources compare by type and value (JavaScript ``===``): ``123`` and ``"123"`` are two sources.
 State per (channel, source): the current epoch's ``[epoch, last, pending, ring, older]`` and up
-to ``MAX_EPOCHS - 1`` older epochs (``older``), each tracked on its own. ``ring`` holds the
-``ns`` fingerprint of the last ``WINDOW`` seqs (and, in its second half, of a second event that
-came under the same seq behind the last: a forged number taken first, then the real one), ``pending`` is None or
+to ``MAX_EPOCHS - 1`` older epochs (``older``), each tracked on its own. ``ring`` remembers
+events by seq and ``ns`` fingerprint, one slot per ``seq % WINDOW``: the last taken in order (first
+half) and the last delivered behind the stream's last seq (second half: a forged number taken
+first, then the real one), ``pending`` is None or
 ``[origin, candidate, resync]``. For a message ``seq`` of a known epoch:
 
 * ``seq == last + 1``: in order (the fast path; it also confirms a pending jump);
@@ -50,7 +51,9 @@ _MASK = WINDOW - 1
 MAX_EPOCHS = 4
 MAX_SOURCES = 4_096
 
-_RING = array("i", [-1]) * (2 * WINDOW)   # -1: no event (an ns is 0 ... 999,999)
+#: a remembered event is ``(seq & _SEQ_BITS) << 20 | ns`` (ns < 2^20): seq and fingerprint in one int64
+_SEQ_BITS = (1 << 43) - 1
+_RING = array("q", [-1]) * (2 * WINDOW)   # -1: no event
 
 
 class Channel:
@@ -65,8 +68,8 @@ class Channel:
 
 
 def _new(epoch: str, seq: int, ns: int, older) -> list:
-    ring = array("i", _RING)
-    ring[seq & _MASK] = ns
+    ring = array("q", _RING)
+    ring[seq & _MASK] = (seq & _SEQ_BITS) << 20 | ns
     return [epoch, seq, None, ring, older]
 
 
@@ -82,6 +85,19 @@ def void_count(void, last: int, seq: int) -> int:
         if hi >= lo:
             n += hi - lo + 1
     return min(n, seq - last - 1)
+
+
+def _keep(epochs: list) -> list:
+    """At most ``MAX_EPOCHS - 1`` older epochs: beyond, the least advanced goes (the smallest last
+    seq; of equals, the oldest), so a flood of forged new epochs (each at seq 1) cannot push a
+    live source's real epoch out (its replays would then look new)."""
+    while len(epochs) > MAX_EPOCHS - 1:
+        drop = len(epochs) - 1
+        for k in range(len(epochs) - 2, -1, -1):
+            if epochs[k][1] < epochs[drop][1]:
+                drop = k
+        del epochs[drop]
+    return epochs
 
 
 class Loud:
@@ -126,7 +142,7 @@ class SequenceTracker:
         if seq == st[1] + 1:
             st[1] = seq
             st[2] = None
-            st[3][seq & _MASK] = ns
+            st[3][seq & _MASK] = (seq & _SEQ_BITS) << 20 | ns
             return IN_ORDER
         return self._unusual(st, seq, ns, obj)
 
@@ -157,23 +173,23 @@ class SequenceTracker:
         else:
             self.flag("%r on %s: a new epoch %s starting at seq %d", source, ch.name, epoch, seq)
         st[4] = None
-        ch.sources[source] = _new(epoch, seq, ns, [st, *(older or ())][:MAX_EPOCHS - 1])
+        ch.sources[source] = _new(epoch, seq, ns, _keep([st, *(older or ())]))
         return None
 
     def _unusual(self, st: list, seq: int, ns: int, obj: dict) -> int:
         c = self._counts
         last, pend = st[1], st[2]
         if seq <= last:
-            ring, i = st[3], seq & _MASK
-            recent = seq > last - WINDOW
-            if (recent and (ring[i] == ns or ring[i + WINDOW] == ns)) or self.trusted:
+            ring, i, key = st[3], seq & _MASK, (seq & _SEQ_BITS) << 20 | ns
+            # the slot remembers the event (seq and ns), not just a position behind ``last``: a forged
+            # jump ahead, confirmed by another forgery, cannot push real events out of it
+            if ring[i] == key or ring[i + WINDOW] == key or self.trusted:
                 return DUPLICATE
             self.flag("seq %d of epoch %s is behind %d and no copy of what was delivered", seq, st[0], last)
-            if recent:  # delivered: a copy of it is a duplicate too (the real one, after a forgery took its seq)
-                ring[i + WINDOW] = ns
+            ring[i + WINDOW] = key  # delivered: a copy of it is a duplicate too (the real one, after a forgery)
             if pend is not None and pend[0] >= 0 and seq > pend[0]:  # the stream continues before the jump
                 st[1], st[2] = seq, None
-                st[3][seq & _MASK] = ns
+                st[3][seq & _MASK] = (seq & _SEQ_BITS) << 20 | ns
             return IN_ORDER
         void = obj.get("void")
         unsent = 0 if void is None else void_count(void, last, seq)
@@ -185,7 +201,7 @@ class SequenceTracker:
         if not free and ((pend is not None and pend[0] >= 0) or missing > MAX_GAP or unsent > MAX_UNSENT):
             if pend is not None and pend[1] >= 0 and seq == pend[1] + 1:  # it goes on from there: follow
                 st[1], st[2] = seq, None
-                st[3][seq & _MASK] = ns
+                st[3][seq & _MASK] = (seq & _SEQ_BITS) << 20 | ns
                 return IN_ORDER
             self.flag("seq %d of epoch %s jumps from %d (over %d, or while a jump is unconfirmed)", seq, st[0], last,
                        MAX_GAP)
@@ -197,7 +213,7 @@ class SequenceTracker:
         c["unsent"] += unsent
         c["gaps"] += missing
         st[1], st[2] = seq, [last, -1, False]
-        st[3][seq & _MASK] = ns
+        st[3][seq & _MASK] = (seq & _SEQ_BITS) << 20 | ns
         self.prev_last = last
         return missing
 

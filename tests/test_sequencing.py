@@ -70,6 +70,25 @@ def test_a_forged_copy_of_the_next_seq_does_not_suppress_the_real_one():
     assert f.get("suspicious", "duplicates") == (1, 0)       # (duplicates are counted by delivery)
 
 
+def test_a_forged_jump_past_the_window_does_not_let_a_replay_through():
+    f = Feed()
+    for s in (1, 2, 3):
+        f(s)
+    assert f(3 + 100, ns=5) == 99                             # a forged jump of 100: 99 counted, unconfirmed
+    assert f(3) == DUPLICATE and f(2) == DUPLICATE            # replays of what was delivered: still copies
+    assert f(4) == 0 and f.get("suspicious") == (1,)         # the real stream refutes the jump
+
+
+def test_a_forged_jump_confirmed_by_another_forgery_lets_no_replay_of_a_real_event_through():
+    f = Feed()
+    for s in (1, 2, 3):
+        f(s)
+    assert f(103, ns=5) == 99 and f(104, ns=6) == 0             # a jump, "confirmed" by a second forgery
+    assert [f(s) for s in (4, 5, 6)] == [0, 0, 0]               # the real stream, behind: delivered
+    assert [f(s) for s in (6, 5, 4, 3)] == [DUPLICATE] * 4      # its replays: copies, dropped
+    assert f.get("suspicious") == (3,)
+
+
 def test_an_event_with_ns_zero_in_a_hole_is_no_duplicate_of_an_empty_slot():
     f = Feed()
     f(1)
@@ -125,3 +144,13 @@ def test_old_replays_beyond_the_window_are_delivered_not_dropped():
     for s in range(1, 2 * WINDOW + 2):
         f(s)
     assert f(1) == 0 and f.get("suspicious", "duplicates") == (1, 0)
+
+
+def test_a_flood_of_forged_epochs_does_not_push_the_real_one_out():
+    f = Feed()
+    for s in range(1, 51):
+        f(s)
+    for k in range(6):                                        # forged new epochs, each at seq 1
+        f(1, epoch=f"forged{k}")
+    assert f(50) == DUPLICATE                                 # the real epoch is still tracked: a replay is a copy
+    assert f(51) == 0 and f.get("gaps") == (0,)               # and its stream goes on without a false gap

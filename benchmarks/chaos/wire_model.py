@@ -62,19 +62,20 @@ class Expect:
 
 
 class _Stream:
-    """One (channel, source, epoch): last seq, a pending jump, the ns of the last WINDOW seqs and
-    of a second event delivered under a seq behind the last (``second``); None: no event."""
+    """One (channel, source, epoch): last seq, a pending jump, and the events remembered as (seq, ns),
+    one per ``seq % WINDOW``: the last taken in order (``ring``) and the last delivered behind the
+    last seq (``second``); None: no event."""
 
     def __init__(self, epoch: str, seq: int, ns: int) -> None:
         self.epoch, self.last = epoch, seq
         self.pending: tuple[int, int] | None = None       # (origin or -1, candidate or -1)
-        self.ring: list[int | None] = [None] * WINDOW
-        self.second: list[int | None] = [None] * WINDOW
-        self.ring[seq % WINDOW] = ns
+        self.ring: list[tuple | None] = [None] * WINDOW
+        self.second: list[tuple | None] = [None] * WINDOW
+        self.ring[seq % WINDOW] = (seq, ns)
 
     def take(self, seq: int, ns: int) -> None:
         self.last, self.pending = seq, None
-        self.ring[seq % WINDOW] = ns
+        self.ring[seq % WINDOW] = (seq, ns)
 
 
 class Receiver:
@@ -121,7 +122,10 @@ def apply_rules(rx: Receiver, channel: str, e: Elem) -> tuple[str, int]:
     if st.epoch != e.epoch:
         i = next((i for i, o in enumerate(older) if o.epoch == e.epoch), None)
         if i is None:  # a new epoch: a restart when it starts plausibly low
-            rx.streams[key] = (_Stream(e.epoch, e.seq, e.ns), [st, *older][:MAX_EPOCHS - 1])
+            keep = [st, *older]
+            while len(keep) > MAX_EPOCHS - 1:  # the least advanced goes (smallest last; of equals, the oldest)
+                keep.remove(min(reversed(keep), key=lambda o: o.last))
+            rx.streams[key] = (_Stream(e.epoch, e.seq, e.ns), keep)
             if e.seq <= MAX_GAP + 1 or rx.trusted:
                 return "restart", 0
             rx.suspicious += 1
@@ -139,12 +143,10 @@ def _seq(rx: Receiver, st: _Stream, e: Elem) -> tuple[str, int]:
         st.take(seq, e.ns)
         return "in order", 0
     if seq <= last:
-        recent = seq > last - WINDOW
-        if rx.trusted or (recent and e.ns in (st.ring[seq % WINDOW], st.second[seq % WINDOW])):
+        if rx.trusted or (seq, e.ns) in (st.ring[seq % WINDOW], st.second[seq % WINDOW]):
             return "duplicate", 0
         rx.suspicious += 1
-        if recent:
-            st.second[seq % WINDOW] = e.ns
+        st.second[seq % WINDOW] = (seq, e.ns)
         if st.pending is not None and st.pending[0] >= 0 and seq > st.pending[0]:
             st.take(seq, e.ns)  # the real stream goes on before the jump's target: follow it
         return "deliver", 0
@@ -157,7 +159,7 @@ def _seq(rx: Receiver, st: _Stream, e: Elem) -> tuple[str, int]:
         st.pending = (-1 if st.pending is None else st.pending[0], seq)
         return "deliver", 0
     st.last, st.pending = seq, (last, -1)
-    st.ring[seq % WINDOW] = e.ns
+    st.ring[seq % WINDOW] = (seq, e.ns)
     return "gap", missing
 
 
