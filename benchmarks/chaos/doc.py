@@ -43,14 +43,17 @@ def document(payload: dict[str, Any], json_path: str) -> str:
          f"{_when(payload['finished'])}, on {one_line(payload['machine'])}, commit "
          f"{payload['machine'].get('git_commit')}"
          + (" (with uncommitted changes in fanout/)" if payload["machine"].get("fanout_uncommitted_changes") else "")
-         + ".", "", f"**{n_pass} of {len(res)} cases pass every check.** The JSON of this run: `{json_path}`.",
+         + ".", ""]
+    for again in payload.get("reruns") or []:  # cases run again after a fix, their results in place of the first
+        L += [f"Re-run after a fix: {', '.join(again['cases'])}, with `{again['command']}` at "
+              f"{_when(again['started'])}, commit {again['commit']}: " + again["why"], ""]
+    L += [f"**{n_pass} of {len(res)} cases pass every check.** The JSON of this run: `{json_path}`.",
          "", INTRO, "## The table", "", markdown(res), ""]
     found = [(r["case"], n) for r in res for n in r.get("notes") or [] if "defect" in n.split(":")[0]]
     if found:
-        L += ["## Defects this run shows", "",
-              ("Each is stated by the case that shows it, with where it lives in the code. A defect that is fixed "
-               "no longer appears here: its case passes, and its regression test is named in the case's notes or in "
-               "`tests/`."), ""]
+        L += ["## Defects the cases name", "",
+              ("Each is stated by the case that found it, with where it lives in the code: \"fixed\" names the "
+               "fix and its regression test (the case passes); any other is open."), ""]
         L += [f"- **{case}**: {note}" for case, note in found] + [""]
     L += ["## Cases", ""]
     for r in res:
