@@ -189,6 +189,8 @@ def test_the_report_puts_verdict_scope_and_key_results_first_and_the_appendix_la
     assert positions == sorted(positions), [h for h, p in zip(order, positions)]
     assert "**Durations × 0.1**" in md.split("## Verdict")[0]  # the mode in the page header
     assert "Sentinel failover" in md.split("### Key results")[0]  # page one says Sentinel is not measured
+    hosted = next(ln for ln in md.splitlines() if ln.startswith("| Instances |"))  # how they ran, from the records
+    assert "all in one process" in hosted and "agents" not in hosted, hosted
     assert 'class="verdict-pass">✅ PASS</span>' in md  # a word with colour; the emoji never alone:
     assert "✅" not in md.replace("✅ PASS", "") and "❌" not in md.replace("❌ FAIL", "")
     assert_clean_html(res.html.read_text())

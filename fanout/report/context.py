@@ -120,8 +120,12 @@ class Report:
         """How instances were hosted: in one process, one process each, or over agents."""
         counts: dict[str, int] = {}
         for r in self.runs:
-            sc = r.findings.scenario
-            kind = "agents" if sc.get("agents") else str(sc.get("process_mode", "single"))
+            sc, env = r.findings.scenario, r.record.environment or {}
+            # what the run did (auto resolved), from the record; the scenario only when it does not say
+            done = str(env.get("process_mode") or (env.get("instrument") or {}).get("process_mode")
+                       or sc.get("process_mode", "single"))
+            kind = "agents" if sc.get("agents") or done.startswith("agents") else \
+                "processes" if done.startswith("processes") else "single" if done in ("single", "auto") else done
             counts[kind] = counts.get(kind, 0) + 1
         return [{"kind": k, "runs": n} for k, n in counts.items()]
 
