@@ -259,6 +259,10 @@ def test_from_runs_renders_the_same_numbers_without_running(small_report, tmp_pa
     assert not (tmp_path / "again" / "runs").exists()  # nothing was run
     md = again.markdown.read_text()
     assert "re-rendered from archived runs, nothing was run again" in md
+    # a rendering of a rendering still says how the runs were made (durations x 0.1, not "quick")
+    third = build_validation_report({"from_runs": [str(tmp_path / "again")]}, tmp_path / "third", printer=None)
+    page_one = third.markdown.read_text().split("### Key results")[0]
+    assert "durations × 0.1" in page_one and "quick mode" not in page_one, page_one
 
 
 @needs_redis7

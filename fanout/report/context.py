@@ -176,7 +176,10 @@ class Report:
         return out
 
     def parameters(self) -> dict:
-        d = as_dict(self.params)
+        """The parameters the runs were made with (kept through any number of re-renderings), and
+        ``from_runs`` when this rendering read them from an archive."""
+        d = as_dict(self.run_params)
+        d["from_runs"] = self.params.from_runs
         if d.get("redis_url"):
             from fanout.redact import redact_url
 
