@@ -125,3 +125,15 @@ def test_events_a_receiver_held_back_at_the_end_are_unread_not_unexplained():
     acc = account_losses(rec)
     assert late and acc.by_cause == {HELD: len(late), UNEXPLAINED: 1}
     assert set(acc.losses.loc[acc.losses["cause"] == HELD, "receiver"]) == {"c"}
+
+
+def test_an_outage_window_opens_at_the_last_event_that_receiver_got():
+    """The server cut the client off with events still in its output buffer: the client read on until
+    the close (the outage's start), but nothing sent after the last event it got ever arrived."""
+    rec = make_record(dict.fromkeys(NAMES, 20))
+    sent = dict(zip(rec.publications["id"], rec.publications["t_sent"]))
+    gone = [e for e in rec.publications["id"] if T0 + 2000 * MS <= sent[e] <= T0 + 3000 * MS
+            and not e.startswith("b:")]
+    rec = record_with([], [outage("b", 2500, 3000)], drop=[("b", e) for e in gone])
+    acc = account_losses(rec)
+    assert gone and acc.unexplained == 0 and acc.by_cause == {"lost during an unplanned outage": len(gone)}

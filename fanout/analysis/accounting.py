@@ -19,8 +19,9 @@ Causes, in the order they are tried for each missing ``(event, receiver)``:
    everything after that, and its records with it.
 4. **an unplanned outage the bridges saw**: the event was sent while the receiver (or, failing
    that, its publisher) was disconnected from Redis — from the connection's last sign of life
-   (the last data read from Redis, less ``PRE_NS``; a bridge notices a silent server only a
-   health check later) until it had resubscribed (plus ``POST_NS``; to the end of the run if it never
+   (the last data read from Redis, or, if earlier, the send time of the last event that receiver
+   got before it: one ordered stream, so what came after it went down with the connection; less
+   ``PRE_NS``; a bridge notices a silent server only a health check later) until it had resubscribed (plus ``POST_NS``; to the end of the run if it never
    did). A Redis that crashed or was restarted by someone else is explained this way.
 5. **unread at the end, reading held**: the receiver's subscription had stopped reading for its
    async handlers' backlog (``held_since_ns`` in the record's instances) and was still held when
@@ -128,13 +129,26 @@ def missing_deliveries(record: RunRecord, receivers: list[str]) -> dict[str, lis
 
 def outage_windows(record: RunRecord) -> dict[str, list[tuple[str, int, int]]]:
     """Per instance, its observed disconnections as (description, start_ns, end_ns), widened by
-    PRE_NS / POST_NS, e.g. ``"test-instance-1 disconnected from Redis 4.02–7.31 s"``."""
+    PRE_NS / POST_NS, e.g. ``"test-instance-1 disconnected from Redis 4.02–7.31 s"``.
+
+    A window opens at the earlier of the outage's start and the send time of the last event the
+    instance received before it: a subscription is one ordered stream, so what was sent after that
+    last event and never arrived went down with the connection (e.g. held in the server's output
+    buffer when it cut the client off, while the client still read what had been written before)."""
     out: dict[str, list[tuple[str, int, int]]] = {}
+    if record.outages.empty:
+        return out
+    sent = pd.Series(record.publications["t_sent"].to_numpy(), index=record.publications["id"].to_numpy())
+    d = record.deliveries
     for o in record.outages.itertuples(index=False):
         up = int(o.t_up) if int(o.t_up) else int(record.t_end)
-        a, b = (int(o.t_down) - record.t0) / 1e9, (up - record.t0) / 1e9
+        down = int(o.t_down)
+        got = d.loc[(d["receiver"] == o.instance) & (d["t_received"] <= down), "id"]
+        last = sent.reindex(got.to_numpy()).max() if len(got) else None
+        start = min(down, int(last)) if last is not None and last == last else down
+        a, b = (down - record.t0) / 1e9, (up - record.t0) / 1e9
         text = f"{o.instance} disconnected from Redis {a:.2f}–{b:.2f} s" + ("" if int(o.t_up) else " (never back)")
-        out.setdefault(str(o.instance), []).append((text, int(o.t_down) - PRE_NS, up + POST_NS))
+        out.setdefault(str(o.instance), []).append((text, start - PRE_NS, up + POST_NS))
     return out
 
 
