@@ -17,9 +17,9 @@ first, then the real one), ``pending`` is None or
   when the next message continues right after it, the tracker follows (no gap counted). Only
   the first message per (channel, source) after the receiver's own reconnect (``resync``) or
   from a signed fleet (``trusted``) may jump any distance;
-* ``seq <= last``: a duplicate (dropped) only when it is the same event (its ``ns`` equals the
-  one recorded for that seq within the window); anything else is delivered and counted
-  ``suspicious`` (a forged or replayed seq never suppresses a real event), and a seq between
+* ``seq <= last``: a duplicate (dropped) only when it is the same event (an event with that seq
+  and ``ns`` is remembered in ``ring``); anything else is delivered, counted ``suspicious`` and
+  remembered (a forged or replayed seq never suppresses a real event), and a seq between
   a pending jump's origin and its target refutes the jump: the tracker follows the real stream
   again. With a signed fleet (``trusted``) every ``seq <= last`` is a duplicate.
 
@@ -44,7 +44,7 @@ DUPLICATE = -3   # already handed over: drop it
 MAX_GAP = 1_000
 #: the most ``unsent`` one message's ``void`` may add
 MAX_UNSENT = 1_000_000
-#: how many recent seqs per (channel, source, epoch) are remembered for exact duplicate checks
+#: slots per (channel, source, epoch) remembering events (by seq % WINDOW) for exact duplicate checks
 WINDOW = 64
 _MASK = WINDOW - 1
 #: epochs tracked per (channel, source), and sources per channel

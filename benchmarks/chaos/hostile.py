@@ -56,7 +56,8 @@ IGNORED = ("id", "ts_ns", "ti_ns")
 #: the counters compared with the model, one by one
 COMPARED = ("malformed", "self_filtered", "gaps", "duplicates", "source_restarts", "suspicious", "id_conflicts",
             "rejected", "unsent", "received")
-assert set(COMPARED) <= set(COUNTER_NAMES), set(COMPARED) - set(COUNTER_NAMES)
+if not set(COMPARED) <= set(COUNTER_NAMES):  # the wire contract's counters moved: follow them here
+    raise ImportError(f"benchmarks.chaos.hostile compares counters this build lacks: {set(COMPARED) - set(COUNTER_NAMES)}")
 BIG = 1024 * 1024
 
 

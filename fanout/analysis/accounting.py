@@ -144,8 +144,8 @@ def outage_windows(record: RunRecord) -> dict[str, list[tuple[str, int, int]]]:
         up = int(o.t_up) if int(o.t_up) else int(record.t_end)
         down = int(o.t_down)
         got = d.loc[(d["receiver"] == o.instance) & (d["t_received"] <= down), "id"]
-        last = sent.reindex(got.to_numpy()).max() if len(got) else None
-        start = min(down, int(last)) if last is not None and last == last else down
+        last = sent.reindex(got.to_numpy()).max()  # NaN when it got nothing before the outage
+        start = min(down, int(last)) if pd.notna(last) else down
         a, b = (down - record.t0) / 1e9, (up - record.t0) / 1e9
         text = f"{o.instance} disconnected from Redis {a:.2f}–{b:.2f} s" + ("" if int(o.t_up) else " (never back)")
         out.setdefault(str(o.instance), []).append((text, start - PRE_NS, up + POST_NS))

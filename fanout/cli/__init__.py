@@ -94,6 +94,13 @@ def _raise_interrupted(signum: int, _frame) -> None:
     raise Interrupted(signum)
 
 
+def _stopped_quietly() -> None:
+    """Stopped on purpose: a task of what was cancelled on the way (e.g. the notebook client's cell,
+    whose kernel the cleanup shut down) may be collected later with its error; that is no news, and
+    it must not be the last line."""
+    logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     for sig in (signal.SIGTERM, signal.SIGHUP):  # stop like Ctrl-C: every cleanup on the way runs
@@ -121,14 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"fanout {args.command}: {redact_text(str(exc))}", file=sys.stderr)
         return exc.exit_code if exc.exit_code in (EXIT_USAGE, EXIT_REDIS) else EXIT_FAIL
     except KeyboardInterrupt:
-        logging.getLogger("asyncio").setLevel(logging.CRITICAL)  # (as below)
+        _stopped_quietly()
         print(f"fanout {args.command}: interrupted by SIGINT", file=sys.stderr)
         return 128 + signal.SIGINT
     except Interrupted as exc:
-        # Stopped on purpose: a task of what was cancelled on the way (e.g. the notebook client's
-        # cell, whose kernel the cleanup shut down) may be collected later with its error; that
-        # is no news, and it must not be the last line.
-        logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+        _stopped_quietly()
         stopped = (getattr(exc.record, "environment", None) or {}).get("interrupted")
         where = (f" after {stopped['after_s']:.1f} s of {stopped['of_s']:g} s" if stopped else "") + \
             (f"; partial record (marked interrupted, never PASS): {exc.record.path}"

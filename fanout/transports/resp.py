@@ -166,10 +166,7 @@ class RespProtocol(Liveness, asyncio.Protocol):
         return ConnectionError(f"{self.name} sent a reply nobody asked for: {reply!r:.80}")
 
     def eof_received(self):
-        if self._draining:
-            self._fail(self._cut_off())
-            return False
-        return False  # close the transport; connection_lost fails what is pending
+        return False  # close the transport; connection_lost fails what is pending (cut off, if draining)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None  # already closed: nothing to abort
