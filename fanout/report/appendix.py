@@ -18,6 +18,7 @@ import yaml
 from fanout.redact import redact_url
 from fanout.report import tables as T
 from fanout.report.context import Report
+from fanout.report.facts import server_name
 from fanout.report.prose import render
 from fanout.report.runs import ScenarioRun
 
@@ -40,7 +41,7 @@ def _started(run: ScenarioRun) -> str:
 
 def runs_frame(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
     return pd.DataFrame([{"Run": r.name, "Role": r.role, "Run id": f"`{r.record.run_id}`", "Record": f"`{r.path}`",
-                          "Started (UTC)": _started(r), "Server": r.findings.environment.get("redis_server") or "n/a"}
+                          "Started (UTC)": _started(r), "Server": server_name(r)}
                          for r in runs], columns=["Run", "Role", "Run id", "Record", "Started (UTC)", "Server"])
 
 
@@ -82,8 +83,24 @@ def provenance(rep: Report) -> dict[str, Any]:
     }
 
 
+def report_commit(rep: Report) -> str | None:
+    """The commit this report's runs were made on, when their records say (one, or a list)."""
+    seen = []
+    for r in rep.runs:
+        env = r.record.environment or {}
+        src = env.get("source") if isinstance(env.get("source"), dict) else {}
+        c = env.get("git_commit") or env.get("commit") or src.get("commit") or src.get("git_commit")
+        if c and str(c) not in seen:
+            seen.append(str(c))
+    return ", ".join(seen) or None
+
+
 def appendix(rep: Report, bench: dict | None = None, bench_md: str = "") -> str:
+    from fanout.report.load import load_markdown
+
     prov = provenance(rep)
+    if bench:  # rendered here too, to say which commit this report's runs were on beside the benchmark's
+        bench_md = load_markdown(bench, report_commit(rep))
     return render("appendix.md.j2", rep=rep, prov=prov, runs=T.md(runs_frame(rep.runs)) if rep.runs else "",
                   changed=T.md(changed_fields_frame(rep.runs), align={"Fields that differ from the Scenario defaults":
                                                                        "left"}) if rep.runs else "",
@@ -100,6 +117,8 @@ def result(rep: Report) -> dict[str, Any]:
         "runs": [{"name": r.name, "role": r.role, "run_id": r.record.run_id, "record": r.path,
                   "findings": r.findings.to_dict(),
                   "load": dataclasses.asdict(rep.loads[r.record.run_id])} for r in rep.runs],
+        # every figure the sections state, computed once (fanout.report.facts): the page reads these
+        "facts": rep.facts,
     }
 
 

@@ -14,8 +14,6 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from fanout.lab.resources import summarise
-from fanout.report import saturation
 
 #: (bot instances, events/s at the top of the seed's range, the seed's events/s text, its Redis CPU claim %)
 SEED_ROWS = ((1, 500, "100–500", 5.0), (3, 1500, "300–1,500", 10.0), (5, 2500, "500–2,500", 15.0),
@@ -63,40 +61,45 @@ def scenarios(*, quick: bool = True, duration_scale: float | None = None, redis_
     return out
 
 
-def model(bots: int, rate: float, cores: int | None) -> dict:
-    """The scaling model's prediction for one row, all instances in one process (one core)."""
+def model(bots: int, rate: float, processes: int = 1, cores: int | None = None) -> dict:
+    """The scaling model's prediction for one row: the client bound is one process's
+    deliveries/s per core times the processes the row ran on (at most the cores)."""
     deliveries = bots * rate
-    lo, hi = CLIENT_DELIVERIES_PER_CORE
+    n = max(1, min(int(processes or 1), int(cores or processes or 1)))
+    lo, hi = (c * n for c in CLIENT_DELIVERIES_PER_CORE)
     fits = "fits" if deliveries <= lo else ("over" if deliveries > hi else "at the knee")
     cpu = tuple(deliveries * us / 1e6 * 100.0 for us in REDIS_US_PER_DELIVERY)
     return {"deliveries_per_s": deliveries, "client_bound": fits, "client_lo": lo, "client_hi": hi,
-            "redis_cpu_lo": cpu[0], "redis_cpu_hi": cpu[1], "cores": cores}
+            "processes": n, "redis_cpu_lo": cpu[0], "redis_cpu_hi": cpu[1], "cores": cores}
 
 
-def _redis_cpu(run) -> tuple[float | None, float | None]:
-    res = summarise(run.record.resources, run.record.t0, run.record.t_end)
-    r = res[res["kind"] == "redis"]
-    if r.empty:
-        return None, None
-    return float(r["cpu_pct"].sum()), float(r["cpu_pct_max"].max())
-
-
-def measured_rows(runs: Sequence, *, requested: bool = True) -> list[dict]:
-    """One dict per seed row: the claim, the measurement (or why there is none) and the model."""
-    by_name = {r.name: r for r in runs if r.role == "capacity"}
+def facts(rep, entries: Sequence[dict]) -> list[dict]:
+    """One dict per seed row (report.json ``facts.capacity``): the claim, the measurement from the
+    run's facts (or why there is none) and the model."""
+    by_name = {e["name"]: e for e in entries if e["role"] == "capacity"}
+    requested = bool(rep.params.capacity) or bool(by_name)
     out = []
     for row in ROWS:
-        run = by_name.get(row.name)
-        d = {"row": row, "run": run, "model": None, "load": None, "redis_cpu": None, "redis_cpu_max": None,
-             "not_measured": None}
-        if run is None:
+        e = by_name.get(row.name)
+        d = {"bots": row.bots, "rate": row.rate, "seed_rate": row.seed_rate, "seed_cpu_pct": row.seed_cpu_pct,
+             "run": row.name if e else None, "measured": e is not None}
+        if e is None:
             d["not_measured"] = "not requested (capacity rows off)" if not requested else "not run"
-        else:
-            d["load"] = saturation.assess(run)
-            d["redis_cpu"], d["redis_cpu_max"] = _redis_cpu(run)
-            d["model"] = model(row.bots, row.rate, run.findings.environment.get("cores"))
-            d["claim_holds"] = (None if d["redis_cpu"] is None or d["load"].over_capacity
-                                else d["redis_cpu"] < row.seed_cpu_pct)
+            out.append(d)
+            continue
+        res = e["resources"] or {}
+        cpu = res.get("redis_cpu_pct")
+        over = e["load"]["over_capacity"]
+        d.update({
+            "achieved_rate_per_s": e["achieved_rate_per_s"], "delivery_pct": 100.0 * e["delivered"] / e["expected"]
+            if e["expected"] else None, "latency_p99_ms": e["latency_p99_ms"], "redis_cpu_pct": cpu,
+            "redis_cpu_pct_max": res.get("redis_cpu_pct_max"), "instrument_cpu_pct": e["instrument_cpu_pct"],
+            "instrument_cpu_source": e["instrument_cpu_source"], "load": e["load"], "hosting": e["hosting"],
+            "duration_s": e["duration_s"], "publishing_window_s": e["publishing_window_s"],
+            "deliveries_per_s": e["deliveries_per_s"],
+            "model": model(row.bots, row.rate, e["hosting"]["processes"], rep.machine().get("cores")),
+            "claim_holds": None if cpu is None or over else cpu < row.seed_cpu_pct,
+        })
         out.append(d)
     return out
 
@@ -105,44 +108,48 @@ def _fmt(v, spec="{:.1f}") -> str:
     return "n/a" if v is None else spec.format(v)
 
 
+def _hosted(h: dict) -> str:
+    return "1 process" if h["kind"] == "single" else f"{h['processes']} {h['kind']}"
+
+
 def seed_table(rows: list[dict]) -> pd.DataFrame:
     """The seed's columns, then the measured ones (numbers only; the states are words)."""
     from fanout.report.tables import load_state
 
     recs = []
     for d in rows:
-        row, run = d["row"], d["run"]
-        if run is None:
-            recs.append({"bot instances": row.bots, "seed: events/s": row.seed_rate,
-                         "seed: Redis CPU": f"<{row.seed_cpu_pct:g}%", "target events/s": f"{row.rate:,.0f}",
-                         "achieved events/s": "not measured", "delivered": "", "p99 (ms)": "",
-                         "Redis CPU % (mean / max)": "", "instrument CPU %": "", "load": d["not_measured"]})
+        base = {"bot instances": d["bots"], "seed: events/s": d["seed_rate"],
+                "seed: Redis CPU": f"<{d['seed_cpu_pct']:g}%", "target events/s": f"{d['rate']:,.0f}"}
+        if not d["measured"]:
+            recs.append({**base, "achieved events/s": "not measured", "delivered": "", "p99 (ms)": "",
+                         "hosted in": "", "Redis CPU % (mean / max)": "", "instrument CPU %": "",
+                         "load": d["not_measured"]})
             continue
-        o, lat, load = run.findings.overall, run.findings.latency, d["load"]
-        recs.append({"bot instances": row.bots, "seed: events/s": row.seed_rate,
-                     "seed: Redis CPU": f"<{row.seed_cpu_pct:g}%", "target events/s": f"{row.rate:,.0f}",
-                     "achieved events/s": _fmt(o["achieved_rate_per_s"], "{:,.0f}"),
-                     "delivered": f"{o['delivery_pct']:.2f}%", "p99 (ms)": _fmt(lat["p99_ms"], "{:.3f}"),
-                     "Redis CPU % (mean / max)": f"{_fmt(d['redis_cpu'])} / {_fmt(d['redis_cpu_max'])}",
-                     "instrument CPU %": _fmt(load.instrument_cpu_pct), "load": load_state(load)})
+        star = "*" if d["instrument_cpu_source"] == "sampled" else ""
+        recs.append({**base, "achieved events/s": _fmt(d["achieved_rate_per_s"], "{:,.0f}"),
+                     "delivered": _fmt(d["delivery_pct"], "{:.2f}%"), "p99 (ms)": _fmt(d["latency_p99_ms"], "{:.3f}"),
+                     "hosted in": _hosted(d["hosting"]),
+                     "Redis CPU % (mean / max)": f"{_fmt(d['redis_cpu_pct'])} / {_fmt(d['redis_cpu_pct_max'])}",
+                     "instrument CPU %": _fmt(d["instrument_cpu_pct"]) + star, "load": load_state(d["load"])})
     return pd.DataFrame(recs)
 
 
 def model_table(rows: list[dict]) -> pd.DataFrame:
     recs = []
     for d in rows:
-        row, run, m = d["row"], d["run"], d["model"]
-        if run is None:
+        if not d["measured"]:
             continue
-        o = run.findings.overall
-        recs.append({"bot instances": row.bots, "events/s": f"{row.rate:,.0f}",
+        m = d["model"]
+        recs.append({"bot instances": d["bots"], "events/s": f"{d['rate']:,.0f}",
                      "model: deliveries/s offered": f"{m['deliveries_per_s']:,.0f}",
-                     "model: one process (18,500–24,400/s)": m["client_bound"],
-                     "measured: deliveries/s": _fmt(o["deliveries_per_s"], "{:,.0f}"),
+                     "processes": m["processes"],
+                     "model: client bound (deliveries/s)": f"{m['client_lo']:,.0f}–{m['client_hi']:,.0f}",
+                     "model: reading": m["client_bound"],
+                     "measured: deliveries/s (publishing window)": _fmt(d["deliveries_per_s"], "{:,.0f}"),
                      "model: Redis CPU %": f"{m['redis_cpu_lo']:.1f}–{m['redis_cpu_hi']:.1f}",
-                     "measured: Redis CPU %": _fmt(d["redis_cpu"])})
+                     "measured: Redis CPU %": _fmt(d["redis_cpu_pct"])})
     return pd.DataFrame(recs)
 
 
-__all__ = ["ROWS", "Row", "scenarios", "model", "measured_rows", "seed_table", "model_table",
+__all__ = ["ROWS", "Row", "scenarios", "model", "facts", "seed_table", "model_table",
            "CLIENT_DELIVERIES_PER_CORE", "REDIS_US_PER_DELIVERY"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Sequence
+from functools import cached_property
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -68,6 +69,13 @@ class Report:
     def resources(self, run: ScenarioRun):
         return summarise(run.record.resources, run.record.t0, run.record.t_end)
 
+    @cached_property
+    def facts(self) -> dict:
+        """Every figure the report states (:mod:`fanout.report.facts`), computed once; report.json keeps it."""
+        from fanout.report.facts import compute
+
+        return compute(self)
+
     @property
     def max_lossless(self) -> dict:
         return saturation.max_lossless([r for r in self.runs if r.role in ("scenario", "capacity")])
@@ -104,8 +112,11 @@ class Report:
         for r in self.runs:
             env = r.record.environment or {}
             info = next(iter((env.get("redis_info") or {}).values()), {}) or {}
-            product = "Valkey" if info.get("server_name") == "valkey" or info.get("valkey_version") else "Redis"
-            version = info.get("valkey_version") or env.get("redis_server") or info.get("redis_version") or "unknown"
+            srv = env.get("server") if isinstance(env.get("server"), dict) else {}
+            product = srv.get("product") or ("Valkey" if info.get("server_name") == "valkey" or info.get("valkey_version")
+                                             else "Redis")
+            version = (srv.get("version") or info.get("valkey_version") or env.get("redis_server")
+                       or info.get("redis_version") or "unknown")
             mode = info.get("redis_mode") or ("cluster" if r.transport == "sharded" else "standalone")
             where = str(env.get("redis_url") or "")
             key = (product, version, mode)
@@ -119,15 +130,14 @@ class Report:
     def hosting(self) -> list[dict]:
         """How instances were hosted: in one process, one process each, or over agents."""
         counts: dict[str, int] = {}
-        for r in self.runs:
-            sc, env = r.findings.scenario, r.record.environment or {}
-            # what the run did (auto resolved), from the record; the scenario only when it does not say
-            done = str(env.get("process_mode") or (env.get("instrument") or {}).get("process_mode")
-                       or sc.get("process_mode", "single"))
-            kind = "agents" if sc.get("agents") or done.startswith("agents") else \
-                "processes" if done.startswith("processes") else "single" if done in ("single", "auto") else done
-            counts[kind] = counts.get(kind, 0) + 1
-        return [{"kind": k, "runs": n} for k, n in counts.items()]
+        from fanout.report.facts import hosting
+
+        names: dict[str, list[str]] = {}
+        for r in self.runs:  # what the run did (auto resolved), from the record
+            h = hosting(r)
+            counts[h["kind"]] = counts.get(h["kind"], 0) + 1
+            names.setdefault(h["kind"], []).append(r.name)
+        return [{"kind": k, "runs": n, "names": names[k]} for k, n in counts.items()]
 
     def machine(self) -> dict:
         env = self.runs[0].record.environment if self.runs else {}

@@ -26,10 +26,28 @@ def load_results(path: str | Path = LATEST) -> dict[str, Any] | None:
         return None
 
 
+def server(m: dict) -> str:
+    """The server the benchmark ran against, as it reported itself (``machine["server"]``, e.g.
+    "Valkey 9.1.2 (implements Redis 7.2.4)"); a result that recorded only a version says so
+    rather than guess the product."""
+    if m.get("server"):
+        return str(m["server"])
+    v = m.get("redis_server")
+    return f"a server reporting version {v} (product not recorded)" if v else "server not recorded"
+
+
 def _machine(d: dict) -> str:
     m = d.get("machine", {})
-    return (f"{m.get('cores')} cores ({m.get('cpu_model')}), Redis {m.get('redis_server')}, Python {m.get('python')}, "
+    return (f"{m.get('cores')} cores ({m.get('cpu_model')}), {server(m)}, Python {m.get('python')}, "
             f"redis-py {m.get('redis_py')}, hiredis {m.get('hiredis')}")
+
+
+def commit(d: dict) -> str | None:
+    """The commit the benchmark ran on, when it recorded one (with ``+changes`` when fanout/ had
+    uncommitted changes)."""
+    m = d.get("machine", {})
+    c = m.get("git_commit") or d.get("git_commit") or d.get("commit")
+    return None if not c else f"{c}{' +changes' if m.get('fanout_uncommitted_changes') else ''}"
 
 
 def latency_frame(d: dict) -> pd.DataFrame:
@@ -84,13 +102,14 @@ def plot_curve(d: dict):
     return fig
 
 
-def load_markdown(d: dict | None) -> str:
+def load_markdown(d: dict | None, report_commit: str | None = None) -> str:
     """The benchmark's tables with where and when it ran (``templates/load.md.j2``)."""
     from fanout.report.prose import render
     from fanout.report.tables import md
 
     if d is None:
         return ""
-    return render("load.md.j2", d=d, machine=_machine(d), latency=md(latency_frame(d)),
+    return render("load.md.j2", d=d, machine=_machine(d), commit=commit(d), report_commit=report_commit,
+                  latency=md(latency_frame(d)),
                   knee=md(knee_frame(d), align={"why the next step failed": "left"}),
                   facts=d.get("comparison", {}).get("lines") or [])

@@ -4,7 +4,6 @@ Redis settings that matter as read from the server used, and alert thresholds de
 measured values. The wording is ``templates/operations.md.j2``."""
 from __future__ import annotations
 
-import math
 from fanout.report.capacity import ROWS as CAPACITY_ROWS
 from fanout.report.context import SENTINEL_WHY, Report
 from fanout.report.prose import render
@@ -14,133 +13,77 @@ def _item(text: str, ok: bool | None, evidence: str, link: str) -> dict:
     return {"text": text, "ok": ok, "evidence": evidence, "link": link}
 
 
-def checklist(rep: Report) -> list[dict]:
-    """Each item: ok True (measured and met), False (measured and not met), None (not measured)."""
-    runs, t = rep.runs, rep.totals
-    connected = sum(int(r.findings.per_instance["connected"].sum()) for r in runs)
-    instances = sum(len(r.findings.per_instance) for r in runs)
-    selfr = sum(o.self_received for o in rep.outcome_list())
-    calm = [rep.outcome(r) for r in rep.scenarios if not r.faulted]
-    faults = rep.outcome_list(rep.faults)
-    restarts = [o for o in faults if "redis_restart" in o.fault_kinds]
-    streams = [o for o in faults if o.transport == "streams" and "redis_restart" not in o.fault_kinds]
+def _n(v: int) -> str:
+    return f"{int(v):,}"
+
+
+def checklist(rep: Report, facts: dict) -> list[dict]:
+    """Each item: ok True (measured and met), False (measured and not met), None (not measured).
+    Every count is read from ``facts`` (the same aggregates the verdict quotes)."""
+    entries, g = facts["runs"], facts["groups"]
+    everyone, calm, faults = g["all"], g["calm"], g["faults"]
+    fault_runs = [e for e in entries if e["faulted"]]
+    restarts = [e for e in fault_runs if "redis_restart" in e["fault_kinds"]]
+    streams = [e for e in fault_runs if e["transport"] == "streams" and "redis_restart" not in e["fault_kinds"]]
     top = CAPACITY_ROWS[-1]
-    top_run = next((r for r in rep.capacity if r.name == top.name), None)
-    sharded = [rep.outcome(r) for r in runs if r.transport == "sharded"]
-    items = [
-        _item("Every instance connects and stays connected", connected == instances if runs else None,
-              f"{connected} of {instances} instances connected at the end of their runs", "key-results"),
-        _item("No instance receives its own events", selfr == 0 if runs else None,
-              f"{selfr} self-received deliveries in {len(runs)} runs", "key-results"),
-        _item("Every event exactly once without faults", all(o.exactly_once for o in calm) if calm else None,
-              f"{sum(o.exactly_once for o in calm)} of {len(calm)} runs without faults exactly once"
-              if calm else "no run without faults", "scenario-1"),
-        _item("Every event lost under a fault is accounted for", all(o.unexplained == 0 for o in faults)
-              if faults else None, f"{sum(o.unexplained for o in faults)} unexplained in {len(faults)} fault runs"
-              if faults else "no fault run", "failover"),
-        _item("Recovers by itself after a Redis restart", all(o.passed for o in restarts) if restarts else None,
-              f"{sum(o.passed for o in restarts)} of {len(restarts)} restart runs receiving again afterwards"
+    top_run = next((e for e in entries if e["name"] == top.name and e["role"] == "capacity"), None)
+    sharded = [e for e in entries if e["transport"] == "sharded"]
+    kinds = faults["by_kind"]
+    return [
+        _item("Every instance connects and stays connected",
+              everyone["connected"] == everyone["instances"] if entries else None,
+              f"{_n(everyone['connected'])} of {_n(everyone['instances'])} instances connected at the end of their "
+              f"runs", "key-results"),
+        _item("No instance receives its own events", everyone["self_received"] == 0 if entries else None,
+              f"{_n(everyone['self_received'])} self-received deliveries in {_n(everyone['runs'])} runs",
+              "key-results"),
+        _item("Every event exactly once without faults", calm["exactly_once"] == calm["runs"] if calm["runs"] else None,
+              f"{_n(calm['exactly_once'])} of the {_n(calm['runs'])} runs without injected faults exactly once"
+              if calm["runs"] else "no run without faults", "verdict"),
+        _item("Every event lost under a fault was lost where a planned fault acted",
+              faults["all_planned"] if faults["runs"] else None,
+              (f"of {_n(faults['lost'])} deliveries lost in {_n(faults['runs'])} fault runs, "
+               f"{_n(kinds['planned fault'])} where a planned fault acted, {_n(kinds['unplanned outage'])} during "
+               f"unplanned outages, {_n(kinds['unexplained'])} unexplained") if faults["runs"] else "no fault run",
+              "failover"),
+        _item("Recovers by itself after a Redis restart", all(e["passed"] for e in restarts) if restarts else None,
+              f"{sum(e['passed'] for e in restarts)} of {len(restarts)} restart runs receiving again afterwards"
               if restarts else "no Redis restart run", "failover"),
         _item("Streams lose nothing across crashes, partitions and stalls",
-              all(o.missing == 0 for o in streams) if streams else None,
-              f"{sum(o.missing for o in streams)} lost in {len(streams)} Streams fault runs" if streams
+              all(e["missing"] == 0 for e in streams) if streams else None,
+              f"{_n(sum(e['missing'] for e in streams))} lost in {len(streams)} Streams fault runs" if streams
               else "no Streams fault run", "failover"),
         _item(f"Carries the seed's top row ({top.bots} instances at {top.rate:,.0f} events/s) within capacity",
-              (rep.outcome(top_run).exactly_once and not rep.outcome(top_run).load.over_capacity) if top_run else None,
-              ("within capacity" if not rep.outcome(top_run).load.over_capacity else
-               "over capacity on this machine") if top_run else "capacity rows not run", "capacity"),
-        _item("Sharded pub/sub on a Redis Cluster delivers exactly once", all(o.exactly_once for o in sharded)
-              if sharded else None, f"{sum(o.exactly_once for o in sharded)} of {len(sharded)} sharded runs"
+              (top_run["exactly_once"] and not top_run["load"]["over_capacity"]) if top_run else None,
+              ("within capacity" if not top_run["load"]["over_capacity"] else "over capacity on this machine")
+              if top_run else "capacity rows not run", "capacity"),
+        _item("Sharded pub/sub on a Redis Cluster delivers exactly once", all(e["exactly_once"] for e in sharded)
+              if sharded else None, f"{sum(e['exactly_once'] for e in sharded)} of {len(sharded)} sharded runs"
               if sharded else "no sharded run", "key-results"),
         _item("Sentinel failover", None, SENTINEL_WHY, "scope"),
         _item("TLS and authentication", None, "not exercised: the throwaway servers have neither", "scope"),
         _item("Alerts on the bridge metrics in place", None, "a deployment step: the thresholds below are a start",
               "monitoring"),
     ]
-    del t
-    return items
-
-
-def _parse_limit(text: str, cls: str = "pubsub") -> tuple[int, int, int] | None:
-    parts = str(text).split()
-    for i, p in enumerate(parts):
-        if p == cls and i + 3 < len(parts):
-            try:
-                return int(parts[i + 1]), int(parts[i + 2]), int(parts[i + 3])
-            except ValueError:
-                return None
-    return None
-
-
-def settings(rep: Report) -> dict:
-    """The settings as read from the servers used (one entry per distinct value), and the numbers
-    the recommendations are made of: the busiest subscriber's bytes/s, clients per instance, the
-    largest Streams memory."""
-    seen: dict[str, set] = {}
-    for r in rep.runs:
-        for node, conf in ((r.record.environment or {}).get("redis_config") or {}).items():
-            for k, v in conf.items():
-                seen.setdefault(k, set()).add(str(v))
-    per_sub, clients_per_inst, streams_mem = [], [], []
-    for r in rep.runs:
-        s = rep.resources(r)
-        redis = s[s["kind"] == "redis"]
-        if redis.empty:
-            continue
-        n = int(r.findings.overall["instances"])
-        clients = int(redis["clients_max"].sum())
-        subs = max(1, n)
-        if redis["net_out_per_s"].notna().any():
-            per_sub.append(float(redis["net_out_per_s"].sum()) / subs)
-        if n:
-            clients_per_inst.append(clients / n)
-        if r.transport == "streams":
-            streams_mem.append(int(redis["memory_peak_bytes"].sum()))
-    limit = next((_parse_limit(v) for v in seen.get("client-output-buffer-limit", ())), None)
-    worst = max(per_sub) if per_sub else None
-    return {
-        "values": {k: sorted(v) for k, v in seen.items()},
-        "pubsub_limit": limit, "per_subscriber_bps": worst,
-        "hard_limit_seconds": (limit[0] / worst if limit and limit[0] and worst else None),
-        "clients_per_instance": max(clients_per_inst) if clients_per_inst else None,
-        "streams_peak_bytes": max(streams_mem) if streams_mem else None,
-    }
-
-
-def thresholds(rep: Report) -> dict:
-    """Alert thresholds from what was measured: latency from the worst p99 of the runs without
-    faults that stayed within capacity, CPU from the busiest Redis interval."""
-    calm = [r for r in rep.scenarios + rep.capacity
-            if not r.faulted and not rep.loads[r.record.run_id].over_capacity and r.findings.latency["p99_ms"]]
-    p99 = max((r.findings.latency["p99_ms"] for r in calm), default=None)
-    cpu = []
-    for r in rep.runs:
-        s = rep.resources(r)
-        redis = s[s["kind"] == "redis"]
-        if len(redis) and redis["cpu_pct_max"].notna().any():
-            cpu.append(float(redis["cpu_pct_max"].max()))
-    restarts = [r for r in rep.faults if "redis-restart" in r.name]
-    reconnects = max((int(r.findings.overall["reconnects"]) for r in restarts), default=None)
-    return {"p99_ms": p99, "warn_ms": math.ceil(3 * p99) if p99 else None, "page_ms": math.ceil(10 * p99) if p99 else None,
-            "calm_runs": [r.name for r in calm], "redis_cpu_max": max(cpu) if cpu else None,
-            "restart_reconnects": reconnects,
-            "gaps_calm": sum(int(r.findings.overall["gaps"]) for r in calm)}
 
 
 def operations(rep: Report) -> str:
-    return render("operations.md.j2", rep=rep, items=checklist(rep), s=settings(rep), th=thresholds(rep))
+    f = rep.facts
+    return render("operations.md.j2", rep=rep, items=f["readiness"], s=f["settings"], th=f["monitoring"],
+                  servers=len(f["scope"]["servers"]))
 
 
 def limitations(rep: Report) -> str:
     """The seed's four known limitations, each with what these runs measured about it."""
-    from fanout.report.ordering import ordering_stats
-
-    order = [ordering_stats(r.record) for r in rep.runs]
-    return render("limitations.md.j2", rep=rep, t=rep.totals, order=order, mach=rep.machine())
+    f = rep.facts
+    return render("limitations.md.j2", rep=rep, F=f, g=f["groups"], order=f["ordering"]["total"],
+                  mach=f["scope"]["machine"])
 
 
 def methodology() -> str:
-    return render("methodology.md.j2")
+    from fanout.report.facts import DEFINITIONS
+
+    return render("methodology.md.j2", defs=DEFINITIONS)
 
 
-__all__ = ["checklist", "settings", "thresholds", "operations", "limitations", "methodology"]
+__all__ = ["checklist", "operations", "limitations", "methodology"]

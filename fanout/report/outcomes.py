@@ -12,8 +12,43 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from fanout.analysis.accounting import OUTAGE, OUTPUT_BUFFER, UNEXPLAINED
 from fanout.report import saturation
 from fanout.report.saturation import Load
+
+#: the kinds of loss (``LossAccount.by_kind``): where a planned fault acted (on the instance it
+#: targets, within its window), during an outage no fault planned, or with nothing to explain it
+PLANNED, UNPLANNED, UNEXPLAINED_KIND = "planned fault", "unplanned outage", "unexplained"
+LOSS_KINDS = (PLANNED, UNPLANNED, UNEXPLAINED_KIND)
+
+
+def loss_kinds(acc) -> dict[str, int]:
+    """Lost deliveries per kind, every kind present (0 when none): ``LossAccount.by_kind`` when
+    the analysis says it; from the causes otherwise (archives analysed before it did)."""
+    out = dict.fromkeys(LOSS_KINDS, 0)
+    if acc is None:
+        return out
+    by_kind = getattr(acc, "by_kind", None)
+    if by_kind is not None:
+        for kind, n in by_kind.items():
+            out[str(kind)] = out.get(str(kind), 0) + int(n)
+        return out
+    for cause, n in acc.by_cause.items():
+        if cause == UNEXPLAINED:
+            kind = UNEXPLAINED_KIND
+        elif cause == OUTPUT_BUFFER or cause.startswith("lost during ") and cause != OUTAGE:
+            kind = PLANNED
+        elif cause == OUTAGE:
+            kind = UNPLANNED
+        else:  # trimmed, held at the end, an agent died: no planned fault acted there
+            kind = UNPLANNED
+        out[kind] += int(n)
+    return out
+
+
+def judged(criterion) -> bool:
+    """A criterion that decides PASS/FAIL; ``judged=False`` ones (lateness) are stated, not judged."""
+    return bool(getattr(criterion, "judged", True))
 
 
 @dataclass(frozen=True)
@@ -46,6 +81,23 @@ class Outcome:
     load: Load
     exactly_once: bool
     failed_criteria: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
+    #: lost deliveries per kind (LOSS_KINDS order): planned fault, unplanned outage, unexplained
+    kinds: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    #: criteria stated, not judged (lateness): (name, measured, threshold)
+    noted: tuple[tuple[str, str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def planned(self) -> int:
+        return dict(self.kinds).get(PLANNED, 0)
+
+    @property
+    def unplanned(self) -> int:
+        return dict(self.kinds).get(UNPLANNED, 0)
+
+    @property
+    def all_planned(self) -> bool:
+        """Every lost delivery was lost where a planned fault acted (nothing else lost)."""
+        return self.planned == self.missing
 
     @property
     def lost_pct(self) -> float:
@@ -98,7 +150,10 @@ def outcome(run) -> Outcome:
         unsent=int(o.get("unsent", 0)), gaps_from_failed_publishes=gaps_from_failed_publishes(run),
         suspicious=int(o.get("suspicious", 0)), rejected=int(o.get("rejected", 0)),
         id_conflicts=int(o.get("id_conflicts", 0)), foreign=int(o.get("foreign", 0)), load=load, exactly_once=exact,
-        failed_criteria=tuple((c.name, c.measured, c.threshold) for c in f.verdict if not c.passed),
+        failed_criteria=tuple((c.name, c.measured, c.threshold) for c in f.verdict if not c.passed and judged(c)),
+        kinds=tuple(loss_kinds(acc).items()) if acc else ((PLANNED, 0), (UNPLANNED, 0),
+                                                          (UNEXPLAINED_KIND, int(o["missing"]))),
+        noted=tuple((c.name, c.measured, c.threshold) for c in f.verdict if not judged(c)),
     )
 
 
@@ -106,12 +161,12 @@ def outcomes(runs: Sequence) -> dict[str, Outcome]:
     return {r.record.run_id: outcome(r) for r in runs}
 
 
-def by_fault(fault_outcomes: Sequence[Outcome]) -> list[dict]:
-    """The failover matrix as data: per fault, each transport's outcome (in the order run)."""
-    faults: dict[str, list[Outcome]] = {}
-    for oc in fault_outcomes:
-        faults.setdefault(oc.fault or oc.name, []).append(oc)
-    return [{"fault": name, "kinds": ocs[0].fault_kinds, "transports": ocs} for name, ocs in faults.items()]
+def by_fault(fault_entries: Sequence[dict]) -> list[dict]:
+    """The failover matrix as data: per fault, each transport's run facts (in the order run)."""
+    faults: dict[str, list[dict]] = {}
+    for e in fault_entries:
+        faults.setdefault(e["fault"] or e["name"], []).append(e)
+    return [{"fault": name, "kinds": es[0]["fault_kinds"], "transports": es} for name, es in faults.items()]
 
 
 def totals(ocs: Sequence[Outcome]) -> dict:
@@ -132,16 +187,20 @@ def totals(ocs: Sequence[Outcome]) -> dict:
     }
 
 
-def attention(ocs: Sequence[Outcome], skipped: dict[str, str], not_measured: Sequence[dict]) -> list[dict]:
-    """The "needs attention" list, most serious first: failures, unexplained loss, any loss,
-    over-capacity load points, gaps nothing explains, transports skipped, parts not measured."""
+def attention(entries: Sequence[dict], skipped: dict[str, str], not_measured: Sequence[dict]) -> list[dict]:
+    """The "needs attention" list from the runs' facts (:mod:`fanout.report.facts`), most serious
+    first: failures, unexplained loss, loss during unplanned outages, loss where a planned fault
+    acted, lateness under faults (stated, not judged), over-capacity load points, gaps nothing
+    explains, forged traffic, transports skipped, parts not measured."""
     items: list[dict] = []
-    items += [{"kind": "failed", "o": o} for o in ocs if not o.passed]
-    items += [{"kind": "unexplained", "o": o} for o in ocs if o.unexplained]
-    items += [{"kind": "loss", "o": o} for o in ocs if o.missing and not o.unexplained]
-    items += [{"kind": "over_capacity", "o": o} for o in ocs if o.load.over_capacity]
-    items += [{"kind": "gaps", "o": o} for o in ocs if o.gaps_other]
-    items += [{"kind": "hostile", "o": o} for o in ocs if o.suspicious or o.rejected or o.id_conflicts]
+    items += [{"kind": "failed", "o": e} for e in entries if not e["passed"]]
+    items += [{"kind": "unexplained", "o": e} for e in entries if e["by_kind"].get(UNEXPLAINED_KIND)]
+    items += [{"kind": "unplanned", "o": e} for e in entries if e["by_kind"].get(UNPLANNED)]
+    items += [{"kind": "loss", "o": e} for e in entries if e["missing"] and e["all_planned"]]
+    items += [{"kind": "late", "o": e} for e in entries if (e.get("lateness") or {}).get("late")]
+    items += [{"kind": "over_capacity", "o": e} for e in entries if e["load"]["over_capacity"]]
+    items += [{"kind": "gaps", "o": e} for e in entries if e["gaps_other"]]
+    items += [{"kind": "hostile", "o": e} for e in entries if e["suspicious"] or e["rejected"] or e["id_conflicts"]]
     items += [{"kind": "skipped", "what": t, "why": why} for t, why in skipped.items()]
     items += [{"kind": "not_measured", **d} for d in not_measured]
     return items
@@ -152,5 +211,5 @@ def loss_causes_frame(ocs: Sequence[Outcome]) -> pd.DataFrame:
                         columns=["run", "cause", "count"])
 
 
-__all__ = ["Outcome", "outcome", "outcomes", "by_fault", "totals", "attention", "gaps_from_failed_publishes",
+__all__ = ["PLANNED", "UNPLANNED", "UNEXPLAINED_KIND", "LOSS_KINDS", "loss_kinds", "judged", "Outcome", "outcome", "outcomes", "by_fault", "totals", "attention", "gaps_from_failed_publishes",
            "loss_causes_frame"]

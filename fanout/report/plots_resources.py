@@ -1,4 +1,5 @@
-"""Resource usage per run: Redis's CPU beside the instrument's busiest process (% of one core)."""
+"""Resource usage per run: Redis's CPU beside instrument CPU (% of one core; instrument CPU as
+:func:`fanout.report.saturation.instrument_cpu_detail` defines it, the same number as the tables)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -9,13 +10,16 @@ from matplotlib.figure import Figure
 
 
 def cpu_frame(summaries: Sequence[tuple]) -> pd.DataFrame:
+    from fanout.report.saturation import instrument_cpu_detail
+
     rows = []
     for run, s in summaries:
-        redis, procs = s[s["kind"] == "redis"], s[s["kind"] == "process"]
+        redis = s[s["kind"] == "redis"]
         if len(redis):
             rows.append({"run": run.name, "who": "Redis (all nodes)", "cpu_pct": float(redis["cpu_pct"].sum())})
-        if len(procs):
-            rows.append({"run": run.name, "who": "instrument (busiest process)", "cpu_pct": float(procs["cpu_pct"].max())})
+        cpu = instrument_cpu_detail(run)["pct"]
+        if cpu is not None:
+            rows.append({"run": run.name, "who": "instrument CPU", "cpu_pct": float(cpu)})
     return pd.DataFrame(rows, columns=["run", "who", "cpu_pct"])
 
 

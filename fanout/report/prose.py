@@ -18,14 +18,25 @@ from fanout.report.tables import load_state, md, status_word
 
 
 def _bytes(value: float | None, unit: str = "MiB") -> str:
+    """Bytes in ``unit`` (KiB, MiB, GiB), or ``auto``: the largest unit that keeps the number at 1 or more."""
     if value is None:
         return fmt.NA
+    if unit == "auto":
+        unit = next((u for u, s in (("GiB", 1024 ** 3), ("MiB", 1024 ** 2)) if value >= s), "KiB")
     scale = {"KiB": 1024, "MiB": 1024 ** 2, "GiB": 1024 ** 3}[unit]
     return f"{value / scale:,.1f} {unit}"
 
 
 def _num(value: float | None, digits: int = 1) -> str:
     return fmt.NA if value is None else f"{value:,.{digits}f}"
+
+
+def ms_short(value: float | None) -> str:
+    """A latency in prose: ``2,812 ms`` from 100 ms up, ``12.3 ms`` from 1 ms, ``0.842 ms`` below."""
+    if value is None:
+        return fmt.NA
+    v = float(value)
+    return f"{v:,.0f} ms" if v >= 100 else f"{v:.1f} ms" if v >= 1 else f"{v:.3f} ms"
 
 
 def _anchor(name: str) -> str:
@@ -38,7 +49,8 @@ def environment() -> Environment:
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined, trim_blocks=False,
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters.update(ms=fmt.ms, pct=fmt.pct, count=fmt.count, rate=fmt.rate, seconds=fmt.seconds,
-                       status=status_word, state=load_state, table=md, bytes=_bytes, num=_num)
+                       status=status_word, state=load_state, table=md, bytes=_bytes, num=_num,
+                       ms_short=ms_short, capitalize_first=lambda t: str(t)[:1].upper() + str(t)[1:])
     env.globals.update(anchor=_anchor)
     env.tests["contains"] = lambda seq, item: item in (seq or ())
     return env

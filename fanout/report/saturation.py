@@ -60,17 +60,30 @@ class Load:
         return self.state == WITHIN and bool(self.instrument_flag)
 
 
-def instrument_cpu(run) -> tuple[float | None, bool | None]:
-    """(the busiest instrument process's CPU % over the run, the simulator's own saturated flag)."""
+def instrument_cpu_detail(run) -> dict:
+    """The one instrument CPU of a run (the methodology's definition, ``facts.DEFINITIONS``): the
+    busiest instrument process's CPU over the run, % of one core, less its scheduler's wait before
+    each due time — the simulator's own accounting (``environment["instrument"]["cpu_pct"]``,
+    ``source`` "accounted"); without it, the busiest sampled process, wait included ("sampled").
+    Also the simulator's saturated flag, when recorded."""
     env = run.record.environment or {}
     inst = env.get("instrument") or {}
     flag = inst.get("saturated") if isinstance(inst, dict) else None
     cpu = inst.get("cpu_pct") if isinstance(inst, dict) else None
+    source = "accounted"
     if not isinstance(cpu, (int, float)):
         res = summarise(run.record.resources, run.record.t0, run.record.t_end)
         procs = res[res["kind"] == "process"]["cpu_pct"].dropna()
         cpu = float(procs.max()) if len(procs) else None
-    return (float(cpu) if cpu is not None else None), (bool(flag) if flag is not None else None)
+        source = "sampled" if cpu is not None else None
+    return {"pct": float(cpu) if cpu is not None else None, "source": source,
+            "saturated": bool(flag) if flag is not None else None}
+
+
+def instrument_cpu(run) -> tuple[float | None, bool | None]:
+    """(instrument CPU as :func:`instrument_cpu_detail` defines it, the simulator's own saturated flag)."""
+    d = instrument_cpu_detail(run)
+    return d["pct"], d["saturated"]
 
 
 def assess(run) -> Load:
@@ -129,5 +142,5 @@ def max_lossless(runs: Sequence) -> dict:
     }
 
 
-__all__ = ["Load", "assess", "instrument_cpu", "lossless", "max_lossless", "WITHIN", "BEHIND", "RECEIVERS", "INSTRUMENT",
+__all__ = ["Load", "assess", "instrument_cpu", "instrument_cpu_detail", "lossless", "max_lossless", "WITHIN", "BEHIND", "RECEIVERS", "INSTRUMENT",
            "NOT_JUDGED", "BEHIND_FRACTION", "LAG_SHARE", "LAG_FLOOR_MS", "CPU_SATURATED_PCT"]

@@ -21,19 +21,26 @@ def _short(o) -> str:
 
 
 def page_one(rep: Report) -> str:
-    """Verdict, scope, key results and what needs attention: everything a reader must see first."""
-    shorts = {k: _ShortOutcome(_short(o)) for k, o in rep.outcomes.items()}
-    main = [r for r in rep.runs if r.role != "fault"]
+    """Verdict, scope, key results and what needs attention: everything a reader must see first.
+    Every figure is read from ``rep.facts`` (report.json) or the runs' findings (also in it)."""
+    F = rep.facts
+    entries = {e["run_id"]: e for e in F["runs"]}
+    shorts = {k: _ShortOutcome(_short(e)) for k, e in entries.items()}
+    main = [r for r in rep.runs if not entries[r.record.run_id]["faulted"]]
+    fault_entries = [e for e in F["runs"] if e["faulted"]]
     matrix = None
-    if rep.faults:
+    if fault_entries:
         rows = {}
-        for r in rep.faults:
-            rows.setdefault(r.fault, {"Fault": r.fault})[macro("_macros.md.j2", "transport")(r.transport)] = (
-                f"{_short(rep.outcome(r))} ({T.status_word(r.findings.passed)})")
+        for e in fault_entries:
+            rows.setdefault(e["fault"], {"Fault": e["fault"]})[macro("_macros.md.j2", "transport")(e["transport"])] = (
+                f"{_short(e)} ({T.status_word(e['passed'])})")
         matrix = T.md(pd.DataFrame(list(rows.values())).fillna("not run"))
-    return render("page_one.md.j2", rep=rep, t=rep.totals, ml=rep.max_lossless, mach=rep.machine(),
-                  not_measured=rep.not_measured(), key=T.md(T.key_results_table(main, shorts)), matrix=matrix,
-                  attention=_outcomes.attention(rep.outcome_list(), rep.skipped, []))
+    return render("page_one.md.j2", rep=rep, F=F, g=F["groups"], S=F["scope"], ml=F["max_lossless"],
+                  fault_transports=list(dict.fromkeys(e["transport"] for e in fault_entries)),
+                  late_runs=[e for e in fault_entries if (e["lateness"] or {}).get("late")],
+                  over=[e for e in F["runs"] if e["load"]["over_capacity"]],
+                  not_measured=F["scope"]["not_measured"], key=T.md(T.key_results_table(main, shorts)),
+                  matrix=matrix, attention=_outcomes.attention(F["runs"], rep.skipped, []))
 
 
 class _ShortOutcome:
@@ -45,7 +52,8 @@ class _ShortOutcome:
 
 def scenario_head(rep: Report, run: ScenarioRun, index: int) -> str:
     agents = T.agents_table(run.record)
-    return render("scenario.md.j2", run=run, index=index, o=rep.outcome(run),
+    o = next(e for e in rep.facts["runs"] if e["run_id"] == run.record.run_id)
+    return render("scenario.md.j2", run=run, index=index, o=o,
                   overall=T.md(T.overall_table(run.findings), align={"Value": "left"}),
                   arithmetic=T.md(T.arithmetic_table(run.findings), align={"Exact": "center"}),
                   agents=T.md(agents) if agents is not None else None)
@@ -58,7 +66,8 @@ def scenario_latency(run: ScenarioRun) -> str:
 
 def scenario_verdict(run: ScenarioRun) -> str:
     return render("scenario_verdict.md.j2", run=run, verdict=T.md(T.verdict_table(run.findings)),
-                  failed=[c for c in run.findings.verdict if not c.passed])
+                  failed=[c for c in run.findings.verdict if not c.passed and _outcomes.judged(c)],
+                  noted=[c for c in run.findings.verdict if not _outcomes.judged(c)])
 
 
 def comparison_pairs(runs: Sequence[ScenarioRun]) -> list[tuple[str, ScenarioRun, ScenarioRun]]:
@@ -76,15 +85,16 @@ def comparison_pairs(runs: Sequence[ScenarioRun]) -> list[tuple[str, ScenarioRun
 
 
 def comparisons(rep: Report) -> str:
-    pairs = comparison_pairs(rep.scenarios)
+    """The comparison pairs, every number read from ``rep.facts["comparisons"]`` (report.json)."""
+    by = {r.name: r for r in rep.scenarios}
     blocks = []
-    for label, a, b in pairs:
-        c = _compare.compare_sets([a], [b])
+    for pair in rep.facts["comparisons"]:
+        rows = pd.DataFrame(pair["rows"]).assign(scenario=pair["label"])
+        c = _compare.Comparison(rows[_compare.COLUMNS], _compare.THRESHOLD_PCT, _compare.MAX_DELIVERY_DROP)
         shown = _compare.display_frame(c).drop(columns=["scenario", "regressed"])
-        blocks.append({"label": label, "a": a, "b": b, "table": T.md(shown),
-                       "noise": [row for row in c.rows.to_dict(orient="records")
-                                 if row["reading"] == "within noise"],
-                       "differ": [row for row in c.rows.to_dict(orient="records")
+        blocks.append({"label": pair["label"], "a": by[pair["a"]], "b": by[pair["b"]], "table": T.md(shown),
+                       "noise": [row for row in pair["rows"] if row["reading"] == "within noise"],
+                       "differ": [row for row in pair["rows"]
                                   if row["reading"] in ("higher", "lower") and row["metric"] != "delivery (%)"]})
     return render("comparisons.md.j2", rep=rep, blocks=blocks,
                   distribution=T.md(T.distribution_table(rep.scenarios)) if rep.scenarios else "")
@@ -93,38 +103,43 @@ def comparisons(rep: Report) -> str:
 def performance(rep: Report) -> str:
     runs = rep.scenarios + rep.capacity
     return render("performance.md.j2", rep=rep, latency=T.md(T.latency_distribution_table(runs)),
-                  throughput=T.md(T.throughput_table(runs, rep.loads)))
+                  throughput=T.md(T.throughput_table(runs, rep.loads, rep.facts)))
 
 
 def resources(rep: Report) -> str:
-    runs = [r for r in rep.runs if len(r.record.resources)]
-    summaries = [(r, rep.resources(r)) for r in runs]
-    redis_cpu = [float(s[s["kind"] == "redis"]["cpu_pct"].sum()) for _, s in summaries if (s["kind"] == "redis").any()]
-    memory = [int(s[s["kind"] == "redis"]["memory_peak_bytes"].sum()) for _, s in summaries
-              if (s["kind"] == "redis").any()]
-    inst = [float(s[s["kind"] == "process"]["cpu_pct"].max()) for _, s in summaries if (s["kind"] == "process").any()]
-    unsampled = [r.name for r in rep.runs if not len(r.record.resources)]
-    return render("resources.md.j2", rep=rep, table=T.md(T.resources_table(summaries)) if summaries else "",
-                  redis_cpu=redis_cpu, memory=memory, inst=inst, unsampled=unsampled, n=len(summaries))
+    from fanout.report.facts import DEFINITIONS
+
+    F = rep.facts
+    sampled = [e for e in F["runs"] if e["resources"]]
+    return render("resources.md.j2", rep=rep, R=F["resources"], defs=DEFINITIONS,
+                  table=T.md(T.resources_table(sampled)) if sampled else "")
 
 
 def capacity(rep: Report) -> str:
-    rows = _capacity.measured_rows(rep.capacity, requested=bool(rep.params.capacity))
-    measured = [d for d in rows if d["run"] is not None]
-    return render("capacity.md.j2", rep=rep, rows=rows, measured=measured, ml=rep.max_lossless,
-                  seed=T.md(_capacity.seed_table(rows)),
-                  model=T.md(_capacity.model_table(rows)) if measured else "")
+    F = rep.facts
+    rows = F["capacity"]
+    measured = [d for d in rows if d["measured"]]
+    return render("capacity.md.j2", rep=rep, rows=rows, measured=measured, ml=F["max_lossless"],
+                  seed=T.md(_capacity.seed_table(rows)), model=T.md(_capacity.model_table(rows)) if measured else "",
+                  defs=F["definitions"])
 
 
 def failover(rep: Report) -> str:
-    ocs = rep.outcome_list(rep.faults)
-    return render("failover.md.j2", rep=rep, faults=_outcomes.by_fault(ocs),
-                  table=T.md(T.failover_table(rep.faults)) if rep.faults else "", defs=T.DEFINITIONS,
+    F = rep.facts
+    entries = [e for e in F["runs"] if e["faulted"]]
+    return render("failover.md.j2", rep=rep, F=F, g=F["groups"], faults=_outcomes.by_fault(entries),
+                  fault_transports=list(dict.fromkeys(e["transport"] for e in entries)),
+                  table=T.md(T.failover_table(entries)) if entries else "", defs=T.DEFINITIONS,
                   skipped=rep.skipped)
 
 
 def conclusion(rep: Report) -> str:
-    return render("conclusion.md.j2", rep=rep, t=rep.totals, ml=rep.max_lossless)
+    F = rep.facts
+    fault_entries = [e for e in F["runs"] if e["faulted"]]
+    return render("conclusion.md.j2", rep=rep, F=F, g=F["groups"],
+                  fault_transports=list(dict.fromkeys(e["transport"] for e in fault_entries)),
+                  lossy=[e for e in F["runs"] if e["missing"]],
+                  over=[e for e in F["runs"] if e["load"]["over_capacity"]])
 
 
 __all__ = ["page_one", "scenario_head", "scenario_latency", "scenario_verdict", "comparisons", "comparison_pairs",

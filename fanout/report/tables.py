@@ -73,10 +73,12 @@ def status_word(passed: bool) -> str:
             else '<span class="verdict-fail">❌ FAIL</span>')
 
 
-def load_state(load: saturation.Load | None) -> str:
+def load_state(load: saturation.Load | dict | None) -> str:
+    """A load state in words, from a :class:`~fanout.report.saturation.Load` or its facts dict."""
     if load is None:
         return ""
-    return "within capacity, the instrument at its limit" if load.near_limit else STATE_WORDS[load.state]
+    state, near = (load["state"], load["near_limit"]) if isinstance(load, dict) else (load.state, load.near_limit)
+    return "within capacity, the instrument at its limit" if near else STATE_WORDS[state]
 
 
 # ---------------------------------------------------------------- one scenario
@@ -148,7 +150,7 @@ def instance_latency_table(f: Findings) -> pd.DataFrame:
 
 
 def verdict_table(f: Findings) -> pd.DataFrame:
-    return pd.DataFrame([(c.name, c.measured, c.threshold, status_word(c.passed)) for c in f.verdict],
+    return pd.DataFrame([(c.name, c.measured, c.threshold, verdict_word(c)) for c in f.verdict],
                         columns=["Criterion", "Measured", "Threshold", "Result"])
 
 
@@ -192,13 +194,15 @@ def distribution_table(runs: Sequence) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def throughput_table(runs: Sequence, loads: dict) -> pd.DataFrame:
+def throughput_table(runs: Sequence, loads: dict, facts: dict) -> pd.DataFrame:
+    """Rates per run; deliveries/s over the publishing window, as ``facts`` (report.json) holds it."""
+    per = {e["run_id"]: e for e in facts["runs"]}
     rows = []
     for r in runs:
         o = r.findings.overall
         rows.append({"Scenario": r.name, "Target events/s": fmt.rate(o["target_rate_per_s"]),
                      "Achieved events/s": fmt.rate(o["achieved_rate_per_s"]),
-                     "Deliveries/s": fmt.rate(o["deliveries_per_s"]),
+                     "Deliveries/s (publishing window)": fmt.rate(per[r.record.run_id]["deliveries_per_s"]),
                      "Schedule lag p99": fmt.ms(o["schedule_lag_p99_ms"]),
                      "Load": load_state(loads[r.record.run_id])})
     return pd.DataFrame(rows)
@@ -214,46 +218,65 @@ def latency_distribution_table(runs: Sequence) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def failover_table(fault_runs: Sequence) -> pd.DataFrame:
-    """The one failover table: a row per fault and transport, every number behind the verdict."""
+def failover_table(entries: Sequence[dict]) -> pd.DataFrame:
+    """The one failover table from the fault runs' facts: a row per fault and transport, every
+    number behind the verdict, the losses by kind and the lateness of what was sent during the fault."""
+    def ms_cell(v) -> str:
+        return "n/a" if v is None else f"{v:,.1f}"
+
     rows = []
-    for r in fault_runs:
-        acc = r.findings.losses
-        ft = acc.faults.iloc[0] if len(acc.faults) else None
-        rec_ms = ft["recovery_ms"] if ft is not None else None
-        rows.append({"Fault": r.fault, "Transport": r.transport, "Expected": fmt.count(r.findings.overall["expected"]),
-                     "Delivered": fmt.count(r.findings.overall["received"]), "Lost": fmt.count(acc.lost),
-                     "Unexplained": fmt.count(acc.unexplained), "Not published": fmt.count(acc.not_published),
-                     "Recovered": fmt.count(int(ft["recovered"]) if ft is not None else 0),
-                     "Receiving again after": "n/a" if rec_ms is None or rec_ms != rec_ms else f"{rec_ms:.1f} ms",
-                     "Status": status_word(r.findings.passed)})
+    for e in entries:
+        late = e.get("lateness") or {}
+        kinds = e["by_kind"]
+        rows.append({"Fault": e["fault"], "Transport": e["transport"], "Expected": fmt.count(e["expected"]),
+                     "Delivered": fmt.count(e["delivered"]), "Lost": fmt.count(e["missing"]),
+                     "Planned / unplanned / unexplained": " / ".join(
+                         fmt.count(kinds.get(k, 0)) for k in ("planned fault", "unplanned outage", "unexplained")),
+                     "Not published": fmt.count(e["not_published"]), "Recovered": fmt.count(e["recovered"]),
+                     "Receiving again after": "n/a" if e["recovery_ms"] is None else f"{e['recovery_ms']:.1f} ms",
+                     "Bound (ms)": ms_cell(late.get("bound_ms")),
+                     "In window: n, p50 / p99 / max (ms)": "n/a" if late.get("window_n") is None else
+                     f"{fmt.count(late['window_n'])}, {ms_cell(late.get('window_p50_ms'))} / "
+                     f"{ms_cell(late.get('window_p99_ms'))} / {ms_cell(late.get('window_max_ms'))}",
+                     "Late": "n/a" if late.get("late") is None else fmt.count(late["late"]),
+                     "Status": status_word(e["passed"])})
     return pd.DataFrame(rows)
 
 
-def resources_table(summaries: Sequence[tuple]) -> pd.DataFrame:
-    """(run, summary frame) pairs -> one row per run: Redis and the instrument side by side."""
+def verdict_word(c) -> str:
+    """PASS/FAIL for a judged criterion; "noted" for one stated, not judged (``judged=False``)."""
+    if not getattr(c, "judged", True):
+        return '<span class="verdict-note">ℹ️ noted</span>'
+    return status_word(c.passed)
+
+
+def resources_table(entries: Sequence[dict]) -> pd.DataFrame:
+    """Run facts -> one row per sampled run: Redis and the instrument side by side (instrument CPU
+    as the methodology defines it, * where only the sampled process CPU was there)."""
+    def f(v, spec="{:.1f}") -> str:
+        return "n/a" if v is None else spec.format(v)
+
     rows = []
-    for run, s in summaries:
-        redis = s[s["kind"] == "redis"]
-        procs = s[s["kind"] == "process"]
-        mib = 1024 * 1024
+    for e in entries:
+        r = e["resources"]
+        redis = r.get("sampled_redis")
         rows.append({
-            "Scenario": run.name,
-            "Redis CPU % (mean / max)": (f"{redis['cpu_pct'].sum():.1f} / {redis['cpu_pct_max'].max():.1f}"
-                                         if len(redis) else "not sampled"),
-            "Redis memory MiB (end / peak)": (f"{redis['memory_bytes'].sum() / mib:.2f} / "
-                                              f"{redis['memory_peak_bytes'].sum() / mib:.2f}" if len(redis) else ""),
-            "Redis net in / out KiB/s": (f"{redis['net_in_per_s'].sum() / 1024:,.1f} / "
-                                         f"{redis['net_out_per_s'].sum() / 1024:,.1f}" if len(redis) else ""),
-            "Clients (max)": fmt.count(redis["clients_max"].sum()) if len(redis) else "",
-            "Instrument CPU % (busiest process)": f"{procs['cpu_pct'].max():.1f}" if len(procs) else "not sampled",
-            "Instrument RSS MiB": f"{procs['memory_bytes'].sum() / mib:.1f}" if len(procs) else "",
-            "Processes": fmt.count(len(procs)),
+            "Scenario": e["name"],
+            "Redis CPU % (mean / max)": f"{f(r.get('redis_cpu_pct'))} / {f(r.get('redis_cpu_pct_max'))}"
+            if redis else "not sampled",
+            "Redis memory MiB (end / peak)": f"{f(r.get('redis_memory_mib'), '{:.2f}')} / "
+                                             f"{f(r.get('redis_memory_peak_mib'), '{:.2f}')}" if redis else "",
+            "Redis net in / out KiB/s": f"{f(r.get('redis_net_in_kib_s'), '{:,.1f}')} / "
+                                        f"{f(r.get('redis_net_out_kib_s'), '{:,.1f}')}" if redis else "",
+            "Clients (max)": fmt.count(r.get("redis_clients_max")) if redis else "",
+            "Instrument CPU %": f(e["instrument_cpu_pct"]) + ("*" if e["instrument_cpu_source"] == "sampled" else ""),
+            "Instrument RSS MiB": f(r.get("instrument_rss_mib")),
+            "Instance processes": f"{e['hosting']['processes']}",
         })
     return pd.DataFrame(rows)
 
 
 __all__ = ["md", "status_word", "load_state", "DEFINITIONS", "STATE_WORDS", "overall_table", "arithmetic_table",
            "latency_table", "instance_latency_table", "verdict_table", "agents_table", "key_results_table",
-           "distribution_table", "throughput_table", "latency_distribution_table", "failover_table",
+           "distribution_table", "throughput_table", "latency_distribution_table", "failover_table", "verdict_word",
            "resources_table"]
