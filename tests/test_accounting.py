@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 from _records import T0, event_id, make_record
-from fanout.analysis.accounting import HELD, POST_NS, PRE_NS, UNEXPLAINED, account_losses, fault_windows
+from fanout.analysis.accounting import (
+    HELD, OUTAGE_KIND, PLANNED, POST_NS, PRE_NS, UNEXPLAINED, account_losses, fault_windows,
+)
 from fanout.lab.record import FAULT_COLUMNS, OUTAGE_COLUMNS, frame
 
 NAMES = ("a", "b", "c")
@@ -137,3 +139,66 @@ def test_an_outage_window_opens_at_the_last_event_that_receiver_got():
     rec = record_with([], [outage("b", 2500, 3000)], drop=[("b", e) for e in gone])
     acc = account_losses(rec)
     assert gone and acc.unexplained == 0 and acc.by_cause == {"lost during an unplanned outage": len(gone)}
+
+
+# ---------------------------------------------------------------- evidence on the receiver's own path
+
+
+def _sent(rec):
+    return dict(zip(rec.publications["id"], rec.publications["t_sent"]))
+
+
+def test_a_publishers_outage_never_explains_a_receivers_loss():
+    """b misses events of a while a (the publisher) was disconnected and b was not: an acknowledged
+    PUBLISH does not pass through the publisher's subscription, so nothing on b's path explains it."""
+    rec = make_record(dict.fromkeys(NAMES, 20))
+    sent = _sent(rec)
+    gone = [e for e in rec.publications["id"] if e.startswith("a:") and T0 + 2000 * MS <= sent[e] <= T0 + 3000 * MS]
+    rec = record_with([], [outage("a", 2000, 3000)], drop=[("b", e) for e in gone])
+    acc = account_losses(rec)
+    assert gone and acc.unexplained == len(gone) == acc.lost
+    assert acc.by_kind == {UNEXPLAINED: len(gone)}
+
+
+def test_an_outage_does_not_reach_back_past_the_receivers_last_sign_of_life():
+    """b missed an event of a at ~0.9 s, then got a's later events on that stream before its own
+    outage at 2.5 s: its reconnect saw no gap covering it, so the outage does not explain it."""
+    early = event_id("a", 2)  # a's ticker seq 2, sent at ~0.6 s
+    rec = record_with([], [outage("b", 2500, 3000)], drop=[("b", early)])
+    acc = account_losses(rec)
+    assert acc.lost == 1 and acc.unexplained == 1
+
+
+def test_a_gap_seen_on_reconnect_covers_what_the_server_held_before_the_last_sign_of_life():
+    """b's last event from a's ticker stream arrived at ~1.9 s, then Redis held a's later ones and cut
+    b off; b read on (other streams) until 2.5 s, its last sign of life. The first ticker of a after
+    b's reconnect shows the gap: those events are the outage's; a's trades b got are no loss."""
+    rec = make_record(dict.fromkeys(NAMES, 20))
+    sent = _sent(rec)
+    gone = [e for e in rec.publications["id"] if e.startswith("a:ticker") and T0 + 2000 * MS <= sent[e] <= T0 + 3000 * MS]
+    rec = record_with([], [outage("b", 2500, 3000)], drop=[("b", e) for e in gone])
+    acc = account_losses(rec)
+    assert gone and acc.unexplained == 0 and acc.by_kind == {OUTAGE_KIND: len(gone)}
+    assert set(acc.losses["evidence"]) == {"in the gap seen on reconnect (outage 0 of b)"}
+
+
+def test_an_outage_long_after_a_fault_does_not_stretch_its_window():
+    """a slow spell 1.0-1.2 s on a; a's unrelated outage at 4.0-4.5 s is not the fault's."""
+    rec = record_with([fault("slow_consumer", 1000, 1200, "a")], [outage("a", 4000, 4500)])
+    assert windows(rec)[("slow_consumer on a", "a")][1] == T0 + 1200 * MS + POST_NS
+
+
+def test_every_loss_has_a_kind_and_its_evidence():
+    rec = make_record(dict.fromkeys(NAMES, 20))
+    sent = _sent(rec)
+    in_fault = [e for e in rec.publications["id"] if T0 + 1000 * MS <= sent[e] <= T0 + 1500 * MS and not e.startswith("b:")]
+    in_outage = [e for e in rec.publications["id"] if T0 + 3000 * MS <= sent[e] <= T0 + 3500 * MS and not e.startswith("c:")]
+    rec = record_with([fault("partition", 1000, 1500, "b")], [outage("c", 3000, 3500)],
+                      drop=[("b", e) for e in in_fault] + [("c", e) for e in in_outage] + [("a", event_id("b", 15))])
+    acc = account_losses(rec)
+    assert acc.by_kind == {PLANNED: len(in_fault), OUTAGE_KIND: len(in_outage), UNEXPLAINED: 1}
+    kinds = {(r.receiver, r.kind): r.evidence for r in acc.losses.itertuples()}
+    assert kinds == {("b", PLANNED): "sent in the fault's window on b",
+                     ("c", OUTAGE_KIND): "sent while c was disconnected (outage 0 of c)",
+                     ("a", UNEXPLAINED): ""}
+    assert acc.to_dict()["by_kind"] == acc.by_kind

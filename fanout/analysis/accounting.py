@@ -1,63 +1,80 @@
 """Exact accounting of lost events: every event an instance should have received and did not
-is attributed to a cause, or counted as unexplained (which must be zero).
+is attributed, from evidence on that receiver's own path, to a cause — or counted unexplained.
 
-Causes, in the order they are tried for each missing ``(event, receiver)``:
+Causes are of three kinds (``kind`` in the losses, ``by_kind``): **planned fault**, **unplanned
+outage** (any other evidence-backed loss: the receiver's own disconnection, a trim, a dead agent,
+reading held at the end) and **unexplained**. A fault run passes only when every loss is of the
+first kind (:mod:`fanout.analysis.verdict`). Causes, in the order they are tried for each missing
+``(event, receiver)``:
 
 1. **trimmed from stream**: the Streams transport counted exactly how many entries were cut
    from under a receiver (``transport_losses`` in its metrics); that many of its missing
-   events are attributed to trimming.
-2. **a named fault**: the event was sent inside the fault's window *for that receiver*. A
-   fault touches one instance (crash, slow consumer, latency, partition) or all of them
-   (redis_restart). The window opens at the fault's start (less ``PRE_NS``, for what was in
-   flight) and closes when the fault ended or, if later, when the last of that receiver's own
-   outages still going on when the fault struck or begun after it (and before the next fault
-   touching it) was over (its resubscription), plus ``POST_NS``. (An outage starts at the
-   connection's last sign of life, so one the fault caused may start just before it.) A slow consumer's
-   loss is named "cut off by output-buffer limit" when Redis reports (INFO, or its log on
-   Redis < 7.2) that it disconnected a client for its output buffer.
+   events (the earliest) are attributed to trimming — of the planned kind when they were sent in
+   a fault's window on that receiver.
+2. **a planned fault acting on that receiver** (or on the server): the event was sent inside the
+   fault's window *for that receiver*. A fault touches one instance (crash, slow consumer,
+   latency, partition) or all of them (redis_restart, failovers). The window opens at the fault's
+   start (less ``PRE_NS``, for what was in flight) and closes when the fault ended or, if later,
+   when that receiver's own outages that began while the fault lasted (or as long again after it:
+   a consumer still catching up after a slow spell) were over, plus ``POST_NS``. An event outside
+   that time but inside the reconnect gap of one of those outages (below) is the fault's too. A
+   slow consumer's loss is named "cut off by output-buffer limit" when Redis reports (INFO, or its
+   log on Redis < 7.2) that it disconnected a client for its output buffer.
 3. **its agent died**: a receiver hosted by an agent that died mid-run (a multi-host run) loses
    everything after that, and its records with it.
-4. **an unplanned outage the bridges saw**: the event was sent while the receiver (or, failing
-   that, its publisher) was disconnected from Redis — from the connection's last sign of life
-   (the last data read from Redis, or, if earlier, the send time of the last event that receiver
-   got before it: one ordered stream, so what came after it went down with the connection; less
-   ``PRE_NS``; a bridge notices a silent server only a health check later) until it had resubscribed (plus ``POST_NS``; to the end of the run if it never
-   did). A Redis that crashed or was restarted by someone else is explained this way.
+4. **the receiver's own unplanned outage**: the event was sent while *that receiver* was
+   disconnected — from its connection's last sign of life (the last data read from Redis), less
+   ``PRE_NS`` for what was in flight, until it had resubscribed plus ``POST_NS`` (to the end of
+   the run if it never did) — or it lies in the **gap that receiver saw on reconnect**: on the
+   event's own stream (source, type), the last event the receiver got before it arrived before
+   the outage began and the next one arrived after it (what the bridge's ``seq_gap`` notice on
+   resubscribing spans: e.g. entries the server still held in its output buffer when it cut the
+   client off). Another instance's outage — the publisher's included: an acknowledged PUBLISH
+   does not pass through the publisher's subscription — never explains a receiver's loss.
 5. **unread at the end, reading held**: the receiver's subscription had stopped reading for its
    async handlers' backlog (``held_since_ns`` in the record's instances) and was still held when
-   the run ended; an event sent after the hold began was still waiting in Redis or the socket,
-   not lost in transit.
+   the run ended; an event sent after the hold began was still waiting in Redis or the socket.
 6. **unexplained**: anything else.
 
-Events whose publish failed were never published: the publisher was told (``PublishError``);
-they are expected nowhere and are listed separately as "not published".
+Every attributed loss names its evidence (``evidence``: the fault window, the outage by its row in
+``record.outages``, or the reconnect gap). Events whose publish failed were never published: the
+publisher was told (``PublishError``); they are expected nowhere and are listed as "not published".
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from fanout.analysis.latency import latency_stats
 from fanout.lab.record import RunRecord
 
-PRE_NS = 50_000_000    # 50 ms before a fault: events in flight when it struck
+PRE_NS = 50_000_000    # 50 ms before a fault or a last sign of life: events in flight when it struck
 POST_NS = 50_000_000   # 50 ms after the receiver was back
 UNEXPLAINED = "unexplained"
 TRIMMED = "trimmed from stream"
 OUTPUT_BUFFER = "cut off by output-buffer limit"
 OUTAGE = "lost during an unplanned outage"
 HELD = "unread at the end: reading held for the handler backlog"
+PLANNED = "planned fault"
+OUTAGE_KIND = "unplanned outage"
+KINDS = (PLANNED, OUTAGE_KIND, UNEXPLAINED)
+#: the seed's latency bound (average below 100 ms), used where a run names none
+DEFAULT_BOUND_MS = 100.0
 
-LOSS_COLUMNS = ["receiver", "cause", "fault", "count"]
+LOSS_COLUMNS = ["receiver", "kind", "cause", "fault", "evidence", "count"]
 FAULT_TABLE_COLUMNS = ["fault", "kind", "instance", "receivers", "sent_in_window", "delivered", "lost",
-                       "recovered", "recovery_ms"]
+                       "recovered", "recovery_ms", "bound_ms", "window_n", "window_p50_ms", "window_p99_ms",
+                       "window_max_ms", "late"]
 
 
 @dataclass
 class LossAccount:
-    losses: pd.DataFrame                      # receiver, cause, fault, count (count > 0 rows only)
+    losses: pd.DataFrame                      # see LOSS_COLUMNS (count > 0 rows only)
     by_cause: dict[str, int]                  # cause -> count, over all receivers
     unexplained: int
     lost: int                                 # all missing events (attributed + unexplained)
@@ -66,15 +83,36 @@ class LossAccount:
     faults: pd.DataFrame                      # one row per fault: see FAULT_TABLE_COLUMNS
     output_buffer_disconnections: int | None
     notes: list[str] = field(default_factory=list)
+    by_kind: dict[str, int] = field(default_factory=dict)   # kind (KINDS) -> count, kinds with losses only
+
+    @property
+    def planned_only(self) -> bool:
+        """Every loss (if any) was a planned fault's, on the instance it targets, in its window."""
+        return self.lost == self.by_kind.get(PLANNED, 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "by_cause": self.by_cause, "unexplained": self.unexplained, "lost": self.lost,
-            "not_published": self.not_published, "not_published_reasons": self.not_published_reasons,
+            "by_cause": self.by_cause, "by_kind": self.by_kind, "unexplained": self.unexplained,
+            "lost": self.lost, "not_published": self.not_published,
+            "not_published_reasons": self.not_published_reasons,
             "output_buffer_disconnections": self.output_buffer_disconnections,
             "losses": self.losses.to_dict(orient="records"),
             "faults": self.faults.to_dict(orient="records"),
         }
+
+
+@dataclass(frozen=True)
+class Window:
+    """Evidence that may explain a receiver's loss: a time span on its path, and the outages whose
+    reconnect gaps count too (``gaps``: (t_down, t_up, outage label))."""
+
+    label: str         # "partition on b", or the outage's text
+    fault_kind: str    # the fault's kind, "" for an unplanned outage
+    receiver: str
+    start: int
+    end: int
+    evidence: str
+    gaps: tuple[tuple[int, int, str], ...] = ()
 
 
 def _reason(error: str) -> str:
@@ -90,27 +128,54 @@ def _cause(kind: str, cut_off: bool) -> str:
     return f"lost during {kind}"
 
 
+def _ended(o, record: RunRecord) -> int:
+    return int(o.t_up) if int(o.t_up) else int(record.t_end)
+
+
+def _outage_label(record: RunRecord, o, k: int) -> str:
+    a, b = (int(o.t_down) - record.t0) / 1e9, (_ended(o, record) - record.t0) / 1e9
+    return f"{o.instance} disconnected from Redis {a:.2f}–{b:.2f} s" + ("" if int(o.t_up) else " (never back)")
+
+
+def _outage_ref(o, k: int) -> str:
+    return f"outage {k} of {o.instance}"
+
+
+def _windows(record: RunRecord, receivers: list[str]) -> tuple[list[Window], dict[str, list[Window]]]:
+    """(fault windows, per receiver its own outage windows). See the module doc, causes 2 and 4."""
+    outages = list(record.outages.reset_index(drop=True).itertuples(index=False))
+    numbered = {}  # per instance, its outages numbered in record order
+    for o in outages:
+        numbered.setdefault(str(o.instance), []).append(o)
+    own: dict[str, list[Window]] = {}
+    for who, rows in numbered.items():
+        for k, o in enumerate(rows):
+            ref = _outage_ref(o, k)
+            own.setdefault(who, []).append(Window(
+                _outage_label(record, o, k), "", who, int(o.t_down) - PRE_NS, _ended(o, record) + POST_NS,
+                f"sent while {who} was disconnected ({ref})", ((int(o.t_down), _ended(o, record), ref),)))
+    faults_out = []
+    for f in record.faults.sort_values("t_start", kind="stable").itertuples(index=False):
+        touched = [str(f.instance)] if f.instance else receivers
+        start, stop = int(f.t_start), int(f.t_end)
+        label = f"{f.kind}" + (f" on {f.instance}" if f.instance else "")
+        for r in touched:
+            end, gaps = stop, []
+            for k, o in enumerate(numbered.get(r, ())):
+                # the receiver's outages that began while the fault lasted or as long again after it
+                # (a consumer still catching up), dated from their last sign of life
+                if start - PRE_NS <= int(o.t_down) <= stop + (stop - start) + POST_NS or \
+                        int(o.t_down) < start <= _ended(o, record):
+                    end = max(end, _ended(o, record))
+                    gaps.append((int(o.t_down), _ended(o, record), _outage_ref(o, k)))
+            faults_out.append(Window(label, str(f.kind), r, start - PRE_NS, end + POST_NS,
+                                     f"sent in the fault's window on {r}", tuple(gaps)))
+    return faults_out, own
+
+
 def fault_windows(record: RunRecord, receivers: list[str]) -> list[tuple[str, str, str, int, int]]:
     """(fault label, kind, receiver, start_ns, end_ns) for every fault and receiver it touches."""
-    out = []
-    outages = record.outages
-    faults = list(record.faults.sort_values("t_start").itertuples(index=False))
-    for k, f in enumerate(faults):
-        touched = [str(f.instance)] if f.instance else receivers
-        for r in touched:
-            end = int(f.t_end)
-            # the receiver's outages going on once this fault struck, and begun before the next fault
-            # that touches it: a consumer still catching up after a slow spell may be cut off late
-            nxt = next((int(g.t_start) for g in faults[k + 1:] if not g.instance or str(g.instance) == r),
-                       int(record.t_end) + 1)
-            ended = outages["t_up"].where(outages["t_up"] > 0, int(record.t_end))
-            mine = outages[(outages["instance"] == r) & (ended >= int(f.t_start) - PRE_NS)
-                           & (outages["t_down"] < nxt)]
-            for o in mine.itertuples(index=False):
-                end = max(end, int(o.t_up) if int(o.t_up) else int(record.t_end))
-            label = f"{f.kind}" + (f" on {f.instance}" if f.instance else "")
-            out.append((label, str(f.kind), r, int(f.t_start) - PRE_NS, end + POST_NS))
-    return out
+    return [(w.label, w.fault_kind, w.receiver, w.start, w.end) for w in _windows(record, receivers)[0]]
 
 
 def missing_deliveries(record: RunRecord, receivers: list[str]) -> dict[str, list[str]]:
@@ -127,119 +192,144 @@ def missing_deliveries(record: RunRecord, receivers: list[str]) -> dict[str, lis
     return out
 
 
-def outage_windows(record: RunRecord) -> dict[str, list[tuple[str, int, int]]]:
-    """Per instance, its observed disconnections as (description, start_ns, end_ns), widened by
-    PRE_NS / POST_NS, e.g. ``"test-instance-1 disconnected from Redis 4.02–7.31 s"``.
-
-    A window opens at the earlier of the outage's start and the send time of the last event the
-    instance received before it: a subscription is one ordered stream, so what was sent after that
-    last event and never arrived went down with the connection (e.g. held in the server's output
-    buffer when it cut the client off, while the client still read what had been written before)."""
-    out: dict[str, list[tuple[str, int, int]]] = {}
-    if record.outages.empty:
-        return out
-    sent = pd.Series(record.publications["t_sent"].to_numpy(), index=record.publications["id"].to_numpy())
+def _neighbours(record: RunRecord, receiver: str, ids: list[str]) -> pd.DataFrame:
+    """For each missing id of ``receiver``: when it got the event before it (``prev``) and the one
+    after it (``next``) on the same stream (source, type), in send order; NaN where there is none.
+    What the bridge's reconnect ``seq_gap`` notice spans, read from the receiver's own deliveries."""
+    ok = record.publications.loc[record.publications["ok"] & (record.publications["source"] != receiver),
+                                 ["id", "source", "type", "t_sent"]]
     d = record.deliveries
-    for o in record.outages.itertuples(index=False):
-        up = int(o.t_up) if int(o.t_up) else int(record.t_end)
-        down = int(o.t_down)
-        got = d.loc[(d["receiver"] == o.instance) & (d["t_received"] <= down), "id"]
-        last = sent.reindex(got.to_numpy()).max()  # NaN when it got nothing before the outage
-        start = min(down, int(last)) if pd.notna(last) else down
-        a, b = (down - record.t0) / 1e9, (up - record.t0) / 1e9
-        text = f"{o.instance} disconnected from Redis {a:.2f}–{b:.2f} s" + ("" if int(o.t_up) else " (never back)")
-        out.setdefault(str(o.instance), []).append((text, start - PRE_NS, up + POST_NS))
-    return out
+    first = d.loc[d["receiver"] == receiver, ["id", "t_received"]].groupby("id", sort=False)["t_received"].min()
+    s = ok.assign(got=ok["id"].map(first).astype("float64")).sort_values(["source", "type", "t_sent"], kind="stable")
+    g = s.groupby(["source", "type"], sort=False)["got"]
+    s["prev"] = g.transform(lambda x: x.ffill().shift(1))
+    s["next"] = g.transform(lambda x: x.bfill().shift(-1))
+    return s.set_index("id").loc[ids, ["t_sent", "prev", "next"]]
 
 
-def account_losses(record: RunRecord, receivers: list[str] | None = None) -> LossAccount:
-    """Attribute every missing (event, receiver) of ``record`` to a cause (see module doc)."""
+def _in_gap(prev: float, nxt: float, gaps) -> str | None:
+    """The outage whose reconnect gap spans an event: the receiver got the one before it on its
+    stream before the outage began and the next one after (``prev`` present: a gap needs an edge)."""
+    if math.isnan(prev) or math.isnan(nxt):
+        return None
+    return next((ref for down, _up, ref in gaps if prev <= down < nxt), None)
+
+
+def account_losses(record: RunRecord, receivers: list[str] | None = None,
+                   bound_ms: float | None = None) -> LossAccount:
+    """Attribute every missing (event, receiver) of ``record`` to a cause (see module doc).
+    ``bound_ms``: the latency bound the fault table counts late deliveries against (default: the
+    scenario's ``max_avg_latency_ms``, else :data:`DEFAULT_BOUND_MS`)."""
     names = [str(x) for x in record.instances["instance"]]
     receivers = receivers if receivers is not None else names
     pubs = record.publications
-    ok = pubs[pubs["ok"]]
     failed = pubs[~pubs["ok"]]
     reasons = failed["error"].astype(str).map(_reason)
     not_published_reasons = {str(k): int(v) for k, v in reasons.value_counts().items()}
-
-    sent = dict(zip(ok["id"], ok["t_sent"]))
-    src = dict(zip(ok["id"], ok["source"]))
     missing = missing_deliveries(record, receivers)
 
     stats = record.redis_stats or {}
     cut = stats.get("client_output_buffer_limit_disconnections")
-    windows = fault_windows(record, receivers)
-    outages = outage_windows(record)
+    fault_wins, own = _windows(record, receivers)
     trimmed = dict(zip(record.instances["instance"], record.instances.get("transport_losses", pd.Series(dtype=int))))
     dead = dict((record.environment or {}).get("dead_instances") or {})
     held = dict(zip(record.instances["instance"], record.instances.get("held_since_ns", pd.Series(dtype=int))))
-    rows: dict[tuple[str, str, str], int] = {}
+    rows: dict[tuple[str, str, str, str, str], int] = {}
+
+    def add(key: tuple[str, str, str, str, str], n: int = 1) -> None:
+        rows[key] = rows.get(key, 0) + n
+
     for r, ids in missing.items():
-        left = sorted(ids, key=lambda e: sent[e])
-        if r in dead:  # its agent died: nothing it should have received was recorded
-            if left:
-                rows[(r, f"agent {dead[r]} died", "")] = len(left)
+        if not ids:
             continue
-        t = min(int(trimmed.get(r, 0) or 0), len(left))
-        if t:
-            rows[(r, TRIMMED, "")] = t
-            # a trim removes the oldest entries: the earliest missing events are the trimmed ones
-            left = left[t:]
-        for eid in left:
-            ts = int(sent[eid])
-            hit = next((w for w in windows if w[2] == r and w[3] <= ts <= w[4]), None)
+        if r in dead:  # its agent died: nothing it should have received was recorded
+            add((r, OUTAGE_KIND, f"agent {dead[r]} died", "", f"agent {dead[r]} stopped reporting"), len(ids))
+            continue
+        nb = _neighbours(record, r, ids)
+        near = dict(zip(ids, zip(nb["t_sent"].astype("int64").tolist(), nb["prev"].astype("float64").tolist(),
+                                 nb["next"].astype("float64").tolist())))
+        mine = [w for w in fault_wins if w.receiver == r]
+        t = min(int(trimmed.get(r, 0) or 0), len(ids))
+        for eid in ids[:t]:  # a trim removes the oldest entries: the earliest missing events are the trimmed ones
+            ts = near[eid][0]
+            hit = next((w for w in mine if w.start <= ts <= w.end), None)
+            add((r, PLANNED, TRIMMED, hit.label, "trim count, sent in the fault's window") if hit
+                else (r, OUTAGE_KIND, TRIMMED, "", "trim count (transport_losses)"))
+        since = int(held.get(r, 0) or 0)
+        for eid in ids[t:]:
+            ts, prev, nxt = near[eid]
+            hit = next((w for w in mine if w.start <= ts <= w.end), None)
             if hit:
-                key = (r, _cause(hit[1], bool(cut)), hit[0])
+                add((r, PLANNED, _cause(hit.fault_kind, bool(cut)), hit.label, hit.evidence))
+                continue
+            gap = next(((w, ref) for w in mine if (ref := _in_gap(prev, nxt, w.gaps))), None)
+            if gap:
+                add((r, PLANNED, _cause(gap[0].fault_kind, bool(cut)), gap[0].label,
+                     f"in the gap seen on reconnect ({gap[1]})"))
+                continue
+            seen = next((w for w in own.get(r, ()) if w.start <= ts <= w.end), None)
+            if seen:
+                add((r, OUTAGE_KIND, OUTAGE, seen.label, seen.evidence))
+                continue
+            gap = next(((w, ref) for w in own.get(r, ()) if (ref := _in_gap(prev, nxt, w.gaps))), None)
+            if gap:
+                add((r, OUTAGE_KIND, OUTAGE, gap[0].label, f"in the gap seen on reconnect ({gap[1]})"))
+            elif since and ts >= since - PRE_NS:
+                add((r, OUTAGE_KIND, HELD, f"{r} held reading from {(since - record.t0) / 1e9:.2f} s to the end",
+                     "held_since_ns in the record's instances"))
             else:
-                seen = next((o for who in (r, str(src[eid])) for o in outages.get(who, ()) if o[1] <= ts <= o[2]),
-                            None)
-                since = int(held.get(r, 0) or 0)
-                if seen:
-                    key = (r, OUTAGE, seen[0])
-                elif since and ts >= since - PRE_NS:
-                    key = (r, HELD, f"{r} held reading from {(since - record.t0) / 1e9:.2f} s to the end")
-                else:
-                    key = (r, UNEXPLAINED, "")
-            rows[key] = rows.get(key, 0) + 1
-    losses = pd.DataFrame([{"receiver": r, "cause": c, "fault": f, "count": n} for (r, c, f), n in sorted(rows.items())],
-                          columns=LOSS_COLUMNS)
+                add((r, UNEXPLAINED, UNEXPLAINED, "", ""))
+    losses = pd.DataFrame([dict(zip(LOSS_COLUMNS, (*k, n))) for k, n in sorted(rows.items())], columns=LOSS_COLUMNS)
     by_cause: dict[str, int] = {}
-    for (_, c, _), n in rows.items():
-        by_cause[c] = by_cause.get(c, 0) + n
+    by_kind: dict[str, int] = {}
+    for (_, kind, cause, _, _), n in rows.items():
+        by_cause[cause] = by_cause.get(cause, 0) + n
+        by_kind[kind] = by_kind.get(kind, 0) + n
+    if bound_ms is None:
+        bound_ms = float(record.scenario.get("max_avg_latency_ms") or DEFAULT_BOUND_MS)
     return LossAccount(
-        losses=losses, by_cause=by_cause, unexplained=by_cause.get(UNEXPLAINED, 0),
+        losses=losses, by_cause=by_cause, unexplained=by_kind.get(UNEXPLAINED, 0),
         lost=sum(len(v) for v in missing.values()), not_published=len(failed),
-        not_published_reasons=not_published_reasons, faults=_fault_table(record, receivers, windows, rows),
-        output_buffer_disconnections=None if cut is None else int(cut),
+        not_published_reasons=not_published_reasons,
+        faults=_fault_table(record, fault_wins, rows, bound_ms),
+        output_buffer_disconnections=None if cut is None else int(cut), by_kind=by_kind,
     )
 
 
-def _fault_table(record: RunRecord, receivers: list[str], windows, rows) -> pd.DataFrame:
+def _fault_table(record: RunRecord, windows: list[Window], rows, bound_ms: float) -> pd.DataFrame:
     """Per fault: events sent in its window (to the receivers it touched), how many were
-    delivered, lost, recovered (delivered only after the fault ended: Streams' catch-up), and
-    the recovery time (fault end -> first delivery to every touched receiver after it).
-    *Recovered* are events sent while the fault lasted that still arrived, after it ended."""
+    delivered, lost, recovered (delivered only after the fault ended: Streams' catch-up), the
+    recovery time (fault end -> first delivery to every touched receiver after it), and how late
+    what did arrive was: latency (due time -> handler) of those deliveries, and how many came later
+    than ``bound_ms``. *Recovered* are events sent while the fault lasted that still arrived, after it ended."""
     d = record.deliveries
     ok = record.publications[record.publications["ok"]]
-    first = d.drop_duplicates(["id", "receiver"])
+    first = d.sort_values("t_received", kind="stable").drop_duplicates(["id", "receiver"])
+    due = dict(zip(ok["id"], ok["t_intended"]))
     out = []
     for f in record.faults.itertuples(index=False):
         label = f"{f.kind}" + (f" on {f.instance}" if f.instance else "")
-        mine = [w for w in windows if w[0] == label]
+        mine = [w for w in windows if w.label == label]
         sent_n = delivered_n = recovered_n = 0
-        rec_ms = []
-        for _, _, r, start, end in mine:
-            in_win = ok[(ok["t_sent"] >= start) & (ok["t_sent"] <= end) & (ok["source"] != r)]
-            got = first[(first["receiver"] == r) & first["id"].isin(in_win["id"])]
+        rec_ms, lat = [], []
+        for w in mine:
+            in_win = ok[(ok["t_sent"] >= w.start) & (ok["t_sent"] <= w.end) & (ok["source"] != w.receiver)]
+            got = first[(first["receiver"] == w.receiver) & first["id"].isin(in_win["id"])]
             sent_n += len(in_win)
             delivered_n += len(got)
+            lat.append(got["t_received"].to_numpy(dtype=np.int64) - got["id"].map(due).to_numpy(dtype=np.int64))
             during = in_win[(in_win["t_sent"] >= int(f.t_start)) & (in_win["t_sent"] <= int(f.t_end))]["id"]
             recovered_n += int((got["id"].isin(during) & (got["t_received"] > int(f.t_end))).sum())
-            after = first[(first["receiver"] == r) & (first["t_received"] > int(f.t_end))]["t_received"]
+            after = first[(first["receiver"] == w.receiver) & (first["t_received"] > int(f.t_end))]["t_received"]
             if len(after):
                 rec_ms.append((int(after.min()) - int(f.t_end)) / 1e6)
-        lost = sum(n for (r, c, fl), n in rows.items() if fl == label)
+        lost = sum(n for (_r, _k, _c, fl, _e), n in rows.items() if fl == label)
+        ns = np.concatenate(lat) if lat else np.empty(0, dtype=np.int64)
+        st = latency_stats(ns)
         out.append({"fault": str(f.detail) or label, "kind": str(f.kind), "instance": str(f.instance) or "all",
                     "receivers": len(mine), "sent_in_window": sent_n, "delivered": delivered_n, "lost": lost,
-                    "recovered": recovered_n, "recovery_ms": max(rec_ms) if rec_ms else None})
+                    "recovered": recovered_n, "recovery_ms": max(rec_ms) if rec_ms else None,
+                    "bound_ms": bound_ms, "window_n": int(ns.size), "window_p50_ms": st["p50_ms"],
+                    "window_p99_ms": st["p99_ms"], "window_max_ms": st["max_ms"],
+                    "late": int((ns > bound_ms * 1e6).sum())})
     return pd.DataFrame(out, columns=FAULT_TABLE_COLUMNS)

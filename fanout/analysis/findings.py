@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fanout.analysis.accounting import LossAccount, account_losses
+from fanout.analysis.accounting import UNEXPLAINED, LossAccount, account_losses
 from fanout.analysis.latency import latency_samples, latency_stats, ms_quantiles
 from fanout.analysis.verdict import Criterion, Thresholds, fault_verdict, seed_verdict
 from fanout.formatting import ms as fmt_ms
@@ -59,8 +59,8 @@ class Findings:
 
     @property
     def passed(self) -> bool:
-        """All criteria passed."""
-        return all(c.passed for c in self.verdict)
+        """All judged criteria passed (a criterion with ``judged=False`` is stated, not judged)."""
+        return all(c.passed for c in self.verdict if c.judged)
 
     @property
     def status(self) -> str:
@@ -80,8 +80,8 @@ class Findings:
             "latency": self.latency,
             "latency_sent": self.latency_sent,
             "per_instance": self.per_instance.to_dict(orient="records"),
-            "verdict": [{"name": c.name, "passed": c.passed, "measured": c.measured, "threshold": c.threshold}
-                        for c in self.verdict],
+            "verdict": [{"name": c.name, "passed": c.passed, "measured": c.measured, "threshold": c.threshold,
+                         "judged": c.judged} for c in self.verdict],
             "losses": self.losses.to_dict() if self.losses is not None else None,
         })
 
@@ -240,10 +240,15 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         "schedule_lag_p99_ms": lag["p99_ms"],
         "schedule_lag_max_ms": lag["max_ms"],
     }
-    losses = account_losses(record, [n for n in names if n in receivers])
+    losses = account_losses(record, [n for n in names if n in receivers], bound_ms=th.max_avg_latency_ms)
     overall["unexplained"] = losses.unexplained
+    overall["lost_by_kind"] = dict(losses.by_kind)
+    # lost on receivers no planned fault targeted (a server-wide fault targets every one)
+    targets = set(record.faults["instance"].astype(str)) if len(record.faults) else set()
+    untouched = [] if "" in targets else [n for n in names if n not in targets]
+    overall["lost_untouched"] = int(losses.losses.loc[losses.losses["receiver"].isin(untouched), "count"].sum())
     overall["faults"] = len(record.faults)
-    attributed = losses.losses[losses.losses["cause"] != "unexplained"].groupby("receiver")["count"].sum()
+    attributed = losses.losses[losses.losses["kind"] != UNEXPLAINED].groupby("receiver")["count"].sum()
     per_instance["lost_attributed"] = [int(attributed.get(n, 0)) for n in per_instance["instance"]]
     malformed = int(inst["malformed"].sum()) if "malformed" in inst else 0
     handler_errors = int(inst["handler_errors"].sum()) if "handler_errors" in inst else 0

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from fanout.analysis import Findings
+from fanout.analysis.accounting import KINDS
 from fanout.formatting import mark as _mark, ms as fmt_ms, rate as _rate
 
 RULE = "=" * 60
@@ -138,12 +139,22 @@ def _loss_lines(f: Findings) -> list[str]:
         lines.append(f"  {row['kind']} ({row['instance']}): {row['fault']}")
         lines.append(f"    sent in window {row['sent_in_window']}, delivered {row['delivered']}, lost {row['lost']}, "
                      f"recovered {row['recovered']}, receiving again after {rec}")
+        if row.get("window_n"):
+            p99 = row["window_p99_ms"]
+            lines.append(f"    delivered from its window: {row['window_n']}, p50 {fmt_ms(row['window_p50_ms'])}, "
+                         f"p99 {fmt_ms(p99) if p99 is not None and p99 == p99 else 'n too small'}, "
+                         f"max {fmt_ms(row['window_max_ms'])}; {row['late']} later than {row['bound_ms']:g}ms")
     lines.append(f"  Not published (publisher was told): {acc.not_published}")
     for reason, n in acc.not_published_reasons.items():
         lines.append(f"    {n} × {reason}")
     lines.append(f"  Lost: {acc.lost}")
-    for cause, n in sorted(acc.by_cause.items()):
-        lines.append(f"    {cause}: {n}")
+    for kind in KINDS:
+        if acc.by_kind.get(kind):
+            lines.append(f"    {kind}: {acc.by_kind[kind]}")
+            for r in acc.losses[acc.losses["kind"] == kind].itertuples(index=False):
+                where = f" — {r.fault}" if r.fault else ""
+                why = f" ({r.evidence})" if r.evidence else ""
+                lines.append(f"      {r.receiver}: {r.count} {r.cause}{where}{why}")
     if acc.output_buffer_disconnections is not None:
         lines.append(f"  Redis output-buffer disconnections: {acc.output_buffer_disconnections}")
     lines.append(f"  {_mark(acc.unexplained == 0)} Unexplained: {acc.unexplained}")
@@ -164,7 +175,8 @@ def render_text(f: Findings) -> str:
     lines += ["Event Distribution Verification:"] + [_distribution_line(r) for r in rows] + [""]
     lines += _loss_lines(f)
     lines.append("Test Verdict:")
-    lines += [f"  {_mark(c.passed)} {c.name} (measured {c.measured}; threshold {c.threshold})" for c in f.verdict]
+    lines += [f"  {_mark(c.passed) if c.judged else '·'} {c.name} (measured {c.measured}; threshold {c.threshold})"
+              for c in f.verdict]
     lines += ["", f"{_mark(f.passed)} Overall Status: {f.status}", RULE]
     return "\n".join(lines) + "\n"
 
