@@ -167,6 +167,6 @@ def test_resource_figure_puts_redis_beside_the_instrument(run):
     fig = plots_resources.plot_cpu([(ScenarioRun(scenario=None, record=record, findings=findings), s)])
     (ax,) = fig.axes
     assert "% of one core" in ax.get_xlabel() and ax.get_title()
-    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"Redis (all nodes)", "instrument (busiest process)"}
+    assert {t.get_text() for t in ax.get_legend().get_texts()} == {"Redis (all nodes)", "instrument CPU"}
     widths = [bar.get_width() for c in ax.containers for bar in c]
     assert len(widths) == 2 and all(w > 0 for w in widths)  # Redis and the instrument, measured, not zero

@@ -23,6 +23,8 @@ EVENT_TYPES = ("ticker", "trade", "orderbook", "candle")
 #: docs/scaling.md, measured: one Python process delivers 18,500–24,400 deliveries/s per core
 #: (41–54 µs per delivery, publishing and recording included)
 CLIENT_DELIVERIES_PER_CORE = (18_500, 24_400)
+#: the same, per delivery (µs)
+CLIENT_US_PER_DELIVERY = (41, 54)
 #: docs/scaling.md, measured: one Redis node spends 1.2 µs (batched) to 8.3 µs (unbatched) per delivery
 REDIS_US_PER_DELIVERY = (1.2, 8.3)
 
@@ -73,6 +75,12 @@ def model(bots: int, rate: float, processes: int = 1, cores: int | None = None) 
             "processes": n, "redis_cpu_lo": cpu[0], "redis_cpu_hi": cpu[1], "cores": cores}
 
 
+def model_constants() -> dict:
+    """The scaling model's constants (docs/scaling.md), as report.json keeps them."""
+    return {"client_deliveries_per_core": list(CLIENT_DELIVERIES_PER_CORE),
+            "client_us_per_delivery": list(CLIENT_US_PER_DELIVERY), "redis_us_per_delivery": list(REDIS_US_PER_DELIVERY)}
+
+
 def facts(rep, entries: Sequence[dict]) -> list[dict]:
     """One dict per seed row (report.json ``facts.capacity``): the claim, the measurement from the
     run's facts (or why there is none) and the model."""
@@ -81,7 +89,9 @@ def facts(rep, entries: Sequence[dict]) -> list[dict]:
     out = []
     for row in ROWS:
         e = by_name.get(row.name)
+        lo, _, hi = row.seed_rate.partition("–")
         d = {"bots": row.bots, "rate": row.rate, "seed_rate": row.seed_rate, "seed_cpu_pct": row.seed_cpu_pct,
+             "seed_rate_lo": _seed_number(lo), "seed_rate_hi": _seed_number(hi),
              "run": row.name if e else None, "measured": e is not None}
         if e is None:
             d["not_measured"] = "not requested (capacity rows off)" if not requested else "not run"
@@ -102,6 +112,15 @@ def facts(rep, entries: Sequence[dict]) -> list[dict]:
         })
         out.append(d)
     return out
+
+
+def _seed_number(text: str) -> float | None:
+    """The seed's "1K" as 1000, "1,500" as 1500."""
+    t = text.strip().replace(",", "")
+    try:
+        return float(t[:-1]) * 1000 if t.upper().endswith("K") else float(t)
+    except ValueError:
+        return None
 
 
 def _fmt(v, spec="{:.1f}") -> str:

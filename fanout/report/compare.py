@@ -84,6 +84,20 @@ def compare_sets(a_runs: Sequence, b_runs: Sequence, *, threshold_pct: float = T
     return Comparison(pd.DataFrame(rows, columns=COLUMNS), threshold_pct, max_delivery_drop, unmatched)
 
 
+def comparison_pairs(runs: Sequence) -> list[tuple]:
+    """The seed's 3 vs 5 instances (standard vs stress), and each scenario against itself on
+    another transport (``standard`` vs ``standard-streams``)."""
+    by = {r.name: r for r in runs}
+    pairs = []
+    if "standard" in by and "stress" in by:
+        pairs.append(("instances: 3 (standard) vs 5 (stress)", by["standard"], by["stress"]))
+    for r in runs:
+        base = r.name.removesuffix(f"-{r.transport}")
+        if base != r.name and base in by and by[base].transport != r.transport:
+            pairs.append((f"transport: {by[base].transport} vs {r.transport} ({base})", by[base], r))
+    return pairs
+
+
 def display_frame(c: Comparison) -> pd.DataFrame:
     """The comparison as display strings (for the terminal and the report)."""
     def num(v, fmt="{:.3f}"):
@@ -101,5 +115,5 @@ def display_frame(c: Comparison) -> pd.DataFrame:
     })
 
 
-__all__ = ["Comparison", "compare_pair", "compare_sets", "display_frame", "latency_ms", "THRESHOLD_PCT",
+__all__ = ["Comparison", "comparison_pairs", "compare_pair", "compare_sets", "display_frame", "latency_ms", "THRESHOLD_PCT",
            "MAX_DELIVERY_DROP"]

@@ -14,11 +14,9 @@ from fanout.lab.resources import summarise
 from fanout.report import outcomes as _outcomes
 from fanout.report import saturation
 from fanout.report.params import ReportParams, as_dict
+from fanout.report.readiness import SENTINEL_WHY
 from fanout.report.runs import ScenarioRun
 
-#: why Sentinel is never in the default report (page one says so)
-SENTINEL_WHY = ("not in the default report: each run needs a master, a replica and three Sentinels; "
-                "measure it with `fanout run --scenario cluster/sentinel-failover-pubsub`")
 
 
 @dataclass

@@ -22,7 +22,14 @@ from fanout.analysis.findings import _plain
 from fanout.report import outcomes as _outcomes
 from fanout.report import saturation
 
+from fanout.lab.options import RunOptions
+from fanout.lab.resources import SAMPLE_INTERVAL_S
+
 MIB = 1024 * 1024
+#: how long the scheduler waits out before each due time by yielding (not work: instrument CPU leaves it out)
+SCHEDULER_WAIT_MS = RunOptions().spin_s * 1000
+#: the monitoring table's Redis CPU alert: one Redis node is single-threaded
+REDIS_CPU_WARN_PCT = 70
 
 #: one wording per definition; the page, the methodology and report.json quote these
 DEFINITIONS = {
@@ -31,7 +38,7 @@ DEFINITIONS = {
                    "lateness is stated, not judged."),
     "instrument_cpu": ("Instrument CPU: the busiest process of the instrument (the simulator and its bridges), CPU "
                        "time over the run as % of one core, less the time its scheduler spends waiting out the "
-                       "last 1.5 ms before each due time (the simulator's own accounting); a run recorded without "
+                       f"last {SCHEDULER_WAIT_MS:g} ms before each due time (the simulator's own accounting); a run recorded without "
                        "that accounting shows the sampled process CPU, wait included, marked *."),
     "deliveries_per_s": ("Deliveries/s: distinct deliveries of the run's events divided by its publishing window, "
                          "from the first event's due time to the last event's send time (the drain after it is "
@@ -246,7 +253,7 @@ def ordering(rep) -> dict[str, Any]:
 def comparisons(rep) -> list[dict]:
     """The comparisons section's pairs with every number of its tables (block bootstrap, seeded)."""
     from fanout.report import compare as _compare
-    from fanout.report.sections import comparison_pairs
+    from fanout.report.compare import comparison_pairs
 
     out = []
     for label, a, b in comparison_pairs(rep.scenarios):
@@ -275,7 +282,10 @@ def settings(entries: Sequence[dict]) -> dict[str, Any]:
     for g in values.get("client-output-buffer-limit", []):
         lim = parse_limit(g["value"])
         limits.append({"hard_bytes": lim[0] if lim else None, "soft_bytes": lim[1] if lim else None,
-                       "soft_s": lim[2] if lim else None, "value": g["value"], "runs": g["runs"]})
+                       "soft_s": lim[2] if lim else None, "value": g["value"], "runs": g["runs"],
+                       # as the page shows them
+                       "hard_kib": lim[0] / 1024 if lim else None, "soft_kib": lim[1] / 1024 if lim else None,
+                       "hard_mib": lim[0] / MIB if lim else None, "soft_mib": lim[1] / MIB if lim else None})
     per_sub = []
     for e in entries:
         res = e["resources"] or {}
@@ -319,7 +329,7 @@ def monitoring(rep, entries: Sequence[dict]) -> dict[str, Any]:
            and e["resources"].get("redis_cpu_pct_max") is not None]
     restarts = [e for e in entries if "redis_restart" in e["fault_kinds"]]
     busiest = max(entries, key=lambda e: (e["resources"] or {}).get("redis_cpu_pct_max") or -1, default=None)
-    return {"p99_ms": p99, "warn_ms": math.ceil(3 * p99) if p99 else None,
+    return {"p99_ms": p99, "warn_ms": math.ceil(3 * p99) if p99 else None, "redis_cpu_warn_pct": REDIS_CPU_WARN_PCT,
             "page_ms": math.ceil(10 * p99) if p99 else None, "calm_runs": [e["name"] for e in calm],
             "worst_p99_run": max(calm, key=lambda e: e["latency_p99_ms"])["name"] if calm else None,
             "redis_cpu_max": max(cpu) if cpu else None,
@@ -338,12 +348,17 @@ def compute(rep) -> dict[str, Any]:
     }
     facts["ordering"] = ordering(rep)
     facts["comparisons"] = comparisons(rep)
+    from fanout.report.stats import BLOCKS, RESAMPLES
+
+    facts["bootstrap"] = {"blocks": BLOCKS, "resamples": RESAMPLES, "interval_pct": 95}
+    facts["method"] = {"sample_interval_s": SAMPLE_INTERVAL_S, "scheduler_wait_ms": SCHEDULER_WAIT_MS}
     from fanout.report import capacity as _capacity
-    from fanout.report import operations as _operations
+    from fanout.report import readiness as _readiness
 
     facts["capacity"] = _capacity.facts(rep, entries)
+    facts["capacity_model"] = _capacity.model_constants()
     facts["scope"] = scope(rep)
-    facts["readiness"] = _operations.checklist(rep, facts)
+    facts["readiness"] = _readiness.checklist(facts)
     return _plain(facts)
 
 

@@ -9,6 +9,7 @@ import pandas as pd
 
 from fanout.report import capacity as _capacity
 from fanout.report import compare as _compare
+from fanout.report.compare import comparison_pairs
 from fanout.report import outcomes as _outcomes
 from fanout.report import tables as T
 from fanout.report.context import Report
@@ -68,20 +69,6 @@ def scenario_verdict(run: ScenarioRun) -> str:
     return render("scenario_verdict.md.j2", run=run, verdict=T.md(T.verdict_table(run.findings)),
                   failed=[c for c in run.findings.verdict if not c.passed and _outcomes.judged(c)],
                   noted=[c for c in run.findings.verdict if not _outcomes.judged(c)])
-
-
-def comparison_pairs(runs: Sequence[ScenarioRun]) -> list[tuple[str, ScenarioRun, ScenarioRun]]:
-    """The seed's 3 vs 5 instances (standard vs stress), and each scenario against itself on
-    another transport (``standard`` vs ``standard-streams``)."""
-    by = {r.name: r for r in runs}
-    pairs = []
-    if "standard" in by and "stress" in by:
-        pairs.append(("instances: 3 (standard) vs 5 (stress)", by["standard"], by["stress"]))
-    for r in runs:
-        base = r.name.removesuffix(f"-{r.transport}")
-        if base != r.name and base in by and by[base].transport != r.transport:
-            pairs.append((f"transport: {by[base].transport} vs {r.transport} ({base})", by[base], r))
-    return pairs
 
 
 def comparisons(rep: Report) -> str:
