@@ -155,7 +155,8 @@ def name_server(rec: "RunRecord", server=None, binary: str | None = None) -> Non
 
 def environment(redis_version: str | None = None) -> dict[str, Any]:
     """Versions and machine facts a report must state (``redis_server``: the server's product and
-    version, :func:`name_server` adds the binary)."""
+    version, :func:`name_server` adds the binary; ``provenance``: the commit, uncommitted changes,
+    fanout version and command line of this process, :mod:`fanout.lab.provenance`)."""
     import redis
 
     try:
@@ -165,6 +166,7 @@ def environment(redis_version: str | None = None) -> dict[str, Any]:
     except ImportError:
         hiredis_version = None
     from fanout import __version__
+    from fanout.lab.provenance import provenance
 
     return {
         "fanout": __version__,
@@ -176,6 +178,7 @@ def environment(redis_version: str | None = None) -> dict[str, Any]:
         "host": platform.node(),
         "platform": platform.platform(),
         "cores": os.cpu_count(),
+        "provenance": provenance(),
     }
 
 
