@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import metadata as _metadata
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -91,13 +92,19 @@ def appendix(rep: Report, bench: dict | None = None, bench_md: str = "") -> str:
                   bench=bench, bench_md=bench_md)
 
 
+def _record_path(run: ScenarioRun) -> str:
+    """The run folder as an absolute path (the archive's writer makes it relative to the report
+    folder: :func:`fanout.report.build.portable_archive`), or "(not saved)"."""
+    return Path(run.record.path).resolve().as_posix() if run.record.path else "(not saved)"
+
+
 def result(rep: Report) -> dict[str, Any]:
     """What the notebook writes to ``result_json``, and the report folder's archive: the verdict,
     every run with its role, record and findings, the parameters and provenance."""
     return {
         "status": "PASS" if rep.passed else "FAIL", "passed": rep.passed, "provenance": provenance(rep),
         "parameters": rep.parameters(), "skipped": dict(rep.skipped),
-        "runs": [{"name": r.name, "role": r.role, "run_id": r.record.run_id, "record": r.path,
+        "runs": [{"name": r.name, "role": r.role, "run_id": r.record.run_id, "record": _record_path(r),
                   "findings": r.findings.to_dict(),
                   "load": dataclasses.asdict(rep.loads[r.record.run_id])} for r in rep.runs],
     }
