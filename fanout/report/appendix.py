@@ -174,4 +174,5 @@ def scenario_result(run: ScenarioRun) -> dict[str, Any]:
     return d
 
 
-__all__ = ["appendix", "provenance", "result", "code_commits", "code_line", "bench_commit", "bench_commit_note", "scenario_result", "runs_frame", "changed_fields_frame"]
+__all__ = ["appendix", "provenance", "result", "code_commits", "code_line", "bench_commit", "bench_commit_note",
+           "scenario_result", "runs_frame", "changed_fields_frame"]
