@@ -322,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         sections = tuple(s for s in SECTIONS if not (args.quick and s == "profile"))
 
+    from fanout.lab.provenance import provenance
+
     from .machine import machine_info
 
     t_start = time.monotonic()
@@ -329,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     _say(f"benchmarks ({plan.mode}): {', '.join(sections)} on {machine['cores']} cores")
     res: dict[str, Any] = {"schema": SCHEMA, "mode": plan.mode, "started": started.isoformat(timespec="seconds"),
-                           "sections": list(sections), "machine": machine, "plan": asdict(plan)}
+                           "sections": list(sections), "machine": machine, "plan": asdict(plan),
+                           "provenance": provenance()}  # the commit measured (the report's appendix names it)
     if "latency" in sections:
         res["latency"] = run_latency(plan)
     if "knee" in sections:

@@ -102,6 +102,7 @@ def test_quick_latency_smoke_writes_json_with_the_fields(tmp_path):
     for key in ("cores", "cpu_model", "redis_server", "python", "redis_py", "hiredis"):
         assert key in m
     assert m["cores"] >= 1 and m["python"] and m["redis_py"]
+    assert set(res["provenance"]) == {"commit", "dirty", "fanout", "command"}  # the appendix names the commit
     runs = res["latency"]["runs"]
     assert {r["harness"] for r in runs} == {"fanout", "baseline", "baseline-pipelined"}
     for r in runs:

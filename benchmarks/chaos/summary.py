@@ -97,7 +97,7 @@ def _unexplained_span(rec, acc) -> dict[str, Any]:
         if ts:
             out[r] = {"n": len(ts), "first_s": round((ts[0] - rec.t0) / 1e9, 3),
                       "last_s": round((ts[-1] - rec.t0) / 1e9, 3)}
-    return out if out else {"note": f"{acc.by_cause.get(UNEXPLAINED, 0)} unexplained (by the source's outages)"}
+    return out if out else {"note": f"{acc.by_cause.get(UNEXPLAINED, 0)} unexplained"}
 
 
 def p99_ms(rec, receivers: list[str] | None = None, due_from_ns: int | None = None,

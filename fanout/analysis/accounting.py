@@ -178,6 +178,14 @@ def fault_windows(record: RunRecord, receivers: list[str]) -> list[tuple[str, st
     return [(w.label, w.fault_kind, w.receiver, w.start, w.end) for w in _windows(record, receivers)[0]]
 
 
+def outage_windows(record: RunRecord) -> dict[str, list[tuple[str, int, int]]]:
+    """Per instance, its observed disconnections as (description, start_ns, end_ns): from its last
+    sign of life less PRE_NS to its resubscription plus POST_NS (the time part of cause 4; the
+    reconnect gap may cover events sent before it)."""
+    names = [str(x) for x in record.instances["instance"]]
+    return {who: [(w.label, w.start, w.end) for w in ws] for who, ws in _windows(record, names)[1].items()}
+
+
 def missing_deliveries(record: RunRecord, receivers: list[str]) -> dict[str, list[str]]:
     """Per receiver, the ids of acknowledged events from others it never got, in send order."""
     ok = record.publications.loc[record.publications["ok"], ["id", "source", "t_sent"]]

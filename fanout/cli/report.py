@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
     params.add_arguments(g, ReportParams)
     rep.add_argument("--from-runs", nargs="+", metavar="DIR",
                      help="render from archived runs instead of running: run folders, folders of them, or report "
-                          "folders (their report.json lists their runs)")
+                          "folders (their report.json lists their runs); they are copied into the output folder's runs/")
     rep.add_argument("--out", metavar="DIR", default=str(DEFAULT_OUT),
                      help=f"output folder (default {DEFAULT_OUT}, git-ignored; the committed example is "
                           "reports/example/, made by 'make example')")

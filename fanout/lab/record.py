@@ -69,6 +69,16 @@ def _default(dtype: str, n: int) -> pd.Series:
     return pd.Series([0] * n, dtype=dtype)
 
 
+def write_parquet(df: pd.DataFrame, path: Path) -> None:
+    """One frame as a compact Parquet file: zstd, strings dictionary-encoded (ids, instance names
+    and event types repeat), integers delta-encoded (timestamps and seqs rise). Any Parquet reader
+    reads it; :func:`load_run` reads these and the snappy files written before."""
+    strings = [c for c in df.columns if isinstance(df[c].dtype, pd.StringDtype) or df[c].dtype == object]
+    ints = {c: "DELTA_BINARY_PACKED" for c in df.columns if pd.api.types.is_integer_dtype(df[c].dtype)}
+    df.to_parquet(path, index=False, engine="pyarrow", compression="zstd", use_dictionary=strings,
+                  column_encoding=ints)
+
+
 @dataclass
 class RunRecord:
     run_id: str
@@ -104,12 +114,8 @@ class RunRecord:
         """Write ``<root>/<run_id>/`` (the frames as parquet files and run.json); return the folder."""
         out = Path(root) / self.run_id
         out.mkdir(parents=True, exist_ok=True)
-        self.publications.to_parquet(out / "publications.parquet", index=False)
-        self.deliveries.to_parquet(out / "deliveries.parquet", index=False)
-        self.instances.to_parquet(out / "instances.parquet", index=False)
-        self.faults.to_parquet(out / "faults.parquet", index=False)
-        self.outages.to_parquet(out / "outages.parquet", index=False)
-        self.resources.to_parquet(out / "resources.parquet", index=False)
+        for name in ("publications", "deliveries", "instances", "faults", "outages", "resources"):
+            write_parquet(getattr(self, name), out / f"{name}.parquet")
         (out / "run.json").write_text(json.dumps(self.meta(), indent=2, default=str) + "\n")
         self.path = out
         return out
@@ -155,7 +161,8 @@ def name_server(rec: "RunRecord", server=None, binary: str | None = None) -> Non
 
 def environment(redis_version: str | None = None) -> dict[str, Any]:
     """Versions and machine facts a report must state (``redis_server``: the server's product and
-    version, :func:`name_server` adds the binary)."""
+    version, :func:`name_server` adds the binary; ``provenance``: the commit, uncommitted changes,
+    fanout version and command line of this process, :mod:`fanout.lab.provenance`)."""
     import redis
 
     try:
@@ -165,6 +172,7 @@ def environment(redis_version: str | None = None) -> dict[str, Any]:
     except ImportError:
         hiredis_version = None
     from fanout import __version__
+    from fanout.lab.provenance import provenance
 
     return {
         "fanout": __version__,
@@ -176,6 +184,7 @@ def environment(redis_version: str | None = None) -> dict[str, Any]:
         "host": platform.node(),
         "platform": platform.platform(),
         "cores": os.cpu_count(),
+        "provenance": provenance(),
     }
 
 

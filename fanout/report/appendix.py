@@ -10,11 +10,13 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib import metadata as _metadata
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
+from fanout.lab.provenance import short
 from fanout.redact import redact_url
 from fanout.report import tables as T
 from fanout.report.context import Report
@@ -73,10 +75,63 @@ def changed_fields_frame(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def code_commits(runs: Sequence[ScenarioRun]) -> list[dict[str, Any]]:
+    """The commits the runs were made with (``environment.provenance``, first seen first): commit
+    (None: not recorded), dirty (any of its runs had uncommitted changes) and how many runs."""
+    seen: dict[str | None, dict[str, Any]] = {}
+    for r in runs:
+        prov = (r.record.environment or {}).get("provenance") or {}
+        d = seen.setdefault(prov.get("commit"), {"commit": prov.get("commit"), "dirty": False, "runs": 0})
+        d["dirty"] = d["dirty"] or bool(prov.get("dirty"))
+        d["runs"] += 1
+    return list(seen.values())
+
+
+def _dirty(flag: Any) -> str:
+    return " with uncommitted changes" if flag else ""
+
+
+def code_line(commits: Sequence[dict[str, Any]]) -> str:
+    """The appendix's "Code" fact: which commit(s) the runs were made with."""
+    named = [c for c in commits if c["commit"]]
+    if not named:
+        return "not recorded (runs made before run records named their commit)"
+    parts = [f"commit `{short(c['commit'])}`{_dirty(c['dirty'])}" + (f" ({c['runs']} runs)" if len(commits) > 1 else "")
+             for c in named]
+    unknown = sum(c["runs"] for c in commits if not c["commit"])
+    return "; ".join(parts) + (f"; not recorded for {unknown} run{'s' if unknown != 1 else ''}" if unknown else "")
+
+
+def bench_commit(bench: dict | None) -> tuple[str | None, bool]:
+    """The commit the load benchmark's results were measured at (``provenance``; older files:
+    ``machine.git_commit``, a short one) and whether it had uncommitted changes."""
+    bench = bench or {}
+    prov, machine = bench.get("provenance") or {}, bench.get("machine") or {}
+    commit = prov.get("commit") or machine.get("git_commit")
+    return commit or None, bool(prov.get("dirty") if "dirty" in prov else machine.get("fanout_uncommitted_changes"))
+
+
+def bench_commit_note(bench: dict | None, commits: Sequence[dict[str, Any]]) -> str:
+    """One sentence: the commit the benchmark was measured at, against the commit(s) of the report's runs."""
+    b, dirty = bench_commit(bench)
+    if not b:
+        return "The results file does not name the commit it was measured at."
+    said = f"Measured at commit `{short(b)}`{_dirty(dirty)}"
+    ours = [c["commit"] for c in commits if c["commit"]]
+    if not ours:
+        return f"{said}; this report's runs do not name theirs."
+    listed = ", ".join(f"`{short(c)}`" for c in ours)
+    if any(c.startswith(b) or b.startswith(c) for c in ours):
+        return f"{said}, the commit of this report's runs." if len(ours) == 1 else \
+            f"{said}, one of the commits of this report's runs ({listed})."
+    return f"{said}, not the commit of this report's runs ({listed})." if len(ours) == 1 else \
+        f"{said}, not a commit of this report's runs ({listed})."
+
+
 def provenance(rep: Report) -> dict[str, Any]:
     env = rep.runs[0].findings.environment if rep.runs else {}
     return {
-        "generated_utc": rep.generated.isoformat(timespec="seconds"),
+        "generated_utc": rep.generated.isoformat(timespec="seconds"), "commits": code_commits(rep.runs),
         "python": env.get("python") or platform.python_version(), "python_executable": sys.executable,
         "fanout": env.get("fanout"), "packages": {p: v for p in PACKAGES if (v := _version(p))},
         "machine": rep.machine(), "servers": rep.servers(), "parameters": rep.parameters(),
@@ -105,7 +160,14 @@ def appendix(rep: Report, bench: dict | None = None, bench_md: str = "") -> str:
                   changed=T.md(changed_fields_frame(rep.runs), align={"Fields that differ from the Scenario defaults":
                                                                        "left"}) if rep.runs else "",
                   params_yaml=yaml.safe_dump(prov["parameters"], sort_keys=False, default_flow_style=None).strip(),
-                  bench=bench, bench_md=bench_md)
+                  bench=bench, bench_md=bench_md, code=code_line(prov["commits"]),
+                  bench_commit=bench_commit_note(bench, prov["commits"]) if bench else "")
+
+
+def _record_path(run: ScenarioRun) -> str:
+    """The run folder as an absolute path (the archive's writer makes it relative to the report
+    folder: :func:`fanout.report.build.portable_archive`), or "(not saved)"."""
+    return Path(run.record.path).resolve().as_posix() if run.record.path else "(not saved)"
 
 
 def result(rep: Report) -> dict[str, Any]:
@@ -114,7 +176,7 @@ def result(rep: Report) -> dict[str, Any]:
     return {
         "status": "PASS" if rep.passed else "FAIL", "passed": rep.passed, "provenance": provenance(rep),
         "parameters": rep.parameters(), "skipped": dict(rep.skipped),
-        "runs": [{"name": r.name, "role": r.role, "run_id": r.record.run_id, "record": r.path,
+        "runs": [{"name": r.name, "role": r.role, "run_id": r.record.run_id, "record": _record_path(r),
                   "findings": r.findings.to_dict(),
                   "load": dataclasses.asdict(rep.loads[r.record.run_id])} for r in rep.runs],
         # every figure the sections state, computed once (fanout.report.facts): the page reads these
@@ -131,4 +193,5 @@ def scenario_result(run: ScenarioRun) -> dict[str, Any]:
     return d
 
 
-__all__ = ["appendix", "provenance", "result", "scenario_result", "runs_frame", "changed_fields_frame"]
+__all__ = ["appendix", "provenance", "result", "code_commits", "code_line", "bench_commit", "bench_commit_note",
+           "scenario_result", "runs_frame", "changed_fields_frame"]

@@ -5,6 +5,10 @@ The output folder (default ``reports/latest/``, git-ignored) gets ``validation-r
 (executed), ``.html``, ``.md`` with its figures in ``validation-report_files/``, the run
 records in ``runs/`` and ``report.json`` (verdict, parameters, every run's role, record and
 findings): ``fanout report --from-runs <folder>`` renders it again, ``fanout compare`` compares two.
+
+A report folder holds its runs: rendered from archived runs (``from_runs``), they are copied into
+its ``runs/`` first. The archive names every path (records, ``save_to``, ``from_runs``) relative
+to the report folder, so the folder renders again from any clone or copy of it.
 """
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ from fanout.report.paths import ARCHIVE_NAME, DEFAULT_OUT, REPORT_STEM, VALIDATI
 
 @dataclass(frozen=True)
 class ReportResult:
+    """What was written; ``result`` is the notebook's (absolute paths, records where they were
+    read from), the archive file the same with :func:`portable_archive`'s paths."""
+
     html: Path
     markdown: Path
     executed: Path
@@ -43,6 +50,31 @@ def _describe(params: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v}" for k, v in shown.items()) or "defaults"
 
 
+def _relative(path: str, folder: Path) -> str:
+    """An absolute ``path`` relative to ``folder`` (POSIX separators); anything else as it is."""
+    if not path or not Path(path).is_absolute():
+        return path
+    return Path(os.path.relpath(path, folder)).as_posix()
+
+
+def portable_archive(result: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """The notebook's result as the report folder's archive: each run's record is the copy in
+    ``out_dir/runs`` when there is one, and every path is relative to ``out_dir``."""
+    result = json.loads(json.dumps(result, default=str))
+    for run in result.get("runs", []):
+        record = str(run.get("record") or "")
+        if Path(record).is_absolute():
+            copy = out_dir / "runs" / Path(record).name
+            run["record"] = _relative(str(copy if (copy / "run.json").is_file() else record), out_dir)
+    for params in (result.get("parameters"), (result.get("provenance") or {}).get("parameters")):
+        if isinstance(params, dict):
+            if isinstance(params.get("save_to"), str):
+                params["save_to"] = _relative(params["save_to"], out_dir)
+            if isinstance(params.get("from_runs"), list):
+                params["from_runs"] = [_relative(str(p), out_dir) for p in params["from_runs"]]
+    return result
+
+
 def build_validation_report(params: dict[str, Any], out_dir: str | os.PathLike = DEFAULT_OUT, *,
                             printer: Printer | None = stderr_printer, progress_bar: bool | None = None,
                             relay_stderr: bool = True) -> ReportResult:
@@ -54,6 +86,10 @@ def build_validation_report(params: dict[str, Any], out_dir: str | os.PathLike =
     executed = out_dir / f"{REPORT_STEM}.ipynb"
     params = dict(params or {})
     params.setdefault("save_to", str(out_dir / "runs"))
+    if params.get("from_runs"):
+        from fanout.report.runs import copy_runs
+
+        copy_runs(params["from_runs"], out_dir / "runs")
     say(f"fanout report: running {display_path(VALIDATION_NOTEBOOK)} ({_describe(params)})")
     with tempfile.TemporaryDirectory(prefix="fanout-report-") as tmp:
         result_json = Path(tmp) / "result.json"
@@ -66,9 +102,9 @@ def build_validation_report(params: dict[str, Any], out_dir: str | os.PathLike =
     say(f"fanout report: exporting {display_path(out_dir / REPORT_STEM)}.html and .md")
     html, md = export_notebook(executed, out_dir, REPORT_STEM)
     archive = out_dir / ARCHIVE_NAME
-    archive.write_text(json.dumps(result, indent=2, allow_nan=False, default=str) + "\n")
+    archive.write_text(json.dumps(portable_archive(result, out_dir), indent=2, allow_nan=False, default=str) + "\n")
     return ReportResult(html=html, markdown=md, executed=executed, archive=archive,
                         status=str(result.get("status", "FAIL")), passed=bool(result.get("passed")), result=result)
 
 
-__all__ = ["ReportResult", "build_validation_report"]
+__all__ = ["ReportResult", "build_validation_report", "portable_archive"]

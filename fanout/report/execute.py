@@ -6,7 +6,8 @@ The batch runs here never look one up: the kernel manager from :func:`kernel_man
 starts ``sys.executable -m ipykernel_launcher``, so the notebook runs in the interpreter that
 imported this module (the one with ``fanout`` installed), with this checkout on ``PYTHONPATH``.
 A cell that fails becomes one line of the notebook's own error class; a ``redis_url`` with
-credentials travels in the kernel's environment, never in the executed notebook.
+credentials travels in the kernel's environment, never in the executed notebook; so does the
+command line that started the notebook (``$FANOUT_COMMAND``, redacted), which its runs record.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from typing import Any
 
 from fanout import errors as _errors
 from fanout.errors import FanoutError
+from fanout.lab.provenance import COMMAND_ENV, command_line
 from fanout.report.nbhelpers import find_repo_root
 from fanout.report.paths import REPO_ROOT, SCENARIO_NOTEBOOK, display_path
 
@@ -155,6 +157,7 @@ def execute_notebook(notebook: str | os.PathLike, output: str | os.PathLike, par
         raise FanoutError(f"notebook not found: {notebook}")
     output.parent.mkdir(parents=True, exist_ok=True)
     params, env = secret_free(parameters)
+    env.setdefault(COMMAND_ENV, command_line())  # the runs record the command typed, not the kernel's
     if progress_bar is None:
         progress_bar = sys.stderr.isatty()
     cwd = Path(cwd).resolve() if cwd else find_repo_root()

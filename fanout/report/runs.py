@@ -153,8 +153,10 @@ def _role_of(record: RunRecord) -> str:
 
 
 def _run_folders(path: Path) -> list[tuple[Path, str | None]]:
-    """(run folder, role) for a run folder, a report folder (its archive lists its runs), or a
-    folder of run folders."""
+    """(run folder, role) for a run folder, a report folder (its archive lists its runs, by a path
+    relative to the report folder; archives written before that named them by an absolute or
+    working-directory path, tried after the report folder's own ``runs/``), or a folder of run
+    folders."""
     import json
 
     if (path / "run.json").is_file():
@@ -165,7 +167,7 @@ def _run_folders(path: Path) -> list[tuple[Path, str | None]]:
         out = []
         for r in doc.get("runs", []):
             p = Path(r["record"])
-            for cand in (p, path / p, path / "runs" / p.name):
+            for cand in ([] if p.is_absolute() else [path / p]) + [path / "runs" / p.name, p]:
                 if (cand / "run.json").is_file():
                     out.append((cand, r.get("role")))
                     break
@@ -176,6 +178,24 @@ def _run_folders(path: Path) -> list[tuple[Path, str | None]]:
     if not found:
         raise ConfigError(f"from_runs: {path} holds no run (no run.json, no {ARCHIVE_NAME}, no run folders)")
     return [(p, None) for p in found]
+
+
+def copy_runs(paths: Sequence[str], dest: str | Path) -> list[Path]:
+    """Copy every run folder ``paths`` name (as :func:`load_runs` finds them) into ``dest``
+    (a report folder's ``runs/``), so a report rendered from them holds its own runs; a folder
+    already there is left as it is. Returns the folders in ``dest``."""
+    import shutil
+
+    dest = Path(dest)
+    out = []
+    for given in paths:
+        for folder, _role in _run_folders(Path(given)):
+            target = dest / folder.name
+            if target.resolve() != folder.resolve():
+                dest.mkdir(parents=True, exist_ok=True)
+                shutil.copytree(folder, target, dirs_exist_ok=True)
+            out.append(target)
+    return out
 
 
 def load_runs(paths: Sequence[str]) -> list[ScenarioRun]:
@@ -217,4 +237,5 @@ def scenario_from_namespace(namespace: dict[str, Any]):
 
 
 __all__ = ["ScenarioRun", "split_spec", "report_scenario", "run_one", "run_planned", "plan_scenarios", "load_runs",
+           "copy_runs",
            "scenario_from_namespace", "archived_parameters", "QUICK_DURATION_S", "FAULT_TAIL_S", "ROLES"]
