@@ -138,24 +138,8 @@ def provenance(rep: Report) -> dict[str, Any]:
     }
 
 
-def report_commit(rep: Report) -> str | None:
-    """The commit this report's runs were made on, when their records say (one, or a list)."""
-    seen = []
-    for r in rep.runs:
-        env = r.record.environment or {}
-        src = env.get("source") if isinstance(env.get("source"), dict) else {}
-        c = env.get("git_commit") or env.get("commit") or src.get("commit") or src.get("git_commit")
-        if c and str(c) not in seen:
-            seen.append(str(c))
-    return ", ".join(seen) or None
-
-
 def appendix(rep: Report, bench: dict | None = None, bench_md: str = "") -> str:
-    from fanout.report.load import load_markdown
-
     prov = provenance(rep)
-    if bench:  # rendered here too, to say which commit this report's runs were on beside the benchmark's
-        bench_md = load_markdown(bench, report_commit(rep))
     return render("appendix.md.j2", rep=rep, prov=prov, runs=T.md(runs_frame(rep.runs)) if rep.runs else "",
                   changed=T.md(changed_fields_frame(rep.runs), align={"Fields that differ from the Scenario defaults":
                                                                        "left"}) if rep.runs else "",

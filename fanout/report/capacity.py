@@ -85,7 +85,7 @@ def facts(rep, entries: Sequence[dict]) -> list[dict]:
     """One dict per seed row (report.json ``facts.capacity``): the claim, the measurement from the
     run's facts (or why there is none) and the model."""
     by_name = {e["name"]: e for e in entries if e["role"] == "capacity"}
-    requested = bool(rep.params.capacity) or bool(by_name)
+    requested = bool(rep.run_params.capacity) or bool(by_name)  # as the runs were made (through re-renderings)
     out = []
     for row in ROWS:
         e = by_name.get(row.name)

@@ -363,10 +363,11 @@ def compute(rep) -> dict[str, Any]:
 
 
 def scope(rep) -> dict[str, Any]:
+    """What the runs covered (when and from where this rendering was made is provenance, not a fact
+    of the runs: a rendering of the same runs has the same facts)."""
     return {"durations": rep.durations(), "servers": rep.servers(), "hosting": rep.hosting(),
             "protection": rep.protection(), "machine": rep.machine(), "not_measured": rep.not_measured(),
             "transports": rep.transports(), "quick": rep.quick, "duration_scale": rep.run_params.duration_scale,
-            "from_archive": rep.from_archive, "generated": rep.generated.strftime("%Y-%m-%d %H:%M"),
             "foreign": sum(int(r.findings.overall.get("foreign", 0)) for r in rep.runs)}
 
 

@@ -42,14 +42,6 @@ def _machine(d: dict) -> str:
             f"redis-py {m.get('redis_py')}, hiredis {m.get('hiredis')}")
 
 
-def commit(d: dict) -> str | None:
-    """The commit the benchmark ran on, when it recorded one (with ``+changes`` when fanout/ had
-    uncommitted changes)."""
-    m = d.get("machine", {})
-    c = m.get("git_commit") or d.get("git_commit") or d.get("commit")
-    return None if not c else f"{c}{' +changes' if m.get('fanout_uncommitted_changes') else ''}"
-
-
 def latency_frame(d: dict) -> pd.DataFrame:
     rows = []
     for r in d.get("latency", {}).get("runs", []):
@@ -102,14 +94,13 @@ def plot_curve(d: dict):
     return fig
 
 
-def load_markdown(d: dict | None, report_commit: str | None = None) -> str:
+def load_markdown(d: dict | None) -> str:
     """The benchmark's tables with where and when it ran (``templates/load.md.j2``)."""
     from fanout.report.prose import render
     from fanout.report.tables import md
 
     if d is None:
         return ""
-    return render("load.md.j2", d=d, machine=_machine(d), commit=commit(d), report_commit=report_commit,
-                  latency=md(latency_frame(d)),
+    return render("load.md.j2", d=d, machine=_machine(d), latency=md(latency_frame(d)),
                   knee=md(knee_frame(d), align={"why the next step failed": "left"}),
                   facts=d.get("comparison", {}).get("lines") or [])
