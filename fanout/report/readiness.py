@@ -38,7 +38,8 @@ def checklist(facts: dict) -> list[dict]:
               f"{_n(everyone['self_received'])} self-received deliveries in {_n(everyone['runs'])} runs",
               "key-results"),
         _item("Every event exactly once without faults", calm["exactly_once"] == calm["runs"] if calm["runs"] else None,
-              f"{_n(calm['exactly_once'])} of the {_n(calm['runs'])} runs without injected faults exactly once"
+              f"{_n(calm['exactly_once'])} of the {_n(calm['runs'])} run{'s' if calm['runs'] != 1 else ''} without "
+              "injected faults exactly once"
               if calm["runs"] else "no run without faults", "verdict"),
         _item("Every event lost under a fault was lost where a planned fault acted",
               faults["all_planned"] if faults["runs"] else None,
