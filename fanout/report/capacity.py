@@ -105,6 +105,14 @@ def _fmt(v, spec="{:.1f}") -> str:
     return "n/a" if v is None else spec.format(v)
 
 
+def _p99(lat: dict) -> str:
+    """The p99 as a bare number, or ``— (n=…)`` when the samples do not carry it."""
+    from fanout.formatting import percentile
+
+    shown = percentile(lat.get("p99_ms"), lat.get("count"), "p99_ms", short=True)
+    return shown if shown.startswith("—") else _fmt(lat.get("p99_ms"), "{:.3f}")
+
+
 def seed_table(rows: list[dict]) -> pd.DataFrame:
     """The seed's columns, then the measured ones (numbers only; the states are words)."""
     from fanout.report.tables import load_state
@@ -122,7 +130,7 @@ def seed_table(rows: list[dict]) -> pd.DataFrame:
         recs.append({"bot instances": row.bots, "seed: events/s": row.seed_rate,
                      "seed: Redis CPU": f"<{row.seed_cpu_pct:g}%", "target events/s": f"{row.rate:,.0f}",
                      "achieved events/s": _fmt(o["achieved_rate_per_s"], "{:,.0f}"),
-                     "delivered": f"{o['delivery_pct']:.2f}%", "p99 (ms)": _fmt(lat["p99_ms"], "{:.3f}"),
+                     "delivered": f"{o['delivery_pct']:.2f}%", "p99 (ms)": _p99(lat),
                      "Redis CPU % (mean / max)": f"{_fmt(d['redis_cpu'])} / {_fmt(d['redis_cpu_max'])}",
                      "instrument CPU %": _fmt(load.instrument_cpu_pct), "load": load_state(load)})
     return pd.DataFrame(recs)

@@ -32,7 +32,7 @@ def page_one(rep: Report) -> str:
                 f"{_short(rep.outcome(r))} ({T.status_word(r.findings.passed)})")
         matrix = T.md(pd.DataFrame(list(rows.values())).fillna("not run"))
     return render("page_one.md.j2", rep=rep, t=rep.totals, ml=rep.max_lossless, mach=rep.machine(),
-                  not_measured=rep.not_measured(), key=T.md(T.key_results_table(main, shorts)), matrix=matrix,
+                  not_measured=rep.not_measured(), key=T.md_noted(T.key_results_table(main, shorts)), matrix=matrix,
                   attention=_outcomes.attention(rep.outcome_list(), rep.skipped, []))
 
 
@@ -46,14 +46,14 @@ class _ShortOutcome:
 def scenario_head(rep: Report, run: ScenarioRun, index: int) -> str:
     agents = T.agents_table(run.record)
     return render("scenario.md.j2", run=run, index=index, o=rep.outcome(run),
-                  overall=T.md(T.overall_table(run.findings), align={"Value": "left"}),
+                  overall=T.md_noted(T.overall_table(run.findings), align={"Value": "left"}),
                   arithmetic=T.md(T.arithmetic_table(run.findings), align={"Exact": "center"}),
                   agents=T.md(agents) if agents is not None else None)
 
 
 def scenario_latency(run: ScenarioRun) -> str:
-    return render("scenario_latency.md.j2", latency=T.md(T.latency_table(run.findings)),
-                  per_instance=T.md(T.instance_latency_table(run.findings)))
+    return render("scenario_latency.md.j2", latency=T.md_noted(T.latency_table(run.findings)),
+                  per_instance=T.md_noted(T.instance_latency_table(run.findings)))
 
 
 def scenario_verdict(run: ScenarioRun) -> str:
@@ -81,7 +81,7 @@ def comparisons(rep: Report) -> str:
     for label, a, b in pairs:
         c = _compare.compare_sets([a], [b])
         shown = _compare.display_frame(c).drop(columns=["scenario", "regressed"])
-        blocks.append({"label": label, "a": a, "b": b, "table": T.md(shown),
+        blocks.append({"label": label, "a": a, "b": b, "table": T.md_noted(shown),
                        "noise": [row for row in c.rows.to_dict(orient="records")
                                  if row["reading"] == "within noise"],
                        "differ": [row for row in c.rows.to_dict(orient="records")
@@ -92,8 +92,8 @@ def comparisons(rep: Report) -> str:
 
 def performance(rep: Report) -> str:
     runs = rep.scenarios + rep.capacity
-    return render("performance.md.j2", rep=rep, latency=T.md(T.latency_distribution_table(runs)),
-                  throughput=T.md(T.throughput_table(runs, rep.loads)))
+    return render("performance.md.j2", rep=rep, latency=T.md_noted(T.latency_distribution_table(runs)),
+                  throughput=T.md_noted(T.throughput_table(runs, rep.loads)))
 
 
 def resources(rep: Report) -> str:
@@ -112,7 +112,7 @@ def capacity(rep: Report) -> str:
     rows = _capacity.measured_rows(rep.capacity, requested=bool(rep.params.capacity))
     measured = [d for d in rows if d["run"] is not None]
     return render("capacity.md.j2", rep=rep, rows=rows, measured=measured, ml=rep.max_lossless,
-                  seed=T.md(_capacity.seed_table(rows)),
+                  seed=T.md_noted(_capacity.seed_table(rows)),
                   model=T.md(_capacity.model_table(rows)) if measured else "")
 
 
