@@ -25,9 +25,11 @@ def test_text_follows_the_seed_layout():
     for expected in ["  Total Instances: 3", "  Test Duration: 20s", "  Total Events Published: 195",
                      "  Total Events Received: 390", "  Expected Received: 390", "  Delivery Rate: 100.00%",
                      "  Self-Received Events: 0 ✓", "  Total Errors: 0", "  Average: 1.062ms",
-                     "  P50 (Median): 1.062ms", "  P99.9: 1.062ms", "  Connected: Yes", "  Published: 69",
+                     "  P50 (Median): 1.062ms", "  P99.9: n too small (n=390; p99.9 needs ≥ 10,000)",
+                     "  Loss rate: 0 of 390 (< 0.77 % at 95 % confidence, rule of three)",
+                     "  Connected: Yes", "  Published: 69",
                      "  Received: 126", "  Expected: 126  (65 + 61)", "  Self-Received: 0 ✓",
-                     "  Avg Latency: 1.062ms (P99 1.062ms)", "  Errors: 0",
+                     "  Avg Latency: 1.062ms (P99 n too small (n=126; p99 needs ≥ 1,000))", "  Errors: 0",
                      "  - test-instance-0: Published 69, Should receive 65+61=126 ✓ Received 126",
                      "  - test-instance-2: Published 61, Should receive 69+65=134 ✓ Received 134",
                      "  ✓ All instances connected (measured 3/3 connected; threshold all)",
@@ -64,7 +66,8 @@ def test_many_instances_become_a_table():
     table = text.split("Per-Instance Statistics:")[1].split("Event Distribution Verification:")[0]
     rows = [ln for ln in table.splitlines() if re.match(r"  i\d+ ", ln)]
     assert len(rows) == 13
-    assert re.search(r"\bi12\s+yes\s+3\s+36\s+36\s+0\s+0\s+0\s+0\s+1\.000ms\s+1\.000ms$", rows[-1])
+    assert re.search(r"\bi12\s+yes\s+3\s+36\s+36\s+0\s+0\s+0\s+0\s+1\.000ms\s+— \(n=36\)$", rows[-1])
+    assert "p99 1,000" in table  # the rule behind the withheld p99 column, said once under it
 
 
 def test_topology_shows_roles():
@@ -88,7 +91,9 @@ def test_json_carries_the_same_numbers():
     text = render_text(f)
     assert f"  Delivery Rate: {doc['overall']['delivery_pct']:.2f}%" in text
     assert f"  Average: {doc['latency']['avg_ms']:.3f}ms" in text
-    assert f"  P99: {doc['latency']['p99_ms']:.3f}ms" in text
+    assert doc["latency"]["p99_ms"] is None and doc["latency"]["withheld"]["p99_ms"] == 1_000
+    assert f"  P99: n too small (n={doc['latency']['count']}; p99 needs ≥ 1,000)" in text
+    assert f"  P50 (Median): {doc['latency']['p50_ms']:.3f}ms" in text
 
 
 def test_markdown_table():

@@ -20,6 +20,10 @@ Definitions (the column contract is in docs/architecture.md):
   rows delivered to an instance that is not in the run.
 * **latency**: per first delivery of each ``(id, receiver)``, excluding self-deliveries, integer ns.
   See :mod:`fanout.analysis.latency`; the verdict's criteria are :mod:`fanout.analysis.verdict`.
+  A percentile the samples do not carry is ``None`` (:func:`fanout.analysis.latency.carried`);
+  ``lat_count`` per instance and ``count``/``withheld`` in ``latency`` say why.
+* **loss_rate_upper_95**: when none of the ``expected`` deliveries is missing, the loss rate is
+  below ``3 / expected`` at 95 % confidence (the rule of three); ``None`` when something was missing.
 * **foreign**: deliveries from sources that are not part of the run (live traffic on a shared
   Redis): counted apart, never missing, duplicate or unknown.
 """
@@ -33,9 +37,9 @@ import numpy as np
 import pandas as pd
 
 from fanout.analysis.accounting import UNEXPLAINED, LossAccount, account_losses
-from fanout.analysis.latency import latency_samples, latency_stats, ms_quantiles
+from fanout.analysis.latency import PERCENTILES, TAIL_SAMPLES, latency_samples, latency_stats, min_samples, ms_quantiles
 from fanout.analysis.verdict import Criterion, Thresholds, fault_verdict, seed_verdict
-from fanout.formatting import ms as fmt_ms
+from fanout.formatting import percentile as fmt_pct
 from fanout.lab.record import RunRecord
 
 #: Above this many other instances the expected-formula is summarised, not spelled out.
@@ -83,6 +87,8 @@ class Findings:
             "verdict": [{"name": c.name, "passed": c.passed, "measured": c.measured, "threshold": c.threshold,
                          "judged": c.judged} for c in self.verdict],
             "losses": self.losses.to_dict() if self.losses is not None else None,
+            "percentile_rule": {"tail_samples": TAIL_SAMPLES,
+                                "min_samples": {k: min_samples(q) for k, q in PERCENTILES.items()}},
         })
 
 
@@ -186,7 +192,8 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
             "errors": int(inst.at[i, "errors"]),
             "gaps": int(inst.at[i, "gaps"]),
             "reconnects": int(inst.at[i, "reconnects"]),
-            "lat_avg_ms": lat["avg_ms"], "lat_p50_ms": lat["p50_ms"], "lat_p95_ms": lat["p95_ms"],
+            "lat_count": lat["count"], "lat_avg_ms": lat["avg_ms"], "lat_p50_ms": lat["p50_ms"],
+            "lat_p95_ms": lat["p95_ms"],
             "lat_p99_ms": lat["p99_ms"], "lat_max_ms": lat["max_ms"],
             "arithmetic_ok": received == expected and duplicates == 0 and self_received == 0 and unexpected == 0,
         })
@@ -239,6 +246,9 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         "schedule_lag_p50_ms": lag["p50_ms"],
         "schedule_lag_p99_ms": lag["p99_ms"],
         "schedule_lag_max_ms": lag["max_ms"],
+        "schedule_lag_samples": lag["count"],
+        "schedule_lag_withheld": {f"schedule_lag_{k}": v for k, v in lag["withheld"].items()},
+        "loss_rate_upper_95": loss_rate_upper_95(expected_total - received_total, expected_total),
     }
     losses = account_losses(record, [n for n in names if n in receivers], bound_ms=th.max_avg_latency_ms)
     overall["unexplained"] = losses.unexplained
@@ -272,9 +282,16 @@ _PER_INSTANCE_DTYPES = {
     "expected": "int64", "expected_formula": "string", "received": "int64", "missing": "int64",
     "duplicates": "int64", "self_received": "int64", "unexpected": "int64", "foreign": "int64",
     "delivery_pct": "float64",
-    "errors": "int64", "gaps": "int64", "reconnects": "int64", "lat_avg_ms": "float64", "lat_p50_ms": "float64",
+    "errors": "int64", "gaps": "int64", "reconnects": "int64", "lat_count": "int64", "lat_avg_ms": "float64",
+    "lat_p50_ms": "float64",
     "lat_p95_ms": "float64", "lat_p99_ms": "float64", "lat_max_ms": "float64", "arithmetic_ok": "bool",
 }
+
+
+def loss_rate_upper_95(missing: int, expected: int) -> float | None:
+    """The rule of three: none of ``expected`` lost → the loss rate is below ``3 / expected`` at
+    95 % confidence. ``None`` when something was lost or nothing was expected."""
+    return 3.0 / expected if missing == 0 and expected > 0 else None
 
 
 def _per_instance_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
@@ -302,7 +319,8 @@ def compare(a: Findings, b: Findings, labels: tuple[str, str] = ("3 Instances", 
     for label, key in (("Avg Latency", "avg_ms"), ("P95 Latency", "p95_ms"), ("P99 Latency", "p99_ms"),
                        ("Max Latency", "max_ms")):
         va, vb = a.latency[key], b.latency[key]
-        rows.append((label, fmt_ms(va), fmt_ms(vb), _pct_change(va, vb)))
+        sa, sb = (fmt_pct(f.latency[key], f.latency["count"], key, short=True) for f in (a, b))
+        rows.append((label, sa, sb, _pct_change(va, vb) if "—" not in sa + sb else "n/a"))
     for label, key in (("Self-Received", "self_received"), ("Errors", "errors")):
         ca, cb = a.overall[key], b.overall[key]
         rows.append((label, str(ca), str(cb), "0" if ca == cb else f"{cb - ca:+d}"))

@@ -4,9 +4,19 @@ The headline is ``t_received − t_intended`` (from when the event was due, so p
 back-pressure is not hidden); ``t_received − t_sent`` is reported beside it. Negative values are
 counted and kept. Percentiles are ``numpy.percentile`` with ``method="linear"`` over the
 nanosecond values, then divided by 1e6 (never rounded here).
+
+**A percentile only where the samples carry it.** Percentile *q* is given only from
+``TAIL_SAMPLES / (1 − q)`` samples on (:func:`min_samples`: p50 20, p95 200, p99 1,000, p99.9
+10,000), so that at least ten samples lie beyond it; with fewer, a "p99.9" is only the largest
+sample or two under another name. A percentile the samples do not carry is ``None``, and
+``withheld`` says which and how many samples each would need. This is the one place the rule
+lives; everything that shows a percentile asks :func:`carried` (or reads ``withheld``).
 """
 from __future__ import annotations
 
+import math
+import re
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -16,19 +26,66 @@ from fanout.lab.record import RunRecord
 
 LATENCY_SAMPLE_COLUMNS = ["receiver", "source", "id", "type", "t_received", "lat_ns", "lat_sent_ns", "lat_ms"]
 
-_PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
+PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
+#: how many samples must lie beyond a percentile for it to be shown
+TAIL_SAMPLES = 10
+
+
+def min_samples(q: float) -> int:
+    """Samples needed to show percentile ``q`` (in percent): ``TAIL_SAMPLES / (1 − q)``, so that
+    ``TAIL_SAMPLES`` lie beyond it (p50 20, p95 200, p99 1,000, p99.9 10,000)."""
+    tail = 1 - Fraction(str(q)) / 100
+    if not 0 < tail <= 1:
+        raise ValueError(f"a percentile is in [0, 100): {q!r}")
+    return math.ceil(TAIL_SAMPLES / tail)
+
+
+def carried(q: float, n: int) -> bool:
+    """Do ``n`` samples carry percentile ``q`` (in percent)?"""
+    return n >= min_samples(q)
+
+
+def quantile_of(key: str) -> float | None:
+    """The percentile a key names: ``p99_ms``, ``lat_p99_ms``, ``schedule_lag_p99_ms`` → 99;
+    ``p999_ms`` → 99.9; ``None`` for a key that names none (``avg_ms``, ``max_ms``)."""
+    m = re.search(r"(?:^|_)p(\d+)_ms$", key)
+    if not m:
+        return None
+    digits = m.group(1)
+    return float(digits if len(digits) <= 2 else f"{digits[:2]}.{digits[2:]}")
+
+
+def label_of(key: str) -> str:
+    """How a percentile key reads: ``p999_ms`` → ``p99.9``."""
+    return f"p{quantile_of(key):g}"
+
+
+def withheld(n: int, keys=tuple(PERCENTILES)) -> dict[str, int]:
+    """The percentile keys ``n`` samples do not carry → samples each needs (empty when there are no
+    samples at all: then nothing is withheld, there is nothing)."""
+    return {k: min_samples(quantile_of(k)) for k in keys if n and not carried(quantile_of(k), n)}
 
 
 def latency_stats(ns: np.ndarray) -> dict[str, Any]:
-    """count, negative, avg/min/max and percentiles in ms (floats) from every sample; ``None`` when empty."""
+    """count, negative, avg/min/max and percentiles in ms (floats) from every sample; ``None`` when
+    empty, and for a percentile the samples do not carry (``withheld``: key → samples it needs)."""
     ns = np.asarray(ns, dtype=np.int64)
     stats: dict[str, Any] = {"count": int(ns.size), "negative": int((ns < 0).sum())}
     if ns.size == 0:
-        return stats | {"avg_ms": None, "min_ms": None, "max_ms": None} | dict.fromkeys(_PERCENTILES)
+        return stats | {"avg_ms": None, "min_ms": None, "max_ms": None} | dict.fromkeys(PERCENTILES) | {"withheld": {}}
     stats |= {"avg_ms": float(ns.mean()) / 1e6, "min_ms": float(ns.min()) / 1e6, "max_ms": float(ns.max()) / 1e6}
-    for key, q in _PERCENTILES.items():
-        stats[key] = float(np.percentile(ns, q, method="linear")) / 1e6
+    held = withheld(int(ns.size))
+    for key, q in PERCENTILES.items():
+        stats[key] = None if key in held else float(np.percentile(ns, q, method="linear")) / 1e6
+    stats["withheld"] = held
     return stats
+
+
+def raw_percentile_ms(ns, q: float) -> float | None:
+    """Percentile ``q`` of ns values in ms whatever their number (``None`` when empty): for a
+    judgement that screens on it, never for showing (shown percentiles follow :func:`carried`)."""
+    a = np.asarray(ns, dtype=np.int64)
+    return float(np.percentile(a, q, method="linear")) / 1e6 if a.size else None
 
 
 
@@ -47,11 +104,13 @@ def latency_samples(record: RunRecord) -> pd.DataFrame:
     return s[LATENCY_SAMPLE_COLUMNS].sort_values("t_received", kind="stable").reset_index(drop=True)
 
 
-def ms_quantiles(ns: pd.Series) -> dict[str, float | None]:
-    """p50, p99 and max of ns values, in ms."""
+def ms_quantiles(ns: pd.Series) -> dict[str, Any]:
+    """p50, p99 and max of ns values, in ms, with ``count`` and ``withheld`` (a percentile the
+    values do not carry is ``None``, as in :func:`latency_stats`)."""
     if ns.empty:
-        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None, "count": 0, "withheld": {}}
     a = ns.to_numpy(dtype=np.int64)
-    return {"p50_ms": float(np.percentile(a, 50.0, method="linear")) / 1e6,
-            "p99_ms": float(np.percentile(a, 99.0, method="linear")) / 1e6,
-            "max_ms": float(a.max()) / 1e6}
+    held = withheld(int(a.size), ("p50_ms", "p99_ms"))
+    return {k: None if k in held else float(np.percentile(a, q, method="linear")) / 1e6
+            for k, q in (("p50_ms", 50.0), ("p99_ms", 99.0))} | {
+        "max_ms": float(a.max()) / 1e6, "count": int(a.size), "withheld": held}

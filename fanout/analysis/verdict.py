@@ -114,7 +114,7 @@ def _lateness(losses: LossAccount, th: Thresholds) -> Criterion:
     worst = f["window_max_ms"].dropna().max() if len(f) else None
     p99 = f["window_p99_ms"].dropna().max() if len(f) else None
     measured = f"{late} of {n} later than {th.max_avg_latency_ms:g}ms"
-    if n:
+    if n:  # the worst p99 of a fault that carries one (fanout.analysis.latency: p99 needs 1,000 samples)
         measured += (f" (p99 {fmt_ms(p99)}, " if p99 is not None and not pd.isna(p99) else " (") + \
             f"max {fmt_ms(worst)})"
     return Criterion(f"Deliveries in the faults' windows within {th.max_avg_latency_ms:g}ms (stated, not judged)",

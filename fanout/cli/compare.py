@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from fanout.formatting import percentile_rule
     from fanout.report.compare import compare_sets, display_frame
     from fanout.report.runs import load_runs
 
@@ -30,7 +31,10 @@ def main(args: argparse.Namespace) -> int:
     if c.rows.empty:
         print(f"fanout compare: no run of A matches one of B by scenario name ({', '.join(c.unmatched)})")
         return EXIT_FAIL
-    print(display_frame(c).to_markdown(index=False, disable_numparse=True))
+    shown = display_frame(c)
+    print(shown.to_markdown(index=False, disable_numparse=True))
+    if shown.astype(str).apply(lambda col: col.str.contains("— (n=", regex=False)).any().any():
+        print(f"\n{percentile_rule()}")
     if c.unmatched:
         print(f"\nNot compared (in only one of A and B): {', '.join(c.unmatched)}")
     regressed = c.rows[c.rows["regressed"]]

@@ -34,7 +34,10 @@ COLUMNS = ("instances", "events_per_s", "deliveries_per_s", "published", "expect
 
 
 def row_facts(rec: RunRecord, instances: int, rate: float) -> dict[str, Any]:
-    """One capacity row from a host-bots run's record (arithmetic on the frames, no analysis)."""
+    """One capacity row from a host-bots run's record (arithmetic on the frames, no analysis); a
+    percentile its deliveries do not carry is ``None`` (:func:`fanout.analysis.latency.carried`)."""
+    from fanout.analysis.latency import carried
+
     pubs, d = rec.publications, rec.deliveries
     ok = pubs[pubs["ok"]]
     bots = [i for i in rec.instances["instance"] if i != "websocket-host"]
@@ -50,8 +53,8 @@ def row_facts(rec: RunRecord, instances: int, rate: float) -> dict[str, Any]:
         "published": len(ok), "expected": expected, "received": received,
         "delivery_pct": round(100.0 * received / expected, 3) if expected else 100.0,
         "lossless": bool(received == expected and len(ok) == len(pubs)),
-        "p50_ms": round(float(lat.quantile(0.5)), 3) if len(lat) else None,
-        "p99_ms": round(float(lat.quantile(0.99)), 3) if len(lat) else None,
+        "p50_ms": round(float(lat.quantile(0.5)), 3) if carried(50.0, len(lat)) else None,
+        "p99_ms": round(float(lat.quantile(0.99)), 3) if carried(99.0, len(lat)) else None,
         "redis_cpu_pct": redis_pct, "seed_redis_cpu_bound_pct": bound,
         "within_seed_bound": None if redis_pct is None or bound is None else bool(redis_pct < bound),
         "instrument_cpu_pct": inst.get("cpu_pct"), "instrument_saturated": inst.get("saturated"),

@@ -102,7 +102,8 @@ def facts(rep, entries: Sequence[dict]) -> list[dict]:
         over = e["load"]["over_capacity"]
         d.update({
             "achieved_rate_per_s": e["achieved_rate_per_s"], "delivery_pct": 100.0 * e["delivered"] / e["expected"]
-            if e["expected"] else None, "latency_p99_ms": e["latency_p99_ms"], "redis_cpu_pct": cpu,
+            if e["expected"] else None, "latency_p99_ms": e["latency_p99_ms"],
+            "latency_samples": e["latency_samples"], "redis_cpu_pct": cpu,
             "redis_cpu_pct_max": res.get("redis_cpu_pct_max"), "instrument_cpu_pct": e["instrument_cpu_pct"],
             "instrument_cpu_source": e["instrument_cpu_source"], "load": e["load"], "hosting": e["hosting"],
             "duration_s": e["duration_s"], "publishing_window_s": e["publishing_window_s"],
@@ -131,6 +132,14 @@ def _hosted(h: dict) -> str:
     return "1 process" if h["kind"] == "single" else f"{h['processes']} {h['kind']}"
 
 
+def _p99(lat: dict) -> str:
+    """The p99 as a bare number, or ``— (n=…)`` when the samples do not carry it."""
+    from fanout.formatting import percentile
+
+    shown = percentile(lat.get("p99_ms"), lat.get("count"), "p99_ms", short=True)
+    return shown if shown.startswith("—") else _fmt(lat.get("p99_ms"), "{:.3f}")
+
+
 def seed_table(rows: list[dict]) -> pd.DataFrame:
     """The seed's columns, then the measured ones (numbers only; the states are words)."""
     from fanout.report.tables import load_state
@@ -146,7 +155,8 @@ def seed_table(rows: list[dict]) -> pd.DataFrame:
             continue
         star = "*" if d["instrument_cpu_source"] == "sampled" else ""
         recs.append({**base, "achieved events/s": _fmt(d["achieved_rate_per_s"], "{:,.0f}"),
-                     "delivered": _fmt(d["delivery_pct"], "{:.2f}%"), "p99 (ms)": _fmt(d["latency_p99_ms"], "{:.3f}"),
+                     "delivered": _fmt(d["delivery_pct"], "{:.2f}%"),
+                     "p99 (ms)": _p99({"p99_ms": d["latency_p99_ms"], "count": d["latency_samples"]}),
                      "hosted in": _hosted(d["hosting"]),
                      "Redis CPU % (mean / max)": f"{_fmt(d['redis_cpu_pct'])} / {_fmt(d['redis_cpu_pct_max'])}",
                      "instrument CPU %": _fmt(d["instrument_cpu_pct"]) + star, "load": load_state(d["load"])})

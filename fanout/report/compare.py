@@ -4,8 +4,9 @@ comparisons use the same rows).
 
 B *regresses* on a latency statistic when it is more than ``threshold_pct`` higher than A's
 **and** the interval of the difference lies above zero (a difference within noise never
-fails); on delivery when its delivery rate is more than ``max_delivery_drop`` percentage points
-below A's; and when A passed its verdict and B did not.
+fails; a percentile either run's samples do not carry is not compared at all, see
+:func:`fanout.analysis.latency.carried`); on delivery when its delivery rate is more than
+``max_delivery_drop`` percentage points below A's; and when A passed its verdict and B did not.
 """
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from fanout import formatting as fmt
 from fanout.analysis import latency_samples
+from fanout.analysis.latency import carried, quantile_of
 from fanout.report.stats import diff_interval, within_noise
 
 LATENCY_METRICS = (("avg", "avg_ms", "average latency (ms)"), ("p50", "p50_ms", "p50 latency (ms)"),
@@ -56,6 +59,15 @@ def compare_pair(a, b, *, threshold_pct: float = THRESHOLD_PCT, max_delivery_dro
                  "regressed": drop > max_delivery_drop})
     for stat, key, name in LATENCY_METRICS:
         va, vb = a.findings.latency.get(key), b.findings.latency.get(key)
+        q = quantile_of(key)
+        if q is not None and not carried(q, min(len(la), len(lb))):
+            n = min(len(la), len(lb))
+            rows.append({"scenario": label, "metric": name,
+                         "A": fmt.percentile(None, len(la), key, short=True) if not carried(q, len(la)) else va,
+                         "B": fmt.percentile(None, len(lb), key, short=True) if not carried(q, len(lb)) else vb,
+                         "delta": None, "delta_pct": None, "ci_low": None, "ci_high": None,
+                         "reading": fmt.percentile(None, n, key), "regressed": False})
+            continue
         delta, lo, hi = diff_interval(la, lb, stat)
         rel = (vb - va) / va * 100.0 if va and vb is not None else None
         noise = within_noise(lo, hi)

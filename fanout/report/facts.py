@@ -146,7 +146,8 @@ def run_facts(rep, run) -> dict[str, Any]:
         "hosting": hosting(run), "resources": _resources(run), "settings": _settings(run),
         "server": server_name(run), "reconnects": int(ov["reconnects"]), "gaps_calm": int(ov["gaps"]),
         "gaps_other": o.gaps_other, "gaps_unannounced": o.gaps_unannounced,
-        "latency_p99_ms": f.latency.get("p99_ms"), "faults": faults, "lateness": _lateness(faults),
+        "latency_p99_ms": f.latency.get("p99_ms"), "latency_samples": f.latency.get("count"), "faults": faults,
+        "loss_bound_pct": loss_bound_pct(o.expected) if o.exactly_once else None, "lateness": _lateness(faults),
         "recovered": int(sum(r.get("recovered") or 0 for r in faults)),
         "recovery_ms": max((r["recovery_ms"] for r in faults if r.get("recovery_ms") is not None), default=None),
     })
@@ -168,6 +169,20 @@ def server_name(run) -> str:
 # ------------------------------------------------------------------ aggregates
 
 
+def loss_bound_pct(n: int | None) -> float | None:
+    """The number :func:`fanout.formatting.loss_bound` shows: the rule of three's 95 % upper bound
+    on a loss rate when none of ``n`` was lost, % rounded up to two significant digits."""
+    from fractions import Fraction
+
+    if not n:
+        return None
+    p = Fraction(300, int(n))
+    digits = 0
+    while p * 10 ** digits < 10:
+        digits += 1
+    return math.ceil(p * 10 ** digits) / 10 ** digits
+
+
 def tally(entries: Sequence[dict], scope: str) -> dict[str, Any]:
     """The one aggregate: sums over ``entries`` (run facts) and the runs they are, with ``scope``
     naming them in words, so every denominator says which runs it counts."""
@@ -178,6 +193,7 @@ def tally(entries: Sequence[dict], scope: str) -> dict[str, Any]:
     expected = sum(int(e["expected"]) for e in entries)
     lost = sum(int(e["missing"]) for e in entries)
     late = [e for e in entries if (e.get("lateness") or {}).get("late")]
+    exact_n = sum(int(e["expected"]) for e in entries if e["exactly_once"])
     return {
         "scope": scope, "runs": len(entries), "names": [e["name"] for e in entries],
         "expected": expected, "delivered": sum(int(e["delivered"]) for e in entries), "lost": lost,
@@ -188,6 +204,8 @@ def tally(entries: Sequence[dict], scope: str) -> dict[str, Any]:
         "runs_with_loss": sum(1 for e in entries if e["missing"]),
         "names_with_loss": [e["name"] for e in entries if e["missing"]],
         "exactly_once": sum(1 for e in entries if e["exactly_once"]),
+        # the rule of three over the runs that were exactly once (their summed deliveries)
+        "exactly_once_expected": exact_n, "exactly_once_loss_bound_pct": loss_bound_pct(exact_n),
         "passed": sum(1 for e in entries if e["passed"]),
         "failed": [e["name"] for e in entries if not e["passed"]],
         "not_published": sum(int(e["not_published"]) for e in entries),
@@ -207,6 +225,9 @@ def groups(entries: Sequence[dict]) -> dict[str, dict]:
     faulted = [e for e in entries if e["faulted"]]
     out = {"all": tally(entries, "all runs"), "calm": tally(calm, "the runs without injected faults"),
            "faults": tally(faulted, "the fault runs")}
+    sharded = [e for e in entries if e["transport"] == "sharded"]
+    if sharded:
+        out["sharded"] = tally(sharded, "the sharded pub/sub runs")
     for tr in dict.fromkeys(e["transport"] for e in faulted):
         out[f"faults/{tr}"] = tally([e for e in faulted if e["transport"] == tr],
                                     f"the {TRANSPORT_WORDS.get(tr, tr)} fault runs")

@@ -42,6 +42,17 @@ def _machine(d: dict) -> str:
             f"redis-py {m.get('redis_py')}, hiredis {m.get('hiredis')}")
 
 
+def _cell(lat: dict, key: str) -> str:
+    """A benchmark latency in ms, bare; a percentile its ``count`` does not carry reads ``— (n=…)``
+    (results written before the rule still hold the number: it is withheld here all the same)."""
+    from fanout.analysis.latency import carried, quantile_of
+
+    q, n = quantile_of(key), lat.get("count")
+    if q is not None and n and not carried(q, int(n)):
+        return f"— (n={int(n):,})"
+    return f"{lat[key]:.3f}" if lat.get(key) is not None else "n/a"
+
+
 def latency_frame(d: dict) -> pd.DataFrame:
     rows = []
     for r in d.get("latency", {}).get("runs", []):
@@ -49,8 +60,7 @@ def latency_frame(d: dict) -> pd.DataFrame:
         rows.append({"rate/s": f"{r['target_rate']:,.0f}", "harness": r["harness"],
                      "achieved/s": f"{r.get('achieved_rate') or 0:,.1f}", "delivery": f"{r['delivery_pct']:.3f}%",
                      "publish failures": r.get("publish_failed", 0),
-                     **{k: (f"{lat[k]:.3f}" if lat.get(k) is not None else "n/a")
-                        for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")}})
+                     **{k: _cell(lat, k) for k in ("p50_ms", "p99_ms", "p999_ms", "max_ms")}})
     return pd.DataFrame(rows)
 
 
@@ -97,10 +107,10 @@ def plot_curve(d: dict):
 def load_markdown(d: dict | None) -> str:
     """The benchmark's tables with where and when it ran (``templates/load.md.j2``)."""
     from fanout.report.prose import render
-    from fanout.report.tables import md
+    from fanout.report.tables import md, md_noted
 
     if d is None:
         return ""
-    return render("load.md.j2", d=d, machine=_machine(d), latency=md(latency_frame(d)),
+    return render("load.md.j2", d=d, machine=_machine(d), latency=md_noted(latency_frame(d)),
                   knee=md(knee_frame(d), align={"why the next step failed": "left"}),
                   facts=d.get("comparison", {}).get("lines") or [])

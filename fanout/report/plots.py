@@ -10,7 +10,8 @@ Latency is always in milliseconds, time in seconds since the run's ``t0`` (the f
 event's due time). Latency axes are logarithmic: the samples span three or more decades, and a
 linear axis hides everything but the outliers. A log axis cannot show values <= 0 ms; those
 samples (clock oddities, counted by the analysis as ``negative``) are left out of the drawing
-and the number left out is stated on the figure.
+and the number left out is stated on the figure. A percentile is drawn only where its samples
+carry it (:func:`fanout.analysis.latency.carried`), like everywhere it is printed.
 """
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from fanout.analysis import Findings, analyse, latency_samples
+from fanout.analysis.latency import carried, min_samples
 from fanout.lab.record import RunRecord
 
 #: vertical marker lines on the latency ECDF: (label, key in Findings.latency, line style)
 PERCENTILE_MARKERS = (("p50", "p50_ms", "--"), ("p95", "p95_ms", "-."), ("p99", "p99_ms", ":"))
 #: scatter plots draw at most this many points (a seeded sample); statistics use every sample
 MAX_SCATTER_POINTS = 20_000
-#: latency-over-time draws per-window median/p99 lines only with at least this many samples per window
+#: latency-over-time draws per-window median lines only with at least this many samples per window
+#: (and a p99 line only with windows of min_samples(99) samples each)
 MIN_WINDOW_SAMPLES = 50
 STYLE = "whitegrid"
 WIDTH_IN = 9.0
@@ -84,7 +87,8 @@ def _no_data(ax, text: str = "no deliveries recorded") -> None:
 
 def latency_ecdf(record: RunRecord, findings: Findings | None = None) -> Figure:
     """Latency distribution per receiving instance: one ECDF line per instance on a log x axis,
-    with the run's p50, p95 and p99 (over every instance's samples) as vertical lines."""
+    with the run's p50, p95 and p99 (over every instance's samples) as vertical lines, each only
+    where the samples carry it (a withheld one is ``None`` in the findings)."""
     findings = findings if findings is not None else analyse(record)
     s = latency_samples(record)
     fig, (ax,) = _figure()
@@ -148,7 +152,8 @@ def expected_vs_received(findings: Findings) -> Figure:
 
 def latency_over_time(record: RunRecord, findings: Findings | None = None, bins: int = 40) -> Figure:
     """Every delivery's latency against when it arrived (seconds since t0), one colour per
-    receiver, with the median and p99 per time window as lines."""
+    receiver, with the median per time window as a line, and the p99 per (wider) window where
+    each window carries it."""
     s = latency_samples(record)
     fig, (ax,) = _figure()
     names = _instances(record)
@@ -170,18 +175,21 @@ def latency_over_time(record: RunRecord, findings: Findings | None = None, bins:
                         hue_order=[n for n in names if n in set(pts["receiver"])], palette=palette,
                         s=9 if len(pts) > 2000 else 22, alpha=0.55, linewidth=0, ax=ax, rasterized=True,
                         legend=len(names) <= 10)
-        # median and p99 per time window, when there are enough samples for at least 3 windows of
-        # MIN_WINDOW_SAMPLES each (with fewer, a per-window p99 is just the window's maximum)
+        # median and p99 per time window, when there are enough samples for at least 3 windows
+        # (MIN_WINDOW_SAMPLES each for the median, min_samples(99) each for the p99); a window
+        # holding fewer than its percentile needs is left out of that line
         span = float(positive["t_s"].max() - positive["t_s"].min())
-        n_windows = min(bins, len(positive) // MIN_WINDOW_SAMPLES)
-        if span > 0 and n_windows >= 3:
+        for stat, q, per_window, color in (("median", 50.0, max(MIN_WINDOW_SAMPLES, min_samples(50.0)), "0.1"),
+                                           ("p99", 99.0, min_samples(99.0), "#d62828")):
+            n_windows = min(bins, len(positive) // per_window)
+            if span <= 0 or n_windows < 3:
+                continue
             width = span / n_windows
             window = (positive["t_s"] - positive["t_s"].min()) // width
             binned = positive.assign(window=positive["t_s"].min() + (window.clip(upper=n_windows - 1) + 0.5) * width)
             grouped = binned.groupby("window")["lat_ms"]
-            stats = pd.DataFrame({"p50": grouped.median(), "p99": grouped.quantile(0.99)})
-            ax.plot(stats.index, stats["p50"], color="0.1", linewidth=1.4, label=f"median per {width:.2g} s window")
-            ax.plot(stats.index, stats["p99"], color="#d62828", linewidth=1.4, label=f"p99 per {width:.2g} s window")
+            line = grouped.quantile(q / 100).where(grouped.size().map(lambda n, q=q: carried(q, n)))
+            ax.plot(line.index, line.to_numpy(), color=color, linewidth=1.4, label=f"{stat} per {width:.2g} s window")
         ax.set_yscale("log")
         _log_ms_axis(ax.yaxis)
         _legend_outside(fig, ax)
@@ -213,8 +221,10 @@ def scenario_comparison(findings: Sequence[Findings], labels: Sequence[str] | No
     if lat.empty:
         _no_data(ax_lat)
     else:
+        colors = {"p50": "#8ecae6", "p95": "#219ebc", "p99": "#023047"}
+        hues = [h for h in colors if h in set(lat["statistic"])]  # a withheld percentile has no bar
         sns.barplot(data=lat, x="scenario", y="ms", hue="statistic", order=labels, ax=ax_lat,
-                    palette=["#8ecae6", "#219ebc", "#023047"])
+                    hue_order=hues, palette=[colors[h] for h in hues])
         avg = [f.latency.get("avg_ms") for f in findings]
         xs = [i for i, v in enumerate(avg) if v is not None and v > 0]
         ax_lat.scatter(xs, [avg[i] for i in xs], marker="D", color="#fb8500", zorder=5, s=30, label="average")
@@ -270,9 +280,10 @@ def latency_ecdf_by_scenario(records: Sequence[RunRecord], labels: Sequence[str]
         vals = s.loc[s["lat_ms"] > 0, "lat_ms"].to_numpy()
         left_out += len(s) - len(vals)
         if len(vals):
-            p99 = float(np.percentile(vals, 99))
-            sns.ecdfplot(x=vals, ax=ax, color=color, linewidth=1.8, log_scale=True,
-                         label=f"{lab}: p50 {np.median(vals):.3f} ms, p99 {p99:.3f} ms")
+            # the legend's percentiles, each only where the drawn samples carry it
+            stats = ", ".join(f"{name} {float(np.percentile(vals, q)):.3f} ms" if carried(q, len(vals))
+                              else f"{name} — (n={len(vals):,})" for name, q in (("p50", 50.0), ("p99", 99.0)))
+            sns.ecdfplot(x=vals, ax=ax, color=color, linewidth=1.8, log_scale=True, label=f"{lab}: {stats}")
             drawn += 1
     if not drawn:
         _no_data(ax)

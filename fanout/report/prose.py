@@ -39,6 +39,14 @@ def ms_short(value: float | None) -> str:
     return f"{v:,.0f} ms" if v >= 100 else f"{v:.1f} ms" if v >= 1 else f"{v:.3f} ms"
 
 
+def _pctl(value, key: str, n: int | None = None) -> str:
+    """A percentile that says when the samples do not carry it: ``stats | pctl("p99_ms")`` for a
+    latency dict (its ``count`` is n), or ``value | pctl("p99_ms", n)``."""
+    if isinstance(value, dict):
+        value, n = value.get(key), value.get("count")
+    return fmt.percentile(value, n, key)
+
+
 def _anchor(name: str) -> str:
     """An anchor a link can point at, the same on a code host and in the HTML page."""
     return f'<a id="{name}"></a>'
@@ -50,7 +58,8 @@ def environment() -> Environment:
                       lstrip_blocks=True, keep_trailing_newline=True, autoescape=False)
     env.filters.update(ms=fmt.ms, pct=fmt.pct, count=fmt.count, rate=fmt.rate, seconds=fmt.seconds,
                        status=status_word, state=load_state, table=md, bytes=_bytes, num=_num,
-                       ms_short=ms_short, capitalize_first=lambda t: str(t)[:1].upper() + str(t)[1:])
+                       ms_short=ms_short, capitalize_first=lambda t: str(t)[:1].upper() + str(t)[1:],
+                       pctl=_pctl, loss_bound=fmt.loss_bound)
     env.globals.update(anchor=_anchor)
     env.tests["contains"] = lambda seq, item: item in (seq or ())
     return env

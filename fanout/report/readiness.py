@@ -2,6 +2,7 @@
 (:mod:`fanout.report.facts`), the same aggregates the verdict quotes, or left open with why."""
 from __future__ import annotations
 
+from fanout.formatting import loss_bound
 from fanout.report.capacity import ROWS as CAPACITY_ROWS
 
 #: why Sentinel is never in the default report (page one says so)
@@ -11,6 +12,12 @@ SENTINEL_WHY = ("not in the default report: each run needs a master, a replica a
 
 def _item(text: str, ok: bool | None, evidence: str, link: str) -> dict:
     return {"text": text, "ok": ok, "evidence": evidence, "link": link}
+
+
+def _bound(g: dict) -> str:
+    """The rule of three over an aggregate's runs that were exactly once (their summed deliveries)."""
+    n = g["exactly_once_expected"]
+    return f" (loss rate {loss_bound(n)} at 95 % confidence over {n:,} deliveries)" if n else ""
 
 
 def _n(v: int) -> str:
@@ -39,7 +46,7 @@ def checklist(facts: dict) -> list[dict]:
               "key-results"),
         _item("Every event exactly once without faults", calm["exactly_once"] == calm["runs"] if calm["runs"] else None,
               f"{_n(calm['exactly_once'])} of the {_n(calm['runs'])} run{'s' if calm['runs'] != 1 else ''} without "
-              "injected faults exactly once"
+              f"injected faults exactly once{_bound(calm)}"
               if calm["runs"] else "no run without faults", "verdict"),
         _item("Every event lost under a fault was lost where a planned fault acted",
               faults["all_planned"] if faults["runs"] else None,
@@ -60,7 +67,7 @@ def checklist(facts: dict) -> list[dict]:
               if top_run else "capacity rows not run", "capacity"),
         _item("Sharded pub/sub on a Redis Cluster delivers exactly once", all(e["exactly_once"] for e in sharded)
               if sharded else None, f"{sum(e['exactly_once'] for e in sharded)} of {len(sharded)} sharded runs"
-              if sharded else "no sharded run", "key-results"),
+              + _bound(g["sharded"]) if sharded else "no sharded run", "key-results"),
         _item("Sentinel failover", None, SENTINEL_WHY, "scope"),
         _item("TLS and authentication", None, "not exercised: the throwaway servers have neither", "scope"),
         _item("Alerts on the bridge metrics in place", None, "a deployment step: the thresholds below are a start",

@@ -14,12 +14,18 @@ A run whose publishers kept the schedule but whose deliveries queued (median lat
 actual send at least :data:`LAG_FLOOR_MS`) is over capacity too — "the receivers fell behind",
 or "the instrument saturated" when they all share the instrument's one process at full CPU.
 Fault runs are not judged here: their lag is the fault's doing.
+
+The judgement reads the p50/p99 estimates even from fewer samples than
+:func:`fanout.analysis.latency.carried` asks for showing them (a coarse screen, as it always was);
+the :class:`Load` it returns carries only what may be shown (a withheld percentile is ``None``,
+with the sample counts that say why).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from fanout.analysis.latency import latency_samples, raw_percentile_ms
 from fanout.lab.resources import summarise
 
 BEHIND_FRACTION = 0.95
@@ -48,6 +54,8 @@ class Load:
     lag_dominates: bool = False
     receivers_behind: bool = False     # the schedule was kept, but deliveries queued (latency from send)
     latency_sent_p50_ms: float | None = None
+    lag_samples: int | None = None       # publications behind the schedule-lag percentiles
+    latency_samples: int | None = None   # deliveries behind the latency percentiles
 
     @property
     def over_capacity(self) -> bool:
@@ -86,25 +94,46 @@ def instrument_cpu(run) -> tuple[float | None, bool | None]:
     return d["pct"], d["saturated"]
 
 
+def _screen(run) -> dict[str, float | None]:
+    """The percentiles the judgement reads: the findings' own, and where they withheld one (too
+    few samples to show it) the estimate from the record all the same."""
+    o, lat, sent = run.findings.overall, run.findings.latency, run.findings.latency_sent
+    vals = {"lag50": o.get("schedule_lag_p50_ms"), "lag99": o.get("schedule_lag_p99_ms"),
+            "lat50": lat.get("p50_ms"), "lat99": lat.get("p99_ms"), "sent50": sent.get("p50_ms")}
+    if o.get("schedule_lag_withheld"):
+        pubs = run.record.publications
+        ok = pubs[pubs["ok"]]
+        lag = (ok["t_sent"] - ok["t_intended"]).to_numpy()
+        vals["lag50"], vals["lag99"] = raw_percentile_ms(lag, 50.0), raw_percentile_ms(lag, 99.0)
+    if lat.get("withheld") or sent.get("withheld"):
+        s = latency_samples(run.record)
+        vals["lat50"], vals["lat99"] = raw_percentile_ms(s["lat_ns"], 50.0), raw_percentile_ms(s["lat_ns"], 99.0)
+        vals["sent50"] = raw_percentile_ms(s["lat_sent_ns"], 50.0)
+    return vals
+
+
 def assess(run) -> Load:
     """The load state of one :class:`~fanout.report.runs.ScenarioRun`."""
     o, lat = run.findings.overall, run.findings.latency
     cpu, flag = instrument_cpu(run)
     target, achieved = o.get("target_rate_per_s"), o.get("achieved_rate_per_s")
-    lag50, lag99, lat50 = o.get("schedule_lag_p50_ms"), o.get("schedule_lag_p99_ms"), lat.get("p50_ms")
-    base = dict(target_rate=target, achieved_rate=achieved, lag_p50_ms=lag50, lag_p99_ms=lag99, latency_p50_ms=lat50,
-                instrument_cpu_pct=cpu, instrument_flag=flag)
+    base = dict(target_rate=target, achieved_rate=achieved, lag_p50_ms=o.get("schedule_lag_p50_ms"),
+                lag_p99_ms=o.get("schedule_lag_p99_ms"), latency_p50_ms=lat.get("p50_ms"),
+                instrument_cpu_pct=cpu, instrument_flag=flag, lag_samples=o.get("schedule_lag_samples"),
+                latency_samples=lat.get("count"))
     if run.faulted:
         return Load(state=NOT_JUDGED, **base)
     short = bool(target and achieved is not None and achieved < BEHIND_FRACTION * target)
-    lat99 = lat.get("p99_ms")
+    v = _screen(run)
+    lag50, lag99, lat50, lat99 = v["lag50"], v["lag99"], v["lat50"], v["lat99"]
     median = bool(lag50 is not None and lat50 and lag99 is not None and lag50 >= LAG_SHARE * lat50
                   and lag99 >= LAG_FLOOR_MS)
     tail = bool(lag99 is not None and lat99 and lag99 >= LAG_SHARE * lat99 and lag99 >= LAG_TAIL_FLOOR_MS)
     dominates = median or tail
-    sent50 = run.findings.latency_sent.get("p50_ms")
+    sent50 = v["sent50"]
     queued = bool(sent50 is not None and sent50 >= LAG_FLOOR_MS)
-    flags = dict(rate_short=short, lag_dominates=dominates, receivers_behind=queued, latency_sent_p50_ms=sent50)
+    flags = dict(rate_short=short, lag_dominates=dominates, receivers_behind=queued,
+                 latency_sent_p50_ms=run.findings.latency_sent.get("p50_ms"))
     if not (short or dominates or queued):
         return Load(state=WITHIN, **base, **flags)
     one_process = str(run.findings.scenario.get("process_mode", "single")) == "single" and not \

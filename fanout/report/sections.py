@@ -40,7 +40,7 @@ def page_one(rep: Report) -> str:
                   fault_transports=list(dict.fromkeys(e["transport"] for e in fault_entries)),
                   late_runs=[e for e in fault_entries if (e["lateness"] or {}).get("late")],
                   over=[e for e in F["runs"] if e["load"]["over_capacity"]],
-                  not_measured=F["scope"]["not_measured"], key=T.md(T.key_results_table(main, shorts)),
+                  not_measured=F["scope"]["not_measured"], key=T.md_noted(T.key_results_table(main, shorts)),
                   matrix=matrix, attention=_outcomes.attention(F["runs"], rep.skipped, []))
 
 
@@ -55,14 +55,14 @@ def scenario_head(rep: Report, run: ScenarioRun, index: int) -> str:
     agents = T.agents_table(run.record)
     o = next(e for e in rep.facts["runs"] if e["run_id"] == run.record.run_id)
     return render("scenario.md.j2", run=run, index=index, o=o,
-                  overall=T.md(T.overall_table(run.findings), align={"Value": "left"}),
+                  overall=T.md_noted(T.overall_table(run.findings), align={"Value": "left"}),
                   arithmetic=T.md(T.arithmetic_table(run.findings), align={"Exact": "center"}),
                   agents=T.md(agents) if agents is not None else None)
 
 
 def scenario_latency(run: ScenarioRun) -> str:
-    return render("scenario_latency.md.j2", latency=T.md(T.latency_table(run.findings)),
-                  per_instance=T.md(T.instance_latency_table(run.findings)))
+    return render("scenario_latency.md.j2", latency=T.md_noted(T.latency_table(run.findings)),
+                  per_instance=T.md_noted(T.instance_latency_table(run.findings)))
 
 
 def scenario_verdict(run: ScenarioRun) -> str:
@@ -79,7 +79,7 @@ def comparisons(rep: Report) -> str:
         rows = pd.DataFrame(pair["rows"]).assign(scenario=pair["label"])
         c = _compare.Comparison(rows[_compare.COLUMNS], _compare.THRESHOLD_PCT, _compare.MAX_DELIVERY_DROP)
         shown = _compare.display_frame(c).drop(columns=["scenario", "regressed"])
-        blocks.append({"label": pair["label"], "a": by[pair["a"]], "b": by[pair["b"]], "table": T.md(shown),
+        blocks.append({"label": pair["label"], "a": by[pair["a"]], "b": by[pair["b"]], "table": T.md_noted(shown),
                        "noise": [row for row in pair["rows"] if row["reading"] == "within noise"],
                        "differ": [row for row in pair["rows"]
                                   if row["reading"] in ("higher", "lower") and row["metric"] != "delivery (%)"]})
@@ -89,8 +89,8 @@ def comparisons(rep: Report) -> str:
 
 def performance(rep: Report) -> str:
     runs = rep.scenarios + rep.capacity
-    return render("performance.md.j2", rep=rep, latency=T.md(T.latency_distribution_table(runs)),
-                  throughput=T.md(T.throughput_table(runs, rep.loads, rep.facts)))
+    return render("performance.md.j2", rep=rep, latency=T.md_noted(T.latency_distribution_table(runs)),
+                  throughput=T.md_noted(T.throughput_table(runs, rep.loads, rep.facts)))
 
 
 def resources(rep: Report) -> str:
@@ -107,7 +107,7 @@ def capacity(rep: Report) -> str:
     rows = F["capacity"]
     measured = [d for d in rows if d["measured"]]
     return render("capacity.md.j2", rep=rep, rows=rows, measured=measured, ml=F["max_lossless"],
-                  seed=T.md(_capacity.seed_table(rows)), model=T.md(_capacity.model_table(rows)) if measured else "",
+                  seed=T.md_noted(_capacity.seed_table(rows)), model=T.md(_capacity.model_table(rows)) if measured else "",
                   defs=F["definitions"])
 
 

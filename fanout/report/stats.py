@@ -5,7 +5,8 @@ once), so resampling single samples would make every difference look significant
 of each run are cut, in time order, into :data:`BLOCKS` contiguous blocks, and the bootstrap
 resamples blocks; the interval is the 2.5th–97.5th percentile of the resampled differences. An
 interval that holds zero reads "within noise". It covers the variation inside each run, not the
-variation between repeated runs (which only repeated runs can measure).
+variation between repeated runs (which only repeated runs can measure). A percentile either
+sample does not carry (:func:`fanout.analysis.latency.carried`) has no interval: Nones.
 """
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from collections.abc import Callable
 
 import numpy as np
 
+from fanout.analysis.latency import carried
+
 BLOCKS = 20
 RESAMPLES = 400
 SEED = 20251017
+
+#: the percentile each statistic is (the mean is none)
+QUANTILES: dict[str, float] = {"p50": 50.0, "p95": 95.0, "p99": 99.0}
 
 STATISTICS: dict[str, Callable[[np.ndarray], float]] = {
     "avg": lambda x: float(np.mean(x)),
@@ -36,8 +42,11 @@ def _resample(blocks: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
 
 def diff_interval(a: np.ndarray, b: np.ndarray, statistic: str = "p50", *, blocks: int = BLOCKS,
                   resamples: int = RESAMPLES, seed: int = SEED) -> tuple[float | None, float | None, float | None]:
-    """(stat(b) − stat(a), low, high of its 95 % block-bootstrap interval); Nones when either is empty."""
+    """(stat(b) − stat(a), low, high of its 95 % block-bootstrap interval); Nones when either is
+    empty, or does not carry the percentile."""
     if len(a) == 0 or len(b) == 0:
+        return None, None, None
+    if statistic in QUANTILES and not carried(QUANTILES[statistic], min(len(a), len(b))):
         return None, None, None
     f = STATISTICS[statistic]
     rng = np.random.default_rng(seed)
@@ -51,4 +60,4 @@ def within_noise(lo: float | None, hi: float | None) -> bool:
     return lo is None or hi is None or lo <= 0.0 <= hi
 
 
-__all__ = ["diff_interval", "within_noise", "STATISTICS", "BLOCKS", "RESAMPLES"]
+__all__ = ["diff_interval", "within_noise", "STATISTICS", "QUANTILES", "BLOCKS", "RESAMPLES"]

@@ -1,8 +1,10 @@
 """The report's tables: pandas DataFrames of display strings, rendered with
 ``DataFrame.to_markdown`` (GitHub pipe tables, so they read the same in the HTML export, the
 Markdown export and a notebook). Latencies are milliseconds with three decimals, rates two
-decimals, counts whole (:mod:`fanout.formatting`). Nothing here writes prose: sentences live in
-the templates (:mod:`fanout.report.prose`).
+decimals, counts whole (:mod:`fanout.formatting`). A percentile the samples do not carry reads
+``— (n=…)`` (:func:`fanout.formatting.percentile`), and :func:`md_noted` says the rule once under
+a table that has one. Nothing here writes prose: sentences live in the templates
+(:mod:`fanout.report.prose`).
 """
 from __future__ import annotations
 
@@ -49,9 +51,11 @@ def _escape(value: Any) -> str:
 
 
 def _numeric(series: pd.Series) -> bool:
-    vals = [str(v) for v in series if str(v) not in ("", "n/a", "not measured")]
+    vals = [str(v) for v in series if str(v) not in ("", "n/a", "not measured") and WITHHELD_MARK not in str(v)]
     strip = str.maketrans("", "", ",%+−-~ ")
-    return bool(vals) and all(v.removesuffix("ms").translate(strip).replace(".", "", 1).isdigit() for v in vals)
+    if not vals:  # a column of withheld percentiles stays where its numbers would be
+        return any(WITHHELD_MARK in str(v) for v in series)
+    return all(v.removesuffix("ms").translate(strip).replace(".", "", 1).isdigit() for v in vals)
 
 
 def md(df: pd.DataFrame, index: bool = False, align: dict[str, str] | None = None) -> str:
@@ -65,6 +69,22 @@ def md(df: pd.DataFrame, index: bool = False, align: dict[str, str] | None = Non
     if not len(df):
         return "| " + " | ".join(_escape(c) for c in df.columns) + " |\n|" + "---|" * len(df.columns) + "\n"
     return df.to_markdown(index=False, colalign=colalign, disable_numparse=True) + "\n"
+
+
+WITHHELD_MARK = "— (n="
+
+
+def md_noted(df: pd.DataFrame, index: bool = False, align: dict[str, str] | None = None) -> str:
+    """:func:`md`, with the percentile rule said once under the table when a cell withholds one."""
+    table = md(df, index=index, align=align)
+    if not any(WITHHELD_MARK in str(v) for v in df.astype(object).to_numpy().ravel()):
+        return table
+    return f"{table}\n*{fmt.percentile_rule()}*\n"
+
+
+def _p(stats: dict, key: str) -> str:
+    """A percentile of a latency dict (``count`` is its n) as a table cell."""
+    return fmt.percentile(stats.get(key), stats.get("count"), key, short=True)
 
 
 def status_word(passed: bool) -> str:
@@ -112,10 +132,15 @@ def overall_table(f: Findings) -> pd.DataFrame:
          f"{fmt.rate(o['target_rate_per_s'])} / {fmt.rate(o['achieved_rate_per_s'])} events/s",
          "achieved: between the first and last due time"),
         ("Schedule lag p50 / p99 / max",
-         f"{fmt.ms(o['schedule_lag_p50_ms'])} / {fmt.ms(o['schedule_lag_p99_ms'])} / {fmt.ms(o['schedule_lag_max_ms'])}",
+         f"{_lag(o, 'schedule_lag_p50_ms')} / {_lag(o, 'schedule_lag_p99_ms')} / {fmt.ms(o['schedule_lag_max_ms'])}",
          "send time − due time: how far the publisher fell behind its schedule"),
     ]
     return pd.DataFrame(rows, columns=["Statistic", "Value", "What it counts"])
+
+
+def _lag(o: dict, key: str) -> str:
+    """A schedule-lag percentile of ``Findings.overall`` as a table cell (n: its publications)."""
+    return fmt.percentile(o.get(key), o.get("schedule_lag_samples"), key, short=True)
 
 
 def arithmetic_table(f: Findings) -> pd.DataFrame:
@@ -133,7 +158,7 @@ def latency_table(f: Findings) -> pd.DataFrame:
     rows = [("Samples", fmt.count(a["count"]), fmt.count(b["count"]))]
     for label, key in (("Average", "avg_ms"), ("Min (P0)", "min_ms"), ("P50 (median)", "p50_ms"),
                        ("P95", "p95_ms"), ("P99", "p99_ms"), ("P99.9", "p999_ms"), ("Max (P100)", "max_ms")):
-        rows.append((label, fmt.ms(a.get(key)), fmt.ms(b.get(key))))
+        rows.append((label, _p(a, key), _p(b, key)))
     if a.get("negative"):
         rows.append(("Negative samples (clock)", fmt.count(a["negative"]), fmt.count(b.get("negative"))))
     return pd.DataFrame(rows, columns=["Statistic", "From intended send time", "From actual send"])
@@ -143,8 +168,9 @@ def instance_latency_table(f: Findings) -> pd.DataFrame:
     per = f.per_instance
     return pd.DataFrame({
         "Instance": per["instance"].astype(str), "Connected": ["yes" if c else "NO" for c in per["connected"]],
-        "Avg": [fmt.ms(v) for v in per["lat_avg_ms"]], "P50": [fmt.ms(v) for v in per["lat_p50_ms"]],
-        "P95": [fmt.ms(v) for v in per["lat_p95_ms"]], "P99": [fmt.ms(v) for v in per["lat_p99_ms"]],
+        "Avg": [fmt.ms(v) for v in per["lat_avg_ms"]],
+        **{label: [fmt.percentile(v, n, key, short=True) for v, n in zip(per[key], per["lat_count"])]
+           for label, key in (("P50", "lat_p50_ms"), ("P95", "lat_p95_ms"), ("P99", "lat_p99_ms"))},
         "Max": [fmt.ms(v) for v in per["lat_max_ms"]], "Errors": [fmt.count(v) for v in per["errors"]],
     })
 
@@ -174,7 +200,7 @@ def key_results_table(runs: Sequence, outcomes: dict) -> pd.DataFrame:
     return pd.DataFrame([{
         "Run": r.name, "Transport": r.transport, "Instances": fmt.count(r.findings.overall["instances"]),
         "Events": fmt.count(r.findings.overall["published"]), "Delivered": fmt.pct(r.findings.overall["delivery_pct"]),
-        "p99": fmt.ms(r.findings.latency["p99_ms"]), "Outcome": outcomes[r.record.run_id].short,
+        "p99": _p(r.findings.latency, "p99_ms"), "Outcome": outcomes[r.record.run_id].short,
         "Status": status_word(r.findings.passed),
     } for r in runs], columns=["Run", "Transport", "Instances", "Events", "Delivered", "p99", "Outcome", "Status"])
 
@@ -203,7 +229,7 @@ def throughput_table(runs: Sequence, loads: dict, facts: dict) -> pd.DataFrame:
         rows.append({"Scenario": r.name, "Target events/s": fmt.rate(o["target_rate_per_s"]),
                      "Achieved events/s": fmt.rate(o["achieved_rate_per_s"]),
                      "Deliveries/s (publishing window)": fmt.rate(per[r.record.run_id]["deliveries_per_s"]),
-                     "Schedule lag p99": fmt.ms(o["schedule_lag_p99_ms"]),
+                     "Schedule lag p99": _lag(o, "schedule_lag_p99_ms"),
                      "Load": load_state(loads[r.record.run_id])})
     return pd.DataFrame(rows)
 
@@ -212,8 +238,8 @@ def latency_distribution_table(runs: Sequence) -> pd.DataFrame:
     rows = []
     for r in runs:
         lat = r.findings.latency
-        rows.append({"Scenario": r.name, "Samples": fmt.count(lat["count"]), "P50": fmt.ms(lat["p50_ms"]),
-                     "P95": fmt.ms(lat["p95_ms"]), "P99": fmt.ms(lat["p99_ms"]), "P99.9": fmt.ms(lat["p999_ms"]),
+        rows.append({"Scenario": r.name, "Samples": fmt.count(lat["count"]), "P50": _p(lat, "p50_ms"),
+                     "P95": _p(lat, "p95_ms"), "P99": _p(lat, "p99_ms"), "P99.9": _p(lat, "p999_ms"),
                      "Max": fmt.ms(lat["max_ms"]), "Average": fmt.ms(lat["avg_ms"])})
     return pd.DataFrame(rows)
 
@@ -276,7 +302,8 @@ def resources_table(entries: Sequence[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["md", "status_word", "load_state", "DEFINITIONS", "STATE_WORDS", "overall_table", "arithmetic_table",
-           "latency_table", "instance_latency_table", "verdict_table", "agents_table", "key_results_table",
-           "distribution_table", "throughput_table", "latency_distribution_table", "failover_table", "verdict_word",
+__all__ = ["md", "md_noted", "status_word", "load_state", "DEFINITIONS", "STATE_WORDS", "overall_table",
+           "arithmetic_table", "latency_table", "instance_latency_table", "verdict_table", "agents_table",
+           "key_results_table", "distribution_table", "throughput_table", "latency_distribution_table", "failover_table",
+           "verdict_word",
            "resources_table"]

@@ -1,6 +1,9 @@
 """Findings as text (the seed report's layout), JSON and a markdown per-instance table.
 
-Latencies are always milliseconds with three decimals, rates two decimals, counts whole.
+Latencies are always milliseconds with three decimals, rates two decimals, counts whole. A
+percentile the samples do not carry reads ``n too small (n=…; p99 needs ≥ 1,000)``
+(:func:`fanout.formatting.percentile`); a run that lost nothing states the rule of three's 95 %
+upper bound on its loss rate.
 """
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ from typing import Any
 
 from fanout.analysis import Findings
 from fanout.analysis.accounting import KINDS
-from fanout.formatting import mark as _mark, ms as fmt_ms, rate as _rate
+from fanout.formatting import loss_bound, mark as _mark, ms as fmt_ms, percentile as _pctl, percentile_rule
+from fanout.formatting import rate as _rate
 
 RULE = "=" * 60
 #: how the header names each transport (fanout.transports.TRANSPORTS)
@@ -31,7 +35,9 @@ def _terms(formula: str, expected: int) -> str:
 
 def _overall_lines(f: Findings) -> list[str]:
     o = f.overall
-    lag = (f"p50 {fmt_ms(o['schedule_lag_p50_ms'])}, p99 {fmt_ms(o['schedule_lag_p99_ms'])}, "
+    lag_n = o.get("schedule_lag_samples")
+    lag = (f"p50 {_pctl(o['schedule_lag_p50_ms'], lag_n, 'schedule_lag_p50_ms')}, "
+           f"p99 {_pctl(o['schedule_lag_p99_ms'], lag_n, 'schedule_lag_p99_ms')}, "
            f"max {fmt_ms(o['schedule_lag_max_ms'])}")
     return [
         "Overall Statistics:",
@@ -44,6 +50,7 @@ def _overall_lines(f: Findings) -> list[str]:
         f"  Self-Received Events: {o['self_received']} {_mark(o['self_received'] == 0)}",
         f"  Total Errors: {o['errors']}",
         f"  Missing: {o['missing']}",
+        _loss_line(o),
         f"  Duplicates: {o['duplicates']}",
         f"  Unknown / Unexpected Deliveries: {o['unknown']} / {o['unexpected']}",
         f"  Publish Failures: {o['publish_failed']} (delivered anyway: {o['failed_delivered']})",
@@ -57,19 +64,33 @@ def _overall_lines(f: Findings) -> list[str]:
     ]
 
 
+def _loss_line(o: dict[str, Any]) -> str:
+    """``Loss rate: 0 of 400 (< 0.75 % at 95 % confidence, rule of three)``, or what was lost."""
+    missing, expected = o["missing"], o["expected"]
+    if not expected:
+        return "  Loss rate: n/a (nothing expected)"
+    if missing == 0:
+        return f"  Loss rate: 0 of {expected:,} ({loss_bound(expected)} at 95 % confidence, rule of three)"
+    return f"  Loss rate: {missing:,} of {expected:,} ({100.0 * missing / expected:.2f} %)"
+
+
 def _latency_lines(f: Findings) -> list[str]:
     lat, sent = f.latency, f.latency_sent
+
+    def p(stats: dict[str, Any], key: str) -> str:
+        return _pctl(stats[key], stats["count"], key)
+
     return [
         "Latency Statistics (from intended send time):",
         f"  Samples: {lat['count']} (negative: {lat['negative']})",
         f"  Average: {fmt_ms(lat['avg_ms'])}",
         f"  Min: {fmt_ms(lat['min_ms'])}",
         f"  Max: {fmt_ms(lat['max_ms'])}",
-        f"  P50 (Median): {fmt_ms(lat['p50_ms'])}",
-        f"  P95: {fmt_ms(lat['p95_ms'])}",
-        f"  P99: {fmt_ms(lat['p99_ms'])}",
-        f"  P99.9: {fmt_ms(lat['p999_ms'])}",
-        f"  From send: average {fmt_ms(sent['avg_ms'])}, P99 {fmt_ms(sent['p99_ms'])}, max {fmt_ms(sent['max_ms'])}",
+        f"  P50 (Median): {p(lat, 'p50_ms')}",
+        f"  P95: {p(lat, 'p95_ms')}",
+        f"  P99: {p(lat, 'p99_ms')}",
+        f"  P99.9: {p(lat, 'p999_ms')}",
+        f"  From send: average {fmt_ms(sent['avg_ms'])}, P99 {p(sent, 'p99_ms')}, max {fmt_ms(sent['max_ms'])}",
     ]
 
 
@@ -85,7 +106,7 @@ def _instance_block(row: dict[str, Any]) -> list[str]:
         f"  Received: {row['received']}",
         f"  Expected: {row['expected']}{_terms(row['expected_formula'], row['expected'])}",
         f"  Self-Received: {row['self_received']} {_mark(row['self_received'] == 0)}",
-        f"  Avg Latency: {fmt_ms(row['lat_avg_ms'])} (P99 {fmt_ms(row['lat_p99_ms'])})",
+        f"  Avg Latency: {fmt_ms(row['lat_avg_ms'])} (P99 {_pctl(row['lat_p99_ms'], row['lat_count'], 'lat_p99_ms')})",
         f"  Errors: {row['errors']}",
     ]
     extras = ("missing", "duplicates", "unexpected", "publish_failed", "gaps", "reconnects")
@@ -102,7 +123,10 @@ def _instance_table(rows: list[dict[str, Any]]) -> list[str]:
     for r in rows:
         counts = "  ".join(f"{r[c]:>{len(c)}}" for c in cols)
         lines.append(f"  {r['instance']:<{width}}  {'yes' if r['connected'] else 'NO':<4}  {counts}  "
-                     f"{fmt_ms(r['lat_avg_ms']):<9}  {fmt_ms(r['lat_p99_ms'])}")
+                     f"{fmt_ms(r['lat_avg_ms']):<9}  "
+                     f"{_pctl(r['lat_p99_ms'], r['lat_count'], 'lat_p99_ms', short=True)}")
+    if any("—" in ln for ln in lines):
+        lines.append(f"  {percentile_rule()}")
     return lines
 
 
@@ -140,10 +164,10 @@ def _loss_lines(f: Findings) -> list[str]:
         lines.append(f"    sent in window {row['sent_in_window']}, delivered {row['delivered']}, lost {row['lost']}, "
                      f"recovered {row['recovered']}, receiving again after {rec}")
         if row.get("window_n"):
-            p99 = row["window_p99_ms"]
-            lines.append(f"    delivered from its window: {row['window_n']}, p50 {fmt_ms(row['window_p50_ms'])}, "
-                         f"p99 {fmt_ms(p99) if p99 is not None and p99 == p99 else 'n too small'}, "
-                         f"max {fmt_ms(row['window_max_ms'])}; {row['late']} later than {row['bound_ms']:g}ms")
+            n = row["window_n"]
+            lines.append(f"    delivered from its window: {n}, p50 {_pctl(row['window_p50_ms'], n, 'p50_ms')}, "
+                         f"p99 {_pctl(row['window_p99_ms'], n, 'p99_ms')}, max {fmt_ms(row['window_max_ms'])}; "
+                         f"{row['late']} later than {row['bound_ms']:g}ms")
     lines.append(f"  Not published (publisher was told): {acc.not_published}")
     for reason, n in acc.not_published_reasons.items():
         lines.append(f"    {n} × {reason}")
