@@ -2,7 +2,7 @@
 
 Latencies are milliseconds with three decimals (microsecond resolution), rates two decimals,
 counts whole with thousands separators; a missing value is ``n/a``. A percentile the samples do
-not carry (:func:`fanout.analysis.latency.carried`) reads ``n too small (n=180; p99.9 needs ≥
+not carry (:func:`fanout.percentiles.carried`) reads ``n too small (n=180; p99.9 needs ≥
 10,000)``, or ``— (n=180)`` in a table cell with :func:`percentile_rule` said once under the table.
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ def ms(value: float | None, unit: str = "ms") -> str:
 def percentile(value: float | None, n: int | float | None, key: str, *, short: bool = False) -> str:
     """A percentile (``key`` names it: ``p99_ms``, ``lat_p999_ms`` ...) from ``n`` samples: its
     latency, or why it is not shown when ``n`` does not carry it (any other key: :func:`ms`)."""
-    from fanout.analysis.latency import carried, label_of, min_samples, quantile_of
+    from fanout.percentiles import carried, label_of, min_samples, quantile_of
 
     q = quantile_of(key)
     if q is None or _missing(n) or not n:
@@ -39,7 +39,7 @@ def percentile(value: float | None, n: int | float | None, key: str, *, short: b
 
 def percentile_rule() -> str:
     """The rule behind a ``— (n=…)`` cell, in one sentence."""
-    from fanout.analysis.latency import PERCENTILES, TAIL_SAMPLES, label_of, min_samples
+    from fanout.percentiles import PERCENTILES, TAIL_SAMPLES, label_of, min_samples
 
     needs = ", ".join(f"{label_of(k)} {min_samples(q):,}" for k, q in PERCENTILES.items())
     return (f"— (n=…): too few samples for that percentile; a percentile q is shown only from "

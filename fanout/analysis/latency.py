@@ -14,56 +14,17 @@ lives; everything that shows a percentile asks :func:`carried` (or reads ``withh
 """
 from __future__ import annotations
 
-import math
-import re
-from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from fanout.lab.record import RunRecord
+from fanout.percentiles import (  # noqa: F401  (the rule, re-exported where the statistics live)
+    PERCENTILES, TAIL_SAMPLES, carried, label_of, min_samples, quantile_of, withheld,
+)
 
 LATENCY_SAMPLE_COLUMNS = ["receiver", "source", "id", "type", "t_received", "lat_ns", "lat_sent_ns", "lat_ms"]
-
-PERCENTILES = {"p50_ms": 50.0, "p95_ms": 95.0, "p99_ms": 99.0, "p999_ms": 99.9}
-#: how many samples must lie beyond a percentile for it to be shown
-TAIL_SAMPLES = 10
-
-
-def min_samples(q: float) -> int:
-    """Samples needed to show percentile ``q`` (in percent): ``TAIL_SAMPLES / (1 − q)``, so that
-    ``TAIL_SAMPLES`` lie beyond it (p50 20, p95 200, p99 1,000, p99.9 10,000)."""
-    tail = 1 - Fraction(str(q)) / 100
-    if not 0 < tail <= 1:
-        raise ValueError(f"a percentile is in [0, 100): {q!r}")
-    return math.ceil(TAIL_SAMPLES / tail)
-
-
-def carried(q: float, n: int) -> bool:
-    """Do ``n`` samples carry percentile ``q`` (in percent)?"""
-    return n >= min_samples(q)
-
-
-def quantile_of(key: str) -> float | None:
-    """The percentile a key names: ``p99_ms``, ``lat_p99_ms``, ``schedule_lag_p99_ms`` → 99;
-    ``p999_ms`` → 99.9; ``None`` for a key that names none (``avg_ms``, ``max_ms``)."""
-    m = re.search(r"(?:^|_)p(\d+)_ms$", key)
-    if not m:
-        return None
-    digits = m.group(1)
-    return float(digits if len(digits) <= 2 else f"{digits[:2]}.{digits[2:]}")
-
-
-def label_of(key: str) -> str:
-    """How a percentile key reads: ``p999_ms`` → ``p99.9``."""
-    return f"p{quantile_of(key):g}"
-
-
-def withheld(n: int, keys=tuple(PERCENTILES)) -> dict[str, int]:
-    """The percentile keys ``n`` samples do not carry → samples each needs (empty when there are no
-    samples at all: then nothing is withheld, there is nothing)."""
-    return {k: min_samples(quantile_of(k)) for k in keys if n and not carried(quantile_of(k), n)}
 
 
 def latency_stats(ns: np.ndarray) -> dict[str, Any]:

@@ -35,8 +35,8 @@ COLUMNS = ("instances", "events_per_s", "deliveries_per_s", "published", "expect
 
 def row_facts(rec: RunRecord, instances: int, rate: float) -> dict[str, Any]:
     """One capacity row from a host-bots run's record (arithmetic on the frames, no analysis); a
-    percentile its deliveries do not carry is ``None`` (:func:`fanout.analysis.latency.carried`)."""
-    from fanout.analysis.latency import carried
+    percentile its deliveries do not carry is ``None`` (:func:`fanout.percentiles.carried`)."""
+    from fanout.percentiles import carried
 
     pubs, d = rec.publications, rec.deliveries
     ok = pubs[pubs["ok"]]
