@@ -205,3 +205,49 @@ def test_the_committed_example_holds_every_run_its_archive_names():
         assert {"commit", "dirty", "command"} <= set(meta["environment"]["provenance"])
     size = sum(p.stat().st_size for p in EXAMPLE.rglob("*") if p.is_file())
     assert size < 50 * 2**20, f"reports/example is {size / 2**20:.1f} MiB"
+
+
+@needs_git
+@pytest.mark.skipif(not (EXAMPLE / "runs").is_dir(),
+                    reason="reports/example/runs is absent until the example is regenerated (make example)")
+def test_a_fresh_clone_renders_the_committed_example_again_with_the_same_runs_and_verdict(tmp_path):
+    """What a new user does: clone, then `fanout report --from-runs reports/example --out DIR`. The
+    committed report.json comes back but for when and from where it was rendered."""
+    if _head() is None:
+        pytest.skip("not a git checkout")
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(ROOT), str(clone))
+    if not (clone / "reports" / "example" / "runs").is_dir():
+        pytest.skip("the example's runs are not committed yet (regenerated in the working tree only)")
+    again = _render(clone / "reports" / "example", tmp_path / "again")
+    committed = json.loads((clone / "reports" / "example" / "report.json").read_text())
+    assert again["status"] == committed["status"]
+    mine = {r["run_id"]: r for r in again["runs"]}
+    assert set(mine) == {r["run_id"] for r in committed["runs"]}
+    for r in committed["runs"]:
+        f, g = r["findings"], mine[r["run_id"]]["findings"]
+        assert g["status"] == f["status"], r["run_id"]
+        for key in ("published", "expected", "received", "missing", "duplicates", "self_received", "unexplained"):
+            assert g["overall"][key] == f["overall"][key], (r["run_id"], key)
+        assert g["losses"] == f["losses"], r["run_id"]
+    for doc in (again, committed):
+        doc["parameters"]["from_runs"] = doc["provenance"]["parameters"]["from_runs"] = None
+    assert _without_generation_time(again) == _without_generation_time(committed)
+
+
+def test_a_rerendering_shows_the_benchmark_results_its_report_showed(tmp_path):
+    """The load benchmark's results live in a git-ignored file; a report keeps the ones it showed in
+    its archive, so a fresh clone re-renders the same appendix (and one that showed none, none)."""
+    from fanout.report.load import load_results
+    from fanout.report.paths import ARCHIVE_NAME
+
+    shown = {"mode": "quick", "provenance": {"commit": "abc1234"}, "latency": {"runs": []}}
+    (tmp_path / "with").mkdir()
+    (tmp_path / "with" / ARCHIVE_NAME).write_text(json.dumps({"runs": [], "benchmark": shown}))
+    (tmp_path / "without").mkdir()
+    (tmp_path / "without" / ARCHIVE_NAME).write_text(json.dumps({"runs": [], "benchmark": None}))
+    local = tmp_path / "latest.json"
+    local.write_text(json.dumps({"mode": "full"}))
+    assert load_results(local, from_runs=[str(tmp_path / "with")]) == shown
+    assert load_results(local, from_runs=[str(tmp_path / "without")]) is None
+    assert load_results(local) == {"mode": "full"}  # a report that runs shows this machine's results

@@ -154,9 +154,10 @@ def _record_path(run: ScenarioRun) -> str:
     return Path(run.record.path).resolve().as_posix() if run.record.path else "(not saved)"
 
 
-def result(rep: Report) -> dict[str, Any]:
+def result(rep: Report, bench: dict[str, Any] | None = None) -> dict[str, Any]:
     """What the notebook writes to ``result_json``, and the report folder's archive: the verdict,
-    every run with its role, record and findings, the parameters and provenance."""
+    every run with its role, record and findings, the parameters and provenance, and the load
+    benchmark's results the appendix showed (``benchmark``: a re-rendering shows the same)."""
     return {
         "status": "PASS" if rep.passed else "FAIL", "passed": rep.passed, "provenance": provenance(rep),
         "parameters": rep.parameters(), "skipped": dict(rep.skipped),
@@ -165,6 +166,7 @@ def result(rep: Report) -> dict[str, Any]:
                   "load": dataclasses.asdict(rep.loads[r.record.run_id])} for r in rep.runs],
         # every figure the sections state, computed once (fanout.report.facts): the page reads these
         "facts": rep.facts,
+        "benchmark": bench,
     }
 
 

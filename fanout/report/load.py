@@ -3,7 +3,9 @@
 The load benchmark (``python -m benchmarks``, ``make bench``) takes minutes and measures the
 machine at its limit; the report does not re-run it. When a result file exists
 (``benchmarks/results/latest.json``) the appendix shows it with the time it was made and the
-machine it ran on, labelled as a separate run; otherwise it shows nothing.
+machine it ran on, labelled as a separate run; otherwise it shows nothing. The report's archive
+(``report.json``, ``benchmark``) keeps the results it showed, so a rendering from that report
+folder (``from_runs``) shows the same ones on any clone, whatever ``latest.json`` says there.
 """
 from __future__ import annotations
 
@@ -16,7 +18,18 @@ import pandas as pd
 LATEST = Path("benchmarks/results/latest.json")
 
 
-def load_results(path: str | Path = LATEST) -> dict[str, Any] | None:
+def load_results(path: str | Path = LATEST, from_runs=()) -> dict[str, Any] | None:
+    """The benchmark results to show: those the first report folder among ``from_runs`` showed
+    (its archive's ``benchmark``; ``None`` when it showed none), else ``path``'s, when there are any."""
+    from fanout.report.paths import ARCHIVE_NAME
+
+    for given in from_runs or ():
+        archive = Path(given) / ARCHIVE_NAME
+        if archive.is_file():
+            try:
+                return json.loads(archive.read_text()).get("benchmark")
+            except (OSError, json.JSONDecodeError):
+                return None
     p = Path(path)
     if not p.is_file():
         return None
