@@ -88,13 +88,11 @@ class RedisEventBridge(Publishing):
         self._channels = [c for c, _, _ in subscribed]
         self._rx = Delivery(self, self._writer.own_prefix, subscribed, self.signer)
         self._batcher = None
-        self._sign = None if self.signer is None else self.signer.sign
         if config.batch_max > 1:
             from fanout.batching import Batcher
 
             self._batcher = Batcher(self._send_batch, self._batch_failed, config.batch_max,
-                                    config.batch_delay_ms / 1000, seal=self._sign)
-            self._sign = None                            # a batch is signed as a whole
+                                    config.batch_delay_ms / 1000, seal=None if self.signer is None else self.signer.sign)
         self._routes: dict[str, Any] = {}                # type -> Route, or a list of them per partition
         self._free: list = []                            # pooled publishing.Sent
         self._on_published: Callable[[Any, PublishError | None], Any] | None = None

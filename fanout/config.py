@@ -76,6 +76,9 @@ class BridgeConfig:
     batch_delay_ms: float = 0.0        # with batching: the most a batch waits for company (0: this loop turn only)
     compat: str = "fanout"             # "seed": send only what the seed's bridge understands (no batches)
     signing_keys: dict[str, bytes] | None = field(default=None, repr=False)  # {key_id: secret}, first signs
+    # with signing: signed messages older (or newer) than this are rejected as stale (replays); it is
+    # also the clock-skew allowed between a publisher's clock and a receiver's (or Redis's, for streams)
+    signed_max_age_s: float = 60.0
     # set by the bridge: the master address Sentinel gave last (resolved_url() returns it)
     discovered_url: str | None = None
 

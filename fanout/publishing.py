@@ -69,10 +69,11 @@ class Route:
     """One stream (an event type, or one partition of it): its channel, header, seq and void ranges
     (``[first, last, first carrier seq or -1, acknowledged at (monotonic s) or 0]``)."""
 
-    __slots__ = ("channel", "stream", "head", "seq", "void", "void_json")
+    __slots__ = ("channel", "stream", "head", "seq", "void", "void_json", "sign")
 
-    def __init__(self, channel: str, stream: str, head: bytes) -> None:
+    def __init__(self, channel: str, stream: str, head: bytes, sign=None) -> None:
         self.channel, self.stream, self.head = channel, stream, head
+        self.sign = sign            # signing one event per message: this channel's bound signer (fanout.signing)
         self.seq = 0
         self.void: list[list] = []
         self.void_json = b""
@@ -151,10 +152,16 @@ class Publishing:
         r = self._routes.get(event_type)
         if r is None:
             head = self._writer.head(event_type)
+            signer = self.signer if self._batcher is None else None  # batches are signed whole, by the Batcher
+
+            def sign(channel: str):
+                return None if signer is None else signer.bind(channel).sign
+
             if self.config.shard_partitions > 1:  # seq per channel (partition): each one's numbers contiguous
-                r = [Route(ch, f"{event_type}.{p}", head) for p, ch in enumerate(self.config.channels(event_type))]
+                r = [Route(ch, f"{event_type}.{p}", head, sign(ch)) for p, ch in enumerate(self.config.channels(event_type))]
             else:
-                r = Route(self.config.channel(event_type), event_type, head)
+                ch = self.config.channel(event_type)
+                r = Route(ch, event_type, head, sign(ch))
             self._routes[event_type] = r
         if type(r) is list:
             return r[partition_of(data.get("symbol") if type(data) is dict else None, len(r))]
@@ -170,8 +177,8 @@ class Publishing:
         seq = r.seq = r.seq + 1
         ts_ns = _time_ns()
         payload = _write(r.head, seq, ts_ns, intended_ns, body, r.carry(seq) if r.void else b"")
-        if self._sign is not None:
-            payload = self._sign(payload)
+        if r.sign is not None:
+            payload = r.sign(payload)
         return r, seq, ts_ns, payload
 
     def _sent(self, token: Any, r: Route, seq: int) -> Sent:

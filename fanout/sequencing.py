@@ -39,6 +39,7 @@ log = logging.getLogger("fanout.bridge")
 
 IN_ORDER = 0
 DUPLICATE = -3   # already handed over: drop it
+STALE = -4       # signed: an epoch this receiver no longer tracks, older than the current one: drop it (rejected)
 
 #: the most ``gaps`` one message may add (beyond it: ``suspicious``), except after a reconnect
 MAX_GAP = 1_000
@@ -60,17 +61,23 @@ class Channel:
     """One channel's sources (``sources``: source -> state), its name and stream (the event
     type, or ``type.partition``), and its event type."""
 
-    __slots__ = ("name", "stream", "type", "sources")
+    __slots__ = ("name", "stream", "type", "sources", "verify")
 
     def __init__(self, name: str, stream: str, event_type: str | None) -> None:
         self.name, self.stream, self.type = name, stream, event_type
         self.sources: dict = {}
+        self.verify = None          # with signing: this channel's bound verifier (fanout.signing.Bound.verify)
 
 
-def _new(epoch: str, seq: int, ns: int, older) -> list:
+def _stamp(obj: dict) -> int:
+    ts = obj.get("timestamp")
+    return ts if type(ts) is int else 0
+
+
+def _new(epoch: str, seq: int, ns: int, older, first_ms: int = 0) -> list:
     ring = array("q", _RING)
     ring[seq & _MASK] = (seq & _SEQ_BITS) << 20 | ns
-    return [epoch, seq, None, ring, older]
+    return [epoch, seq, None, ring, older, first_ms]
 
 
 def void_count(void, last: int, seq: int) -> int:
@@ -136,9 +143,11 @@ class SequenceTracker:
         or the number of events missing before it (> 0)."""
         st = ch.sources.get(source)
         if st is None or st[0] != epoch:
-            st = self._epoch(ch, source, st, epoch, seq, ns)
+            st = self._epoch(ch, source, st, epoch, seq, ns, obj)
             if st is None:
                 return IN_ORDER
+            if st is STALE:
+                return STALE
         if seq == st[1] + 1:
             st[1] = seq
             st[2] = None
@@ -146,7 +155,7 @@ class SequenceTracker:
             return IN_ORDER
         return self._unusual(st, seq, ns, obj)
 
-    def _epoch(self, ch: Channel, source, st, epoch: str, seq: int, ns: int):
+    def _epoch(self, ch: Channel, source, st, epoch: str, seq: int, ns: int, obj: dict):
         """A first message, a new epoch or an older one coming back; None when handled."""
         c = self._counts
         if len(epoch) > MAX_EPOCH_CHARS or (type(source) is str and len(source) > MAX_SOURCE_CHARS):
@@ -157,7 +166,7 @@ class SequenceTracker:
             if len(ch.sources) >= MAX_SOURCES:  # a flood of made-up sources: delivered, not tracked
                 self.flag("more than %d sources on %s; %r is not tracked", MAX_SOURCES, ch.name, source)
                 return None
-            ch.sources[source] = _new(epoch, seq, ns, None)
+            ch.sources[source] = _new(epoch, seq, ns, None, _stamp(obj))
             return None
         older = st[4]
         if older:
@@ -168,12 +177,15 @@ class SequenceTracker:
                     st[4], o[4] = None, older
                     ch.sources[source] = o
                     return o
+        first_ms = _stamp(obj)
+        if self.trusted and first_ms < st[5]:  # signed, not tracked, older than the current epoch: a replay
+            return STALE
         if seq <= MAX_GAP + 1 or self.trusted:
             c["source_restarts"] += 1
         else:
             self.flag("%r on %s: a new epoch %s starting at seq %d", source, ch.name, epoch, seq)
         st[4] = None
-        ch.sources[source] = _new(epoch, seq, ns, _keep([st, *(older or ())]))
+        ch.sources[source] = _new(epoch, seq, ns, _keep([st, *(older or ())]), first_ms)
         return None
 
     def _unusual(self, st: list, seq: int, ns: int, obj: dict) -> int:

@@ -36,6 +36,7 @@ class Elem:
     real: bool = False
     ns: int = 0
     ts: int = 0            # timestamp, epoch ms
+    type: str | None = None  # the envelope's type (None: not checked against the channel)
 
 
 def derive_id(epoch: str | None, stream: str, seq: int | None) -> str | None:
@@ -54,7 +55,9 @@ class Expect:
     source_restarts: int = 0
     suspicious: int = 0
     id_conflicts: int = 0
-    rejected: int = 0
+    rejected: int = 0                   # the sum of the reasons below
+    rejected_signature: int = 0         # signed: no valid signature for the channel it arrived on
+    rejected_channel: int = 0           # an envelope whose type is not its channel's (signed or not)
     forged_delivered: dict[str, int] = field(default_factory=dict)   # kind -> handed to the handlers
     suppressed: set = field(default_factory=set)                     # real ids dropped as duplicates
     delivered: Counter = field(default_factory=Counter)              # id -> times handed over (None: no id)
@@ -170,7 +173,7 @@ def real_elem(raw: bytes, channel: str, prefix: str = "ws:") -> Elem | None:
         return None
     stream = channel[len(prefix):]
     return Elem(d["source"], d["epoch"], d["seq"], derive_id(d["epoch"], stream, d["seq"]), real=True,
-                ns=d.get("ns", 0), ts=d.get("timestamp", 0))
+                ns=d.get("ns", 0), ts=d.get("timestamp", 0), type=d.get("type"))
 
 
 def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str], epochs: dict[str, str],
@@ -182,7 +185,10 @@ def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str], epoch
     ``started_ms``: a time before every message of the run and after every bridge started.
 
     ``signed``: the bridges hold a key the driver does not: a message that does not start with a
-    receiver's own header bytes and is not a copy of a signed one is ``rejected``, unparsed."""
+    receiver's own header bytes and is not a copy of a signed one on the channel it was signed for
+    is ``rejected`` (signature), unparsed. Signed or not, a parsed envelope whose type is not its
+    channel's is ``rejected`` (channel), before the own-id and seq rules. (Every message of the run
+    is fresh: nothing is stale.)"""
     out = {}
     for me in receivers:
         ex, rx = Expect(), Receiver(me, epochs.get(me), started_ms, trusted=signed)
@@ -194,11 +200,16 @@ def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str], epoch
                 continue
             if signed and sent is not None and not sent.signed_ok:
                 ex.rejected += 1
+                ex.rejected_signature += 1
                 continue
             elems = (real_elem(raw, ch, prefix),) if sent is None else sent.elems
             for e in elems:
                 if e is None:
                     ex.malformed += 1
+                    continue
+                if e.type is not None and e.type != ch[len(prefix):]:
+                    ex.rejected += 1
+                    ex.rejected_channel += 1
                     continue
                 what, missing = apply_rules(rx, ch, e)
                 if what == "self":

@@ -42,7 +42,11 @@ class Loss:
 
 
 class Sink(Protocol):
-    """What a subscriber feeds (the bridge)."""
+    """What a subscriber feeds (the bridge). A transport that knows when Redis took a message (a
+    stream entry's id) sets ``stamp_ms`` to it before ``on_message`` (signed messages are judged
+    stale from then); others leave it 0 (judged from when they are read)."""
+
+    stamp_ms: int
 
     def on_message(self, channel: bytes, payload: bytes) -> None: ...
     def on_loss(self, loss: Loss) -> None: ...

@@ -219,8 +219,11 @@ class StreamsSubscriber(ProtoSubscriber):
         for loss in t._take_losses():
             sink.on_loss(loss)
         for key_b, entries in out:
-            for _eid, fields in entries:
+            for eid, fields in entries:
+                # when Redis took it (the id's milliseconds): a signed entry is judged stale from then
+                sink.stamp_ms = int(eid[:eid.find(b"-")])
                 sink.on_message(key_b, _payload(fields))
+        sink.stamp_ms = 0
 
     async def wait_lost(self) -> str:
         return await asyncio.shield(self._task)
