@@ -13,6 +13,7 @@ from fanout.bridge import GapNotice, RedisEventBridge
 from fanout.config import BridgeConfig
 from fanout.errors import (
     AuthenticationFailed,
+    Backpressure,
     ConfigError,
     FanoutError,
     MalformedMessage,
@@ -26,6 +27,6 @@ from fanout.events import EVENT_TYPES, Envelope, decode, encode
 __all__ = [
     "__version__", "BridgeConfig", "GapNotice", "RedisEventBridge",
     "EVENT_TYPES", "Envelope", "decode", "encode",
-    "AuthenticationFailed", "ConfigError", "FanoutError", "MalformedMessage", "NotPublisher",
+    "AuthenticationFailed", "Backpressure", "ConfigError", "FanoutError", "MalformedMessage", "NotPublisher",
     "PublishError", "RedisUnavailable", "ServerTooOld",
 ]

@@ -95,7 +95,11 @@ class RedisEventBridge(Publishing):
                                     config.batch_delay_ms / 1000, seal=None if self.signer is None else self.signer.sign)
         self._routes: dict[str, Any] = {}                # type -> Route, or a list of them per partition
         self._free: list = []                            # pooled publishing.Sent
-        self._on_published: Callable[[Any, PublishError | None], Any] | None = None
+        self._on_published: tuple[Callable[[Any, PublishError | None], Any], ...] = ()
+        self._inflight = 0                               # accepted publishes not yet settled (flush())
+        self._flushed: asyncio.Future | None = None      # what flush() waits on
+        self._refusing = False                           # in a burst of refusals (until one is accepted)
+        self._refused_at = -1e9                          # when a burst was last said (monotonic s)
         self._last_exc: BaseException | None = None      # the last publish failure and its PublishError
         self._last_err: PublishError | None = None
         self._refused_said: str | None = None           # the refusal (error reply) last logged loudly

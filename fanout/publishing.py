@@ -34,7 +34,7 @@ import hiredis
 import orjson
 
 from fanout.channels import partition_of
-from fanout.errors import NotPublisher, PublishError, RedisUnavailable
+from fanout.errors import Backpressure, NotPublisher, PublishError, RedisUnavailable
 from fanout.events import MAX_VOID_RANGES, Envelope, EnvelopeWriter, void_json
 from fanout.redact import redact_text
 from fanout.transports.frames import NeverSent
@@ -45,6 +45,8 @@ _dumps, _write, _time_ns = orjson.dumps, EnvelopeWriter.write, time.time_ns
 
 #: how long void seqs are still announced after an envelope carrying them was acknowledged
 VOID_HOLD_S = 10.0
+#: refused publishes (a full window) are said once per burst, at most this often
+REFUSED_QUIET_S = 10.0
 
 
 def one_line(exc: BaseException) -> str:
@@ -136,10 +138,42 @@ class _Awaited:
 
 
 class Publishing:
-    def on_published(self, callback: Callable[[Any, PublishError | None], Any]) -> None:
-        """``callback(token, None)`` when Redis acknowledged a ``publish_nowait``, or
-        ``callback(token, PublishError)`` when it failed; exactly once per accepted event."""
-        self._on_published = callback
+    def on_published(self, callback: Callable[[Any, PublishError | None], Any]) -> Callable:
+        """Add ``callback``: ``callback(token, None)`` when Redis acknowledged a ``publish_nowait``, or
+        ``callback(token, PublishError)`` when it failed; exactly once per accepted event. Callbacks
+        add up, like :meth:`on` (each is called, in the order added); returns ``callback``."""
+        if not callable(callback):
+            raise TypeError(f"on_published: {callback!r} is not callable")
+        self._on_published = (*self._on_published, callback)
+        return callback
+
+    async def flush(self) -> None:
+        """Return when every publish accepted so far is settled: acknowledged by Redis or failed (its
+        ``on_published`` callbacks called, its ``publish()`` answered). Open batches are sent first.
+        Bounded: what Redis does not answer fails within ``publish_timeout_s``."""
+        if self._batcher is not None:
+            self._batcher.flush_all()
+        while self._inflight > 0:
+            if self._flushed is None or self._flushed.done():
+                self._flushed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._flushed)
+
+    def _refuse(self, strict: bool) -> None:
+        """The in-flight window is full: count it, say it once per burst (until a publish is accepted
+        again); ``strict``: raise."""
+        n = self._counts["refused"] = self._counts["refused"] + 1
+        if not self._refusing:
+            self._refusing = True
+            now = time.monotonic()
+            if now - self._refused_at >= REFUSED_QUIET_S:
+                self._refused_at = now
+                log.warning("bridge %s: publish refused: the in-flight window is full (publish_nowait returned None: "
+                            "nothing sent; await writable() and publish again, or use strict=True); %d refused so "
+                            "far (metrics()['refused']; said once per burst, at most every %g s)", self._id_str, n,
+                            REFUSED_QUIET_S)
+        if strict:
+            raise Backpressure(f"instance {self._id_str}: the in-flight window is full; "
+                               "await writable() and publish it again")
 
     # -- publishing --------------------------------------------------------------------
     def _check_publisher(self) -> None:
@@ -188,11 +222,13 @@ class Publishing:
         return s
 
     def publish_nowait(self, event_type: str, data: Any, *, token: Any = None,
-                       intended_ns: int | None = None) -> str | None:
+                       intended_ns: int | None = None, strict: bool = False) -> str | None:
         """Queue one event and return its envelope id at once; the outcome goes to the
-        :meth:`on_published` callback. None: the in-flight window is full, nothing was sent
-        (``await writable()``, then call again). Raises :class:`~fanout.errors.PublishError`
-        (counted; its seq is void: announced to receivers as unsent) while the publishing side is down."""
+        :meth:`on_published` callbacks. None: the in-flight window is full, nothing was sent
+        (counted in ``refused``, said once per burst; ``await writable()``, then call again); with
+        ``strict=True`` that raises :class:`~fanout.errors.Backpressure` instead. Raises
+        :class:`~fanout.errors.PublishError` (counted; its seq is void: announced to receivers as
+        unsent) while the publishing side is down."""
         if not self._connected_pub or self._closed:
             self._check_publisher()
         r, seq, _, payload = self._encode(event_type, data, intended_ns)
@@ -206,6 +242,7 @@ class Publishing:
                     r.seq = seq - 1
                     s.token = None
                     self._free.append(s)
+                    self._refuse(strict)
                     return None
             elif t.can_send(r.channel):
                 self._batcher.add(r.channel, payload, s)
@@ -213,6 +250,7 @@ class Publishing:
                 r.seq = seq - 1
                 s.token = None
                 self._free.append(s)
+                self._refuse(strict)
                 return None
         except ConnectionError as exc:  # the publishing side is down: nothing was queued
             s.token = None
@@ -221,6 +259,9 @@ class Publishing:
             err = PublishError(self._failed(r.channel, exc, handed=False).reason)
             err.envelope_id = f"{self.epoch}:{r.stream}:{seq}"
             raise err from None
+        self._inflight += 1
+        if self._refusing:
+            self._refusing = False
         return f"{self.epoch}:{r.stream}:{seq}"
 
     async def writable(self) -> None:
@@ -269,6 +310,7 @@ class Publishing:
                     async with asyncio.timeout_at(deadline):  # down: reopen it, bounded
                         await self._reopen()
             sent = True
+            self._inflight += 1
             await aw.fut  # bounded by the connection's deadline (publish_timeout_s)
         except BaseException as exc:
             if not sent:  # never handed over: its seq is void (once sent, _settle did it)
@@ -339,6 +381,9 @@ class Publishing:
         token, r, seq = s.token, s.route, s.seq
         s.token = s.route = None
         self._free.append(s)
+        n = self._inflight = self._inflight - 1
+        if not n and self._flushed is not None and not self._flushed.done():
+            self._flushed.set_result(None)
         if error is None:
             self._counts["published"] += 1
             self._connected_pub = True
@@ -349,8 +394,9 @@ class Publishing:
             if type(token) is _Awaited:
                 if not token.fut.done():
                     token.fut.set_result(None)
-            elif self._on_published is not None:
-                self._on_published(token, None)
+            else:
+                for cb in self._on_published:
+                    cb(token, None)
             return
         r.add_void(seq)
         if type(token) is _Awaited:  # the awaiting publish() counts and explains it
@@ -358,8 +404,8 @@ class Publishing:
                 token.fut.set_exception(error)
         else:
             err = self._failed(None, error)
-            if self._on_published is not None:
-                self._on_published(token, err)
+            for cb in self._on_published:
+                cb(token, err)
 
     def _send_batch(self, channel: str, payload: bytes, batch) -> None:
         self._transport.publish_nowait(channel, payload, batch, force=True)
