@@ -18,6 +18,7 @@ from fanout.errors import (
     FanoutError,
     MalformedMessage,
     NotPublisher,
+    NotSubscriber,
     PublishError,
     RedisUnavailable,
     ServerTooOld,
@@ -27,6 +28,6 @@ from fanout.events import EVENT_TYPES, Envelope, decode, encode
 __all__ = [
     "__version__", "BridgeConfig", "GapNotice", "RedisEventBridge",
     "EVENT_TYPES", "Envelope", "decode", "encode",
-    "AuthenticationFailed", "Backpressure", "ConfigError", "FanoutError", "MalformedMessage", "NotPublisher",
+    "AuthenticationFailed", "Backpressure", "ConfigError", "FanoutError", "MalformedMessage", "NotPublisher", "NotSubscriber",
     "PublishError", "RedisUnavailable", "ServerTooOld",
 ]

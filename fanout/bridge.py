@@ -44,8 +44,8 @@ import time
 from typing import Any, Callable
 
 from fanout.config import BridgeConfig
-from fanout.delivery import Delivery, GapNotice
-from fanout.errors import ConfigError, PublishError, RedisUnavailable
+from fanout.delivery import Delivery, EventStream, GapNotice
+from fanout.errors import ConfigError, NotSubscriber, PublishError, RedisUnavailable
 from fanout.events import Envelope, EnvelopeWriter
 from fanout.metrics import COUNTER_NAMES
 from fanout.publishing import Publishing, one_line as _one_line
@@ -95,6 +95,7 @@ class RedisEventBridge(Publishing):
                                     config.batch_delay_ms / 1000, seal=None if self.signer is None else self.signer.sign)
         self._routes: dict[str, Any] = {}                # type -> Route, or a list of them per partition
         self._free: list = []                            # pooled publishing.Sent
+        self._streams: list[EventStream] = []          # events() iterators, ended at close
         self._on_published: tuple[Callable[[Any, PublishError | None], Any], ...] = ()
         self._inflight = 0                               # accepted publishes not yet settled (flush())
         self._flushed: asyncio.Future | None = None      # what flush() waits on
@@ -132,7 +133,7 @@ class RedisEventBridge(Publishing):
         self._rx.started_ms = time.time_ns() // 1_000_000
         try:
             if self.config.sentinels:
-                await self.config.discover_master()
+                self._transport.master_url = await self.config.discover_master()
             if self.config.enable_publishing:
                 await self._transport.connect_publisher()
                 self._connected_pub = True
@@ -144,7 +145,7 @@ class RedisEventBridge(Publishing):
         except BaseException:
             await self.close()
             raise
-        log.info("bridge %s connected to %s (%s, epoch %s)", self._id_str, self.config.safe_url,
+        log.info("bridge %s connected to %s (%s, epoch %s)", self._id_str, self.safe_url,
                  self.config.transport, self.epoch)
         return self
 
@@ -161,6 +162,8 @@ class RedisEventBridge(Publishing):
                 task.cancel()
                 await asyncio.wait({task}, timeout=2.0)
         await self._rx.stop()
+        for stream in self._streams:
+            stream.close()
         if self._subscriber is not None:
             await self._subscriber.close()
             self._subscriber = None
@@ -174,6 +177,8 @@ class RedisEventBridge(Publishing):
             if task is not None:
                 task.cancel()
         self._rx.abort()
+        for stream in self._streams:
+            stream.close()
         if self._batcher is not None:
             self._batcher.drop_all(ConnectionError("the bridge was aborted"))
         if self._subscriber is not None:
@@ -189,18 +194,41 @@ class RedisEventBridge(Publishing):
         await self.close()
 
     # -- registration ------------------------------------------------------------------
+    def _check_subscriber(self, what: str, event_type: str | None = None) -> None:
+        if not self.config.enable_subscription:
+            raise NotSubscriber(f"{what}: instance {self._id_str} was built with enable_subscription=False; "
+                                "its handlers would never run")
+        if event_type is not None and event_type != "*" and event_type not in self.config.event_types:
+            raise ConfigError(f"{what}: this bridge subscribes to {', '.join(self.config.event_types)} only")
+
     def on(self, event_type: str, handler: Handler) -> Handler:
         """Call ``handler(envelope)`` for each event of ``event_type`` ("*" for every type).
-        A plain function is called right where the message is read; a coroutine function runs
-        in order in the bridge's one handler task."""
-        if event_type != "*" and event_type not in self.config.event_types:
-            raise ConfigError(f"on({event_type!r}): this bridge subscribes to {', '.join(self.config.event_types)} only")
+        A plain function is called right where the message is read (one that takes longer than
+        ``slow_handler_s`` is said and counted in ``slow_handlers``: all reading waits for it); a
+        coroutine function runs in order in the bridge's one handler task."""
+        self._check_subscriber(f"on({event_type!r})", event_type)
+        if not callable(handler):
+            raise TypeError(f"on({event_type!r}): {handler!r} is not callable")
         self._rx.add_handler(event_type, handler)
         return handler
 
     def on_gap(self, callback: Callable[[GapNotice], Any]) -> None:
         """Call ``callback(GapNotice)`` whenever data may have been missed."""
+        self._check_subscriber("on_gap()")
         self._rx.add_gap_callback(callback)
+
+    def events(self, event_type: str = "*", maxsize: int = 1000) -> EventStream:
+        """``async for env in bridge.events("trade")``: the events of one type ("*": every type), beside
+        the callbacks. A bounded queue (``maxsize``) fed in place by the reader; when it is full the
+        **oldest is dropped** for the new one and counted in ``events_dropped`` (the reader never
+        waits for a slow iterator). Iteration ends when the bridge closes."""
+        self._check_subscriber(f"events({event_type!r})", event_type)
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ConfigError(f"events: maxsize must be a whole number >= 1, got {maxsize!r}")
+        stream = EventStream(event_type, maxsize, self._counts, self._id_str)
+        self._streams.append(stream)
+        self._rx.add_handler(event_type, stream)
+        return stream
 
     # -- receiving ---------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -263,8 +291,9 @@ class RedisEventBridge(Publishing):
             if wait > 0:
                 await asyncio.sleep(wait)
             self._followed_at = time.monotonic()
-            old = self.config.discovered_url
-            new = await self.config.discover_master()
+            t = self._transport
+            old = t.master_url
+            new = t.master_url = await self.config.discover_master()
             if new != old and self.config.enable_publishing and not self._closed:
                 log.warning("bridge %s: Sentinel names a new master %s; publishing there", self._id_str,
                             redact_url(new))
@@ -273,7 +302,7 @@ class RedisEventBridge(Publishing):
                     await self._transport.connect_publisher()
                     self._connected_pub = True
                 except (RedisUnavailable, ConnectionError, OSError) as exc:
-                    self.config.discovered_url = old  # try again at the next failure
+                    t.master_url = old  # try again at the next failure
                     log.debug("bridge %s: publisher not reopened: %s", self._id_str, exc)
 
     def hold_reconnect(self) -> None:
@@ -313,6 +342,15 @@ class RedisEventBridge(Publishing):
                 self._subscriber.resume_reading()
 
     # -- observability -----------------------------------------------------------------
+    def resolved_url(self) -> str:
+        """Where this bridge connects: the master Sentinel named last, else the configured URL."""
+        return self._transport.url()
+
+    @property
+    def safe_url(self) -> str:
+        """:meth:`resolved_url` without its password."""
+        return redact_url(self.resolved_url())
+
     @property
     def connected(self) -> bool:
         pub_ok = self._connected_pub or not self.config.enable_publishing
@@ -331,4 +369,4 @@ class RedisEventBridge(Publishing):
         return m
 
     def __repr__(self) -> str:
-        return f"RedisEventBridge({self._id_str!r}, {self.config.safe_url}, {self.config.transport})"
+        return f"RedisEventBridge({self._id_str!r}, {self.safe_url}, {self.config.transport})"

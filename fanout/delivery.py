@@ -40,6 +40,7 @@ from fanout.events import Envelope, batch_items, envelope_from, parse_message
 from fanout.sequencing import STALE, Loud, SequenceTracker
 
 log = logging.getLogger("fanout.bridge")
+_perf = time.perf_counter
 
 #: async handler calls that may wait before the subscription stops reading
 ASYNC_BACKLOG = 10_000
@@ -117,6 +118,9 @@ class Delivery:
         #: set by a transport that knows when Redis took the message (a stream entry's id, ms); else 0
         self.stamp_ms = 0
         self._rejected = Rejections(bridge._counts, self._id)
+        #: a sync handler call longer than this held the reader: said (once per decade) and counted
+        self._slow_s = getattr(bridge.config, "slow_handler_s", 0.1)
+        self._slow = Loud(bridge._counts, "slow_handlers", self._id)
         self._bad = Loud(bridge._counts, "malformed", self._id)
         self._conflicts: dict = {}               # epoch -> True: other instances seen with this id
         self._sync: dict[str, list] = {}
@@ -209,11 +213,15 @@ class Delivery:
         counts["received"] += 1
         sync, asyn = self._dispatch.get(env[0], self._dispatch_other)
         for h in sync:
+            t0 = _perf()
             try:
                 r = h(env)
             except Exception as exc:  # noqa: BLE001 - a raising handler is counted, the listener goes on
                 self._handler_failed(h, env, exc)
                 continue
+            finally:
+                if _perf() - t0 > self._slow_s:
+                    self._held_reader(h, env, _perf() - t0)
             if r is not None and inspect.isawaitable(r):  # a plain function that returned a coroutine
                 self._later((_awaitable,), r, True)
         if asyn:
@@ -340,6 +348,12 @@ class Delivery:
         self._bridge.last_error = f"{name}: {exc}"
         self._bad("dropped on %s: %s", name, exc)
 
+    def _held_reader(self, handler: Callable, env: Envelope, took_s: float) -> None:
+        self._slow("sync handler %s held the reader %.3f s on a %s event (over slow_handler_s=%g): every "
+                   "subscription stops reading meanwhile; make it 'async def' (it then runs in the bridge's "
+                   "handler task) or hand the work off", getattr(handler, "__qualname__", handler), took_s,
+                   getattr(env, "type", "?"), self._slow_s)
+
     def _handler_failed(self, handler: Callable, env: Envelope, exc: Exception) -> None:
         self._counts["errors"] += 1
         self._counts["handler_errors"] += 1
@@ -350,3 +364,57 @@ class Delivery:
 
 async def _awaitable(aw) -> None:
     await aw
+
+
+class EventStream:
+    """``async for env in bridge.events("trade")``: the events of one type (or "*"), through a bounded
+    queue fed in place by the reader (a sync handler: no task, no Future per event).
+
+    Overflow policy: **drop the oldest**. When ``maxsize`` events wait, the oldest is dropped for the
+    new one (market data: the latest is what counts), counted in ``events_dropped`` and said at the
+    1st, 10th, 100th ... drop. The reader never waits for the iterator. Iteration ends when the
+    bridge closes, after what was queued has been taken."""
+
+    __slots__ = ("type", "_q", "_max", "_waiter", "_closed", "_dropped")
+
+    def __init__(self, event_type: str, maxsize: int, counts: dict, who: str) -> None:
+        self.type = event_type
+        self._q: collections.deque = collections.deque()
+        self._max = maxsize
+        self._waiter: asyncio.Future | None = None
+        self._closed = False
+        self._dropped = Loud(counts, "events_dropped", who)
+
+    def __call__(self, env: Envelope) -> None:  # the handler
+        q = self._q
+        if len(q) >= self._max:
+            q.popleft()
+            self._dropped("events(%r) full (maxsize %d): the oldest dropped", self.type, self._max)
+        q.append(env)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def __aiter__(self) -> "EventStream":
+        return self
+
+    async def __anext__(self) -> Envelope:
+        while not self._q:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._waiter is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._q.popleft()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def close(self) -> None:
+        """End the iteration once what is queued was taken (the bridge closed)."""
+        self._closed = True
+        w, self._waiter = self._waiter, None
+        if w is not None and not w.done():
+            w.set_result(None)

@@ -80,6 +80,10 @@ class NotPublisher(FanoutError):
     """publish() on a bridge built with enable_publishing=False."""
 
 
+class NotSubscriber(FanoutError):
+    """on()/on_gap()/events() on a bridge built with enable_subscription=False (its handlers would never run)."""
+
+
 class ServerTooOld(ConfigError):
     """The Redis (or Valkey) server is too old for what was asked (a transport, a fault);
     the message names the server, its version, what is needed and how to get it."""

@@ -33,6 +33,8 @@ COUNTERS: dict[str, str] = {
     "rejected_channel": "envelopes whose type is not the type of the channel they arrived on (signed or not)",
     "rejected_stale": "signing on: validly signed messages older than signed_max_age_s, or of an epoch older than the "
                       "source's current one that this receiver no longer tracks (replays)",
+    "slow_handlers": "sync handler calls that held the reader longer than slow_handler_s (all reading waits meanwhile)",
+    "events_dropped": "events dropped from a full bridge.events() queue (its oldest, for the new one)",
     "refused": "publish_nowait calls refused because the in-flight window was full (nothing sent, no seq used)",
     "id_conflicts": "other instances (epochs) seen publishing with this bridge's own instance id",
 }

@@ -34,7 +34,7 @@ import hiredis
 import orjson
 
 from fanout.channels import partition_of
-from fanout.errors import Backpressure, NotPublisher, PublishError, RedisUnavailable
+from fanout.errors import Backpressure, ConfigError, NotPublisher, PublishError, RedisUnavailable
 from fanout.events import MAX_VOID_RANGES, Envelope, EnvelopeWriter, void_json
 from fanout.redact import redact_text
 from fanout.transports.frames import NeverSent
@@ -179,12 +179,17 @@ class Publishing:
     def _check_publisher(self) -> None:
         if not self.config.enable_publishing:
             raise NotPublisher(f"instance {self._id_str} was built with enable_publishing=False; it cannot publish")
-        if self._closed or not self._started:
+        if self._closed:
+            raise PublishError(f"instance {self._id_str}: publish on a closed bridge (it was closed or aborted)")
+        if not self._started:
             raise PublishError(f"instance {self._id_str}: publish on a bridge that is not started (use 'async with')")
 
     def _route(self, event_type: str, data: Any) -> Route:
         r = self._routes.get(event_type)
-        if r is None:
+        if r is None:  # (once per type) a type nobody here subscribes to goes to a channel nobody reads
+            if event_type not in self.config.event_types:
+                raise ConfigError(f"publish({event_type!r}): this bridge's event types are "
+                                  f"{', '.join(self.config.event_types)} (BridgeConfig.event_types)")
             head = self._writer.head(event_type)
             signer = self.signer if self._batcher is None else None  # batches are signed whole, by the Batcher
 
@@ -275,10 +280,10 @@ class Publishing:
                 except ConnectionError:
                     await self._reopen()
         except TimeoutError:
-            raise PublishError(f"instance {self._id_str}: no room to publish on {self.config.safe_url} "
+            raise PublishError(f"instance {self._id_str}: no room to publish on {self.safe_url} "
                                f"within {self.config.publish_timeout_s:g}s") from None
         except (ConnectionError, RedisUnavailable) as exc:
-            raise PublishError(redact_text(f"publish on {self.config.safe_url} failed: {_one_line(exc)}")) from None
+            raise PublishError(redact_text(f"publish on {self.safe_url} failed: {_one_line(exc)}")) from None
 
     async def publish(self, event_type: str, data: Any, *, intended_ns: int | None = None) -> Envelope:
         """Publish one event; return the envelope once Redis acknowledged it. Fails within
@@ -340,7 +345,7 @@ class Publishing:
         self._counts["errors"] += 1
         self._counts["publish_errors"] += 1
         where = f"publish to {channel} on" if channel else "publish on"
-        msg = redact_text(f"{where} {self.config.safe_url} failed: {why}")
+        msg = redact_text(f"{where} {self.safe_url} failed: {why}")
         if known[1]:
             first = msg != self._refused_said
             self._refused_said = msg

@@ -93,6 +93,12 @@ class Transport(abc.ABC):
     def __init__(self, config: Any) -> None:  # a fanout.config.BridgeConfig (which names the transports)
         self.config = config
         self.on_ack: Callable[[Any, Exception | None], None] = _no_ack
+        #: the master Sentinel named last (set by the bridge; the config is frozen), or None
+        self.master_url: str | None = None
+
+    def url(self) -> str:
+        """Where to connect: the master Sentinel named last, else the configured URL."""
+        return self.master_url or self.config.resolved_url()
 
     @abc.abstractmethod
     async def connect_publisher(self) -> None:
