@@ -41,6 +41,7 @@ from fanout.sequencing import STALE, Loud, SequenceTracker
 
 log = logging.getLogger("fanout.bridge")
 _perf = time.perf_counter
+_wall = time.time
 
 #: async handler calls that may wait before the subscription stops reading
 ASYNC_BACKLOG = 10_000
@@ -187,10 +188,10 @@ class Delivery:
             self._rejected.channel("a %r envelope on %s (the channel of %r)", env[0], ch.name, ch.type)
             return
         if self._max_age_ms:
-            now = self.stamp_ms or time.time_ns() // 1_000_000
-            if not -self._max_age_ms <= now - env[2] <= self._max_age_ms:
+            age = (self.stamp_ms or _wall() * 1000.0) - env[2]   # ms (a float: no big-int division per message)
+            if age > self._max_age_ms or age < -self._max_age_ms:
                 self._rejected.stale("a signed %s event stamped %d ms from %s on %s (over signed_max_age_s)",
-                                     env[0], now - env[2], "its arrival in Redis" if self.stamp_ms else "now", ch.name)
+                                     env[0], age, "its arrival in Redis" if self.stamp_ms else "now", ch.name)
                 return
         src = env[3]  # the tuple's fields by index on this path: source, seq, epoch, ns, type (events.Envelope)
         if src == self._own_id and type(src) is self._own_type and self._is_own(env):

@@ -67,9 +67,24 @@ def outcome(exc: BaseException, handed: bool = True) -> tuple[bool, bool]:
     return handed and not isinstance(exc, NeverSent), False
 
 
+class VoidRange:
+    """Seqs ``first`` … ``last`` of one stream that never reached Redis (or are not known to have),
+    announced in the next envelopes: ``carrier`` is the first envelope seq that carried the range as
+    it is now (-1: not carried yet), ``acked_at`` when such an envelope was acknowledged (monotonic
+    s; 0: not yet). Kept until ``VOID_HOLD_S`` after ``acked_at``."""
+
+    __slots__ = ("first", "last", "carrier", "acked_at")
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last, self.carrier, self.acked_at = first, last, -1, 0.0
+
+    def __repr__(self) -> str:
+        return f"VoidRange({self.first}, {self.last}, carrier={self.carrier}, acked_at={self.acked_at})"
+
+
 class Route:
-    """One stream (an event type, or one partition of it): its channel, header, seq and void ranges
-    (``[first, last, first carrier seq or -1, acknowledged at (monotonic s) or 0]``)."""
+    """One stream (an event type, or one partition of it): its channel, header, seq and the
+    :class:`VoidRange` s it announces (``void``, and their wire form ``void_json``)."""
 
     __slots__ = ("channel", "stream", "head", "seq", "void", "void_json", "sign")
 
@@ -77,44 +92,51 @@ class Route:
         self.channel, self.stream, self.head = channel, stream, head
         self.sign = sign            # signing one event per message: this channel's bound signer (fanout.signing)
         self.seq = 0
-        self.void: list[list] = []
+        self.void: list[VoidRange] = []
         self.void_json = b""
 
     def carry(self, seq: int) -> bytes:
         """The ``void`` field for envelope ``seq`` (which now carries every range)."""
         for r in self.void:
-            if r[2] < 0:
-                r[2] = seq
+            if r.carrier < 0:
+                r.carrier = seq
         return self.void_json
 
     def add_void(self, seq: int) -> None:
         """``seq`` never reached Redis (or is not known to have)."""
         v = self.void
         for r in v:
-            if r[0] <= seq <= r[1]:
+            if r.first <= seq <= r.last:
                 return
-            if r[1] == seq - 1 or r[0] == seq + 1:  # grown: announce it again until acknowledged
-                r[0], r[1], r[2], r[3] = min(r[0], seq), max(r[1], seq), -1, 0.0
+            if r.last == seq - 1 or r.first == seq + 1:  # grown: announce it again until acknowledged
+                r.first, r.last, r.carrier, r.acked_at = min(r.first, seq), max(r.last, seq), -1, 0.0
                 break
         else:
-            v.append([seq, seq, -1, 0.0])
-            v.sort()
+            v.append(VoidRange(seq, seq))
+            v.sort(key=_first)
             if len(v) > MAX_VOID_RANGES:  # the oldest: receivers will count them as gaps
                 del v[0]
-        self.void_json = void_json(v)
+        self._encode()
 
     def acked(self, seq: int) -> None:
         """Envelope ``seq`` reached Redis: the ranges it carried are announced; drop old ones."""
         now = time.monotonic()
         keep = []
         for r in self.void:
-            if r[2] >= 0 and seq >= r[2] and not r[3]:
-                r[3] = now
-            if not r[3] or now - r[3] < VOID_HOLD_S:
+            if r.carrier >= 0 and seq >= r.carrier and not r.acked_at:
+                r.acked_at = now
+            if not r.acked_at or now - r.acked_at < VOID_HOLD_S:
                 keep.append(r)
         if len(keep) != len(self.void):
             self.void = keep
-            self.void_json = void_json(keep)
+            self._encode()
+
+    def _encode(self) -> None:
+        self.void_json = void_json([(r.first, r.last) for r in self.void])
+
+
+def _first(r: VoidRange) -> int:
+    return r.first
 
 
 class Sent:

@@ -368,3 +368,63 @@ def test_on_published_adds_callbacks_like_on(redis_url):
             assert a == b == [("t", None)]
 
     arun(go())
+
+
+def test_sparse_publishes_arm_no_timer_one_deadline_per_connection(redis_url):
+    """Issue 23: a publisher whose events are further apart than publish_timeout_s armed one
+    TimerHandle per event (the deadline, re-armed by the first publish after it ran out). Now the
+    connection's one deadline keeps itself: a publish schedules nothing, however sparse."""
+    async def go():
+        loop = asyncio.get_running_loop()
+        armed = []
+        real_later, real_at = loop.call_later, loop.call_at
+
+        def later(delay, cb, *args, **kw):
+            armed.append(getattr(cb, "__name__", cb))
+            return real_later(delay, cb, *args, **kw)
+
+        def at(when, cb, *args, **kw):
+            armed.append(getattr(cb, "__name__", cb))
+            return real_at(when, cb, *args, **kw)
+
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub", enable_subscription=False,
+                                                 publish_timeout_s=0.1)) as pub:
+            acks = outcomes(pub)
+            loop.call_later, loop.call_at = later, at
+            try:
+                during = []
+                for k in range(6):
+                    await asyncio.sleep(0.25)      # further apart than publish_timeout_s
+                    before = len(armed)
+                    pub.publish_nowait("ticker", {"k": k}, token=k)
+                    during.append(len(armed) - before)
+                assert during == [0] * 6, armed
+                await pub.flush()
+            finally:
+                loop.call_later, loop.call_at = real_later, real_at
+            assert [e for _, e in acks] == [None] * 6   # and the deadline still bounds each one (test below)
+
+    arun(go())
+
+
+def test_the_one_deadline_still_bounds_a_sparse_publish_after_a_paused_spell():
+    """The self-keeping deadline must bound a publish sent while idle, also after reading was paused
+    and resumed with nothing pending (it rests while paused)."""
+    async def go():
+        with RedisServer() as srv:
+            async with RedisEventBridge(BridgeConfig(url=srv.url, instance_id="pub", enable_subscription=False,
+                                                     publish_timeout_s=0.3, health_check_interval_s=60)) as pub:
+                acks = outcomes(pub)
+                proto = pub._transport._pub.proto   # the publishing connection (white box: the fault hook)
+                proto.pause_reading()
+                proto.resume_reading()
+                await asyncio.sleep(0.7)           # idle longer than the bound
+                srv.pause()
+                try:
+                    pub.publish_nowait("ticker", {"k": 1}, token=1)
+                    await wait_for(lambda: len(acks) == 1, timeout=3, what="the publish failed by the deadline")
+                    assert isinstance(acks[0][1], PublishError) and acks[0][1].maybe_sent
+                finally:
+                    srv.resume()
+
+    arun(go())
