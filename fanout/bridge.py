@@ -5,8 +5,12 @@
         bridge.on_gap(lambda notice: ...)           # told when data may have been missed
         await bridge.publish("trade", {...})        # returns the Envelope once Redis acknowledged it
         bridge.on_published(done)                   # the hot path: done(token, None | PublishError) ...
-        bridge.publish_nowait("trade", {...}, token=k)   # ... returns at once (None: window full,
-        await bridge.writable()                     #     wait here, then publish it again)
+        bridge.publish_nowait("trade", {...}, token=k)   # ... returns at once (None: window full, counted
+        await bridge.writable()                     #     in 'refused': wait here, then publish it again;
+                                                    #     strict=True raises Backpressure instead)
+        await bridge.flush()                        # every accepted publish settled (acked or failed)
+        async for env in bridge.events("trade"):    # iterate, beside the callbacks (bounded, drop-oldest)
+            ...
         bridge.metrics()                            # connected, published, received, ...
 
 What the bridge guarantees on top of the transport:
@@ -22,8 +26,10 @@ What the bridge guarantees on top of the transport:
   sent, ``unsent``, and tells the gap callbacks; an exact repeat counts a ``duplicate`` and is
   not delivered again; a new ``epoch`` is a restart of that source, not a loss. Implausible
   numbers are ``suspicious``, never millions of gaps (:mod:`fanout.sequencing`).
-* **Signing** (``signing_keys``): unsigned or wrongly signed messages are ``rejected`` before
-  they are parsed (:mod:`fanout.signing`).
+* **Signing** (``signing_keys``): the MAC covers the channel and the bytes; unsigned, wrongly
+  signed or cross-channel copies are ``rejected`` before they are parsed, signed messages older
+  than ``signed_max_age_s`` too (:mod:`fanout.signing`); an envelope whose type is not its
+  channel's is rejected signed or not (``rejected_signature`` / ``_stale`` / ``_channel``).
 * **Reconnect**: when the subscriber connection drops, the bridge reconnects with capped
   exponential backoff (with jitter) and resubscribes by itself, counting ``reconnects``.
 * **Bounded publish, every failure counted**: the publishing connection has one deadline
