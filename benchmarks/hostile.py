@@ -119,7 +119,9 @@ async def run_mix(url: str, keys, wait_last_s: float = 20.0) -> tuple[RedisEvent
 
 
 def _wrong(msg: bytes) -> bytes:
-    return WRONG.sign(msg) if WRONG is not None else msg
+    if WRONG is None:
+        return msg
+    return WRONG.sign(msg, "ws:ticker") if hasattr(WRONG, "bind") else WRONG.sign(msg)
 
 
 def figures(keys_options=(None, "key")) -> list[dict]:

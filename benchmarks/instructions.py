@@ -80,6 +80,7 @@ def _child(what: str, passes: int) -> None:
         from fanout.signing import Signer
 
         s = Signer({"k1": bytes(range(32))})
+        s = s.bind("ws:ticker") if hasattr(s, "bind") else s  # signature v2: bound to the channel
         payloads = [p for _, p in msgs] if what == "sign" else [s.sign(p) for _, p in msgs]
         f = s.sign if what == "sign" else s.verify
 

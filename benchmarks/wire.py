@@ -26,6 +26,11 @@ from fanout.lab.market import SyntheticMarket
 from fanout.signing import Signer
 
 SOURCE, EPOCH = "test-instance-0", "0123abcd"
+
+
+def _bound(signer, channel: str):
+    """The channel's signer (signature v2 binds the channel); a fanout from before it: the signer itself."""
+    return signer.bind(channel) if hasattr(signer, "bind") else signer
 KEY = {"k1": bytes(range(32))}
 
 
@@ -53,7 +58,7 @@ def forms(n: int = 2000) -> dict[str, list[bytes]]:
         v2 = w.write(w.head(t), seq, now, due, body)
         out["v2"].append(v2)
         out["v2 (no lag)"].append(w.write(w.head(t), seq, now, None, body))
-        out["v2 signed"].append(signer.sign(v2))
+        out["v2 signed"].append(_bound(signer, f"ws:{t}").sign(v2))
     return out
 
 
@@ -82,7 +87,7 @@ def _best(fn, repeats: int) -> float:
 def signing_cost(n: int = 20_000, repeats: int = 15) -> dict[str, float]:
     msgs = forms(min(n, 2000))["v2"]
     msgs = (msgs * (n // len(msgs) + 1))[:n]
-    s = Signer(KEY)
+    s = _bound(Signer(KEY), "ws:ticker")
     signed = [s.sign(m) for m in msgs]
     sign_s = _best(lambda: [s.sign(m) for m in msgs], repeats)
     verify_s = _best(lambda: [s.verify(m) for m in signed], repeats)
@@ -99,7 +104,7 @@ def receive_cost(n: int = 20_000, repeats: int = 15) -> dict[str, float]:
             seqs[t] = seqs.get(t, 0) + 1
             now = time.time_ns()
             p = w.write(w.head(t), seqs[t], now, now - 150_000, orjson.dumps(data))
-            msgs.append((f"ws:{t}".encode(), signer.sign(p) if keys else p))
+            msgs.append((f"ws:{t}".encode(), _bound(signer, f"ws:{t}").sign(p) if keys else p))
 
         def once() -> None:
             b = RedisEventBridge(BridgeConfig(url="redis://127.0.0.1:1/0", instance_id="test-instance-0",

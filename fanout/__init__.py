@@ -13,10 +13,12 @@ from fanout.bridge import GapNotice, RedisEventBridge
 from fanout.config import BridgeConfig
 from fanout.errors import (
     AuthenticationFailed,
+    Backpressure,
     ConfigError,
     FanoutError,
     MalformedMessage,
     NotPublisher,
+    NotSubscriber,
     PublishError,
     RedisUnavailable,
     ServerTooOld,
@@ -26,6 +28,6 @@ from fanout.events import EVENT_TYPES, Envelope, decode, encode
 __all__ = [
     "__version__", "BridgeConfig", "GapNotice", "RedisEventBridge",
     "EVENT_TYPES", "Envelope", "decode", "encode",
-    "AuthenticationFailed", "ConfigError", "FanoutError", "MalformedMessage", "NotPublisher",
+    "AuthenticationFailed", "Backpressure", "ConfigError", "FanoutError", "MalformedMessage", "NotPublisher", "NotSubscriber",
     "PublishError", "RedisUnavailable", "ServerTooOld",
 ]

@@ -6,13 +6,20 @@ channels, bots may only subscribe to them (Redis >= 6 ACLs; sharded pub/sub and 
 
 Every role may also ``PING`` (health checks), ``INFO`` (the transports read the server's version),
 ``CLIENT SETNAME`` (bridges name their connections) and ``SELECT``. Nothing else: no keys for
-pub/sub users, no channels for Streams users, and only the keys or channels under the prefix.
+pub/sub and sharded users, no channels for Streams users, and only the keys or channels under the prefix.
+
+Streams (Redis >= 7 key selectors): the host may read and write only the event streams
+(``~{prefix}{type}`` per event type: XADD, XINFO STREAM), never a read position; a bot may only
+*read* the event streams (``%R~{prefix}{type}``) and read and write **its own** read position,
+``{prefix}pos:{instance id}`` (HSET, HGETALL): one user per bot (``fanout-bot-{id}``), so no bot
+can rewrite another's position. A peer has both, for its own id.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from fanout.errors import ConfigError
+from fanout.events import EVENT_TYPES
 from fanout.transports import TRANSPORT_NAMES
 
 ROLES = ("host", "bot", "peer")
@@ -44,18 +51,54 @@ class RoleUser:
         return " ".join(self.setuser())
 
 
-def role_user(prefix: str, transport: str, role: str, name: str | None = None) -> RoleUser:
+def _glob_escape(text: str) -> str:
+    """``text`` matched literally in an ACL key pattern (Redis glob: ``* ? [ ] \\`` escaped)."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+def role_user(prefix: str, transport: str, role: str, name: str | None = None, *,
+              instance_id: str | int | None = None, event_types: tuple[str, ...] = EVENT_TYPES) -> RoleUser:
+    """The ACL user of one role. Streams bots and peers need ``instance_id`` (their read position's
+    key); their default name is then ``fanout-{role}-{id}``."""
+    from fanout.config import check_prefix
+
     if transport not in TRANSPORT_NAMES:
         raise ConfigError(f"transport: {transport!r} is not one of {', '.join(TRANSPORT_NAMES)}")
     if role not in ROLES:
         raise ConfigError(f"role: {role!r} is not one of {', '.join(ROLES)}")
-    if not prefix or any(c.isspace() for c in prefix) or any(c in prefix for c in "*?[]"):
-        raise ConfigError(f"prefix: {prefix!r} must be non-empty, without spaces or glob characters")
+    check_prefix(prefix)
+    if not prefix or any(c in prefix for c in "*?[]\\"):
+        raise ConfigError(f"prefix: {prefix!r} must be non-empty, without glob characters")
+    if isinstance(event_types, str):
+        event_types = (event_types,)
     parts = ("host", "bot") if role == "peer" else (role,)
     commands = list(dict.fromkeys([*BASE, *(c for r in parts for c in COMMANDS[(transport, r)])]))
-    scope = [f"~{prefix}*", "resetchannels"] if transport == "streams" else ["resetkeys", f"&{prefix}*"]
-    return RoleUser(role, name or f"fanout-{role}", tuple([*scope, "-@all", *commands]))
+    if transport != "streams":
+        scope = ["resetkeys", f"&{prefix}*"]
+        return RoleUser(role, name or f"fanout-{role}", tuple([*scope, "-@all", *commands]))
+    streams = [f"{prefix}{_glob_escape(t)}" for t in event_types]
+    if role == "host":
+        keys = [f"~{k}" for k in streams]
+    else:
+        if instance_id is None or instance_id == "":
+            raise ConfigError(f"instance_id: a streams {role} writes its read position under '{prefix}pos:<instance id>'"
+                              f": give its instance id (one user per {role}, fanout acl --instance ID)")
+        position = f"~{prefix}pos:{_glob_escape(str(instance_id))}"
+        keys = [*(f"~{k}" if role == "peer" else f"%R~{k}" for k in streams), position]
+        name = name or f"fanout-{role}-{instance_id}"
+    return RoleUser(role, name or f"fanout-{role}", tuple(["resetchannels", *keys, "-@all", *commands]))
 
 
-def role_users(prefix: str, transport: str, roles: tuple[str, ...] = ("host", "bot")) -> list[RoleUser]:
-    return [role_user(prefix, transport, r) for r in roles]
+def role_users(prefix: str, transport: str, roles: tuple[str, ...] = ("host", "bot"), *,
+               instances: tuple = (), event_types: tuple[str, ...] = EVENT_TYPES) -> list[RoleUser]:
+    """One user per role; for Streams, one bot (or peer) user per instance id in ``instances``."""
+    out = []
+    for r in roles:
+        if transport == "streams" and r != "host":
+            if not instances:
+                raise ConfigError(f"instances: a streams {r} user is per instance (its read position): "
+                                  "give the instance ids (fanout acl --instance ID ...)")
+            out += [role_user(prefix, transport, r, instance_id=i, event_types=event_types) for i in instances]
+        else:
+            out.append(role_user(prefix, transport, r, event_types=event_types))
+    return out

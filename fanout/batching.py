@@ -38,7 +38,7 @@ class Batcher:
     the publishing side is down at flush time."""
 
     def __init__(self, send: Callable[[str, bytes, Batch], Any], failed: Callable[[Batch, Exception], None],
-                 max_events: int, max_delay_s: float, seal: Callable[[bytes], bytes] | None = None) -> None:
+                 max_events: int, max_delay_s: float, seal: Callable[[bytes, str], bytes] | None = None) -> None:
         self._send = send
         self._seal = seal
         self._failed = failed
@@ -67,8 +67,8 @@ class Batcher:
             batch.handle = None
         parts = batch.parts
         payload = parts[0] if len(parts) == 1 else b"[" + b",".join(parts) + b"]"
-        if self._seal is not None:  # signing: the batch as one message (fanout.signing)
-            payload = self._seal(payload)
+        if self._seal is not None:  # signing: the batch as one message, for its channel (fanout.signing)
+            payload = self._seal(payload, channel)
         try:
             self._send(channel, payload, batch)
         except ConnectionError as exc:

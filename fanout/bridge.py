@@ -5,8 +5,12 @@
         bridge.on_gap(lambda notice: ...)           # told when data may have been missed
         await bridge.publish("trade", {...})        # returns the Envelope once Redis acknowledged it
         bridge.on_published(done)                   # the hot path: done(token, None | PublishError) ...
-        bridge.publish_nowait("trade", {...}, token=k)   # ... returns at once (None: window full,
-        await bridge.writable()                     #     wait here, then publish it again)
+        bridge.publish_nowait("trade", {...}, token=k)   # ... returns at once (None: window full, counted
+        await bridge.writable()                     #     in 'refused': wait here, then publish it again;
+                                                    #     strict=True raises Backpressure instead)
+        await bridge.flush()                        # every accepted publish settled (acked or failed)
+        async for env in bridge.events("trade"):    # iterate, beside the callbacks (bounded, drop-oldest)
+            ...
         bridge.metrics()                            # connected, published, received, ...
 
 What the bridge guarantees on top of the transport:
@@ -22,8 +26,10 @@ What the bridge guarantees on top of the transport:
   sent, ``unsent``, and tells the gap callbacks; an exact repeat counts a ``duplicate`` and is
   not delivered again; a new ``epoch`` is a restart of that source, not a loss. Implausible
   numbers are ``suspicious``, never millions of gaps (:mod:`fanout.sequencing`).
-* **Signing** (``signing_keys``): unsigned or wrongly signed messages are ``rejected`` before
-  they are parsed (:mod:`fanout.signing`).
+* **Signing** (``signing_keys``): the MAC covers the channel and the bytes; unsigned, wrongly
+  signed or cross-channel copies are ``rejected`` before they are parsed, signed messages older
+  than ``signed_max_age_s`` too (:mod:`fanout.signing`); an envelope whose type is not its
+  channel's is rejected signed or not (``rejected_signature`` / ``_stale`` / ``_channel``).
 * **Reconnect**: when the subscriber connection drops, the bridge reconnects with capped
   exponential backoff (with jitter) and resubscribes by itself, counting ``reconnects``.
 * **Bounded publish, every failure counted**: the publishing connection has one deadline
@@ -44,8 +50,8 @@ import time
 from typing import Any, Callable
 
 from fanout.config import BridgeConfig
-from fanout.delivery import Delivery, GapNotice
-from fanout.errors import ConfigError, PublishError, RedisUnavailable
+from fanout.delivery import Delivery, EventStream, GapNotice
+from fanout.errors import ConfigError, NotSubscriber, PublishError, RedisUnavailable
 from fanout.events import Envelope, EnvelopeWriter
 from fanout.metrics import COUNTER_NAMES
 from fanout.publishing import Publishing, one_line as _one_line
@@ -88,16 +94,19 @@ class RedisEventBridge(Publishing):
         self._channels = [c for c, _, _ in subscribed]
         self._rx = Delivery(self, self._writer.own_prefix, subscribed, self.signer)
         self._batcher = None
-        self._sign = None if self.signer is None else self.signer.sign
         if config.batch_max > 1:
             from fanout.batching import Batcher
 
             self._batcher = Batcher(self._send_batch, self._batch_failed, config.batch_max,
-                                    config.batch_delay_ms / 1000, seal=self._sign)
-            self._sign = None                            # a batch is signed as a whole
+                                    config.batch_delay_ms / 1000, seal=None if self.signer is None else self.signer.sign)
         self._routes: dict[str, Any] = {}                # type -> Route, or a list of them per partition
         self._free: list = []                            # pooled publishing.Sent
-        self._on_published: Callable[[Any, PublishError | None], Any] | None = None
+        self._streams: list[EventStream] = []          # events() iterators, ended at close
+        self._on_published: tuple[Callable[[Any, PublishError | None], Any], ...] = ()
+        self._inflight = 0                               # accepted publishes not yet settled (flush())
+        self._flushed: asyncio.Future | None = None      # what flush() waits on
+        self._refusing = False                           # in a burst of refusals (until one is accepted)
+        self._refused_at = -1e9                          # when a burst was last said (monotonic s)
         self._last_exc: BaseException | None = None      # the last publish failure and its PublishError
         self._last_err: PublishError | None = None
         self._refused_said: str | None = None           # the refusal (error reply) last logged loudly
@@ -130,7 +139,7 @@ class RedisEventBridge(Publishing):
         self._rx.started_ms = time.time_ns() // 1_000_000
         try:
             if self.config.sentinels:
-                await self.config.discover_master()
+                self._transport.master_url = await self.config.discover_master()
             if self.config.enable_publishing:
                 await self._transport.connect_publisher()
                 self._connected_pub = True
@@ -142,7 +151,7 @@ class RedisEventBridge(Publishing):
         except BaseException:
             await self.close()
             raise
-        log.info("bridge %s connected to %s (%s, epoch %s)", self._id_str, self.config.safe_url,
+        log.info("bridge %s connected to %s (%s, epoch %s)", self._id_str, self.safe_url,
                  self.config.transport, self.epoch)
         return self
 
@@ -159,6 +168,8 @@ class RedisEventBridge(Publishing):
                 task.cancel()
                 await asyncio.wait({task}, timeout=2.0)
         await self._rx.stop()
+        for stream in self._streams:
+            stream.close()
         if self._subscriber is not None:
             await self._subscriber.close()
             self._subscriber = None
@@ -172,6 +183,8 @@ class RedisEventBridge(Publishing):
             if task is not None:
                 task.cancel()
         self._rx.abort()
+        for stream in self._streams:
+            stream.close()
         if self._batcher is not None:
             self._batcher.drop_all(ConnectionError("the bridge was aborted"))
         if self._subscriber is not None:
@@ -187,18 +200,41 @@ class RedisEventBridge(Publishing):
         await self.close()
 
     # -- registration ------------------------------------------------------------------
+    def _check_subscriber(self, what: str, event_type: str | None = None) -> None:
+        if not self.config.enable_subscription:
+            raise NotSubscriber(f"{what}: instance {self._id_str} was built with enable_subscription=False; "
+                                "its handlers would never run")
+        if event_type is not None and event_type != "*" and event_type not in self.config.event_types:
+            raise ConfigError(f"{what}: this bridge subscribes to {', '.join(self.config.event_types)} only")
+
     def on(self, event_type: str, handler: Handler) -> Handler:
         """Call ``handler(envelope)`` for each event of ``event_type`` ("*" for every type).
-        A plain function is called right where the message is read; a coroutine function runs
-        in order in the bridge's one handler task."""
-        if event_type != "*" and event_type not in self.config.event_types:
-            raise ConfigError(f"on({event_type!r}): this bridge subscribes to {', '.join(self.config.event_types)} only")
+        A plain function is called right where the message is read (one that takes longer than
+        ``slow_handler_s`` is said and counted in ``slow_handlers``: all reading waits for it); a
+        coroutine function runs in order in the bridge's one handler task."""
+        self._check_subscriber(f"on({event_type!r})", event_type)
+        if not callable(handler):
+            raise TypeError(f"on({event_type!r}): {handler!r} is not callable")
         self._rx.add_handler(event_type, handler)
         return handler
 
     def on_gap(self, callback: Callable[[GapNotice], Any]) -> None:
         """Call ``callback(GapNotice)`` whenever data may have been missed."""
+        self._check_subscriber("on_gap()")
         self._rx.add_gap_callback(callback)
+
+    def events(self, event_type: str = "*", maxsize: int = 1000) -> EventStream:
+        """``async for env in bridge.events("trade")``: the events of one type ("*": every type), beside
+        the callbacks. A bounded queue (``maxsize``) fed in place by the reader; when it is full the
+        **oldest is dropped** for the new one and counted in ``events_dropped`` (the reader never
+        waits for a slow iterator). Iteration ends when the bridge closes."""
+        self._check_subscriber(f"events({event_type!r})", event_type)
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int) or maxsize < 1:
+            raise ConfigError(f"events: maxsize must be a whole number >= 1, got {maxsize!r}")
+        stream = EventStream(event_type, maxsize, self._counts, self._id_str)
+        self._streams.append(stream)
+        self._rx.add_handler(event_type, stream)
+        return stream
 
     # -- receiving ---------------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -261,8 +297,9 @@ class RedisEventBridge(Publishing):
             if wait > 0:
                 await asyncio.sleep(wait)
             self._followed_at = time.monotonic()
-            old = self.config.discovered_url
-            new = await self.config.discover_master()
+            t = self._transport
+            old = t.master_url
+            new = t.master_url = await self.config.discover_master()
             if new != old and self.config.enable_publishing and not self._closed:
                 log.warning("bridge %s: Sentinel names a new master %s; publishing there", self._id_str,
                             redact_url(new))
@@ -271,7 +308,7 @@ class RedisEventBridge(Publishing):
                     await self._transport.connect_publisher()
                     self._connected_pub = True
                 except (RedisUnavailable, ConnectionError, OSError) as exc:
-                    self.config.discovered_url = old  # try again at the next failure
+                    t.master_url = old  # try again at the next failure
                     log.debug("bridge %s: publisher not reopened: %s", self._id_str, exc)
 
     def hold_reconnect(self) -> None:
@@ -311,6 +348,15 @@ class RedisEventBridge(Publishing):
                 self._subscriber.resume_reading()
 
     # -- observability -----------------------------------------------------------------
+    def resolved_url(self) -> str:
+        """Where this bridge connects: the master Sentinel named last, else the configured URL."""
+        return self._transport.url()
+
+    @property
+    def safe_url(self) -> str:
+        """:meth:`resolved_url` without its password."""
+        return redact_url(self.resolved_url())
+
     @property
     def connected(self) -> bool:
         pub_ok = self._connected_pub or not self.config.enable_publishing
@@ -329,4 +375,4 @@ class RedisEventBridge(Publishing):
         return m
 
     def __repr__(self) -> str:
-        return f"RedisEventBridge({self._id_str!r}, {self.config.safe_url}, {self.config.transport})"
+        return f"RedisEventBridge({self._id_str!r}, {self.safe_url}, {self.config.transport})"

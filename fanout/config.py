@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import socket
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, Mapping
 from urllib.parse import quote
 
 from redis.exceptions import RedisError
@@ -23,6 +24,36 @@ log = logging.getLogger(__name__)
 
 #: ``compat``: "fanout" (every feature) or "seed" (only messages the seed's bridge reads: no batches)
 COMPAT_MODES = ("fanout", "seed")
+#: what a key prefix may end with (a prefix is joined to the type as it is: ``ws:`` + ``ticker``)
+PREFIX_SEPARATORS = ":./-_|#"
+#: the seed's configuration fields (camelCase) -> ours (:meth:`BridgeConfig.from_seed`)
+SEED_FIELDS = {"host": "host", "port": "port", "password": "password", "keyPrefix": "key_prefix",
+               "instanceId": "instance_id", "enablePublishing": "enable_publishing",
+               "enableSubscription": "enable_subscription"}
+#: every field given in seconds (a number > 0)
+SECONDS = ("connect_timeout_s", "command_timeout_s", "publish_timeout_s", "reconnect_initial_s", "reconnect_max_s",
+           "health_check_interval_s", "health_check_timeout_s", "signed_max_age_s", "slow_handler_s")
+
+
+def check_prefix(prefix: Any, field_name: str = "key_prefix") -> str:
+    """A key prefix: a string, empty or ending with a separator (``ws:``), with no whitespace; else a
+    one-line :class:`ConfigError` (``"ws"`` would make channel ``wsticker``)."""
+    if not isinstance(prefix, str):
+        raise ConfigError(f"{field_name}: must be a string, got {type(prefix).__name__}")
+    if any(c.isspace() for c in prefix):
+        raise ConfigError(f"{field_name}: {prefix!r} must not contain whitespace")
+    if prefix and prefix[-1] not in PREFIX_SEPARATORS:
+        raise ConfigError(f"{field_name}: {prefix!r} must end with a separator (one of {PREFIX_SEPARATORS}), "
+                          f"e.g. {prefix + ':'!r}; it is joined to the event type as it is ({prefix + 'ticker'!r})")
+    return prefix
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 def default_instance_id() -> str:
@@ -31,7 +62,7 @@ def default_instance_id() -> str:
     return f"{host}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class BridgeConfig:
     """How a bridge reaches Redis and what it does there (the seed's fields, plus ours).
 
@@ -43,6 +74,11 @@ class BridgeConfig:
     process across hosts and containers. ``signing_keys``: ``{key_id: secret}``, the first
     signs, all are accepted (docs/wire-format.md); with keys, unsigned messages are rejected.
     ``compat="seed"``: only send what the seed's bridge reads (refuses ``batch_max > 1``).
+
+    Frozen: what a bridge learns while it runs (the master Sentinel names) lives in the bridge.
+    Every field is checked when the config is made (also by ``dataclasses.replace``): a wrong
+    type, range or name is one :class:`~fanout.errors.ConfigError` line naming the field. The
+    seed's camelCase fields: :meth:`from_seed`.
     """
 
     url: str | None = None
@@ -75,14 +111,59 @@ class BridgeConfig:
     batch_max: int = 1                 # >1: up to this many events per Redis message when the publisher is ahead
     batch_delay_ms: float = 0.0        # with batching: the most a batch waits for company (0: this loop turn only)
     compat: str = "fanout"             # "seed": send only what the seed's bridge understands (no batches)
-    signing_keys: dict[str, bytes] | None = field(default=None, repr=False)  # {key_id: secret}, first signs
-    # set by the bridge: the master address Sentinel gave last (resolved_url() returns it)
-    discovered_url: str | None = None
+    signing_keys: dict[str, bytes] | None = field(default=None, repr=False, hash=False)  # {key_id: secret}, first signs
+    # with signing: signed messages older (or newer) than this are rejected as stale (replays); it is
+    # also the clock-skew allowed between a publisher's clock and a receiver's (or Redis's, for streams)
+    signed_max_age_s: float = 60.0
+    # a sync handler that holds the reader longer than this is said (once per decade) and counted
+    slow_handler_s: float = 0.1
+
+    @classmethod
+    def from_seed(cls, seed: Mapping[str, Any], **ours: Any) -> "BridgeConfig":
+        """A config from the seed's fields (``host``, ``port``, ``password``, ``keyPrefix``,
+        ``instanceId``, ``enablePublishing``, ``enableSubscription``); fanout's own fields may be
+        given beside them as keywords. An unknown field is one :class:`ConfigError` line."""
+        if not isinstance(seed, Mapping):
+            raise ConfigError(f"from_seed: give a mapping of the seed's fields, got {type(seed).__name__}")
+        kw: dict[str, Any] = {}
+        for k, v in seed.items():
+            if k not in SEED_FIELDS:
+                close = [f for f in SEED_FIELDS if f.lower() == str(k).lower().replace("_", "")]
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ConfigError(f"from_seed: unknown field {k!r}{hint}; the seed's fields are "
+                                  f"{', '.join(SEED_FIELDS)}")
+            kw[SEED_FIELDS[k]] = v
+        return cls(**kw, **ours)
 
     def __post_init__(self) -> None:
+        _set = object.__setattr__  # frozen: normalised values are set once, here
+        for name in ("enable_publishing", "enable_subscription", "stream_maxlen_approx"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}: must be True or False, got {getattr(self, name)!r}")
+        if self.url is not None and not isinstance(self.url, str):
+            raise ConfigError(f"url: must be a string, got {type(self.url).__name__}")
+        if not isinstance(self.host, str) or not self.host:
+            raise ConfigError(f"host: must be a non-empty string, got {self.host!r}")
+        if not _whole(self.port) or not 1 <= self.port <= 65535:
+            raise ConfigError(f"port: must be a whole number from 1 to 65535, got {self.port!r}")
+        if not _whole(self.db) or self.db < 0:
+            raise ConfigError(f"db: must be a whole number >= 0, got {self.db!r}")
+        for name in ("password", "username", "sentinel_master"):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name}: must be a string or None, got {type(getattr(self, name)).__name__}")
+        if not _whole(self.stream_maxlen):
+            raise ConfigError(f"stream_maxlen: must be a whole number (<= 0: no MAXLEN), got {self.stream_maxlen!r}")
+        for name in SECONDS:
+            v = getattr(self, name)
+            if not _number(v) or v <= 0:
+                raise ConfigError(f"{name}: must be a number of seconds > 0, got {v!r}")
+        check_prefix(self.key_prefix)
         if isinstance(self.event_types, str):
-            self.event_types = (self.event_types,)
-        self.event_types = tuple(self.event_types)
+            _set(self, "event_types", (self.event_types,))
+        try:
+            _set(self, "event_types", tuple(self.event_types))
+        except TypeError:
+            raise ConfigError(f"event_types: give event type names, got {self.event_types!r}") from None
         if not self.event_types:
             raise ConfigError("event_types: at least one event type is needed")
         for t in self.event_types:
@@ -100,20 +181,14 @@ class BridgeConfig:
         if self.compat not in COMPAT_MODES:
             raise ConfigError(f"compat: {self.compat!r} is not one of {', '.join(COMPAT_MODES)}")
         if self.signing_keys is not None:
-            self.signing_keys = check_keys(self.signing_keys)
-        if not isinstance(self.key_prefix, str):
-            raise ConfigError("key_prefix: must be a string")
+            _set(self, "signing_keys", check_keys(self.signing_keys))
         if not (self.enable_publishing or self.enable_subscription):
             raise ConfigError("enable_publishing and enable_subscription are both off: the bridge would do nothing")
-        for name in ("connect_timeout_s", "command_timeout_s", "publish_timeout_s", "reconnect_initial_s",
-                     "reconnect_max_s", "health_check_interval_s", "health_check_timeout_s"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: must be > 0")
         if self.url is not None and not self.url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError(f"url: {redact_url(self.url)!r} must start with redis://, rediss:// or unix://")
         if isinstance(self.sentinels, str):
-            self.sentinels = tuple(x.strip() for x in self.sentinels.split(",") if x.strip())
-        self.sentinels = tuple(self.sentinels or ())
+            _set(self, "sentinels", tuple(x.strip() for x in self.sentinels.split(",") if x.strip()))
+        _set(self, "sentinels", tuple(self.sentinels or ()))
         for addr in self.sentinels:
             host, _, port = str(addr).rpartition(":")
             if not host or not port.isdigit():
@@ -131,14 +206,15 @@ class BridgeConfig:
             raise ConfigError("batch_max: compat='seed' sends one event per message (the seed's bridge reads no batches)")
         if self.batch_max > 1 and self.transport == "streams":
             raise ConfigError("batch_max: batching is for pub/sub (a stream entry must stay one event)")
-        if not 0 <= self.batch_delay_ms <= 1000:
-            raise ConfigError(f"batch_delay_ms: must be from 0 to 1000, got {self.batch_delay_ms!r}")
+        if not _number(self.batch_delay_ms) or not 0 <= self.batch_delay_ms <= 1000:
+            raise ConfigError(f"batch_delay_ms: must be a number from 0 to 1000, got {self.batch_delay_ms!r}")
         if self.shard_partitions > 1 and self.transport != "sharded":
             raise ConfigError("shard_partitions: only the sharded transport partitions channels")
 
     async def discover_master(self) -> str:
-        """Ask the sentinels where the master is now (redis-py's ``redis.asyncio.sentinel.Sentinel``);
-        remember it as :attr:`discovered_url` and return it. Bounded by the connect and command timeouts."""
+        """Ask the sentinels where the master is now (redis-py's ``redis.asyncio.sentinel.Sentinel``)
+        and return its URL (the bridge keeps it: the config does not change). Bounded by the connect
+        and command timeouts."""
         from redis.asyncio.sentinel import Sentinel
 
         addrs = [(h, int(p)) for h, _, p in (str(a).rpartition(":") for a in self.sentinels)]
@@ -156,8 +232,7 @@ class BridgeConfig:
                     await client.aclose()
                 except (RedisError, OSError) as exc:  # closing a connection that already failed
                     log.debug("closing a sentinel connection: %s", exc)
-        self.discovered_url = f"redis://{self._auth()}{host}:{port}/{self.db}"
-        return self.discovered_url
+        return f"redis://{self._auth()}{host}:{port}/{self.db}"
 
     def channels(self, event_type: str) -> list[str]:
         """Every channel of one event type: one, or ``shard_partitions`` for the sharded transport."""
@@ -166,8 +241,8 @@ class BridgeConfig:
         return partition_channels(self.key_prefix, event_type, self.shard_partitions)
 
     def resolved_url(self) -> str:
-        if self.sentinels and self.discovered_url:
-            return self.discovered_url
+        """The configured URL (given, or built from the fields). With Sentinel, where the master
+        is now is the bridge's: ``RedisEventBridge.resolved_url()``."""
         if self.url:
             return self.url
         return f"redis://{self._auth()}{self.host}:{self.port}/{self.db}"
@@ -188,3 +263,23 @@ class BridgeConfig:
         if self.shard_partitions <= 1:
             return channel_for(self.key_prefix, event_type)
         return self.channels(event_type)[partition_of(key, self.shard_partitions)]
+
+
+_FIELDS = frozenset(f.name for f in fields(BridgeConfig))
+_SNAKE = {camel: snake for camel, snake in SEED_FIELDS.items() if camel != snake}
+_dataclass_init = BridgeConfig.__init__
+
+
+def _init(self, *args: Any, **kwargs: Any) -> None:
+    """The dataclass's ``__init__``, with an unknown field named in one ConfigError line (not a bare TypeError)."""
+    unknown = [k for k in kwargs if k not in _FIELDS]
+    if unknown:
+        k = unknown[0]
+        hint = (f"; the seed's {k!r} is {_SNAKE[k]!r} here (or use BridgeConfig.from_seed)" if k in _SNAKE else "")
+        raise ConfigError(f"{k}: not a BridgeConfig field{hint}")
+    _dataclass_init(self, *args, **kwargs)
+
+
+_init.__doc__ = _dataclass_init.__doc__
+_init.__signature__ = __import__("inspect").signature(_dataclass_init)
+BridgeConfig.__init__ = _init

@@ -6,10 +6,15 @@ the channel and payload bytes. Per message, in this order and nothing more:
 1. **own echo**: a payload starting with this bridge's own header bytes
    (:attr:`~fanout.events.EnvelopeWriter.own_prefix`) is counted ``self_filtered`` and dropped
    unparsed (a batch of its own: counted per envelope, by the prefix);
-2. with signing keys: the signature over the exact bytes (:mod:`fanout.signing`); a message
-   without a valid one is counted ``rejected`` and dropped unparsed;
+2. with signing keys: the signature over the channel and the exact bytes (:mod:`fanout.signing`,
+   one bound HMAC per channel); a message without a valid one is counted ``rejected``
+   (``rejected_signature``) and dropped unparsed;
 3. one ``orjson.loads`` (:func:`~fanout.events.parse_message`), a few type checks
    (:func:`~fanout.events.envelope_from`); malformed input is counted, never raised;
+   an envelope whose ``type`` is not its channel's is ``rejected`` (``rejected_channel``), signed
+   or not (handlers are chosen by the type); with signing keys, one older (or newer) than
+   ``signed_max_age_s`` is ``rejected`` (``rejected_stale``): for a stream entry, measured from
+   the time Redis took it (its id), else from when it is read;
 4. a message with this bridge's ``source`` (compared by type and value) is its own when the
    epoch is its own or it was sent before this bridge started (an earlier life of this id);
    otherwise another instance uses the same id: ``id_conflicts`` (once per epoch, a warning and
@@ -26,14 +31,17 @@ import asyncio
 import collections
 import inspect
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from fanout.errors import MalformedMessage
 from fanout.events import Envelope, batch_items, envelope_from, parse_message
-from fanout.sequencing import Loud, SequenceTracker
+from fanout.sequencing import STALE, Loud, SequenceTracker
 
 log = logging.getLogger("fanout.bridge")
+_perf = time.perf_counter
+_wall = time.time
 
 #: async handler calls that may wait before the subscription stops reading
 ASYNC_BACKLOG = 10_000
@@ -61,6 +69,27 @@ class GapNotice:
     next_seq: int | None = None
 
 
+class Rejections:
+    """``rejected`` by reason (``signature``, ``channel``, ``stale``): each reason counted on its own and
+    in the total, said at the 1st, 10th, 100th ... of each reason."""
+
+    __slots__ = ("_counts", "signature", "channel", "stale")
+
+    def __init__(self, counts: dict, who: str) -> None:
+        self._counts = counts
+        self.signature = _Reason(counts, "rejected_signature", who)
+        self.channel = _Reason(counts, "rejected_channel", who)
+        self.stale = _Reason(counts, "rejected_stale", who)
+
+
+class _Reason(Loud):
+    __slots__ = ()
+
+    def __call__(self, why: str, *args) -> None:
+        self._counts["rejected"] += 1
+        Loud.__call__(self, why, *args)
+
+
 def is_async(fn: Callable) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
 
@@ -80,10 +109,19 @@ class Delivery:
         self._own_batch = b"[" + own_prefix if bridge.config.batch_max > 1 else None
         self._sequence = SequenceTracker(bridge._counts, trusted=signer is not None, who=self._id)
         self._check = self._sequence.check
-        self._chan = {c.encode(): self._sequence.channel(c, stream, t) for c, stream, t in channels}
+        self._signer = signer
+        self._chan = {c.encode(): self._channel(c, stream, t) for c, stream, t in channels}
         self._chan_type = {c: t for c, _, t in channels}
-        self._verify = None if signer is None else signer.verify
-        self._rejected = Loud(bridge._counts, "rejected", self._id)
+        self._verify = signer is not None
+        #: signed messages older (or newer) than this are stale (ms; 0: no check, unsigned)
+        max_age = getattr(bridge.config, "signed_max_age_s", None)
+        self._max_age_ms = int(max_age * 1000) if signer is not None and max_age else 0
+        #: set by a transport that knows when Redis took the message (a stream entry's id, ms); else 0
+        self.stamp_ms = 0
+        self._rejected = Rejections(bridge._counts, self._id)
+        #: a sync handler call longer than this held the reader: said (once per decade) and counted
+        self._slow_s = getattr(bridge.config, "slow_handler_s", 0.1)
+        self._slow = Loud(bridge._counts, "slow_handlers", self._id)
         self._bad = Loud(bridge._counts, "malformed", self._id)
         self._conflicts: dict = {}               # epoch -> True: other instances seen with this id
         self._sync: dict[str, list] = {}
@@ -124,9 +162,9 @@ class Delivery:
         ch = self._chan.get(channel)
         if ch is None:
             name = channel.decode(errors="replace")
-            ch = self._chan[channel] = self._sequence.channel(name, name, self._chan_type.get(name))
-        if self._verify is not None and not self._verify(payload):
-            self._rejected("unsigned or wrongly signed on %s (starts %r)", ch.name, payload[:60])
+            ch = self._chan[channel] = self._channel(name, name, self._chan_type.get(name))
+        if self._verify and not ch.verify(payload):
+            self._rejected.signature("unsigned or not validly signed for %s (starts %r)", ch.name, payload[:60])
             return
         try:
             obj = parse_message(payload)
@@ -146,6 +184,15 @@ class Delivery:
         except MalformedMessage as exc:
             self._malformed(ch.name, exc)
             return
+        if env[0] != ch.type and ch.type is not None:
+            self._rejected.channel("a %r envelope on %s (the channel of %r)", env[0], ch.name, ch.type)
+            return
+        if self._max_age_ms:
+            age = (self.stamp_ms or _wall() * 1000.0) - env[2]   # ms (a float: no big-int division per message)
+            if age > self._max_age_ms or age < -self._max_age_ms:
+                self._rejected.stale("a signed %s event stamped %d ms from %s on %s (over signed_max_age_s)",
+                                     env[0], age, "its arrival in Redis" if self.stamp_ms else "now", ch.name)
+                return
         src = env[3]  # the tuple's fields by index on this path: source, seq, epoch, ns, type (events.Envelope)
         if src == self._own_id and type(src) is self._own_type and self._is_own(env):
             counts["self_filtered"] += 1
@@ -156,22 +203,36 @@ class Delivery:
             missing = self._check(ch, src, epoch, seq, 0 if ns is None else ns, obj)
             if missing:
                 if missing < 0:
-                    counts["duplicates"] += 1
+                    if missing == STALE:
+                        self._rejected.stale("a signed event of %r's forgotten epoch %s on %s (older than its "
+                                             "current epoch)", src, epoch, ch.name)
+                    else:
+                        counts["duplicates"] += 1
                     return
                 self.notify(GapNotice(reason="seq_gap", source=src, type=env[0], missing=missing, epoch=epoch,
                                       last_seq=self._sequence.prev_last, next_seq=seq))
         counts["received"] += 1
         sync, asyn = self._dispatch.get(env[0], self._dispatch_other)
         for h in sync:
+            t0 = _perf()
             try:
                 r = h(env)
             except Exception as exc:  # noqa: BLE001 - a raising handler is counted, the listener goes on
                 self._handler_failed(h, env, exc)
                 continue
+            finally:
+                if _perf() - t0 > self._slow_s:
+                    self._held_reader(h, env, _perf() - t0)
             if r is not None and inspect.isawaitable(r):  # a plain function that returned a coroutine
                 self._later((_awaitable,), r, True)
         if asyn:
             self._later(asyn, env, True)
+
+    def _channel(self, name: str, stream: str, event_type: str | None):
+        ch = self._sequence.channel(name, stream, event_type)
+        if self._signer is not None:
+            ch.verify = self._signer.bind(name).verify   # the channel fed into the HMAC once, here
+        return ch
 
     def _is_own(self, env: Envelope) -> bool:
         """A message with this bridge's source: its own (True), or another instance's."""
@@ -288,6 +349,12 @@ class Delivery:
         self._bridge.last_error = f"{name}: {exc}"
         self._bad("dropped on %s: %s", name, exc)
 
+    def _held_reader(self, handler: Callable, env: Envelope, took_s: float) -> None:
+        self._slow("sync handler %s held the reader %.3f s on a %s event (over slow_handler_s=%g): every "
+                   "subscription stops reading meanwhile; make it 'async def' (it then runs in the bridge's "
+                   "handler task) or hand the work off", getattr(handler, "__qualname__", handler), took_s,
+                   getattr(env, "type", "?"), self._slow_s)
+
     def _handler_failed(self, handler: Callable, env: Envelope, exc: Exception) -> None:
         self._counts["errors"] += 1
         self._counts["handler_errors"] += 1
@@ -298,3 +365,57 @@ class Delivery:
 
 async def _awaitable(aw) -> None:
     await aw
+
+
+class EventStream:
+    """``async for env in bridge.events("trade")``: the events of one type (or "*"), through a bounded
+    queue fed in place by the reader (a sync handler: no task, no Future per event).
+
+    Overflow policy: **drop the oldest**. When ``maxsize`` events wait, the oldest is dropped for the
+    new one (market data: the latest is what counts), counted in ``events_dropped`` and said at the
+    1st, 10th, 100th ... drop. The reader never waits for the iterator. Iteration ends when the
+    bridge closes, after what was queued has been taken."""
+
+    __slots__ = ("type", "_q", "_max", "_waiter", "_closed", "_dropped")
+
+    def __init__(self, event_type: str, maxsize: int, counts: dict, who: str) -> None:
+        self.type = event_type
+        self._q: collections.deque = collections.deque()
+        self._max = maxsize
+        self._waiter: asyncio.Future | None = None
+        self._closed = False
+        self._dropped = Loud(counts, "events_dropped", who)
+
+    def __call__(self, env: Envelope) -> None:  # the handler
+        q = self._q
+        if len(q) >= self._max:
+            q.popleft()
+            self._dropped("events(%r) full (maxsize %d): the oldest dropped", self.type, self._max)
+        q.append(env)
+        w = self._waiter
+        if w is not None:
+            self._waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def __aiter__(self) -> "EventStream":
+        return self
+
+    async def __anext__(self) -> Envelope:
+        while not self._q:
+            if self._closed:
+                raise StopAsyncIteration
+            if self._waiter is None:
+                self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        return self._q.popleft()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def close(self) -> None:
+        """End the iteration once what is queued was taken (the bridge closed)."""
+        self._closed = True
+        w, self._waiter = self._waiter, None
+        if w is not None and not w.done():
+            w.set_result(None)

@@ -71,8 +71,17 @@ def _publish_error(cls, reason: str, maybe_sent: bool, refused: bool) -> Publish
     return cls(reason, maybe_sent=maybe_sent, refused=refused)
 
 
+class Backpressure(PublishError):
+    """``publish_nowait(..., strict=True)`` while the in-flight window is full: nothing was sent and
+    no seq used (``maybe_sent`` False); ``await bridge.writable()``, then publish it again."""
+
+
 class NotPublisher(FanoutError):
     """publish() on a bridge built with enable_publishing=False."""
+
+
+class NotSubscriber(FanoutError):
+    """on()/on_gap()/events() on a bridge built with enable_subscription=False (its handlers would never run)."""
 
 
 class ServerTooOld(ConfigError):

@@ -105,7 +105,10 @@ class Envelope(_Fields):
     def __ne__(self, other: object) -> bool:
         return not self == other
 
-    __hash__ = None  # compared by value, like the dataclass it replaces
+    def __hash__(self) -> int:
+        """By its id (equal envelopes have equal ids); a seed-format one (no id) by its header."""
+        i = self.id
+        return hash(i) if i is not None else hash((self[0], self[2], str(self[3]), self[8]))
 
     def __repr__(self) -> str:
         return (f"Envelope(type={self[0]!r}, source={self[3]!r}, id={self.id!r}, "

@@ -27,7 +27,15 @@ COUNTERS: dict[str, str] = {
                             "under maxmemory noeviction); reading went on, the save was retried later",
     "suspicious": "implausible messages (a seq far ahead, an epoch that came back, this bridge's id from too many "
                   "instances): counted, never moving gaps or suppressing an event",
-    "rejected": "messages dropped because they were unsigned or wrongly signed (signing on)",
+    "rejected": "messages refused before any handler: the sum of the three reasons below",
+    "rejected_signature": "signing on: messages without a valid signature for the channel they arrived on (unsigned, "
+                          "a wrong key, altered, or a copy of a signed message published on another channel)",
+    "rejected_channel": "envelopes whose type is not the type of the channel they arrived on (signed or not)",
+    "rejected_stale": "signing on: validly signed messages older than signed_max_age_s, or of an epoch older than the "
+                      "source's current one that this receiver no longer tracks (replays)",
+    "slow_handlers": "sync handler calls that held the reader longer than slow_handler_s (all reading waits meanwhile)",
+    "events_dropped": "events dropped from a full bridge.events() queue (its oldest, for the new one)",
+    "refused": "publish_nowait calls refused because the in-flight window was full (nothing sent, no seq used)",
     "id_conflicts": "other instances (epochs) seen publishing with this bridge's own instance id",
 }
 COUNTER_NAMES: tuple[str, ...] = tuple(COUNTERS)

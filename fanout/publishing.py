@@ -34,7 +34,7 @@ import hiredis
 import orjson
 
 from fanout.channels import partition_of
-from fanout.errors import NotPublisher, PublishError, RedisUnavailable
+from fanout.errors import Backpressure, ConfigError, NotPublisher, PublishError, RedisUnavailable
 from fanout.events import MAX_VOID_RANGES, Envelope, EnvelopeWriter, void_json
 from fanout.redact import redact_text
 from fanout.transports.frames import NeverSent
@@ -45,6 +45,8 @@ _dumps, _write, _time_ns = orjson.dumps, EnvelopeWriter.write, time.time_ns
 
 #: how long void seqs are still announced after an envelope carrying them was acknowledged
 VOID_HOLD_S = 10.0
+#: refused publishes (a full window) are said once per burst, at most this often
+REFUSED_QUIET_S = 10.0
 
 
 def one_line(exc: BaseException) -> str:
@@ -65,53 +67,76 @@ def outcome(exc: BaseException, handed: bool = True) -> tuple[bool, bool]:
     return handed and not isinstance(exc, NeverSent), False
 
 
+class VoidRange:
+    """Seqs ``first`` … ``last`` of one stream that never reached Redis (or are not known to have),
+    announced in the next envelopes: ``carrier`` is the first envelope seq that carried the range as
+    it is now (-1: not carried yet), ``acked_at`` when such an envelope was acknowledged (monotonic
+    s; 0: not yet). Kept until ``VOID_HOLD_S`` after ``acked_at``."""
+
+    __slots__ = ("first", "last", "carrier", "acked_at")
+
+    def __init__(self, first: int, last: int) -> None:
+        self.first, self.last, self.carrier, self.acked_at = first, last, -1, 0.0
+
+    def __repr__(self) -> str:
+        return f"VoidRange({self.first}, {self.last}, carrier={self.carrier}, acked_at={self.acked_at})"
+
+
 class Route:
-    """One stream (an event type, or one partition of it): its channel, header, seq and void ranges
-    (``[first, last, first carrier seq or -1, acknowledged at (monotonic s) or 0]``)."""
+    """One stream (an event type, or one partition of it): its channel, header, seq and the
+    :class:`VoidRange` s it announces (``void``, and their wire form ``void_json``)."""
 
-    __slots__ = ("channel", "stream", "head", "seq", "void", "void_json")
+    __slots__ = ("channel", "stream", "head", "seq", "void", "void_json", "sign")
 
-    def __init__(self, channel: str, stream: str, head: bytes) -> None:
+    def __init__(self, channel: str, stream: str, head: bytes, sign=None) -> None:
         self.channel, self.stream, self.head = channel, stream, head
+        self.sign = sign            # signing one event per message: this channel's bound signer (fanout.signing)
         self.seq = 0
-        self.void: list[list] = []
+        self.void: list[VoidRange] = []
         self.void_json = b""
 
     def carry(self, seq: int) -> bytes:
         """The ``void`` field for envelope ``seq`` (which now carries every range)."""
         for r in self.void:
-            if r[2] < 0:
-                r[2] = seq
+            if r.carrier < 0:
+                r.carrier = seq
         return self.void_json
 
     def add_void(self, seq: int) -> None:
         """``seq`` never reached Redis (or is not known to have)."""
         v = self.void
         for r in v:
-            if r[0] <= seq <= r[1]:
+            if r.first <= seq <= r.last:
                 return
-            if r[1] == seq - 1 or r[0] == seq + 1:  # grown: announce it again until acknowledged
-                r[0], r[1], r[2], r[3] = min(r[0], seq), max(r[1], seq), -1, 0.0
+            if r.last == seq - 1 or r.first == seq + 1:  # grown: announce it again until acknowledged
+                r.first, r.last, r.carrier, r.acked_at = min(r.first, seq), max(r.last, seq), -1, 0.0
                 break
         else:
-            v.append([seq, seq, -1, 0.0])
-            v.sort()
+            v.append(VoidRange(seq, seq))
+            v.sort(key=_first)
             if len(v) > MAX_VOID_RANGES:  # the oldest: receivers will count them as gaps
                 del v[0]
-        self.void_json = void_json(v)
+        self._encode()
 
     def acked(self, seq: int) -> None:
         """Envelope ``seq`` reached Redis: the ranges it carried are announced; drop old ones."""
         now = time.monotonic()
         keep = []
         for r in self.void:
-            if r[2] >= 0 and seq >= r[2] and not r[3]:
-                r[3] = now
-            if not r[3] or now - r[3] < VOID_HOLD_S:
+            if r.carrier >= 0 and seq >= r.carrier and not r.acked_at:
+                r.acked_at = now
+            if not r.acked_at or now - r.acked_at < VOID_HOLD_S:
                 keep.append(r)
         if len(keep) != len(self.void):
             self.void = keep
-            self.void_json = void_json(keep)
+            self._encode()
+
+    def _encode(self) -> None:
+        self.void_json = void_json([(r.first, r.last) for r in self.void])
+
+
+def _first(r: VoidRange) -> int:
+    return r.first
 
 
 class Sent:
@@ -135,26 +160,69 @@ class _Awaited:
 
 
 class Publishing:
-    def on_published(self, callback: Callable[[Any, PublishError | None], Any]) -> None:
-        """``callback(token, None)`` when Redis acknowledged a ``publish_nowait``, or
-        ``callback(token, PublishError)`` when it failed; exactly once per accepted event."""
-        self._on_published = callback
+    def on_published(self, callback: Callable[[Any, PublishError | None], Any]) -> Callable:
+        """Add ``callback``: ``callback(token, None)`` when Redis acknowledged a ``publish_nowait``, or
+        ``callback(token, PublishError)`` when it failed; exactly once per accepted event. Callbacks
+        add up, like :meth:`on` (each is called, in the order added); returns ``callback``."""
+        if not callable(callback):
+            raise TypeError(f"on_published: {callback!r} is not callable")
+        self._on_published = (*self._on_published, callback)
+        return callback
+
+    async def flush(self) -> None:
+        """Return when every publish accepted so far is settled: acknowledged by Redis or failed (its
+        ``on_published`` callbacks called, its ``publish()`` answered). Open batches are sent first.
+        Bounded: what Redis does not answer fails within ``publish_timeout_s``."""
+        if self._batcher is not None:
+            self._batcher.flush_all()
+        while self._inflight > 0:
+            if self._flushed is None or self._flushed.done():
+                self._flushed = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._flushed)
+
+    def _refuse(self, strict: bool) -> None:
+        """The in-flight window is full: count it, say it once per burst (until a publish is accepted
+        again); ``strict``: raise."""
+        n = self._counts["refused"] = self._counts["refused"] + 1
+        if not self._refusing:
+            self._refusing = True
+            now = time.monotonic()
+            if now - self._refused_at >= REFUSED_QUIET_S:
+                self._refused_at = now
+                log.warning("bridge %s: publish refused: the in-flight window is full (publish_nowait returned None: "
+                            "nothing sent; await writable() and publish again, or use strict=True); %d refused so "
+                            "far (metrics()['refused']; said once per burst, at most every %g s)", self._id_str, n,
+                            REFUSED_QUIET_S)
+        if strict:
+            raise Backpressure(f"instance {self._id_str}: the in-flight window is full; "
+                               "await writable() and publish it again")
 
     # -- publishing --------------------------------------------------------------------
     def _check_publisher(self) -> None:
         if not self.config.enable_publishing:
             raise NotPublisher(f"instance {self._id_str} was built with enable_publishing=False; it cannot publish")
-        if self._closed or not self._started:
+        if self._closed:
+            raise PublishError(f"instance {self._id_str}: publish on a closed bridge (it was closed or aborted)")
+        if not self._started:
             raise PublishError(f"instance {self._id_str}: publish on a bridge that is not started (use 'async with')")
 
     def _route(self, event_type: str, data: Any) -> Route:
         r = self._routes.get(event_type)
-        if r is None:
+        if r is None:  # (once per type) a type nobody here subscribes to goes to a channel nobody reads
+            if event_type not in self.config.event_types:
+                raise ConfigError(f"publish({event_type!r}): this bridge's event types are "
+                                  f"{', '.join(self.config.event_types)} (BridgeConfig.event_types)")
             head = self._writer.head(event_type)
+            signer = self.signer if self._batcher is None else None  # batches are signed whole, by the Batcher
+
+            def sign(channel: str):
+                return None if signer is None else signer.bind(channel).sign
+
             if self.config.shard_partitions > 1:  # seq per channel (partition): each one's numbers contiguous
-                r = [Route(ch, f"{event_type}.{p}", head) for p, ch in enumerate(self.config.channels(event_type))]
+                r = [Route(ch, f"{event_type}.{p}", head, sign(ch)) for p, ch in enumerate(self.config.channels(event_type))]
             else:
-                r = Route(self.config.channel(event_type), event_type, head)
+                ch = self.config.channel(event_type)
+                r = Route(ch, event_type, head, sign(ch))
             self._routes[event_type] = r
         if type(r) is list:
             return r[partition_of(data.get("symbol") if type(data) is dict else None, len(r))]
@@ -170,8 +238,8 @@ class Publishing:
         seq = r.seq = r.seq + 1
         ts_ns = _time_ns()
         payload = _write(r.head, seq, ts_ns, intended_ns, body, r.carry(seq) if r.void else b"")
-        if self._sign is not None:
-            payload = self._sign(payload)
+        if r.sign is not None:
+            payload = r.sign(payload)
         return r, seq, ts_ns, payload
 
     def _sent(self, token: Any, r: Route, seq: int) -> Sent:
@@ -181,11 +249,13 @@ class Publishing:
         return s
 
     def publish_nowait(self, event_type: str, data: Any, *, token: Any = None,
-                       intended_ns: int | None = None) -> str | None:
+                       intended_ns: int | None = None, strict: bool = False) -> str | None:
         """Queue one event and return its envelope id at once; the outcome goes to the
-        :meth:`on_published` callback. None: the in-flight window is full, nothing was sent
-        (``await writable()``, then call again). Raises :class:`~fanout.errors.PublishError`
-        (counted; its seq is void: announced to receivers as unsent) while the publishing side is down."""
+        :meth:`on_published` callbacks. None: the in-flight window is full, nothing was sent
+        (counted in ``refused``, said once per burst; ``await writable()``, then call again); with
+        ``strict=True`` that raises :class:`~fanout.errors.Backpressure` instead. Raises
+        :class:`~fanout.errors.PublishError` (counted; its seq is void: announced to receivers as
+        unsent) while the publishing side is down."""
         if not self._connected_pub or self._closed:
             self._check_publisher()
         r, seq, _, payload = self._encode(event_type, data, intended_ns)
@@ -199,6 +269,7 @@ class Publishing:
                     r.seq = seq - 1
                     s.token = None
                     self._free.append(s)
+                    self._refuse(strict)
                     return None
             elif t.can_send(r.channel):
                 self._batcher.add(r.channel, payload, s)
@@ -206,6 +277,7 @@ class Publishing:
                 r.seq = seq - 1
                 s.token = None
                 self._free.append(s)
+                self._refuse(strict)
                 return None
         except ConnectionError as exc:  # the publishing side is down: nothing was queued
             s.token = None
@@ -214,6 +286,9 @@ class Publishing:
             err = PublishError(self._failed(r.channel, exc, handed=False).reason)
             err.envelope_id = f"{self.epoch}:{r.stream}:{seq}"
             raise err from None
+        self._inflight += 1
+        if self._refusing:
+            self._refusing = False
         return f"{self.epoch}:{r.stream}:{seq}"
 
     async def writable(self) -> None:
@@ -227,10 +302,10 @@ class Publishing:
                 except ConnectionError:
                     await self._reopen()
         except TimeoutError:
-            raise PublishError(f"instance {self._id_str}: no room to publish on {self.config.safe_url} "
+            raise PublishError(f"instance {self._id_str}: no room to publish on {self.safe_url} "
                                f"within {self.config.publish_timeout_s:g}s") from None
         except (ConnectionError, RedisUnavailable) as exc:
-            raise PublishError(redact_text(f"publish on {self.config.safe_url} failed: {_one_line(exc)}")) from None
+            raise PublishError(redact_text(f"publish on {self.safe_url} failed: {_one_line(exc)}")) from None
 
     async def publish(self, event_type: str, data: Any, *, intended_ns: int | None = None) -> Envelope:
         """Publish one event; return the envelope once Redis acknowledged it. Fails within
@@ -262,6 +337,7 @@ class Publishing:
                     async with asyncio.timeout_at(deadline):  # down: reopen it, bounded
                         await self._reopen()
             sent = True
+            self._inflight += 1
             await aw.fut  # bounded by the connection's deadline (publish_timeout_s)
         except BaseException as exc:
             if not sent:  # never handed over: its seq is void (once sent, _settle did it)
@@ -291,7 +367,7 @@ class Publishing:
         self._counts["errors"] += 1
         self._counts["publish_errors"] += 1
         where = f"publish to {channel} on" if channel else "publish on"
-        msg = redact_text(f"{where} {self.config.safe_url} failed: {why}")
+        msg = redact_text(f"{where} {self.safe_url} failed: {why}")
         if known[1]:
             first = msg != self._refused_said
             self._refused_said = msg
@@ -332,6 +408,9 @@ class Publishing:
         token, r, seq = s.token, s.route, s.seq
         s.token = s.route = None
         self._free.append(s)
+        n = self._inflight = self._inflight - 1
+        if not n and self._flushed is not None and not self._flushed.done():
+            self._flushed.set_result(None)
         if error is None:
             self._counts["published"] += 1
             self._connected_pub = True
@@ -342,8 +421,9 @@ class Publishing:
             if type(token) is _Awaited:
                 if not token.fut.done():
                     token.fut.set_result(None)
-            elif self._on_published is not None:
-                self._on_published(token, None)
+            else:
+                for cb in self._on_published:
+                    cb(token, None)
             return
         r.add_void(seq)
         if type(token) is _Awaited:  # the awaiting publish() counts and explains it
@@ -351,8 +431,8 @@ class Publishing:
                 token.fut.set_exception(error)
         else:
             err = self._failed(None, error)
-            if self._on_published is not None:
-                self._on_published(token, err)
+            for cb in self._on_published:
+                cb(token, err)
 
     def _send_batch(self, channel: str, payload: bytes, batch) -> None:
         self._transport.publish_nowait(channel, payload, batch, force=True)

@@ -1,4 +1,4 @@
-"""Signed envelopes (opt-in): a shared-secret HMAC-SHA256 over the exact bytes a writer made.
+"""Signed envelopes (opt-in): a shared-secret HMAC-SHA256 over the channel and the exact bytes a writer made.
 
 A signed message is the unsigned message with its signature put in front of the closing
 bracket, so the signed bytes are recovered by cutting it off again (no re-encoding)::
@@ -8,8 +8,13 @@ bracket, so the signed bytes are recovered by cutting it off again (no re-encodi
     [{...},{...}]                                     a batch (what is signed)
     [{...},{...},{"kid":"k2","sig":"<43 chars>"}]
 
-``sig`` is the unpadded base64 (standard alphabet) of ``HMAC-SHA256(key[kid], signed bytes)``. A receiver with
-keys accepts a message only when ``kid`` names one of its keys and the signature matches
+``sig`` is the unpadded base64 (standard alphabet) of
+``HMAC-SHA256(key[kid], b"fanout-sig/2\n" + b"%d:" % len(channel) + channel + b"\n" + bytes)``
+(signature version 2): the MAC binds the message to the channel it was published on (its event
+type and partition), so a copy published on another channel has no valid signature there.
+The channel's part is fed into a keyed HMAC once per channel (:meth:`Signer.bind`); per message
+the bound HMAC is copied and fed the bytes, as before. A receiver with keys accepts a message
+only when ``kid`` names one of its keys and the signature matches for the channel it arrived on
 (``hmac.compare_digest``); everything else is rejected before it is parsed. Keys rotate by
 overlap: a bridge signs with its first key and accepts all of its keys, so during a rotation
 the fleet carries both (new first where it already signs with the new one).
@@ -49,19 +54,56 @@ def check_keys(keys) -> dict[str, bytes]:
     return out
 
 
-class Signer:
-    """Signs with the first key, verifies against all of them."""
+#: what every MAC starts with: the signature's version (2: the channel is covered)
+DOMAIN = b"fanout-sig/2\n"
 
-    __slots__ = ("kid", "_mac", "_macs", "_dict_head", "_list_head")
+
+def channel_part(channel: str | bytes) -> bytes:
+    """What the MAC covers of the channel, before the message: ``b"%d:%b\n"`` (length-prefixed)."""
+    c = channel.encode() if isinstance(channel, str) else bytes(channel)
+    return b"%d:%b\n" % (len(c), c)
+
+
+class Signer:
+    """Signs with the first key, verifies against all of them; per channel through :meth:`bind`."""
+
+    __slots__ = ("kid", "_keys", "_bound")
 
     def __init__(self, keys: dict[str, bytes]) -> None:
         keys = check_keys(keys)
         self.kid = next(iter(keys))
-        # one keyed HMAC per key, copied per message (hmac.digest looks the algorithm up on every call)
-        self._macs = {kid.encode(): hmac.new(key, digestmod=hashlib.sha256) for kid, key in keys.items()}
-        self._mac = self._macs[self.kid.encode()]
-        self._dict_head = _DICT_TAIL + self.kid.encode() + _MID
-        self._list_head = _LIST_TAIL + self.kid.encode() + _MID
+        self._keys = {kid.encode(): hmac.new(key, DOMAIN, digestmod=hashlib.sha256) for kid, key in keys.items()}
+        self._bound: dict[bytes, Bound] = {}
+
+    def bind(self, channel: str | bytes) -> "Bound":
+        """The signer of one channel (made once per channel, then reused)."""
+        part = channel_part(channel)
+        b = self._bound.get(part)
+        if b is None:
+            b = self._bound[part] = Bound(self.kid, self._keys, part)
+        return b
+
+    def sign(self, msg: bytes, channel: str | bytes) -> bytes:
+        return self.bind(channel).sign(msg)
+
+    def verify(self, payload: bytes, channel: str | bytes) -> bool:
+        return self.bind(channel).verify(payload)
+
+
+class Bound:
+    """One channel's keyed HMACs (the channel already fed in): ``sign`` and ``verify`` per message."""
+
+    __slots__ = ("_mac", "_macs", "_dict_head", "_list_head")
+
+    def __init__(self, kid: str, keys: dict[bytes, "hmac.HMAC"], part: bytes) -> None:
+        self._macs = {}
+        for k, base in keys.items():
+            h = base.copy()
+            h.update(part)
+            self._macs[k] = h
+        self._mac = self._macs[kid.encode()]
+        self._dict_head = _DICT_TAIL + kid.encode() + _MID
+        self._list_head = _LIST_TAIL + kid.encode() + _MID
 
     def sign(self, msg: bytes) -> bytes:
         """``msg`` (an object or a batch, as the writer made it) with its signature."""
@@ -73,7 +115,7 @@ class Signer:
         return b'%b%b%b"}' % (msg[:-1], self._dict_head, sig)
 
     def verify(self, payload: bytes) -> bool:
-        """True when ``payload`` carries a valid signature by one of the keys."""
+        """True when ``payload`` carries a valid signature by one of the keys, for this channel."""
         if payload[-3:] == b'"}]':
             cut = payload.rfind(_LIST_TAIL)
             skip, close, end = len(_LIST_TAIL), b"]", -3

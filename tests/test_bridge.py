@@ -508,3 +508,159 @@ def test_a_batch_with_a_bad_element_counts_it_and_delivers_the_rest(redis_url):
             await r.aclose()
 
     arun(go())
+
+
+# -- issue 23: configuration that says what is wrong ---------------------------------------------------
+
+def test_config_types_and_ranges_are_checked_naming_the_field():
+    for kw, why in (({"port": "6379"}, "port: must be a whole number from 1 to 65535, got '6379'"),
+                    ({"port": -1}, "port: must be a whole number from 1 to 65535, got -1"),
+                    ({"port": True}, "port: must be a whole number"),
+                    ({"db": -1}, "db: must be a whole number >= 0"),
+                    ({"host": ""}, "host: must be a non-empty string"),
+                    ({"publish_timeout_s": None}, "publish_timeout_s: must be a number of seconds > 0, got None"),
+                    ({"connect_timeout_s": "3"}, "connect_timeout_s: must be a number of seconds > 0"),
+                    ({"publish_timeout_s": float("nan")}, "publish_timeout_s: must be a number of seconds > 0"),
+                    ({"signed_max_age_s": 0}, "signed_max_age_s: must be a number of seconds > 0"),
+                    ({"enable_publishing": "no"}, "enable_publishing: must be True or False"),
+                    ({"stream_maxlen": 1.5}, "stream_maxlen: must be a whole number"),
+                    ({"batch_delay_ms": None}, "batch_delay_ms: must be a number from 0 to 1000"),
+                    ({"key_prefix": "ws"}, "key_prefix: 'ws' must end with a separator"),
+                    ({"keyPrefix": "ws:"}, "keyPrefix: not a BridgeConfig field.*key_prefix.*from_seed"),
+                    ({"instanceId": "a"}, "instanceId: not a BridgeConfig field.*instance_id"),
+                    ({"enablePublishing": False}, "enablePublishing: not a BridgeConfig field.*enable_publishing")):
+        with pytest.raises(ConfigError, match=why):
+            BridgeConfig(**kw)
+        with pytest.raises(ConfigError, match=why):  # the same line through the bridge's keyword form
+            RedisEventBridge(**kw)
+    for ok in ("ws:", "ws.", "app/ws/", "ws-", "ws_", ""):
+        assert BridgeConfig(key_prefix=ok).channel("ticker") == f"{ok}ticker"
+
+
+def test_bridge_config_is_frozen_and_the_bridge_keeps_what_it_discovers():
+    import dataclasses
+
+    cfg = BridgeConfig(instance_id="a")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.port = 1
+    assert not hasattr(cfg, "discovered_url")
+    assert dataclasses.replace(cfg, port=6380).port == 6380  # changed copies are checked like new ones
+    with pytest.raises(ConfigError, match="port"):
+        dataclasses.replace(cfg, port="x")
+    assert BridgeConfig(event_types="ticker").event_types == ("ticker",)
+    assert hash(BridgeConfig(instance_id="a", event_types=["ticker"])) == hash(BridgeConfig(instance_id="a",
+                                                                                            event_types=("ticker",)))
+
+
+def test_from_seed_takes_the_seeds_camel_case_fields(redis_server):
+    seed = {"host": "127.0.0.1", "port": redis_server.port, "password": redis_server.password,
+            "keyPrefix": "ws:", "instanceId": 4242, "enablePublishing": True, "enableSubscription": False}
+    cfg = BridgeConfig.from_seed(seed)
+    assert (cfg.host, cfg.port, cfg.key_prefix, cfg.instance_id, cfg.enable_publishing, cfg.enable_subscription) == (
+        "127.0.0.1", redis_server.port, "ws:", 4242, True, False)
+    assert BridgeConfig.from_seed({"instanceId": "a"}, transport="streams").transport == "streams"  # ours beside
+    with pytest.raises(ConfigError, match="from_seed: unknown field 'keyprefix' .*keyPrefix"):
+        BridgeConfig.from_seed({"keyprefix": "ws:"})
+    with pytest.raises(ConfigError, match="port: must be a whole number"):
+        BridgeConfig.from_seed({"port": "6379"})
+
+    async def go():
+        async with RedisEventBridge(cfg) as host, RedisEventBridge(BridgeConfig.from_seed(
+                {**seed, "instanceId": "bot", "enablePublishing": False, "enableSubscription": True})) as bot:
+            got = collect(bot)
+            await host.publish("ticker", {"symbol": "BTC/USDT"})
+            await wait_for(lambda: len(got) == 1, what="the seed-configured host's event at the bot")
+
+    arun(go())
+
+
+# -- issue 23: one behaviour for one mistake ------------------------------------------------------------
+
+def test_unknown_types_publish_only_handlers_and_closed_bridges_fail_the_same_way(redis_url):
+    from fanout.errors import NotPublisher, NotSubscriber
+
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="host", enable_subscription=False,
+                                                 event_types=("ticker",))) as host:
+            with pytest.raises(ConfigError, match=r"publish\('tickr'\): this bridge's event types are ticker"):
+                await host.publish("tickr", {})
+            with pytest.raises(ConfigError, match=r"publish\('tickr'\)"):
+                host.publish_nowait("tickr", {})
+            with pytest.raises(NotSubscriber, match="enable_subscription=False.*never run"):
+                host.on("ticker", print)
+            with pytest.raises(NotSubscriber, match="enable_subscription=False"):
+                host.on_gap(print)
+        with pytest.raises(PublishError, match="closed"):
+            await host.publish("ticker", {})
+        with pytest.raises(PublishError, match="closed"):
+            host.publish_nowait("ticker", {})
+        fresh = RedisEventBridge(BridgeConfig(url=redis_url, instance_id="x"))
+        with pytest.raises(PublishError, match="not started"):
+            fresh.publish_nowait("ticker", {})
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="bot", enable_publishing=False)) as bot:
+            with pytest.raises(NotPublisher):
+                await bot.publish("ticker", {})
+            with pytest.raises(ConfigError, match=r"on\('tickr'\)"):
+                bot.on("tickr", print)
+
+    arun(go())
+
+
+def test_envelopes_are_hashable_by_their_id():
+    from fanout import Envelope
+
+    a = Envelope("ticker", {"p": 1}, 5, "s", 1, "e1", stream="ticker")
+    b = Envelope("ticker", {"p": 1}, 5, "s", 1, "e1", stream="ticker")
+    assert a == b and hash(a) == hash(b) and len({a, b}) == 1 and {a: 1}[b] == 1
+    seed = Envelope("ticker", {"p": [1]}, 5, "s")          # no id: hashed by its header, data unhashable is fine
+    assert hash(seed) == hash(Envelope("ticker", {"p": [1]}, 5, "s"))
+
+
+def test_events_iterates_with_a_bounded_queue_and_counts_what_it_drops(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="host", enable_subscription=False)) as host, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="bot", enable_publishing=False)) as bot:
+            trades = bot.events("trade", maxsize=5)
+            every = bot.events()
+            for k in range(12):
+                await host.publish("trade", {"k": k})
+            await host.publish("ticker", {"k": "t"})
+            await wait_for(lambda: bot.metrics()["received"] == 13, what="13 events received")
+            got = []
+            async for env in trades:
+                got.append(env.data["k"])
+                if len(got) == 5:
+                    break
+            # drop-oldest: the newest 5 kept, the 7 before them dropped and counted
+            assert got == [7, 8, 9, 10, 11] and bot.metrics()["events_dropped"] == 7
+            assert [(await every.__anext__()).data["k"] for _ in range(13)] == [*range(12), "t"]
+            with pytest.raises(ConfigError, match="events: maxsize"):
+                bot.events("trade", maxsize=0)
+            with pytest.raises(ConfigError, match=r"events\('tradez'\)"):
+                bot.events("tradez")
+        # closing ends every iterator
+        assert [e async for e in every] == []
+
+    arun(go())
+
+
+def test_a_sync_handler_that_holds_the_reader_is_said_and_counted(redis_url, caplog):
+    import time as _time
+
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="host", enable_subscription=False)) as host, \
+                RedisEventBridge(BridgeConfig(url=redis_url, instance_id="bot", enable_publishing=False,
+                                              slow_handler_s=0.05)) as bot:
+            bot.on("ticker", lambda env: _time.sleep(0.2))
+            bot.on("trade", lambda env: None)
+            with caplog.at_level("WARNING", logger="fanout"):
+                for k in range(3):
+                    await host.publish("ticker", {"k": k})
+                await host.publish("trade", {"k": 0})
+                await wait_for(lambda: bot.metrics()["received"] == 4, what="4 events")
+            m = bot.metrics()
+            assert 3 <= m["slow_handlers"] <= 4   # the three sleeps (a no-op is never that slow, but a loaded host ...)
+            said = [r.getMessage() for r in caplog.records if "held the reader" in r.getMessage()]
+            assert len(said) == 1 and "<lambda>" in said[0] and "async def" in said[0]
+
+    arun(go())

@@ -271,3 +271,160 @@ def test_closing_leaves_no_task_behind(redis_url):
         assert left == [], left
 
     arun(go())
+
+
+# -- issue 23: backpressure you cannot ignore by accident ---------------------------------------------
+
+def test_refused_publishes_are_counted_and_logged_once_per_burst(redis_url, caplog):
+    """Issue 23: 3,000 publish_nowait calls in one loop turn: 2,000 refused, and metrics() said
+    published 1,000, errors 0, publish_errors 0 — nothing counted or logged the refusals."""
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub", enable_subscription=False)) as pub:
+            acks = outcomes(pub)
+            with caplog.at_level("WARNING", logger="fanout"):
+                ids = [pub.publish_nowait("ticker", {"k": k}, token=k) for k in range(3000)]
+                await pub.flush()
+                first = [r for r in caplog.records if "refused" in r.getMessage()]
+                ids2 = [pub.publish_nowait("ticker", {"k": k}, token=k) for k in range(3000)]  # a second burst
+                await pub.flush()
+            accepted = sum(i is not None for i in ids)
+            m = pub.metrics()
+            assert m["refused"] == 3000 - accepted + sum(i is None for i in ids2) > 0
+            assert m["published"] == len(acks) == accepted + sum(i is not None for i in ids2)
+            assert len(first) == 1 and "in-flight window" in first[0].getMessage()
+            # the second burst follows within REFUSED_QUIET_S: counted, not said again
+            assert len([r for r in caplog.records if "refused" in r.getMessage()]) == 1
+
+    arun(go())
+
+
+def test_a_strict_publish_raises_when_the_window_is_full_and_uses_no_seq(redis_url):
+    from fanout.errors import Backpressure
+
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub", enable_subscription=False)) as pub:
+            n = 0
+            with pytest.raises(Backpressure, match="in-flight window .* full") as err:
+                while True:
+                    pub.publish_nowait("ticker", {"k": n}, token=n, strict=True)
+                    n += 1
+            assert isinstance(err.value, PublishError) and not err.value.maybe_sent
+            await pub.writable()
+            assert pub.publish_nowait("ticker", {"k": n}, strict=True).endswith(f":ticker:{n + 1}")
+            await pub.flush()
+            assert pub.metrics()["refused"] == 1 and pub.metrics()["published"] == n + 1
+
+    arun(go())
+
+
+def test_flush_returns_when_every_accepted_publish_is_settled(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub", enable_subscription=False)) as pub:
+            acks = outcomes(pub)
+            await pub.flush()  # nothing in flight: at once
+            sent = 0
+            for k in range(2500):
+                if pub.publish_nowait("ticker", {"k": k}, token=k) is None:
+                    await pub.writable()
+                    continue
+                sent += 1
+            await pub.flush()
+            assert len(acks) == sent  # every one settled when flush returned, none later
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub2", enable_subscription=False,
+                                                 batch_max=50)) as pub:
+            acks = outcomes(pub)
+            for k in range(120):
+                pub.publish_nowait("ticker", {"k": k}, token=k)
+            await pub.flush()
+            assert len(acks) == 120
+
+    arun(go())
+
+
+def test_flush_also_returns_when_publishes_fail():
+    async def go():
+        with RedisServer() as srv:
+            async with RedisEventBridge(BridgeConfig(url=srv.url, instance_id="pub", enable_subscription=False,
+                                                     publish_timeout_s=0.5)) as pub:
+                acks = outcomes(pub)
+                srv.pause()
+                try:
+                    for k in range(10):
+                        pub.publish_nowait("ticker", {"k": k}, token=k)
+                    await pub.flush()
+                    assert len(acks) == 10 and all(isinstance(e, PublishError) for _, e in acks)
+                finally:
+                    srv.resume()
+
+    arun(go())
+
+
+def test_on_published_adds_callbacks_like_on(redis_url):
+    async def go():
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub", enable_subscription=False)) as pub:
+            a, b = outcomes(pub), outcomes(pub)
+            pub.publish_nowait("ticker", {"k": 1}, token="t")
+            await pub.flush()
+            assert a == b == [("t", None)]
+
+    arun(go())
+
+
+def test_sparse_publishes_arm_no_timer_one_deadline_per_connection(redis_url):
+    """Issue 23: a publisher whose events are further apart than publish_timeout_s armed one
+    TimerHandle per event (the deadline, re-armed by the first publish after it ran out). Now the
+    connection's one deadline keeps itself: a publish schedules nothing, however sparse."""
+    async def go():
+        loop = asyncio.get_running_loop()
+        armed = []
+        real_later, real_at = loop.call_later, loop.call_at
+
+        def later(delay, cb, *args, **kw):
+            armed.append(getattr(cb, "__name__", cb))
+            return real_later(delay, cb, *args, **kw)
+
+        def at(when, cb, *args, **kw):
+            armed.append(getattr(cb, "__name__", cb))
+            return real_at(when, cb, *args, **kw)
+
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="pub", enable_subscription=False,
+                                                 publish_timeout_s=0.1)) as pub:
+            acks = outcomes(pub)
+            loop.call_later, loop.call_at = later, at
+            try:
+                during = []
+                for k in range(6):
+                    await asyncio.sleep(0.25)      # further apart than publish_timeout_s
+                    before = len(armed)
+                    pub.publish_nowait("ticker", {"k": k}, token=k)
+                    during.append(len(armed) - before)
+                assert during == [0] * 6, armed
+                await pub.flush()
+            finally:
+                loop.call_later, loop.call_at = real_later, real_at
+            assert [e for _, e in acks] == [None] * 6   # and the deadline still bounds each one (test below)
+
+    arun(go())
+
+
+def test_the_one_deadline_still_bounds_a_sparse_publish_after_a_paused_spell():
+    """The self-keeping deadline must bound a publish sent while idle, also after reading was paused
+    and resumed with nothing pending (it rests while paused)."""
+    async def go():
+        with RedisServer() as srv:
+            async with RedisEventBridge(BridgeConfig(url=srv.url, instance_id="pub", enable_subscription=False,
+                                                     publish_timeout_s=0.3, health_check_interval_s=60)) as pub:
+                acks = outcomes(pub)
+                proto = pub._transport._pub.proto   # the publishing connection (white box: the fault hook)
+                proto.pause_reading()
+                proto.resume_reading()
+                await asyncio.sleep(0.7)           # idle longer than the bound
+                srv.pause()
+                try:
+                    pub.publish_nowait("ticker", {"k": 1}, token=1)
+                    await wait_for(lambda: len(acks) == 1, timeout=3, what="the publish failed by the deadline")
+                    assert isinstance(acks[0][1], PublishError) and acks[0][1].maybe_sent
+                finally:
+                    srv.resume()
+
+    arun(go())

@@ -53,7 +53,7 @@ def test_bridge_finds_the_master_through_sentinel_and_names_bad_sentinels():
             async with RedisEventBridge(cfg) as a, RedisEventBridge(
                     BridgeConfig(instance_id="s1", sentinels=st.sentinels, sentinel_master=st.name)) as b:
                 a.on("*", got.append)
-                assert cfg.resolved_url() == st.url
+                assert a.resolved_url() == st.url and cfg.resolved_url() != st.url  # the bridge's, not the config's
                 await b.publish("ticker", {"symbol": "BTC/USDT"})
                 await wait_for(lambda: len(got) == 1, what="the event through the Sentinel-named master")
         arun(go(), 20)

@@ -154,3 +154,87 @@ def test_a_flood_of_forged_epochs_does_not_push_the_real_one_out():
         f(1, epoch=f"forged{k}")
     assert f(50) == DUPLICATE                                 # the real epoch is still tracked: a replay is a copy
     assert f(51) == 0 and f.get("gaps") == (0,)               # and its stream goes on without a false gap
+
+
+# -- issue 23: SequenceTracker against a small reference model, over random interleavings -----------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from benchmarks.chaos.wire_model import Elem, Receiver, apply_rules  # noqa: E402  (the rules, written apart)
+from fanout.sequencing import STALE  # noqa: E402
+
+OPS = st.lists(st.tuples(
+    st.sampled_from(["publish", "publish", "publish", "lose", "dup", "replay", "restart", "reconnect",
+                     "forge_seq", "forge_far", "forge_epoch", "old_epoch"]),
+    st.integers(0, 3),            # which source / channel pair
+    st.integers(0, 10 ** 6 - 1),  # a forger's ns, or which earlier event
+    st.integers(1, 3000),         # a forger's seq offset
+), min_size=1, max_size=120)
+
+
+def _outcome(res: int) -> str:
+    return "duplicate" if res == DUPLICATE else "stale" if res == STALE else "gap" if res > 0 else "deliver"
+
+
+def _model_outcome(what: str) -> str:
+    return what if what in ("duplicate", "stale", "gap") else "deliver"
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops=OPS, trusted=st.booleans())
+def test_the_tracker_follows_the_reference_model_over_random_interleavings(ops, trusted):
+    """Publishes, losses, exact duplicates, replays of older events, restarts (new epochs), the
+    receiver's reconnects and forgeries (seqs near and far, made-up epochs, old epochs coming back),
+    on two channels from two sources: the tracker (fanout.sequencing) and the reference model
+    (benchmarks/chaos/wire_model.py, written from docs/wire-format.md) agree on every message's
+    outcome and on every counter. ``trusted``: a signed fleet (forgeries then stand for what a key
+    holder could send)."""
+    counts = dict.fromkeys(COUNTER_NAMES, 0)
+    t = SequenceTracker(counts, trusted=trusted)
+    chans = {n: t.channel(n, n[3:], n[3:]) for n in ("ws:trade", "ws:ticker")}
+    rx = Receiver("me", "mine", started_ms=0, trusted=trusted)
+    pubs = {}          # (channel, source) -> {"epoch", "seq", "sent": [(epoch, seq, ns, ts)], "epochs": [...]}
+    clock = [1000]
+    restarts = gaps = dups = got_dups = 0
+
+    def deliver(channel, source, epoch, seq, ns, ts):
+        nonlocal restarts, gaps, dups, got_dups
+        got = _outcome(t.check(chans[channel], source, epoch, seq, ns, {"timestamp": ts}))
+        got_dups += got == "duplicate"   # (the bridge counts duplicates from the answer)
+        what, missing = apply_rules(rx, channel, Elem(source, epoch, seq, None, ns=ns, ts=ts))
+        want = _model_outcome(what)
+        restarts += what == "restart"
+        gaps += missing
+        dups += what == "duplicate"
+        assert got == want, (channel, source, epoch, seq, ns, what)
+
+    for op, which, n, off in ops:
+        channel, source = (("ws:trade", "a"), ("ws:trade", "b"), ("ws:ticker", "a"), ("ws:ticker", "b"))[which]
+        p = pubs.setdefault((channel, source), {"epoch": f"e{which}-0", "seq": 0, "sent": [], "epochs": []})
+        clock[0] += 1
+        if op in ("publish", "lose"):
+            p["seq"] += 1
+            ev = (p["epoch"], p["seq"], (p["seq"] * 7919 + which) % 10 ** 6, clock[0])
+            p["sent"].append(ev)
+            if op == "publish":
+                deliver(channel, source, *ev)
+        elif op in ("dup", "replay") and p["sent"]:
+            ev = p["sent"][-1] if op == "dup" else p["sent"][n % len(p["sent"])]
+            deliver(channel, source, *ev)
+        elif op == "restart":
+            p["epochs"].append(p["epoch"])
+            p["epoch"], p["seq"] = f"e{which}-{len(p['epochs'])}", 0
+        elif op == "reconnect":
+            t.resync()
+            rx.resync()
+        elif op == "forge_seq":
+            deliver(channel, source, p["epoch"], max(1, p["seq"] + off % 60 - 20), n, clock[0])
+        elif op == "forge_far":
+            deliver(channel, source, p["epoch"], p["seq"] + off + MAX_GAP, n, clock[0])
+        elif op == "forge_epoch":
+            deliver(channel, source, f"forged{n % 7}", 1 + off % 1200, n, clock[0])
+        elif op == "old_epoch" and p["epochs"]:
+            deliver(channel, source, p["epochs"][n % len(p["epochs"])], 1 + off % 5, n, clock[0] - 500)
+    assert (counts["gaps"], got_dups, counts["source_restarts"], counts["suspicious"]) == (
+        gaps, dups, restarts, rx.suspicious)

@@ -4,8 +4,8 @@ While a pub/sub scenario runs, the driver publishes N messages of its own on the
 (:data:`WEIGHTS`): random bytes, empty, 1 MB, JSON that is no object, envelopes with a field of
 the wrong type or a required field missing, batches of bad objects, seed-form and wrong-channel
 envelopes from a source outside the run, and forgeries of the run's own instances — a source
-equal to a receiver's own id, a new epoch, byte-exact replays of real messages, and seq jumps
-ahead of a real source.
+equal to a receiver's own id, a new epoch, byte-exact replays of real messages (on their own
+channel, and on another channel), and seq jumps ahead of a real source.
 
 A capture connection subscribed to the same channels sees every message in the order every
 receiver sees it (Redis writes one PUBLISH to every subscriber at once). ``wire_model.expected``
@@ -17,7 +17,9 @@ bridges' counters and the run's deliveries, id by id.
 
 Two variants: unsigned (``hostile``) and signed (``hostile-signed``: the run's bridges sign and
 verify with a key the injector does not have; everything it sends but byte-exact replays of real
-signed messages must be rejected unparsed, and no forged event may reach a handler). Re-running
+signed messages on the channel they were signed for must be rejected unparsed — a copy on another
+channel has no valid signature there (the MAC covers the channel) — and no forged event may reach a
+handler). Unsigned, an envelope whose type is not its channel's is rejected too. Re-running
 ``python -m benchmarks.chaos --only hostile`` re-measures the figures.
 """
 from __future__ import annotations
@@ -49,13 +51,13 @@ FOREIGN = "intruder-7"
 #: share of each kind among the messages that are not 1 MB (percent)
 WEIGHTS = {"random bytes": 14, "empty": 5, "not an object": 8, "wrong type": 16, "missing field": 10,
            "bad batch": 5, "seed form, foreign source": 5, "wrong channel": 3, "own id (seed form)": 8,
-           "new epoch": 6, "replay": 14, "seq jump": 6}
+           "new epoch": 6, "replay": 14, "cross-channel replay": 6, "seq jump": 6}
 JUMPS = (1, 2, 10, 100)
 #: v1 fields: in a v2 envelope (it has ``ns``) keys a reader does not know, ignored whatever their type
 IGNORED = ("id", "ts_ns", "ti_ns")
 #: the counters compared with the model, one by one
 COMPARED = ("malformed", "self_filtered", "gaps", "duplicates", "source_restarts", "suspicious", "id_conflicts",
-            "rejected", "unsent", "received")
+            "rejected", "rejected_signature", "rejected_channel", "unsent", "received")
 if not set(COMPARED) <= set(COUNTER_NAMES):  # the wire contract's counters moved: follow them here
     raise ImportError(f"benchmarks.chaos.hostile compares counters this build lacks: {set(COMPARED) - set(COUNTER_NAMES)}")
 BIG = 1024 * 1024
@@ -95,8 +97,9 @@ class Forger:
 
     @staticmethod
     def _elem(d: dict, channel: str) -> Elem:
+        typ = d.get("type")
         return Elem(d["source"], d["epoch"], d["seq"], derive_id(d["epoch"], channel[len(PREFIX):], d["seq"]),
-                    ns=d["ns"], ts=d["timestamp"])
+                    ns=d["ns"], ts=d["timestamp"], type=typ if isinstance(typ, str) else None)
 
     def make(self, kind: str) -> Sent:
         r = self.rng
@@ -151,6 +154,10 @@ class Forger:
         if kind == "replay":
             e = real_elem(raw, ch, PREFIX)
             return Sent(kind, ch, raw, (dataclasses.replace(e, real=False),), signed_ok=True)
+        if kind == "cross-channel replay":  # the real message on another channel: its type is not that channel's
+            other = next(c for c in CHANNELS if c != ch)
+            e = real_elem(raw, other, PREFIX)
+            return Sent(kind, other, raw, (dataclasses.replace(e, real=False),), signed_ok=False)
         if kind == "new epoch":
             d = self._env(src, epoch=f"f{self.n:07d}", seq=1, typ=ch[len(PREFIX):])
             return Sent(kind, ch, orjson.dumps(d), (self._elem(d, ch),))
@@ -319,7 +326,8 @@ def compare(res: CaseResult, rec, cap: Capture, sent: dict, ids: list[str], sign
         differ = sum(((handed - model) + (model - handed)).values())
         want = {"malformed": e.malformed, "self_filtered": own + e.self_forged, "gaps": e.gaps,
                 "duplicates": e.duplicates, "source_restarts": e.source_restarts, "suspicious": e.suspicious,
-                "id_conflicts": e.id_conflicts, "rejected": e.rejected, "unsent": 0,
+                "id_conflicts": e.id_conflicts, "rejected": e.rejected,
+                "rejected_signature": e.rejected_signature, "rejected_channel": e.rejected_channel, "unsent": 0,
                 "received": len(want_real) - len(e.suppressed) + sum(e.forged_delivered.values())}
         pairs = {k: (want[k], int(m[k])) for k in COMPARED}
         pairs["ids handed over that differ from the model"] = (0, differ)
@@ -354,7 +362,8 @@ def compare(res: CaseResult, rec, cap: Capture, sent: dict, ids: list[str], sign
     res.figures.update({"false_source_restarts": restarts, "suspicious": flagged, "rejected": rejected})
     res.attributed = (f"counters {'exact' if exact else 'NOT exact'} against the wire rules; {alarms:,} false gap "
                       f"alarms claiming {claimed:,} missing events (from {jumps:,} seq jumps), {restarts:,} false "
-                      f"source restarts (new epochs), {flagged:,} counted suspicious, {rejected:,} rejected unsigned; "
+                      f"source restarts (new epochs), {flagged:,} counted suspicious, {rejected:,} rejected (unsigned, "
+                      f"or a type not its channel's); "
                       f"forged events handed to handlers: "
                       + (", ".join(f"{v:,} {k}" for k, v in accepted.items()) or "none"))
     res.check("no crash: every bridge connected, no reconnect", bool(rec.instances["connected"].all())

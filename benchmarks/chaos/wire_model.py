@@ -7,8 +7,9 @@ This is the one place to follow a changed wire contract: change :func:`apply_rul
 :class:`Receiver` and :class:`Expect`, and the case re-measures.
 
 What it does not model (the hostile case sends none of it): ``void`` announcements (no publish
-fails in that run), the receiver's own reconnects (the case checks there were none), more than
-:data:`MAX_SOURCES` sources, over-long epochs or sources.
+fails in that run), more than :data:`MAX_SOURCES` sources, over-long epochs or sources. The
+receiver's own reconnects are modelled (:meth:`Receiver.resync`) for the property test
+(``tests/test_sequencing.py``, hypothesis), though the hostile case checks there were none.
 """
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ class Elem:
     real: bool = False
     ns: int = 0
     ts: int = 0            # timestamp, epoch ms
+    type: str | None = None  # the envelope's type (None: not checked against the channel)
 
 
 def derive_id(epoch: str | None, stream: str, seq: int | None) -> str | None:
@@ -54,7 +56,9 @@ class Expect:
     source_restarts: int = 0
     suspicious: int = 0
     id_conflicts: int = 0
-    rejected: int = 0
+    rejected: int = 0                   # the sum of the reasons below
+    rejected_signature: int = 0         # signed: no valid signature for the channel it arrived on
+    rejected_channel: int = 0           # an envelope whose type is not its channel's (signed or not)
     forged_delivered: dict[str, int] = field(default_factory=dict)   # kind -> handed to the handlers
     suppressed: set = field(default_factory=set)                     # real ids dropped as duplicates
     delivered: Counter = field(default_factory=Counter)              # id -> times handed over (None: no id)
@@ -66,15 +70,16 @@ class _Stream:
     one per ``seq % WINDOW``: the last taken in order (``ring``) and the last delivered behind the
     last seq (``second``); None: no event."""
 
-    def __init__(self, epoch: str, seq: int, ns: int) -> None:
-        self.epoch, self.last = epoch, seq
+    def __init__(self, epoch: str, seq: int, ns: int, first_ms: int = 0) -> None:
+        self.epoch, self.last, self.first_ms = epoch, seq, first_ms
         self.pending: tuple[int, int] | None = None       # (origin or -1, candidate or -1)
+        self.free = False                                 # the receiver reconnected: the next jump may be any size
         self.ring: list[tuple | None] = [None] * WINDOW
         self.second: list[tuple | None] = [None] * WINDOW
         self.ring[seq % WINDOW] = (seq, ns)
 
     def take(self, seq: int, ns: int) -> None:
-        self.last, self.pending = seq, None
+        self.last, self.pending, self.free = seq, None, False
         self.ring[seq % WINDOW] = (seq, ns)
 
 
@@ -88,6 +93,11 @@ class Receiver:
         self.conflicts: set = set()
         self.suspicious = 0
 
+    def resync(self) -> None:
+        """This receiver reconnected: the next message of every stream may jump any distance."""
+        for st, _older in self.streams.values():
+            st.free = True
+
 
 def _same(a, b) -> bool:
     return a == b and type(a) is type(b)
@@ -97,7 +107,9 @@ def apply_rules(rx: Receiver, channel: str, e: Elem) -> tuple[str, int]:
     """One parsed envelope at receiver ``rx``, in the order of the contract: own id (own epoch or
     an earlier life: "self"; else an id conflict, delivered), then the seq check: ("self" |
     "deliver" | "first" | "restart" | "in order" | "gap" | "duplicate", missing). Every
-    ``suspicious`` signal is counted into ``rx.suspicious`` (a message may raise two)."""
+    ``suspicious`` signal is counted into ``rx.suspicious`` (a message may raise two). A signed
+    receiver (``trusted``) answers "stale" for an epoch it does not track that is older than the
+    stream's current one (dropped, ``rejected_stale``)."""
     if _same(e.source, rx.me):
         if e.epoch == rx.my_epoch or e.ts < rx.started_ms:
             return "self", 0
@@ -116,16 +128,18 @@ def apply_rules(rx: Receiver, channel: str, e: Elem) -> tuple[str, int]:
             rx.suspicious += 1
             return "deliver", 0
         rx.sources[channel] = n + 1
-        rx.streams[key] = (_Stream(e.epoch, e.seq, e.ns), [])
+        rx.streams[key] = (_Stream(e.epoch, e.seq, e.ns, e.ts), [])
         return "first", 0
     st, older = entry
     if st.epoch != e.epoch:
         i = next((i for i, o in enumerate(older) if o.epoch == e.epoch), None)
         if i is None:  # a new epoch: a restart when it starts plausibly low
+            if rx.trusted and e.ts < st.first_ms:  # signed: an epoch not tracked, older than the current one
+                return "stale", 0
             keep = [st, *older]
             while len(keep) > MAX_EPOCHS - 1:  # the least advanced goes (smallest last; of equals, the oldest)
                 keep.remove(min(reversed(keep), key=lambda o: o.last))
-            rx.streams[key] = (_Stream(e.epoch, e.seq, e.ns), keep)
+            rx.streams[key] = (_Stream(e.epoch, e.seq, e.ns, e.ts), keep)
             if e.seq <= MAX_GAP + 1 or rx.trusted:
                 return "restart", 0
             rx.suspicious += 1
@@ -151,14 +165,14 @@ def _seq(rx: Receiver, st: _Stream, e: Elem) -> tuple[str, int]:
             st.take(seq, e.ns)  # the real stream goes on before the jump's target: follow it
         return "deliver", 0
     missing = seq - last - 1
-    if not rx.trusted and ((st.pending is not None and st.pending[0] >= 0) or missing > MAX_GAP):
+    if not (rx.trusted or st.free) and ((st.pending is not None and st.pending[0] >= 0) or missing > MAX_GAP):
         if st.pending is not None and st.pending[1] >= 0 and seq == st.pending[1] + 1:
             st.take(seq, e.ns)  # it goes on from the unconfirmed jump: follow it
             return "in order", 0
         rx.suspicious += 1
         st.pending = (-1 if st.pending is None else st.pending[0], seq)
         return "deliver", 0
-    st.last, st.pending = seq, (last, -1)
+    st.last, st.pending, st.free = seq, (last, -1), False
     st.ring[seq % WINDOW] = (seq, e.ns)
     return "gap", missing
 
@@ -170,7 +184,7 @@ def real_elem(raw: bytes, channel: str, prefix: str = "ws:") -> Elem | None:
         return None
     stream = channel[len(prefix):]
     return Elem(d["source"], d["epoch"], d["seq"], derive_id(d["epoch"], stream, d["seq"]), real=True,
-                ns=d.get("ns", 0), ts=d.get("timestamp", 0))
+                ns=d.get("ns", 0), ts=d.get("timestamp", 0), type=d.get("type"))
 
 
 def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str], epochs: dict[str, str],
@@ -182,7 +196,10 @@ def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str], epoch
     ``started_ms``: a time before every message of the run and after every bridge started.
 
     ``signed``: the bridges hold a key the driver does not: a message that does not start with a
-    receiver's own header bytes and is not a copy of a signed one is ``rejected``, unparsed."""
+    receiver's own header bytes and is not a copy of a signed one on the channel it was signed for
+    is ``rejected`` (signature), unparsed. Signed or not, a parsed envelope whose type is not its
+    channel's is ``rejected`` (channel), before the own-id and seq rules. (Every message of the run
+    is fresh: nothing is stale.)"""
     out = {}
     for me in receivers:
         ex, rx = Expect(), Receiver(me, epochs.get(me), started_ms, trusted=signed)
@@ -194,11 +211,16 @@ def expected(messages: list[tuple[str, bytes, Any]], receivers: list[str], epoch
                 continue
             if signed and sent is not None and not sent.signed_ok:
                 ex.rejected += 1
+                ex.rejected_signature += 1
                 continue
             elems = (real_elem(raw, ch, prefix),) if sent is None else sent.elems
             for e in elems:
                 if e is None:
                     ex.malformed += 1
+                    continue
+                if e.type is not None and e.type != ch[len(prefix):]:
+                    ex.rejected += 1
+                    ex.rejected_channel += 1
                     continue
                 what, missing = apply_rules(rx, ch, e)
                 if what == "self":

@@ -1,6 +1,7 @@
 """``fanout acl``: the least-privilege Redis ACL users per role, printed or applied.
 
     fanout acl --prefix ws: --transport pubsub                  # print the ACL SETUSER lines
+    fanout acl --transport streams --instance bot-1 --instance bot-2   # one bot user per instance (its position)
     FANOUT_HOST_PASSWORD=... FANOUT_BOT_PASSWORD=... fanout acl --prefix ws: --apply --redis-url redis://admin@...
 """
 from __future__ import annotations
@@ -24,6 +25,11 @@ def add_parser(sub) -> None:
     acl.add_argument("--transport", choices=TRANSPORT_NAMES, default="pubsub", help="default pubsub")
     acl.add_argument("--roles", default="host,bot",
                      help=f"comma-separated, of {', '.join(ROLES)} (peer: publishes and subscribes; default host,bot)")
+    acl.add_argument("--instance", action="append", default=[], metavar="ID",
+                     help="streams: a bot (or peer) instance id; one user each, writing only its own read position "
+                          "(repeat for every bot)")
+    acl.add_argument("--event-types", default=None, metavar="T1,T2",
+                     help="streams: the event types (the stream keys); default every type")
     acl.add_argument("--apply", action="store_true",
                      help="run the lines on --redis-url (passwords from $FANOUT_HOST_PASSWORD, $FANOUT_BOT_PASSWORD, "
                           "$FANOUT_PEER_PASSWORD)")
@@ -34,8 +40,14 @@ def add_parser(sub) -> None:
 def main(args: argparse.Namespace) -> int:
     from fanout.acl import role_user
 
+    from fanout.acl import role_users
+    from fanout.events import EVENT_TYPES
+
     roles = [r.strip() for r in args.roles.split(",") if r.strip()]
-    users = [role_user(args.prefix, args.transport, r) for r in roles]
+    types = tuple(t.strip() for t in args.event_types.split(",") if t.strip()) if args.event_types else EVENT_TYPES
+    for r in roles:
+        role_user(args.prefix, args.transport, r, instance_id="x")  # a bad role or prefix: its own line first
+    users = role_users(args.prefix, args.transport, tuple(roles), instances=tuple(args.instance), event_types=types)
     if not args.apply:
         for u in users:
             print(u.line())

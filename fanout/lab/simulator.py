@@ -126,7 +126,9 @@ class Simulation:
     def _make_bridge(self, i: int) -> RedisEventBridge:
         b = RedisEventBridge(self._config(i))
         capacity = self._total_events + self._total_events // 8
-        b.on("*", self.recorder.handler(self.ids[i], capacity, self.say, lambda: self.t0))
+        record = self.recorder.handler(self.ids[i], capacity, self.say, lambda: self.t0)
+        if b.config.enable_subscription:  # (a publish-only bridge refuses handlers: they would never run)
+            b.on("*", record)
         b.on_published(self.recorder.pubs.ack)  # token: the event's publication row
         return b
 

@@ -42,7 +42,11 @@ class Loss:
 
 
 class Sink(Protocol):
-    """What a subscriber feeds (the bridge)."""
+    """What a subscriber feeds (the bridge). A transport that knows when Redis took a message (a
+    stream entry's id) sets ``stamp_ms`` to it before ``on_message`` (signed messages are judged
+    stale from then); others leave it 0 (judged from when they are read)."""
+
+    stamp_ms: int
 
     def on_message(self, channel: bytes, payload: bytes) -> None: ...
     def on_loss(self, loss: Loss) -> None: ...
@@ -89,6 +93,12 @@ class Transport(abc.ABC):
     def __init__(self, config: Any) -> None:  # a fanout.config.BridgeConfig (which names the transports)
         self.config = config
         self.on_ack: Callable[[Any, Exception | None], None] = _no_ack
+        #: the master Sentinel named last (set by the bridge; the config is frozen), or None
+        self.master_url: str | None = None
+
+    def url(self) -> str:
+        """Where to connect: the master Sentinel named last, else the configured URL."""
+        return self.master_url or self.config.resolved_url()
 
     @abc.abstractmethod
     async def connect_publisher(self) -> None:

@@ -3,8 +3,11 @@ reply deadline, one health timer, and the probe while reading is paused (a mixin
 lives in the protocol, set up in its ``__init__``).
 
 * **Deadline**: when the oldest pending reply is ``reply_timeout_s`` old, the connection is
-  failed (everything pending with it). While reading is paused no reply can be read, so the
-  deadline rests; it counts again from the resume.
+  failed (everything pending with it). One timer per connection keeps itself from when the
+  connection opens: while replies are pending it runs out exactly when the oldest is due, while
+  none are it looks again every ``reply_timeout_s``; sending a command never arms a timer, however
+  sparse the commands (a command sent while idle is seen at the next look, then timed exactly).
+  While reading is paused no reply can be read, so the deadline rests; it counts again from the resume.
 * **Health check** (``health_interval_s``): a connection silent that long is PINGed; no answer
   within ``health_timeout_s`` fails it.
 * **Paused** (:meth:`Liveness.pause_reading`: a slow consumer, a handler backlog): the FIN of a
@@ -62,16 +65,18 @@ class Liveness:
     """The deadline, health and paused-probe timers of one connection (mixed into RespProtocol)."""
 
     def _arm_deadline(self) -> None:
+        """(Re)arm the connection's one deadline: when the oldest pending reply is due, or, with none
+        pending, one ``reply_timeout_s`` from now (to look again)."""
         if self._reading_paused:  # no reply can be read: the deadline counts again from the resume
             return
-        delay = self._sent[0] + self._timeout - _now()
+        delay = self._sent[0] + self._timeout - _now() if self._sent else self._timeout
         self._deadline_h = self._loop.call_later(max(delay, 0.0), self._deadline_tick)
 
     def _deadline_tick(self) -> None:
         self._deadline_h = None
-        if self._transport is None or not self._sent:
+        if self._transport is None:
             return
-        if _now() - self._sent[0] >= self._timeout:
+        if self._sent and _now() - self._sent[0] >= self._timeout:
             self._fail(ConnectionError(f"no reply within {self._timeout:g}s from {self.name}"))
         else:
             self._arm_deadline()
@@ -162,8 +167,8 @@ class Liveness:
             now = self._resumed = _now()
             if self._sent:  # what waited behind the backlog: its deadline starts now
                 self._sent = collections.deque([now] * len(self._sent))
-                if self._deadline_h is None:
-                    self._arm_deadline()
+            if self._deadline_h is None:  # the one deadline rested while paused: it keeps itself again
+                self._arm_deadline()
             if self._health_h is not None:
                 self._health_h.cancel()
                 self._health_h = self._loop.call_later(self._health_interval, self._health_tick)

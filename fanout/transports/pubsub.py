@@ -52,7 +52,7 @@ class PubSubTransport(SinglePublisher, Transport):
         if self._pub.up:
             return
         pub = PubConn(self._result)
-        await pub.open(self.config.resolved_url(), self.config)
+        await pub.open(self.url(), self.config)
         self._pub = pub
 
     def _result(self, token, reply, _extra) -> None:
@@ -66,6 +66,6 @@ class PubSubTransport(SinglePublisher, Transport):
         return pub.send(_pack((_PUBLISH, ch, payload)), token, None, force)
 
     async def open_subscriber(self, channels: list[str], sink) -> ProtoSubscriber:
-        proto = await subscribe_on(self.config.resolved_url(), self.config, b"SUBSCRIBE",
+        proto = await subscribe_on(self.url(), self.config, b"SUBSCRIBE",
                                    [[c.encode() for c in channels]], sink)
         return ProtoSubscriber(proto)

@@ -9,8 +9,9 @@
   command but the packed bytes and two deque slots; commands queued in one event-loop turn
   leave in one ``transport.write``.
 * Bounds: at most ``window`` replies pending (``send_nowait`` says False, ``writable()`` waits);
-  one deadline timer per connection (the oldest pending reply older than ``reply_timeout_s``
-  aborts the connection and fails everything pending); an optional idle PING (one timer).
+  one deadline timer per connection, armed when it opens and keeping itself (the oldest pending
+  reply older than ``reply_timeout_s`` aborts the connection and fails everything pending; a
+  command never arms a timer); an optional idle PING (one timer).
   When the connection ends, commands not yet written fail with :class:`NeverSent` (surely not
   run); those written before get the plain ``ConnectionError`` (their outcome is unknown).
 * Reading paused (a slow consumer, a handler backlog): the deadline rests and the connection
@@ -98,6 +99,7 @@ class RespProtocol(Liveness, asyncio.Protocol):
         self._loop = loop = asyncio.get_running_loop()
         self._lost_fut = loop.create_future()
         self._last_rx = _now()
+        self._arm_deadline()  # the connection's one deadline: it keeps itself from now on
         if self._health_interval:
             self._health_h = loop.call_later(self._health_interval, self._health_tick)
 
@@ -262,8 +264,6 @@ class RespProtocol(Liveness, asyncio.Protocol):
         if not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
-        if self._deadline_h is None:
-            self._arm_deadline()
 
     def _flush(self) -> None:
         self._flush_scheduled = False

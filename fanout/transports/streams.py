@@ -219,8 +219,11 @@ class StreamsSubscriber(ProtoSubscriber):
         for loss in t._take_losses():
             sink.on_loss(loss)
         for key_b, entries in out:
-            for _eid, fields in entries:
+            for eid, fields in entries:
+                # when Redis took it (the id's milliseconds): a signed entry is judged stale from then
+                sink.stamp_ms = int(eid[:eid.find(b"-")])
                 sink.on_message(key_b, _payload(fields))
+        sink.stamp_ms = 0
 
     async def wait_lost(self) -> str:
         return await asyncio.shield(self._task)
@@ -266,7 +269,7 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
         # order, so each source's seq numbers are in order in the stream.
         if self._pub.up:
             return
-        pub = await PubConn(self._result, keep_extra=True).open(self.config.resolved_url(), self.config)
+        pub = await PubConn(self._result, keep_extra=True).open(self.url(), self.config)
         if not self._version_checked:  # XINFO STREAM's entries-added counts trims: Redis 7.0+
             try:
                 await require_server(pub.proto, "streams")
@@ -297,7 +300,7 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
     # -- subscribing -------------------------------------------------------------------
     async def open_subscriber(self, channels: list[str], sink) -> StreamsSubscriber:
         cfg = self.config
-        proto = await open_connection(cfg.resolved_url(), **conn_options(
+        proto = await open_connection(self.url(), **conn_options(
             cfg, command_timeout_s=cfg.command_timeout_s + MAX_BLOCK_S))  # > any XREAD BLOCK we send
         try:
             if not self._version_checked:
@@ -387,7 +390,7 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
         proto, own = (self._pub.proto if self._pub.up else None), False
         try:
             if proto is None:  # a subscribe-only bridge: one short connection
-                proto = await open_connection(cfg.resolved_url(), **conn_options(cfg, command_timeout_s=bound))
+                proto = await open_connection(self.url(), **conn_options(cfg, command_timeout_s=bound))
                 own = True
             await asyncio.wait_for(proto.call(*save[0]), bound)
             self._save_done(save[1])
