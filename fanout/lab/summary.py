@@ -473,14 +473,17 @@ class Summary:
         return cls.from_frames(record.publications, record.deliveries)
 
     @classmethod
-    def from_frames(cls, publications, deliveries) -> "Summary":
+    def from_frames(cls, publications, deliveries, *, count_publications: bool = True) -> "Summary":
+        """From frames; ``count_publications=False``: the publications only give the deliveries'
+        due times (a part that holds some receivers' deliveries, as a worker's summary does)."""
         import pandas as pd
 
         s = cls()
         p = publications
-        pseq = p["seq"].to_numpy(dtype=np.int64)
-        epoch, stream = _split_ids(p["id"], pseq)
-        s.add_publications(p["source"].astype(object).to_numpy(), epoch, stream, pseq, p["ok"].to_numpy(dtype=bool))
+        if count_publications:
+            pseq = p["seq"].to_numpy(dtype=np.int64)
+            epoch, stream = _split_ids(p["id"], pseq)
+            s.add_publications(p["source"].astype(object).to_numpy(), epoch, stream, pseq, p["ok"].to_numpy(dtype=bool))
         if len(deliveries) == 0:
             return s
         ok = p.loc[p["ok"], ["id", "t_intended"]].drop_duplicates("id")
@@ -502,6 +505,8 @@ def _split_ids(ids, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     import pandas as pd
 
     ids = pd.Series(ids, dtype=object).reset_index(drop=True)
+    if len(ids) == 0:
+        return np.empty(0, dtype=object), np.empty(0, dtype=object)
     head = ids.where(seq >= 0).astype(object)
     parts = head.str.rpartition(":")
     prefix = parts[0].where(head.notna())
