@@ -69,6 +69,13 @@ def backend_options(server, scenario: Scenario) -> dict:
     return opts
 
 
+def _redacted(scenario: dict) -> dict:
+    """A scenario dict fit to write down: the Redis URL's password masked."""
+    from fanout.redact import redact_url
+
+    return {**scenario, "redis_url": redact_url(scenario["redis_url"]) if scenario.get("redis_url") else None}
+
+
 class Simulation:
     """One run (or a worker's share of it): the bridges, the recorder, the publishers, the faults."""
 
@@ -89,7 +96,7 @@ class Simulation:
         self.hosted = list(range(sc.instances)) if hosted is None else list(hosted)
         self.recorder = Recorder(self.now_ns, parts=self.parts_dir(), tag=self.tag(), t0=lambda: self.t0,
                                  warmup=sc.warmup_s > 0, chunk_rows=options.chunk_rows, chunk_s=options.chunk_s,
-                                 meta={"run_id": self.run_id, "scenario": sc.to_dict()})
+                                 meta={"run_id": self.run_id, "scenario": _redacted(sc.to_dict())})
         plan = schedule(sc)
         self._total_events = len(plan)
         self._plan = [ev for ev in plan if ev.publisher in set(self.hosted)]
