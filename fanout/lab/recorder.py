@@ -179,15 +179,19 @@ class Deliveries:
     """One receiver's current chunk of deliveries; the object is the bridge handler (a plain
     function call). When the chunk is full, ``full`` (the recorder) closes every receiver's chunk."""
 
-    __slots__ = ("receiver", "now_ns", "n", "cap", "src", "ep", "stm", "typ", "gid", "seq", "t", "ti", "say",
-                 "t0", "full", "total", "summarised", "warm")
+    __slots__ = ("receiver", "now_ns", "n", "cap", "max_cap", "src", "ep", "stm", "typ", "gid", "seq", "t", "ti",
+                 "say", "t0", "full", "total", "summarised", "warm", "pool")
 
     def __init__(self, receiver: str, now_ns: Callable[[], int], capacity: int, say=None, t0=None,
                  full: Callable[["Deliveries"], None] | None = None) -> None:
         self.receiver = receiver
         self.now_ns = now_ns
         self.n = 0
-        self.cap = max(16, capacity)
+        self.max_cap = max(16, capacity)        # the chunk closes at this many rows ...
+        self.cap = min(self.max_cap, 4096)      # ... the columns grow to it as rows come
+        #: one object per distinct source, epoch, type and stream: a row refers to these, so the
+        #: strings each parsed message brings are freed at once, not kept a chunk long
+        self.pool: dict = {}
         self.src: list = [None] * self.cap      # the envelope's source (str or int)
         self.ep: list = [None] * self.cap       # epoch
         self.stm: list = [None] * self.cap      # stream: the type, or type.partition
@@ -207,16 +211,21 @@ class Deliveries:
         t = self.now_ns()
         i = self.n
         if i == self.cap:
-            if self.full is None:
+            if self.full is None or self.cap < self.max_cap:
                 self._grow()
             else:
                 self.full(self)
                 i = self.n
         self.t[i] = t
-        self.src[i] = env[3]
-        self.ep[i] = env[5]
-        self.typ[i] = typ = env[0]
-        self.stm[i] = env[8] or typ
+        pool = self.pool
+        x = env[3]
+        self.src[i] = pool.setdefault(x, x)
+        x = env[5]
+        self.ep[i] = pool.setdefault(x, x)
+        x = env[0]
+        self.typ[i] = typ = pool.setdefault(x, x)
+        x = env[8]
+        self.stm[i] = typ if x is None else pool.setdefault(x, x)
         self.gid[i] = env[9]
         seq = env[4]
         self.seq[i] = -1 if seq is None else seq
@@ -227,7 +236,7 @@ class Deliveries:
             self.say(f"[{(t - self.t0()) / 1e9:9.3f}s]   {self.receiver} <- {env.source} {env.type} {env.id}")
 
     def _grow(self) -> None:
-        extra = self.cap
+        extra = self.cap if self.full is None else min(self.cap, self.max_cap - self.cap)
         for col in (self.src, self.ep, self.stm, self.typ, self.gid):
             col.extend([None] * extra)
         for col in (self.seq, self.t, self.ti):

@@ -146,7 +146,7 @@ class Simulation:
     def _make_bridge(self, i: int) -> RedisEventBridge:
         b = RedisEventBridge(self._config(i))
         receivers = max(1, sum(1 for j in self.hosted if j in roles(self.sc)[1]))
-        capacity = min(self._total_events + self._total_events // 8, self.options.chunk_rows // receivers)
+        capacity = self.options.chunk_rows // receivers  # a chunk's rows; the columns grow to it as rows come
         b.on("*", self.recorder.handler(self.ids[i], capacity, self.say, lambda: self.t0))
         b.on_published(self.recorder.pubs.ack)  # token: the event's publication row
         return b
