@@ -1,4 +1,5 @@
-"""Memory per instance: RSS of a fresh process holding K idle, subscribed instances.
+"""Memory per instance: RSS of a fresh process holding K idle, subscribed instances; and memory
+against a run's length (``python -m benchmarks.memory run-length``, :func:`run_length`).
 
 ``(rss(K_high) - rss(K_low)) / (K_high - K_low)`` cancels the interpreter and imports; each
 measurement is a fresh subprocess (``python -m benchmarks.memory child ...``), so nothing
@@ -131,9 +132,81 @@ def memory_per_instance(kinds: tuple[str, ...] = ("fanout", "baseline"), k_low: 
     return out
 
 
+def run_length(durations=(5.0, 20.0), *, instances: int = 5, rate: float = 4000.0, code: str | None = None,
+               out_root: str | None = None) -> dict[str, Any]:
+    """Peak RSS of a whole ``fanout run`` against its length (issue 22): for each duration, one
+    ``/usr/bin/time -v python -m fanout run --instances N --rate R --duration D`` in a fresh
+    process (``code``: the checkout to import fanout from, e.g. an older commit's, for "before"),
+    its record saved under ``out_root``. Reports per run: deliveries, peak RSS of the command, the
+    instrument's own RSS while it ran (its resource samples: recording, before the record is built
+    and analysed), bytes on disk per delivery; and the slopes per extra delivery between the
+    shortest and the longest run."""
+    import re
+    import shutil
+    import tempfile
+
+    import pandas as pd
+
+    root = Path(code or Path(__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(root)
+    own = out_root is None
+    out_root = out_root or tempfile.mkdtemp(prefix="fanout-runlen-")
+    rows = []
+    try:
+        for d in durations:
+            out = Path(out_root) / f"d{d:g}"
+            cmd = ["/usr/bin/time", "-v", sys.executable, "-m", "fanout", "run", "--instances", str(instances),
+                   "--rate", f"{rate:g}", "--duration", f"{d:g}", "--out", str(out), "--no-progress", "--json"]
+            p = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env, timeout=600 + 3 * d)
+            m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
+            if p.returncode not in (0, 1) or not m:
+                raise RuntimeError(f"fanout run --duration {d:g} failed ({p.returncode}): {p.stderr.strip()[-500:]}")
+            (run,) = [x for x in out.iterdir() if x.is_dir()]
+            meta = json.loads((run / "run.json").read_text())
+            deliveries = int(meta["counts"]["deliveries"])
+            disk = sum(f.stat().st_size for f in run.rglob("*") if f.is_file())
+            res = pd.read_parquet(run / "resources.parquet") if (run / "resources.parquet").exists() else None
+            rec_rss = None
+            if res is not None and len(res):
+                mine = res[res["target"].isin(["instrument", "coordinator"]) | res["target"].str.startswith("worker")]
+                rec_rss = int(mine.groupby("t")["memory_bytes"].sum().max()) if len(mine) else None
+            rows.append({"duration_s": d, "deliveries": deliveries, "peak_rss_mb": int(m.group(1)) / 1024,
+                         "recording_rss_mb": rec_rss / 2**20 if rec_rss else None,
+                         "disk_bytes": disk, "disk_bytes_per_delivery": disk / deliveries if deliveries else None,
+                         "parts": (run / "parts").is_dir(), "summary": (run / "summary.bin").exists(),
+                         "recorder": (meta.get("environment") or {}).get("recorder")})
+    finally:
+        if own:
+            shutil.rmtree(out_root, ignore_errors=True)
+    lo, hi = rows[0], rows[-1]
+    extra = hi["deliveries"] - lo["deliveries"]
+    slope = {}
+    if extra > 0:
+        slope["peak_rss_bytes_per_extra_delivery"] = (hi["peak_rss_mb"] - lo["peak_rss_mb"]) * 2**20 / extra
+        if lo["recording_rss_mb"] and hi["recording_rss_mb"]:
+            slope["recording_rss_bytes_per_extra_delivery"] = (
+                (hi["recording_rss_mb"] - lo["recording_rss_mb"]) * 2**20 / extra)
+    return {"code": str(root), "instances": instances, "rate": rate, "runs": rows, **slope}
+
+
 if __name__ == "__main__":
+    if len(sys.argv) >= 2 and sys.argv[1] == "run-length":
+        import argparse
+
+        ap = argparse.ArgumentParser(prog="python -m benchmarks.memory run-length")
+        ap.add_argument("--durations", default="5,20", help="seconds, comma-separated (default 5,20)")
+        ap.add_argument("--instances", type=int, default=5)
+        ap.add_argument("--rate", type=float, default=4000.0)
+        ap.add_argument("--code", help="import fanout from this checkout (e.g. an older commit's, for 'before')")
+        ap.add_argument("--out", help="keep the run records here")
+        a = ap.parse_args(sys.argv[2:])
+        print(json.dumps(run_length(tuple(float(x) for x in a.durations.split(",")), instances=a.instances,
+                                    rate=a.rate, code=a.code, out_root=a.out), indent=2))
+        raise SystemExit(0)
     if len(sys.argv) == 5 and sys.argv[1] == "child":
         res = asyncio.run(asyncio.wait_for(_child(sys.argv[2], int(sys.argv[3]), sys.argv[4]), CHILD_TIMEOUT_S - 5))
         print(json.dumps(res), flush=True)
         os._exit(0)  # skip closing K connections politely: the numbers are taken
-    raise SystemExit("usage: python -m benchmarks.memory child fanout|baseline K URL")
+    raise SystemExit("usage: python -m benchmarks.memory child fanout|baseline K URL | "
+                     "python -m benchmarks.memory run-length [--durations 5,20] [--code DIR]")

@@ -232,7 +232,7 @@ async def agent_main(url: str, name: str | None = None, role: str = "any", *, wa
             while await client.exists(coord_key):
                 await asyncio.sleep(HEARTBEAT_EVERY_S)
 
-        work = asyncio.create_task(serve(sc, run_url or url, hosted, send, recv, clock=clock, options=options))
+        work = asyncio.create_task(serve(sc, run_url or url, hosted, send, recv, clock=clock, options=options, run_id=run_id))
         watcher = asyncio.create_task(watch())
         done, _ = await asyncio.wait([work, watcher], return_when=asyncio.FIRST_COMPLETED)
         if watcher in done and not work.done():

@@ -19,6 +19,13 @@ class RunOptions:
     subscribe_confirm_timeout_s: float = 10.0
     #: a worker (process or agent) must have its bridges up and say "ready" within this
     ready_timeout_s: float = 60.0
+    #: record as you go: write the run's rows as Parquet parts into ``<record_dir>/<run id>/parts/``
+    #: while it runs (None: keep them in memory until the run ends)
+    record_dir: str | None = None
+    #: a chunk of deliveries (a part) closes at this many rows over one process's receivers ...
+    chunk_rows: int = 1_000_000
+    #: ... or after this many seconds
+    chunk_s: float = 10.0
 
     def now_ns(self) -> int:
         """The run's clock: integer ns, the wall clock shared by every process on a host (+ skew)."""

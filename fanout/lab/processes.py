@@ -13,10 +13,13 @@ The conversation, every step bounded by a timeout::
 
     worker -> ("ready", version, clock)    bridges started; clock = (offset_ns, uncertainty_ns)
     coord  -> ("go", t_start)              after Redis shows every subscriber (PUBSUB NUMSUB)
-    worker -> ("published", pubs)          its share of the schedule is done (columns)
+    coord  -> ("go", t_start, offsets)     offsets: every instance's clock offset (its worker's)
+    worker -> ("published", pubs, published_by)   its share of the schedule is done (columns;
+                                           empty when it wrote them as parts of the run folder)
     coord  -> ("drain", expected)          distinct events each of its receivers must get
-    worker -> ("done", deliveries, instance rows, outages, cpu)   (deliveries as columns;
-                                           cpu: its process CPU over publish + drain)
+    worker -> ("done", deliveries, instance rows, outages, cpu, summary)   (deliveries as columns,
+                                           empty when written as parts; cpu: its process CPU over
+                                           publish + drain; summary: Summary.to_wire())
 
 Times cross the link in the *reference clock* (Redis's ``TIME`` for agents, the shared wall
 clock for local processes): a worker adds its clock offset to every time it sends and subtracts
@@ -27,19 +30,23 @@ record (its instances' missing deliveries are attributed to it).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import multiprocessing as mp
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from fanout.errors import FanoutError
 from fanout.lab import control, instrument, resources
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.progress import Progress
-from fanout.lab.record import DELIVERY_COLUMNS, INSTANCE_COLUMNS, PUBLICATION_COLUMNS, RunRecord, build_record
+from fanout.lab.record import (DELIVERY_COLUMNS, INSTANCE_COLUMNS, PARTS_DIR, PUBLICATION_COLUMNS, RunRecord,
+                               build_record, columns_frame, frame, read_parts)
 from fanout.lab.recorder import merge_columns
+from fanout.lab.summary import Summary
 from fanout.lab.scenario import Scenario, from_dict
 from fanout.lab.schedule import expected_counts
 from fanout.lab.simulator import Simulation
@@ -63,6 +70,17 @@ def shift_records(pubs: dict, deliveries: dict, outages: list, offset_ns: int) -
     d2 = {k: ([x + offset_ns for x in v] if k == "t_received" else v) for k, v in deliveries.items()}
     o2 = [(o[0], o[1] + offset_ns if o[1] else 0, o[2] + offset_ns if o[2] else 0, o[3]) for o in outages]
     return p2, d2, o2
+
+
+def _with_parts(cols: dict[str, list], parts: Path, name: str, columns: dict[str, str]):
+    """Shipped columns and the rows workers wrote as parts, as one frame."""
+    import pandas as pd
+
+    df = read_parts(parts, name)
+    shipped = columns_frame(cols, columns)
+    if df is None:
+        return shipped
+    return pd.concat([shipped, frame(df, columns)], ignore_index=True) if len(shipped) else frame(df, columns)
 
 
 def offered_deliveries_s(sc: Scenario) -> float:
@@ -97,10 +115,12 @@ def spread(instances: int, workers: int) -> list[list[int]]:
 
 
 async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=(0, 0),
-                options: RunOptions = DEFAULT) -> None:
+                options: RunOptions = DEFAULT, run_id: str | None = None) -> None:
     """The worker's side of the conversation over ``send(msg)`` / ``await recv(timeout)``."""
     offset = int(clock[0])
-    sim = Simulation(sc, url, hosted=hosted, options=options)
+    if offset and options.record_dir:  # parts hold local times: only where the clock is the reference's
+        options = dataclasses.replace(options, record_dir=None)
+    sim = Simulation(sc, url, hosted=hosted, options=options, run_id=run_id)
     try:
         version = await sim.setup()
         await send(("ready", version, list(clock)))
@@ -109,16 +129,21 @@ async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=
             return
         t_start = int(msg[1]) - offset
         sim.t0 = t_start + int(sc.warmup_s * 1e9)
+        rec = sim.recorder
+        rec.own_offset = offset
+        rec.source_offsets = dict(msg[2]) if len(msg) > 2 and msg[2] else {}
         await sim.publish_phase(t_start)
-        pubs, _, _ = shift_records(sim.recorder.publication_columns(), {}, [], offset)
-        await send(("published", pubs))
+        pubs = {} if rec.parts is not None else shift_records(rec.publication_columns(), {}, [], offset)[0]
+        await send(("published", pubs, rec.published_by))
         msg = await recv(60.0 + sc.drain_timeout_s)
         if msg[0] != "drain":
             return
         receivers = set(roles(sc)[1])
         await sim.drain({r: n for r, n in msg[1].items() if sim.ids.index(r) in receivers})
-        _, dels, outs = shift_records({}, sim.recorder.delivery_columns(), sim.outage_rows(), offset)
-        await send(("done", dels, sim.instance_rows(), outs, sim.cpu))
+        rec.finish()
+        dels = {} if rec.parts is not None else rec.delivery_columns()
+        _, dels, outs = shift_records({}, dels, sim.outage_rows(), offset)
+        await send(("done", dels, sim.instance_rows(), outs, sim.cpu, rec.summary.to_wire(), rec.stats()))
     except Exception as exc:  # noqa: BLE001 - any failure is the worker's answer: one line to the coordinator
         await send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
@@ -219,9 +244,10 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
     t_start = now_ns() + 500_000_000  # every worker gets the message well before the first event
     redis_cpu0, wall0 = await instrument.redis_cpu_s(url), time.monotonic()
     t0 = t_start + int(sc.warmup_s * 1e9)
+    offsets = {ids[i]: int(ln.clock[0]) for ln in links for i in ln.hosted}
     for ln in links:
         if ln.dead is None:
-            await ln.send(("go", t_start))
+            await ln.send(("go", t_start, offsets))
     bar = Progress(progress, sc.warmup_s + sc.duration_s, sc.name)
     try:
         task = asyncio.ensure_future(gather(links, "published", sc.warmup_s + sc.duration_s + 60.0,
@@ -234,9 +260,14 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
         bar.close()
     pubs = merge_columns([m[1] for m in published.values()], PUBLICATION_COLUMNS)
     published_by: dict[str, int] = {}
-    for src, ok in zip(pubs["source"], pubs["ok"]):
-        if ok:
-            published_by[src] = published_by.get(src, 0) + 1
+    for m in published.values():
+        if len(m) > 2:  # the worker's own count (its columns may be in parts)
+            for src, n in m[2].items():
+                published_by[src] = published_by.get(src, 0) + n
+        else:
+            for src, ok in zip(m[1]["source"], m[1]["ok"]):
+                if ok:
+                    published_by[src] = published_by.get(src, 0) + 1
     expected = expected_counts(published_by, [ids[i] for i in roles(sc)[1]])
     for ln in links:
         if ln.dead is None:
@@ -245,6 +276,11 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
     t_end = now_ns()
     redis_cpu1, wall = await instrument.redis_cpu_s(url), time.monotonic() - wall0
     deliveries = merge_columns([m[1] for m in done.values()], DELIVERY_COLUMNS)
+    parts = Path(options.record_dir) / run_id / PARTS_DIR if options.record_dir else None
+    if parts is not None and parts.is_dir():  # rows the workers wrote as parts, beside any shipped
+        pubs = _with_parts(pubs, parts, "publications", PUBLICATION_COLUMNS)
+        deliveries = _with_parts(deliveries, parts, "deliveries", DELIVERY_COLUMNS)
+    summaries = [Summary.from_bytes(m[5]) for m in done.values() if len(m) > 5 and m[5]]
     inst_rows = [r for m in done.values() for r in m[2]]
     outages = [o for m in done.values() for o in m[3]]
     lost_instances = {}
@@ -255,6 +291,10 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
                 lost_instances[ids[i]] = ln.name
                 inst_rows.append({**dict.fromkeys(INSTANCE_COLUMNS, 0), "instance": ids[i], "connected": False})
     rec = build_record(sc, url, run_id, version, t0, t_end, pubs, deliveries, inst_rows, [], outages, {})
+    # every worker's summary merged (exact); none when a worker's records were lost with it
+    rec.summary = Summary.merged(summaries) if summaries and len(summaries) == len(links) else None
+    rec.parts = parts if parts is not None and parts.is_dir() else None
+    rec.environment["recorder"] = {name: m[6] for name, m in done.items() if len(m) > 6}
     rec.environment["workers"] = {
         ln.name: {"instances": [ids[i] for i in ln.hosted], "clock_offset_ns": int(ln.clock[0]),
                   "clock_uncertainty_ns": int(ln.clock[1]), "status": ln.dead or "ok", **ln.info}
@@ -270,7 +310,7 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
 # ------------------------------------------------------------------ workers as local processes
 
 
-def _process_main(hosted: list[int], scenario: dict, url: str, conn, options: dict) -> None:
+def _process_main(hosted: list[int], scenario: dict, url: str, conn, options: dict, run_id: str | None = None) -> None:
     """Entry point of one spawned worker process (imports fanout afresh)."""
 
     async def send(msg) -> None:
@@ -284,7 +324,7 @@ def _process_main(hosted: list[int], scenario: dict, url: str, conn, options: di
             await asyncio.sleep(0.005)
         return conn.recv()
 
-    instrument.run(serve(from_dict(scenario), url, hosted, send, recv, options=RunOptions(**options)))
+    instrument.run(serve(from_dict(scenario), url, hosted, send, recv, options=RunOptions(**options), run_id=run_id))
 
 
 async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None,
@@ -300,7 +340,7 @@ async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None,
     for w, hosted in enumerate(groups):
         parent, child = ctx.Pipe()
         name = f"worker-{w}" if len(hosted) > 1 else ids[hosted[0]]
-        p = ctx.Process(target=_process_main, args=(hosted, sc.to_dict(), url, child, options.to_dict()),
+        p = ctx.Process(target=_process_main, args=(hosted, sc.to_dict(), url, child, options.to_dict(), run_id),
                         name=f"fanout-{name}", daemon=True)
         p.start()
         links.append(ProcessLink(name, hosted, p, parent))

@@ -97,6 +97,11 @@ class RunRecord:
     redis_stats: dict[str, Any] = field(default_factory=dict)
     #: Redis and process resource samples (empty when the run was not sampled)
     resources: pd.DataFrame = field(default_factory=lambda: frame([], RESOURCE_COLUMNS))
+    #: the run's :class:`fanout.lab.summary.Summary` (kept online, merged over workers); None for
+    #: runs made before summaries, and for a run recovered from its parts alone
+    summary: Any = None
+    #: the folder of Parquet parts the rows were written to as the run went (None: none)
+    parts: Path | None = None
 
     def meta(self) -> dict[str, Any]:
         scen = dict(self.scenario)
@@ -114,17 +119,60 @@ class RunRecord:
         """Write ``<root>/<run_id>/`` (the frames as parquet files and run.json); return the folder."""
         out = Path(root) / self.run_id
         out.mkdir(parents=True, exist_ok=True)
+        # rows already written as parts of this folder while the run went stay there, not copied
+        in_parts = self.parts is not None and Path(self.parts).resolve().parent == out.resolve() and \
+            any(Path(self.parts).glob("deliveries-*.parquet")) | any(Path(self.parts).glob("publications-*.parquet"))
         for name in ("publications", "deliveries", "instances", "faults", "outages", "resources"):
+            if in_parts and name in ("publications", "deliveries"):
+                continue
             write_parquet(getattr(self, name), out / f"{name}.parquet")
+        if self.summary is not None:
+            (out / SUMMARY_FILE).write_bytes(self.summary.to_bytes())
         (out / "run.json").write_text(json.dumps(self.meta(), indent=2, default=str) + "\n")
         self.path = out
         return out
 
 
+SUMMARY_FILE = "summary.bin"
+PARTS_DIR = "parts"
+
+
+def read_parts(folder: str | os.PathLike, name: str) -> pd.DataFrame | None:
+    """Every part ``<name>-*.parquet`` of a parts folder as one frame, in the order they were
+    written per process (None when there is none). Half-written parts never show: a part is
+    written under a temporary name and renamed."""
+    files = sorted(Path(folder).glob(f"{name}-*.parquet"))
+    if not files:
+        return None
+    return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def drop_warmup(pub_df: pd.DataFrame, del_df: pd.DataFrame, t0: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Publications due before ``t0`` (the warmup) and their deliveries left out."""
+    warm_ids = set(pub_df.loc[pub_df["t_intended"] < t0, "id"])
+    return (pub_df[~pub_df["id"].isin(warm_ids)].reset_index(drop=True),
+            del_df[~del_df["id"].isin(warm_ids)].reset_index(drop=True))
+
+
+def _rows(p: Path, name: str, columns: dict[str, str], meta: dict) -> pd.DataFrame:
+    """A run's publications or deliveries: the whole file, else its parts (read back whole, the
+    warmup left out and the publications in schedule order, as :func:`build_record` gives them)."""
+    f = p / f"{name}.parquet"
+    if f.exists():
+        return frame(pd.read_parquet(f), columns)
+    df = read_parts(p / PARTS_DIR, name)
+    return frame(df if df is not None else [], columns)
+
+
 def load_run(path: str | os.PathLike) -> RunRecord:
-    """Read a run folder written by :meth:`RunRecord.save`."""
+    """Read a run folder written by :meth:`RunRecord.save`: whole files, or rows written as parts
+    while the run went (``parts/``), with ``summary.bin`` as :attr:`RunRecord.summary` when there
+    is one. A folder with parts but no ``run.json`` (a run killed before it could save) is read
+    from its parts and ``parts/recording.json``, marked ``interrupted``."""
     p = Path(path)
     if not (p / "run.json").exists():
+        if (p / PARTS_DIR / "recording.json").exists():
+            return _recover(p)
         raise ConfigError(f"{p} is not a run folder (no run.json)")
     meta = json.loads((p / "run.json").read_text())
 
@@ -132,15 +180,61 @@ def load_run(path: str | os.PathLike) -> RunRecord:
         f = p / f"{name}.parquet"
         return frame(pd.read_parquet(f) if f.exists() else [], columns)
 
+    pubs, dels = _rows(p, "publications", PUBLICATION_COLUMNS, meta), _rows(p, "deliveries", DELIVERY_COLUMNS, meta)
+    if not (p / "publications.parquet").exists():  # from parts: as build_record made the frames
+        pubs = pubs.sort_values("t_intended", kind="stable").reset_index(drop=True)
+        if float((meta.get("scenario") or {}).get("warmup_s") or 0) > 0:
+            pubs, dels = drop_warmup(pubs, dels, int(meta.get("t0", 0)))
     return RunRecord(
         run_id=meta["run_id"], scenario=meta["scenario"], environment=meta["environment"],
-        publications=frame(pd.read_parquet(p / "publications.parquet"), PUBLICATION_COLUMNS),
-        deliveries=frame(pd.read_parquet(p / "deliveries.parquet"), DELIVERY_COLUMNS),
+        publications=pubs, deliveries=dels,
         instances=frame(pd.read_parquet(p / "instances.parquet"), INSTANCE_COLUMNS),
         t0=int(meta.get("t0", 0)), t_end=int(meta.get("t_end", 0)), notes=list(meta.get("notes", [])), path=p,
         faults=optional("faults", FAULT_COLUMNS), outages=optional("outages", OUTAGE_COLUMNS),
         redis_stats=dict(meta.get("redis_stats", {})), resources=optional("resources", RESOURCE_COLUMNS),
+        summary=_summary(p), parts=p / PARTS_DIR if (p / PARTS_DIR).is_dir() else None,
     )
+
+
+def _summary(p: Path):
+    f = p / SUMMARY_FILE
+    if not f.exists():
+        return None
+    from fanout.lab.summary import Summary
+
+    return Summary.from_bytes(f.read_bytes())
+
+
+def _recover(p: Path) -> RunRecord:
+    """A run folder with parts and no run.json: what the parts hold, marked interrupted."""
+    meta = json.loads((p / PARTS_DIR / "recording.json").read_text())
+    pubs = _rows(p, "publications", PUBLICATION_COLUMNS, meta).sort_values("t_intended", kind="stable")
+    dels = _rows(p, "deliveries", DELIVERY_COLUMNS, meta)
+    t0 = int(meta.get("t0") or 0)
+    if meta.get("warmup"):
+        pubs, dels = drop_warmup(pubs, dels, t0)
+    scen = dict(meta.get("scenario") or {})
+    if scen.get("redis_url"):
+        scen["redis_url"] = redact_url(scen["redis_url"])
+    names = instance_ids(_scenario_of(scen)) if scen else []
+    t_end = int(max(dels["t_received"].max() if len(dels) else 0, pubs["t_sent"].max() if len(pubs) else 0, t0))
+    planned = float(scen.get("warmup_s") or 0) + float(scen.get("duration_s") or 0)
+    return RunRecord(
+        run_id=str(meta.get("run_id") or p.name), scenario=scen,
+        environment={"interrupted": {"after_s": round((t_end - t0) / 1e9, 3), "of_s": planned},
+                     "recovered_from_parts": True},
+        publications=pubs.reset_index(drop=True), deliveries=dels,
+        instances=frame([{"instance": n, "connected": False} for n in names], INSTANCE_COLUMNS),
+        t0=t0, t_end=t_end, path=p, parts=p / PARTS_DIR,
+        notes=["recovered from the parts written before the run stopped without saving: "
+               "no instance counters, no outages, no summary"],
+    )
+
+
+def _scenario_of(scen: dict):
+    from fanout.lab.scenario import from_dict
+
+    return from_dict(scen)
 
 
 def server_facts(server=None, binary: str | None = None) -> dict[str, Any]:
@@ -224,6 +318,10 @@ def protection(sc, url: str, run_id: str) -> dict[str, Any]:
 def columns_frame(data: dict[str, list] | list[tuple], columns: dict[str, str]) -> pd.DataFrame:
     """Columns (``{name: list}``, the recorder's form) or rows (tuples in column order) -> a frame
     with exactly ``columns``."""
+    if isinstance(data, pd.DataFrame):
+        return frame(data, columns)
+    if data is None:
+        return frame([], columns)
     if isinstance(data, dict):
         n = len(next(iter(data.values()), ()))
         return frame({c: data[c] for c in columns if c in data} if n else [], columns)
@@ -231,16 +329,15 @@ def columns_frame(data: dict[str, list] | list[tuple], columns: dict[str, str]) 
 
 
 def build_record(sc, url: str, run_id: str, version: str | None, t0: int, t_end: int,
-                 pubs: dict[str, list] | list[tuple], deliveries: dict[str, list] | list[tuple],
+                 pubs: dict[str, list] | list[tuple] | pd.DataFrame | None,
+                 deliveries: dict[str, list] | list[tuple] | pd.DataFrame | None,
                  inst_rows: list[dict], fault_log: list, outages: list[tuple], stats: dict) -> RunRecord:
     """Columns (or rows) from one or many processes -> one RunRecord (frames with the contract's dtypes)."""
     pub_df = columns_frame(pubs, PUBLICATION_COLUMNS)
     pub_df = pub_df.sort_values("t_intended", kind="stable").reset_index(drop=True)  # the schedule's order
     del_df = columns_frame(deliveries, DELIVERY_COLUMNS)
     if sc.warmup_s > 0:
-        warm_ids = set(pub_df.loc[pub_df["t_intended"] < t0, "id"])
-        pub_df = pub_df[~pub_df["id"].isin(warm_ids)].reset_index(drop=True)
-        del_df = del_df[~del_df["id"].isin(warm_ids)].reset_index(drop=True)
+        pub_df, del_df = drop_warmup(pub_df, del_df, t0)
     scen = sc.to_dict()
     scen["redis_url"] = redact_url(url) if sc.redis_url else None
     ids = instance_ids(sc)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import logging
 import signal
 import threading
@@ -200,6 +201,8 @@ def run_scenario(sc: Scenario, *, progress: bool | None = None, printer: Printer
         raise ConfigError("agents: a run over agents needs redis_url (the Redis every agent can reach)")
     if not sc.redis_url:
         require_local(needs(sc))  # the binary's own --version: fail before starting a cluster
+    if save_to and options.record_dir is None and not sc.agents:  # record as you go, into the run's folder
+        options = dataclasses.replace(options, record_dir=str(save_to))
     try:
         if sc.redis_url:
             rec = run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer, options=options))

@@ -40,7 +40,7 @@ from fanout.lab.faults import PROXY_KINDS, FaultRunner, parse_faults
 from fanout.lab.market import SyntheticMarket
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.progress import Progress
-from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record, run_signing_keys
+from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record, read_parts, run_signing_keys
 from fanout.lab.recorder import Recorder
 from fanout.lab.scenario import Scenario
 from fanout.lab.schedule import expected_counts, schedule
@@ -69,6 +69,13 @@ def backend_options(server, scenario: Scenario) -> dict:
     return opts
 
 
+def _redacted(scenario: dict) -> dict:
+    """A scenario dict fit to write down: the Redis URL's password masked."""
+    from fanout.redact import redact_url
+
+    return {**scenario, "redis_url": redact_url(scenario["redis_url"]) if scenario.get("redis_url") else None}
+
+
 class Simulation:
     """One run (or a worker's share of it): the bridges, the recorder, the publishers, the faults."""
 
@@ -87,7 +94,9 @@ class Simulation:
         if any(f.kind == "redis_restart" for f in self.faults) and server is None:
             raise FanoutError("a redis_restart fault needs the throwaway server (run without redis_url)")
         self.hosted = list(range(sc.instances)) if hosted is None else list(hosted)
-        self.recorder = Recorder(self.now_ns)
+        self.recorder = Recorder(self.now_ns, parts=self.parts_dir(), tag=self.tag(), t0=lambda: self.t0,
+                                 warmup=sc.warmup_s > 0, chunk_rows=options.chunk_rows, chunk_s=options.chunk_s,
+                                 meta={"run_id": self.run_id, "scenario": _redacted(sc.to_dict())})
         plan = schedule(sc)
         self._total_events = len(plan)
         self._plan = [ev for ev in plan if ev.publisher in set(self.hosted)]
@@ -104,6 +113,17 @@ class Simulation:
         self.crash_outages: list[tuple] = []
         self.proxies: dict[int, Any] = {}
         self.t0 = 0
+
+    def parts_dir(self):
+        """Where this run's rows are written as it goes (None: kept in memory)."""
+        from pathlib import Path
+
+        root = self.options.record_dir
+        return Path(root) / self.run_id / "parts" if root else None
+
+    def tag(self) -> str:
+        """This process's name in its part files: ``main``, or the first hosted instance's index."""
+        return "main" if len(self.hosted) == self.sc.instances else f"w{self.hosted[0] if self.hosted else 0}"
 
     # -- bridges -----------------------------------------------------------------------
     def _config(self, i: int) -> BridgeConfig:
@@ -125,7 +145,8 @@ class Simulation:
 
     def _make_bridge(self, i: int) -> RedisEventBridge:
         b = RedisEventBridge(self._config(i))
-        capacity = self._total_events + self._total_events // 8
+        receivers = max(1, sum(1 for j in self.hosted if j in roles(self.sc)[1]))
+        capacity = self.options.chunk_rows // receivers  # a chunk's rows; the columns grow to it as rows come
         record = self.recorder.handler(self.ids[i], capacity, self.say, lambda: self.t0)
         if b.config.enable_subscription:  # (a publish-only bridge refuses handlers: they would never run)
             b.on("*", record)
@@ -186,6 +207,7 @@ class Simulation:
         try:
             while not all(t.done() for t in publishers):
                 await asyncio.wait(publishers, timeout=0.25)
+                rec.tick()
                 if bar is not None:
                     bar.update((self.now_ns() - t_start) / 1e9, rec.pubs.settled, rec.n_deliveries)
             for t in publishers:
@@ -203,9 +225,9 @@ class Simulation:
     async def drain(self, expected: dict[str, int]) -> None:
         """Until each receiver has its expected count of distinct events, or the drain bound passed."""
         deadline = time.monotonic() + self.sc.drain_timeout_s
-        tables = self.recorder.receivers
-        while time.monotonic() < deadline and any(
-                (tables[r].distinct if r in tables else 0) < n for r, n in expected.items()):
+        rec = self.recorder
+        while time.monotonic() < deadline and any(rec.distinct(r) < n for r, n in expected.items()):
+            rec.tick()
             await asyncio.sleep(0.01)
         window = getattr(self, "_cpu_window", None)
         self.cpu = window.stop(self.spun_s, self.recorder.pubs.lag_p99_ms()) if window is not None else None
@@ -257,8 +279,7 @@ class Simulation:
         finally:
             sampler.stop()
             await self.close()
-        record = build_record(sc, self.url, self.run_id, version, t0, t_end, rec.publication_columns(),
-                              rec.delivery_columns(), inst_rows, runner.log if runner else [], self.outage_rows(), stats)
+        record = self._build(version, t0, t_end, inst_rows, runner, stats)
         redis_cpu = None if redis_cpu0 is None or redis_cpu1 is None else redis_cpu1 - redis_cpu0
         record.environment["instrument"] = instrument.verdict(
             {"main": self.cpu or {"cpu_s": 0.0, "wall_s": wall, "cpu_pct": 0.0}}, redis_cpu, wall,
@@ -270,13 +291,26 @@ class Simulation:
         """What a run stopped midway had recorded, marked ``interrupted`` (None before it started)."""
         if not t0:
             return None
-        rec = self.recorder
-        record = build_record(self.sc, self.url, self.run_id, version, t0, self.now_ns(), rec.publication_columns(),
-                              rec.delivery_columns(), self.instance_rows(), runner.log if runner else [],
-                              self.outage_rows(), {})
+        record = self._build(version, t0, self.now_ns(), self.instance_rows(), runner, {})
         planned = self.sc.warmup_s + self.sc.duration_s
         record.environment["interrupted"] = {"after_s": round(wall_s, 3), "of_s": planned}
         record.notes.append(f"interrupted after {wall_s:.1f} s of {planned:g} s: the numbers cover only that part")
+        return record
+
+    def _build(self, version, t0: int, t_end: int, inst_rows: list[dict], runner, stats: dict) -> RunRecord:
+        """The record: the recorder's last chunk closed, its rows (from memory, or read back from
+        the parts written as the run went) as frames, and its summary."""
+        rec = self.recorder
+        rec.finish()
+        if rec.parts is not None:
+            pubs, dels = read_parts(rec.parts, "publications"), read_parts(rec.parts, "deliveries")
+        else:
+            pubs, dels = rec.publication_columns(), rec.delivery_columns()
+        record = build_record(self.sc, self.url, self.run_id, version, t0, t_end, pubs, dels, inst_rows,
+                              runner.log if runner else [], self.outage_rows(), stats)
+        record.summary = rec.summary
+        record.parts = rec.parts
+        record.environment["recorder"] = rec.stats()
         return record
 
     async def _publisher(self, i: int, rows: list[int], t_start: int) -> None:
