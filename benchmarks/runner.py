@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
@@ -293,6 +294,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN float as None (a withheld percentile in a frame is NaN): strict JSON,
+    which the report's archive embeds."""
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     plan = quick_plan() if args.quick else full_plan()
@@ -367,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     res["json_path"] = str(path)
     table = render(res)
     res["table"] = table
-    text = json.dumps(res, indent=1, default=str) + "\n"
+    text = json.dumps(strict_json(res), indent=1, default=str, allow_nan=False) + "\n"
     path.write_text(text)
     (out / "latest.json").write_text(text)
     print(table, flush=True)

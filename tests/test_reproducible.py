@@ -254,3 +254,18 @@ def test_a_rerendering_shows_the_benchmark_results_its_report_showed(tmp_path):
     assert load_results(local, from_runs=[str(tmp_path / "with")]) == shown
     assert load_results(local, from_runs=[str(tmp_path / "without")]) is None
     assert load_results(local) == {"mode": "full"}  # a report that runs shows this machine's results
+
+
+def test_benchmark_results_are_strict_json_so_the_archive_can_keep_them(tmp_path):
+    """A withheld percentile in the benchmark's frames is NaN: written as null (the report's archive
+    is strict JSON), and an older file holding NaN reads as None."""
+    from benchmarks.runner import strict_json
+    from fanout.report.load import load_results
+
+    assert strict_json({"rows": [{"p99_ms": float("nan"), "p50_ms": 0.5}], "t": (1.0, float("nan"))}) == \
+        {"rows": [{"p99_ms": None, "p50_ms": 0.5}], "t": [1.0, None]}
+    old = tmp_path / "latest.json"
+    old.write_text('{"capacity": {"rows": [{"p99_ms": NaN}]}}')
+    got = load_results(old)
+    assert got == {"capacity": {"rows": [{"p99_ms": None}]}}
+    json.dumps(got, allow_nan=False)

@@ -34,7 +34,8 @@ def load_results(path: str | Path = LATEST, from_runs=()) -> dict[str, Any] | No
     if not p.is_file():
         return None
     try:
-        return json.loads(p.read_text())
+        # NaN (a withheld percentile in files written before they were strict JSON) reads as None
+        return json.loads(p.read_text(), parse_constant=lambda _name: None)
     except (OSError, json.JSONDecodeError):
         return None
 
