@@ -132,7 +132,7 @@ def provenance(rep: Report) -> dict[str, Any]:
     env = rep.runs[0].findings.environment if rep.runs else {}
     return {
         "generated_utc": rep.generated.isoformat(timespec="seconds"), "commits": code_commits(rep.runs),
-        "python": env.get("python") or platform.python_version(), "python_executable": sys.executable,
+        "python": env.get("python") or platform.python_version(),
         "fanout": env.get("fanout"), "packages": {p: v for p in PACKAGES if (v := _version(p))},
         "machine": rep.machine(), "servers": rep.servers(), "parameters": rep.parameters(),
     }
