@@ -269,3 +269,12 @@ def test_benchmark_results_are_strict_json_so_the_archive_can_keep_them(tmp_path
     got = load_results(old)
     assert got == {"capacity": {"rows": [{"p99_ms": None}]}}
     json.dumps(got, allow_nan=False)
+
+
+def test_the_page_names_each_record_inside_the_report_folder(small_report):
+    """The appendix's Record column points into the report's own runs/, not where it was written."""
+    md = (small_report / "validation-report.md").read_text()
+    doc = json.loads((small_report / "report.json").read_text())
+    for r in doc["runs"]:
+        assert f"`runs/{r['run_id']}`" in md
+    assert str(small_report.parent) not in md.split("### Runs", 1)[1].split("###", 1)[0]

@@ -41,8 +41,18 @@ def _started(run: ScenarioRun) -> str:
     return datetime.fromtimestamp(t0 / 1e9, timezone.utc).strftime("%Y-%m-%d %H:%M:%S") if t0 else ""
 
 
-def runs_frame(runs: Sequence[ScenarioRun]) -> pd.DataFrame:
-    return pd.DataFrame([{"Run": r.name, "Role": r.role, "Run id": f"`{r.record.run_id}`", "Record": f"`{r.path}`",
+def record_shown(run: ScenarioRun, save_to: str | None = None) -> str:
+    """Where a run's record is, as the page shows it: ``runs/<run id>`` relative to the report folder
+    when the report is written to one (``fanout report`` saves or copies every record into its
+    ``runs/``: an absolute ``save_to``), else the folder it was read from."""
+    if save_to and Path(save_to).is_absolute() and (Path(save_to) / run.record.run_id / "run.json").is_file():
+        return f"{Path(save_to).name}/{run.record.run_id}"
+    return run.path
+
+
+def runs_frame(runs: Sequence[ScenarioRun], save_to: str | None = None) -> pd.DataFrame:
+    return pd.DataFrame([{"Run": r.name, "Role": r.role, "Run id": f"`{r.record.run_id}`",
+                          "Record": f"`{record_shown(r, save_to)}`",
                           "Started (UTC)": _started(r), "Server": server_name(r)}
                          for r in runs], columns=["Run", "Role", "Run id", "Record", "Started (UTC)", "Server"])
 
@@ -140,7 +150,7 @@ def provenance(rep: Report) -> dict[str, Any]:
 
 def appendix(rep: Report, bench: dict | None = None, bench_md: str = "") -> str:
     prov = provenance(rep)
-    return render("appendix.md.j2", rep=rep, prov=prov, runs=T.md(runs_frame(rep.runs)) if rep.runs else "",
+    return render("appendix.md.j2", rep=rep, prov=prov, runs=T.md(runs_frame(rep.runs, rep.params.save_to)) if rep.runs else "",
                   changed=T.md(changed_fields_frame(rep.runs), align={"Fields that differ from the Scenario defaults":
                                                                        "left"}) if rep.runs else "",
                   params_yaml=yaml.safe_dump(prov["parameters"], sort_keys=False, default_flow_style=None).strip(),
