@@ -144,6 +144,7 @@ class RedisEventBridge(Publishing):
                 await self._transport.connect_publisher()
                 self._connected_pub = True
             if self.config.enable_subscription:
+                self._rx.since_ms = (time.time() - self.config.signed_max_skew_s) * 1000.0
                 self._subscriber = await self._transport.open_subscriber(self._channels, self._rx)
                 self._connected_sub = True
                 self._supervisor = asyncio.get_running_loop().create_task(
@@ -270,6 +271,7 @@ class RedisEventBridge(Publishing):
             try:
                 if self.config.sentinels:
                     await self._follow_master()
+                self._rx.since_ms = (time.time() - self.config.signed_max_skew_s) * 1000.0
                 sub = await self._transport.open_subscriber(self._channels, self._rx)
             except (RedisUnavailable, ConnectionError, OSError, TimeoutError) as exc:
                 log.debug("reconnect attempt %d failed: %s", attempt, redact_text(_one_line(exc)))

@@ -32,7 +32,8 @@ SEED_FIELDS = {"host": "host", "port": "port", "password": "password", "keyPrefi
                "enableSubscription": "enable_subscription"}
 #: every field given in seconds (a number > 0)
 SECONDS = ("connect_timeout_s", "command_timeout_s", "publish_timeout_s", "reconnect_initial_s", "reconnect_max_s",
-           "health_check_interval_s", "health_check_timeout_s", "signed_max_age_s", "slow_handler_s")
+           "health_check_interval_s", "health_check_timeout_s", "signed_max_age_s", "signed_max_skew_s",
+           "slow_handler_s")
 
 
 def check_prefix(prefix: Any, field_name: str = "key_prefix") -> str:
@@ -115,6 +116,10 @@ class BridgeConfig:
     # with signing: signed messages older (or newer) than this are rejected as stale (replays); it is
     # also the clock-skew allowed between a publisher's clock and a receiver's (or Redis's, for streams)
     signed_max_age_s: float = 60.0
+    # with signing, pub/sub: a signed message stamped earlier than this before the receiver's
+    # (re)subscription is a replay (pub/sub delivers only what is published after it); the clock skew
+    # allowed between publishers and receivers for that check
+    signed_max_skew_s: float = 1.0
     # a sync handler that holds the reader longer than this is said (once per decade) and counted
     slow_handler_s: float = 0.1
 

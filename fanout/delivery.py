@@ -14,7 +14,8 @@ the channel and payload bytes. Per message, in this order and nothing more:
    an envelope whose ``type`` is not its channel's is ``rejected`` (``rejected_channel``), signed
    or not (handlers are chosen by the type); with signing keys, one older (or newer) than
    ``signed_max_age_s`` is ``rejected`` (``rejected_stale``): for a stream entry, measured from
-   the time Redis took it (its id), else from when it is read;
+   the time Redis took it (its id), else from when it is read; on pub/sub, one stamped before the
+   subscription began (less ``signed_max_skew_s``) is a replay, ``rejected_stale`` too;
 4. a message with this bridge's ``source`` (compared by type and value) is its own when the
    epoch is its own or it was sent before this bridge started (an earlier life of this id);
    otherwise another instance uses the same id: ``id_conflicts`` (once per epoch, a warning and
@@ -118,6 +119,9 @@ class Delivery:
         self._max_age_ms = int(max_age * 1000) if signer is not None and max_age else 0
         #: set by a transport that knows when Redis took the message (a stream entry's id, ms); else 0
         self.stamp_ms = 0
+        #: with signing, a message stamped before this (wall ms: the latest (re)subscription less the
+        #: skew allowed) came from before the subscription began; set by the bridge as it subscribes
+        self.since_ms = 0.0
         self._rejected = Rejections(bridge._counts, self._id)
         #: a sync handler call longer than this held the reader: said (once per decade) and counted
         self._slow_s = getattr(bridge.config, "slow_handler_s", 0.1)
@@ -192,6 +196,10 @@ class Delivery:
             if age > self._max_age_ms or age < -self._max_age_ms:
                 self._rejected.stale("a signed %s event stamped %d ms from %s on %s (over signed_max_age_s)",
                                      env[0], age, "its arrival in Redis" if self.stamp_ms else "now", ch.name)
+                return
+            if not self.stamp_ms and env[2] < self.since_ms:  # pub/sub delivers nothing sent before it subscribed
+                self._rejected.stale("a signed %s event on %s stamped before this subscription began (less "
+                                     "signed_max_skew_s): a replay", env[0], ch.name)
                 return
         src = env[3]  # the tuple's fields by index on this path: source, seq, epoch, ns, type (events.Envelope)
         if src == self._own_id and type(src) is self._own_type and self._is_own(env):

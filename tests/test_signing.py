@@ -339,3 +339,34 @@ def test_a_signed_streams_backlog_is_judged_from_when_redis_took_it_and_replays_
             await r.aclose()
 
     arun(go())
+
+
+def test_signed_replays_to_a_pubsub_receiver_that_subscribed_after_the_capture_are_rejected(redis_url):
+    """Issue 23's case with the default bounds: captured signed tickers published to a bot that started
+    2 s later. Pub/sub delivers nothing published before the subscription, so a signed message
+    stamped before it (less signed_max_skew_s, 1 s) is a replay, however young."""
+    async def go():
+        keys = {"k1": OLD}
+        async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="host", signing_keys=keys,
+                                                 enable_subscription=False)) as host:
+            async def send():
+                for k in range(20):
+                    await host.publish("ticker", {"k": k})
+
+            captured = await _capture(redis_url, "ws:ticker", 20, send)
+            await asyncio.sleep(2.0)  # age, not synchronisation: the bot subscribes 2 s after the capture
+            async with RedisEventBridge(BridgeConfig(url=redis_url, instance_id="late", signing_keys=keys,
+                                                     enable_publishing=False)) as late:
+                assert late.config.signed_max_age_s == 60.0 and late.config.signed_max_skew_s == 1.0
+                got = collect(late)
+                r = Redis.from_url(redis_url)
+                for raw in captured:
+                    await r.publish("ws:ticker", raw)
+                await host.publish("ticker", {"k": "fresh"})
+                await r.aclose()
+                await wait_for(lambda: len(got) == 1 and late.metrics()["rejected"] == 20, what="20 replays, 1 fresh")
+                m = late.metrics()
+                assert got[0].data == {"k": "fresh"}
+                assert (m["rejected_stale"], m["rejected_signature"], m["received"]) == (20, 0, 1)
+
+    arun(go())
