@@ -71,7 +71,9 @@ def test_handlers_per_type_sync_and_async(redis_url):
             await pub.publish("trade", {"symbol": "ETH/USDT"})
             await pub.publish("candle", {"symbol": "SOL/USDT"})
             await wait_for(lambda: sub.metrics()["received"] == 3)
-            assert [e.data["symbol"] for e in tickers] == ["BTC/USDT"]
+            assert [e.data["symbol"] for e in tickers] == ["BTC/USDT"]  # a sync handler ran as it was read
+            # an async handler runs in the bridge's handler task, a turn (or, on a busy machine, several) later
+            await wait_for(lambda: len(trades) == 1, what="the async trade handler")
             assert [e.data["symbol"] for e in trades] == ["ETH/USDT"]
             with pytest.raises(ConfigError, match="subscribes to"):
                 RedisEventBridge(BridgeConfig(url=redis_url, event_types=("ticker",))).on("trade", print)
