@@ -103,13 +103,22 @@ class Route:
         return self.void_json
 
     def add_void(self, seq: int) -> None:
-        """``seq`` never reached Redis (or is not known to have)."""
-        v = self.void
-        for r in v:
+        """``seq`` never reached Redis (or is not known to have). Ranges that come to touch are
+        joined ([1,1] and [3,3] plus 2 is [1,3]), so only separate holes spend ``MAX_VOID_RANGES``."""
+        v = self.void  # sorted by first, disjoint and never adjacent
+        for i, r in enumerate(v):
             if r.first <= seq <= r.last:
                 return
-            if r.last == seq - 1 or r.first == seq + 1:  # grown: announce it again until acknowledged
-                r.first, r.last, r.carrier, r.acked_at = min(r.first, seq), max(r.last, seq), -1, 0.0
+            if r.last == seq - 1:  # grown (announced again until acknowledged), joined to the next if it touches
+                if i + 1 < len(v) and v[i + 1].first == seq + 1:
+                    r.last = v[i + 1].last
+                    del v[i + 1]
+                else:
+                    r.last = seq
+                r.carrier, r.acked_at = -1, 0.0
+                break
+            if r.first == seq + 1:  # (no range ends at seq - 1: it would have come first)
+                r.first, r.carrier, r.acked_at = seq, -1, 0.0
                 break
         else:
             v.append(VoidRange(seq, seq))

@@ -28,6 +28,21 @@ def collect(bridge: RedisEventBridge) -> list:
     return got
 
 
+async def through_markers(pubs: list, subs: list, gots: list) -> None:
+    """Everything published so far has arrived, by order rather than by waiting a while: each of
+    ``pubs`` publishes a marker (after its earlier publishes were acknowledged, so Redis ran them
+    first); a subscriber's one connection hears Redis's messages in the order it ran them, so once
+    every marker has reached every subscriber nothing published before can still arrive. The
+    markers are then taken out of ``gots`` (in place)."""
+    for p in pubs:
+        await p.publish("ticker", {"marker": str(p.instance_id)})
+    for sub, got in zip(subs, gots):
+        want = {str(p.instance_id) for p in pubs if p is not sub}
+        await wait_for(lambda: {e.data.get("marker") for e in got if e.type == "ticker"} >= want, 10,
+                       f"the markers of {sorted(want)} at {sub.instance_id}")
+        got[:] = [e for e in got if not (e.type == "ticker" and "marker" in e.data)]
+
+
 def test_three_bridges_each_event_reaches_the_two_others_exactly_once(redis_url):
     async def go():
         bridges = [RedisEventBridge(BridgeConfig(url=redis_url, instance_id=f"i{i}")) for i in range(3)]
@@ -38,15 +53,14 @@ def test_three_bridges_each_event_reaches_the_two_others_exactly_once(redis_url)
         for k in range(30):
             env = await bridges[k % 3].publish(("ticker", "trade", "orderbook", "candle")[k % 4], {"k": k})
             sent.append(env)
-        await wait_for(lambda: all(len(g) == 20 for g in got), what="20 deliveries per bridge")
-        await asyncio.sleep(0.1)  # nothing more may arrive
+        await through_markers(bridges, bridges, got)  # nothing more may arrive
         for i, b in enumerate(bridges):
             ids = [e.id for e in got[i]]
             assert len(ids) == len(set(ids)) == 20
             assert all(e.source != f"i{i}" for e in got[i])
             assert set(ids) == {e.id for e in sent if e.source != f"i{i}"}
             m = b.metrics()
-            assert (m["connected"], m["published"], m["received"], m["self_filtered"]) == (True, 10, 20, 10)
+            assert (m["connected"], m["published"], m["received"], m["self_filtered"]) == (True, 11, 22, 11)  # + markers
             assert (m["errors"], m["gaps"], m["duplicates"], m["reconnects"], m["subscriptions"]) == (0, 0, 0, 0, 4)
         for b in bridges:
             await b.close()
@@ -94,8 +108,8 @@ def test_two_key_prefixes_do_not_see_each_other(redis_url):
             await a_pub.publish("ticker", {"k": k, "prefix": "ws:"})
         for k in range(7):
             await b_pub.publish("ticker", {"k": k, "prefix": "other:"})
-        await wait_for(lambda: len(ga) == 5 and len(gb) == 7)
-        await asyncio.sleep(0.1)
+        await through_markers([a_pub], [a_sub], [ga])  # after b_pub's events: they would have come first
+        await through_markers([b_pub], [b_sub], [gb])
         assert {e.data["prefix"] for e in ga} == {"ws:"} and len(ga) == 5
         assert {e.data["prefix"] for e in gb} == {"other:"} and len(gb) == 7
         for b in (a_pub, b_pub, a_sub, b_sub):
@@ -222,8 +236,8 @@ def test_duplicates_are_counted_not_delivered_and_a_new_epoch_is_not_a_gap(redis
                 await r.publish("ws:trade", env(seq))
             for seq in (1, 2):                   # the source restarted: new epoch, not a loss
                 await r.publish("ws:trade", env(seq, "e2"))
+            # the 7th delivered is the last published, on the same connection: every duplicate came before it
             await wait_for(lambda: sub.metrics()["received"] == 7)
-            await asyncio.sleep(0.05)
             m = sub.metrics()
             assert [e.data["seq"] for e in got] == [1, 2, 3, 6, 7, 1, 2]
             assert (m["duplicates"], m["gaps"], m["source_restarts"]) == (2, 2, 1)
@@ -252,7 +266,7 @@ def test_redis_restart_reconnect_bounded_publish_and_gaps():
     events it missed as gaps once the next event from that source arrives."""
     with RedisServer() as srv:
         async def go():
-            cfg = dict(url=srv.url, reconnect_initial_s=0.02, reconnect_max_s=0.2, publish_timeout_s=1.0)
+            cfg = dict(url=srv.url, reconnect_initial_s=0.02, reconnect_max_s=0.2, publish_timeout_s=30.0)
             pub = RedisEventBridge(BridgeConfig(instance_id="pub", **cfg))
             fast = RedisEventBridge(BridgeConfig(instance_id="fast", **cfg))
             slow = RedisEventBridge(BridgeConfig(instance_id="slow", **cfg))
@@ -269,10 +283,11 @@ def test_redis_restart_reconnect_bounded_publish_and_gaps():
             srv.stop()
             await wait_for(lambda: not fast.metrics()["connected"] and not slow.metrics()["connected"],
                            what="bridges to notice Redis is gone")
-            t = time.monotonic()
-            with pytest.raises(PublishError, match="publish to ws:ticker on redis://127.0.0.1:\\d+/0 failed"):
-                await pub.publish("ticker", {"k": "lost"})
-            assert time.monotonic() - t < 1.5
+            # fails fast, by its cause (nothing to connect to), not by its deadline (30 s; 10 s allowed here)
+            with pytest.raises(PublishError, match="publish to ws:ticker on redis://127.0.0.1:\\d+/0 failed") as ei:
+                async with asyncio.timeout(10):
+                    await pub.publish("ticker", {"k": "lost"})
+            assert "no answer within" not in str(ei.value) and not ei.value.maybe_sent
             assert pub.metrics()["errors"] == 1 and pub.metrics()["publish_errors"] == 1
 
             srv.start()
@@ -311,10 +326,10 @@ def test_paused_redis_is_noticed_by_the_health_check_and_publish_is_bounded():
             await pub.start()
             srv.pause()
             try:
-                t = time.monotonic()
+                # bounded by its own deadline (the message says which fired); 10 s allowed here
                 with pytest.raises(PublishError, match="no answer within 0.5s"):
-                    await pub.publish("ticker", {})
-                assert time.monotonic() - t < 1.5
+                    async with asyncio.timeout(10):
+                        await pub.publish("ticker", {})
                 await wait_for(lambda: not sub.metrics()["connected"], timeout=5, what="health check to fire")
             finally:
                 srv.resume()
@@ -421,11 +436,10 @@ def test_password_right_wrong_and_unreachable():
                 await RedisEventBridge(BridgeConfig(url=f"redis://:wrong-pw@127.0.0.1:{srv.port}/0")).start()
             assert "refused the credentials" in str(ei.value)
             assert "wrong-pw" not in str(ei.value) and "***" in str(ei.value)
-            t = time.monotonic()
             dead = f"redis://:topsecret@127.0.0.1:{srv.port + 1 if srv.port < 65535 else 1}/0"
-            with pytest.raises(RedisUnavailable) as ei:
-                await RedisEventBridge(BridgeConfig(url=dead, connect_timeout_s=1)).start()
-            assert time.monotonic() - t < 3
+            with pytest.raises(RedisUnavailable) as ei:  # refused at once, not after connect_timeout_s (30 s)
+                async with asyncio.timeout(10):
+                    await RedisEventBridge(BridgeConfig(url=dead, connect_timeout_s=30)).start()
             assert "cannot reach Redis at redis://:***@127.0.0.1:" in str(ei.value)
             assert "topsecret" not in str(ei.value)
 
@@ -482,7 +496,7 @@ def test_batching_delivers_every_event_once_in_per_source_order(redis_url):
         stats = await Redis.from_url(redis_url).info("commandstats")
         assert stats["cmdstat_publish"]["calls"] <= 1200 / 10, "events travelled in batches"
         await wait_for(lambda: all(len(g) == 800 for g in got), timeout=15, what="800 deliveries each")
-        await asyncio.sleep(0.1)
+        await through_markers(bridges, bridges, got)  # nothing more may arrive
         for i, b in enumerate(bridges):
             ids = [e.id for e in got[i]]
             assert len(ids) == len(set(ids)) == 800
@@ -492,7 +506,7 @@ def test_batching_delivers_every_event_once_in_per_source_order(redis_url):
                     seqs = [e.seq for e in got[i] if e.source == src and e.type == t]
                     assert seqs == list(range(1, len(seqs) + 1)), "per-source order and contiguity"
             m = b.metrics()
-            assert (m["gaps"], m["duplicates"], m["errors"], m["published"]) == (0, 0, 0, 400)
+            assert (m["gaps"], m["duplicates"], m["errors"], m["published"]) == (0, 0, 0, 401)  # + the marker
         for b in bridges:
             await b.close()
 

@@ -5,13 +5,12 @@ echo dropped unparsed, and the issue-12 fixes (kept task references, no asserts,
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from redis.asyncio import Redis
 
 from conftest import arun, needs_redis7, wait_for
-from fanout import BridgeConfig, PublishError, RedisEventBridge
+from fanout import BridgeConfig, Envelope, PublishError, RedisEventBridge
 from fanout.lab.servers import RedisServer
 
 
@@ -83,11 +82,10 @@ def test_publishes_in_flight_when_redis_dies_or_hangs_each_end_once_within_the_b
             awaited = [asyncio.ensure_future(pub.publish("ticker", {"a": k})) for k in range(200)]
             await asyncio.sleep(0)
             srv.kill() if how == "kill" else srv.pause()
-            try:
-                t = time.monotonic()
-                await wait_for(lambda: len(acks) == accepted, timeout=5, what="every publish_nowait to end")
-                results = await asyncio.gather(*awaited, return_exceptions=True)
-                assert time.monotonic() - t < 0.5 + 1.0  # within the bound (and some slack for the loop)
+            try:  # each ends by its cause (the connection lost, or its 0.5 s deadline: said below), 10 s allowed
+                await wait_for(lambda: len(acks) == accepted, timeout=10, what="every publish_nowait to end")
+                async with asyncio.timeout(10):
+                    results = await asyncio.gather(*awaited, return_exceptions=True)
             finally:
                 if how == "pause":
                     srv.resume()
@@ -95,7 +93,13 @@ def test_publishes_in_flight_when_redis_dies_or_hangs_each_end_once_within_the_b
             ok = sum(1 for _, e in acks if e is None)
             failed = [e for _, e in acks if e is not None]
             assert all(isinstance(e, PublishError) for e in failed)
-            assert all(isinstance(r, (PublishError,)) or getattr(r, "id", None) for r in results)
+            for k, r in enumerate(results):  # each awaited publish: its own envelope, or a PublishError
+                assert isinstance(r, PublishError) or (type(r) is Envelope and r.data == {"a": k}), (k, r)
+            why = {str(e) for e in failed} | {str(r) for r in results if isinstance(r, PublishError)}
+            if how == "pause":  # Redis stopped answering: every failure is the deadline firing
+                assert all("failed: no answer within 0.5s" in w for w in why), why
+            else:  # Redis died: the connection's loss, not the deadline
+                assert not any("no answer within" in w for w in why), why
             bad = sum(1 for r in results if isinstance(r, PublishError))
             m = pub.metrics()
             assert m["published"] == ok + (len(results) - bad)
@@ -126,8 +130,7 @@ def test_batching_with_publish_nowait_exactly_once_in_order_and_no_task_per_batc
             await wait_for(lambda: len(acks) == 2000, timeout=10, what="2000 acks")
         finally:
             loop.set_task_factory(default)
-        assert [c for c in made if "wait_for" not in getattr(c, "__qualname__", "")] == [], \
-            "no task per batch (nor per event)"
+        assert made == [], "no task per batch (nor per event)"
         stats = await Redis.from_url(redis_url).info("commandstats")
         assert stats["cmdstat_publish"]["calls"] <= 2000 / 20, "events travelled in batches"
         await wait_for(lambda: all(len(g) == 2000 for g in got), timeout=10, what="2000 deliveries each")

@@ -4,7 +4,6 @@ kill, pause, AOF persistence, and the embedded binary when none is on PATH.
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
 import redis
@@ -54,10 +53,10 @@ def test_aof_always_survives_a_kill():
 def test_pause_makes_commands_time_out_and_resume_recovers(redis_server):
     redis_server.pause()
     c = redis.Redis.from_url(redis_server.url, socket_timeout=0.3, socket_connect_timeout=0.3)
-    t = time.monotonic()
-    with pytest.raises((redis.TimeoutError, redis.ConnectionError)):
+    # the command's own timeout fires (a TimeoutError, not a refused or reset connection); the test's
+    # pytest timeout bounds it should it not
+    with pytest.raises(redis.TimeoutError):
         c.ping()
-    assert time.monotonic() - t < 2
     redis_server.resume()
     assert client(redis_server).ping()
 

@@ -31,8 +31,11 @@ def test_the_sampler_stops_within_its_bound_and_counts_an_unreachable_server(red
                               {"me": os.getpid()}, interval_s=0.05).start()
     import time
 
-    time.sleep(0.3)
-    sampler.stop()
+    deadline = time.monotonic() + 10  # until it has sampled both targets and failed on the gone one, bounded
+    while not ({r["target"] for r in list(sampler.rows)} >= {"redis", "me"} and sampler.errors > 0):
+        assert time.monotonic() < deadline, f"no samples of both targets within 10 s: {sampler.rows}"
+        time.sleep(0.01)
+    sampler.stop()  # bounded by its own join timeout: checked by the thread being gone
     assert not sampler._thread.is_alive()
     kinds = set(sampler.frame()["target"])
     assert kinds == {"redis", "me"} and sampler.errors > 0

@@ -30,12 +30,40 @@ def wait_for_child(proc: subprocess.Popen, name: str, timeout_s: float = 30) -> 
     raise AssertionError(f"no {name} child of pid {proc.pid} within {timeout_s}s: {proc.communicate()}")
 
 
+def wait_for_publishes(proc: subprocess.Popen, n: int, timeout_s: float = 60) -> psutil.Process:
+    """Until the run's throwaway server (a ``-server`` child listening on TCP) has run ``n`` PUBLISH
+    commands: the run is under way. Bounded; fails with what the CLI said if it ended first.
+    Returns that server."""
+    import redis
+
+    calls, deadline = 0, time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            try:  # (a short-lived "-server --version" probe may come and go)
+                if "-server" not in child.name() and "-server" not in " ".join(child.cmdline()):
+                    continue
+                ports = [c.laddr.port for c in child.net_connections("tcp") if c.status == psutil.CONN_LISTEN]
+            except psutil.NoSuchProcess:
+                continue
+            if not ports:
+                continue
+            try:
+                with redis.Redis(port=ports[0], socket_timeout=5, socket_connect_timeout=5) as r:
+                    calls = r.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+            except redis.ConnectionError:  # still starting
+                calls = 0
+            if calls >= n:
+                return child
+        time.sleep(0.05)
+    raise AssertionError(f"the run's server saw {calls} of {n} PUBLISH within {timeout_s}s "
+                         f"(exit {proc.poll()}): {proc.communicate() if proc.poll() is not None else ''}")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_stops_fanout_run_and_leaves_nothing_running(sig, tmp_path):
     proc = subprocess.Popen([*fanout_cmd(), "run", "--duration", "30", "--out", str(tmp_path), "--no-progress"], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    server = wait_for_child(proc, "-server")  # redis-server or valkey-server
-    time.sleep(1.0)  # well into the run
+    server = wait_for_publishes(proc, 50)  # well into the run: publishing (not a sleep that hopes so)
     everyone = [server, *psutil.Process(proc.pid).children(recursive=True)]
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
