@@ -77,8 +77,8 @@ class Histogram:
 
 def snapshot(counts: list, unit: str) -> Histogram:
     """A copy of one histogram's list as a :class:`Histogram` (read while nothing writes: the one loop)."""
-    buckets = tuple(counts[:SUM])
-    total = counts[SUM]
+    c = counts[:]  # one copy (one C call: consistent even when another thread reads it, e.g. an exporter)
+    buckets, total = tuple(c[:SUM]), c[SUM]
     return Histogram(BOUNDS_S, buckets, sum(buckets), total / 1e9 if unit == "ns" else float(total))
 
 

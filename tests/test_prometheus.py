@@ -1,0 +1,90 @@
+"""fanout[prometheus] (fanout.exporters.prometheus): a real scrape over HTTP of bridges running against
+a throwaway server, parsed with prometheus_client's own parser; and a real Prometheus scraping
+``fanout run --metrics-port``."""
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+
+import pytest
+
+from conftest import arun, wait_for
+from fanout import BridgeConfig, RedisEventBridge
+from fanout.histograms import BOUNDS_S
+
+prometheus_client = pytest.importorskip("prometheus_client", reason="fanout[prometheus] is not installed")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from fanout.exporters.prometheus import COUNTERS, HISTOGRAMS, serve  # noqa: E402
+
+
+def scrape(port: int) -> dict:
+    """``{family name: family}`` parsed from ``/metrics`` (run in a thread: the server is another thread)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def value(fam, suffix: str = "", **labels) -> float:
+    got = [s.value for s in fam.samples if s.name == fam.name + suffix
+           and all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(got) == 1, (fam.name, suffix, labels, fam.samples)
+    return got[0]
+
+
+def test_a_real_scrape_equals_metrics_and_the_histograms_count_the_deliveries(redis_url):
+    n = 200
+
+    async def go():
+        cfg = dict(url=redis_url, event_types=("trade", "ticker"))
+        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
+                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
+            got: list = []
+            bot.on("trade", got.append)
+            bot.on("ticker", got.append)
+            for k in range(n):
+                await host.publish("trade" if k % 4 else "ticker", {"k": k})
+            await wait_for(lambda: len(got) == n, timeout=10, what=f"{n} deliveries at the bot")
+            stop = serve([host, bot], port=0, addr="127.0.0.1")
+            try:
+                fams = await asyncio.to_thread(scrape, stop.port)
+            finally:
+                stop()
+            return fams, host.metrics(), bot.metrics(), bot.histograms(), host.histograms()
+
+    fams, mh, mb, hb, hh = arun(go())
+    for name, (src, _) in COUNTERS.items():  # prometheus_client's parser names counters without _total
+        assert value(fams[name], "_total", transport="pubsub") == mh[src] + mb[src], name
+    assert value(fams["fanout_messages_received"], "_total") == n
+    assert value(fams["fanout_messages_published"], "_total") == n
+    assert value(fams["fanout_connected"]) == 2 and value(fams["fanout_subscriptions"]) == 4
+    (info,) = fams["fanout_build_info"].samples
+    assert info.labels["version"] and info.value == 1
+
+    lat = fams["fanout_delivery_latency_seconds"]
+    per_type = {t: value(lat, "_count", event_type=t, transport="pubsub") for t in ("trade", "ticker")}
+    assert per_type == {"trade": n - n // 4, "ticker": n // 4} and sum(per_type.values()) == mb["received"]
+    for t in ("trade", "ticker"):
+        buckets = [s for s in lat.samples if s.name.endswith("_bucket") and s.labels["event_type"] == t]
+        les = [float(s.labels["le"]) for s in buckets]
+        assert les[0] == 5e-05 and les[-2] == 10.0 and les[-1] == float("inf") and les == sorted(les)
+        counts = [s.value for s in buckets]
+        assert counts == sorted(counts) and counts[-1] == per_type[t]  # cumulative, ending at the count
+        own = hb["delivery_latency"][t]
+        assert own.count == per_type[t] and abs(value(lat, "_sum", event_type=t) - own.sum) < 1e-6
+        assert dict(own.cumulative())[1.0] == value(lat, "_bucket", event_type=t, le="1.0")
+    pub = fams["fanout_publish_duration_seconds"]
+    assert sum(value(pub, "_count", event_type=t) for t in ("trade", "ticker")) == mh["published"] == n
+    handled = fams["fanout_handler_duration_seconds"]
+    assert sum(value(handled, "_count", event_type=t) for t in ("trade", "ticker")) == n  # one sync handler each
+    # only aggregating labels: no instance id, symbol, run id or message id
+    for fam in fams.values():
+        for s in fam.samples:
+            assert set(s.labels) <= {"transport", "event_type", "le", "version"}, s
+
+
+def test_histogram_buckets_are_log_linear_from_50_us_to_10_s():
+    assert BOUNDS_S[0] == 5e-05 and BOUNDS_S[-1] == 10.0 and len(BOUNDS_S) == 51
+    assert list(BOUNDS_S) == sorted(set(BOUNDS_S))
+    assert {"fanout_delivery_latency_seconds", "fanout_publish_duration_seconds",
+            "fanout_handler_duration_seconds"} == set(HISTOGRAMS)
