@@ -88,3 +88,99 @@ def test_histogram_buckets_are_log_linear_from_50_us_to_10_s():
     assert list(BOUNDS_S) == sorted(set(BOUNDS_S))
     assert {"fanout_delivery_latency_seconds", "fanout_publish_duration_seconds",
             "fanout_handler_duration_seconds"} == set(HISTOGRAMS)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prometheus_binary() -> str:
+    """Debian's ``prometheus``; absent: skip here, fail in CI (.ci/run installs it)."""
+    import os
+    import shutil
+
+    found = shutil.which("prometheus")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the prometheus binary is missing in CI (.ci/run installs Debian's prometheus package)")
+        pytest.skip("no prometheus binary on PATH (apt-get install prometheus); CI installs it")
+    return found
+
+
+def get_json(url: str) -> dict:
+    import json
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read().decode())
+
+
+def test_a_real_prometheus_scrapes_fanout_run_metrics_port(tmp_path):
+    import subprocess
+    import time
+    import urllib.parse
+
+    from conftest import fanout_cmd
+
+    binary = prometheus_binary()
+    mport, pport = free_port(), free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        f"scrape_configs:\n  - job_name: fanout\n    static_configs:\n      - targets: ['127.0.0.1:{mport}']\n")
+    log = open(tmp_path / "prometheus.log", "w")
+    prom = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{pport}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    run = None
+    api = f"http://127.0.0.1:{pport}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert prom.poll() is None, f"prometheus exited {prom.returncode}: {(tmp_path / 'prometheus.log').read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "prometheus was not ready within 30 s"
+            time.sleep(0.2)
+        run = subprocess.Popen([*fanout_cmd(), "run", "--duration", "12", "--rate", "20", "--no-save", "--no-progress",
+                                "--metrics-port", str(mport)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        query = f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": "fanout_messages_received_total"})
+        seen = None
+        while run.poll() is None and seen is None:  # the run's metrics exist while it runs
+            res = get_json(query)
+            assert res["status"] == "success", res
+            for r in res["data"]["result"]:
+                if float(r["value"][1]) > 0:
+                    seen = r
+            time.sleep(0.5)
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+        assert seen is not None, (f"prometheus never returned fanout_messages_received_total > 0 while the run ran; "
+                                  f"targets: {get_json(f'{api}/api/v1/targets')['data']}")
+        assert seen["metric"]["__name__"] == "fanout_messages_received_total"
+        assert seen["metric"]["transport"] == "pubsub" and seen["metric"]["job"] == "fanout"
+    finally:
+        for p in (run, prom):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        log.close()
+
+
+def test_metrics_port_with_agents_or_worker_processes_is_one_line_and_exit_2():
+    import subprocess
+
+    from conftest import fanout_cmd
+
+    for extra in (["--agents", "2", "--redis-url", "redis://127.0.0.1:1/0"], ["--process-mode", "processes"]):
+        res = subprocess.run([*fanout_cmd(), "run", "--no-save", "--metrics-port", "0", *extra],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, res.stdout + res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--metrics-port serves the bridges of this process only" in lines[0], res.stderr

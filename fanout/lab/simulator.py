@@ -189,6 +189,8 @@ class Simulation:
         """Start the hosted instances' bridges (subscriptions confirmed); return Redis's version."""
         await self._start_proxies()
         self.bridges = {i: self._make_bridge(i) for i in self.hosted}
+        if self.options.on_simulation is not None:
+            self.options.on_simulation(self)
         results = await asyncio.gather(*(b.start() for b in self.bridges.values()), return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):
