@@ -108,7 +108,7 @@ class Delivery:
         self._epoch = bridge.epoch
         self.started_ms = 0                      # set by the bridge when it starts
         self._counts = bridge._counts
-        self._hist = bridge._hist
+        self._hist = bridge._hist if bridge.config.histograms else None
         self._own = own_prefix
         # its own batches (only a batching bridge makes them): counted per envelope, unparsed
         self._own_batch = b"[" + own_prefix if bridge.config.batch_max > 1 else None
@@ -257,7 +257,7 @@ class Delivery:
 
     def _channel(self, name: str, stream: str, event_type: str | None):
         ch = self._sequence.channel(name, stream, event_type)
-        if event_type is not None:  # the type's histograms (a channel of no known type: not measured)
+        if event_type is not None and self._hist is not None:  # (a channel of no known type: not measured)
             ch.latency = self._hist.of("delivery_latency", event_type)
             ch.handling = self._hist.of("handler_duration", event_type)
         if self._signer is not None:

@@ -223,12 +223,13 @@ class Publishing:
                 return None if signer is None else signer.bind(channel).sign
 
             if self.config.shard_partitions > 1:  # seq per channel (partition): each one's numbers contiguous
-                took = self._hist.of("publish_duration", event_type)
+                took = self._hist.of("publish_duration", event_type) if self.config.histograms else None
                 r = [Route(ch, f"{event_type}.{p}", head, sign(ch), took)
                      for p, ch in enumerate(self.config.channels(event_type))]
             else:
                 ch = self.config.channel(event_type)
-                r = Route(ch, event_type, head, sign(ch), self._hist.of("publish_duration", event_type))
+                r = Route(ch, event_type, head, sign(ch),
+                          self._hist.of("publish_duration", event_type) if self.config.histograms else None)
             self._routes[event_type] = r
         if type(r) is list:
             return r[partition_of(data.get("symbol") if type(data) is dict else None, len(r))]

@@ -184,3 +184,23 @@ def test_metrics_port_with_agents_or_worker_processes_is_one_line_and_exit_2():
         assert res.returncode == 2, res.stdout + res.stderr
         lines = res.stderr.strip().splitlines()
         assert len(lines) == 1 and "--metrics-port serves the bridges of this process only" in lines[0], res.stderr
+
+
+def test_histograms_false_keeps_none_and_the_counters_still_count(redis_url):
+    async def go():
+        cfg = dict(url=redis_url, event_types=("trade",), histograms=False)
+        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
+                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
+            got: list = []
+            bot.on("trade", got.append)
+            for k in range(20):
+                await host.publish("trade", {"k": k})
+            await wait_for(lambda: len(got) == 20, timeout=10, what="20 deliveries")
+            return bot.metrics(), host.metrics(), bot.histograms(), host.histograms()
+
+    mb, mh, hb, hh = arun(go())
+    assert mb["received"] == 20 and mh["published"] == 20
+    assert hb["delivery_latency"]["trade"].count == hb["handler_duration"]["trade"].count == 0
+    assert hh["publish_duration"]["trade"].count == 0
+    with pytest.raises(Exception, match="histograms: must be True or False"):
+        BridgeConfig(histograms="yes")

@@ -86,7 +86,8 @@ def main(args: argparse.Namespace) -> int:
         sc, stop_metrics = serve_metrics(sc, args.metrics_port, args.metrics_addr, sims)
     if sc.redis_url:
         check_reachable(sc.redis_url)
-    options = RunOptions(agent_wait_s=args.agent_wait, on_simulation=sims.append if stop_metrics else None)
+    options = RunOptions(agent_wait_s=args.agent_wait, on_simulation=sims.append if stop_metrics else None,
+                         bridge_histograms=stop_metrics is not None)
     printer = (lambda line: print(line, flush=True)) if sc.verbose and not args.json else None
     try:
         rec = run_scenario(sc, progress=False if (args.no_progress or args.json) else None, printer=printer,

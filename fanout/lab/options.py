@@ -27,6 +27,9 @@ class RunOptions:
     chunk_rows: int = 1_000_000
     #: ... or after this many seconds
     chunk_s: float = 10.0
+    #: the bridges keep their own histograms (``BridgeConfig.histograms``; the run records every delivery
+    #: itself, so off unless their metrics are served: ``fanout run --metrics-port``)
+    bridge_histograms: bool = False
     #: called with each in-process :class:`~fanout.lab.simulator.Simulation` once its bridges are made (its
     #: ``bridges`` then follow crashes and restarts), e.g. to serve their metrics (``fanout run
     #: --metrics-port``); not sent to worker processes or agents (their bridges are not in this process)

@@ -140,6 +140,7 @@ class Simulation:
             health_check_timeout_s=min(3.0, self.sc.health_check_s), stream_maxlen=self.sc.stream_maxlen,
             reconnect_max_s=0.5 if fast else 2.0, publish_timeout_s=1.0 if fast else 2.0,
             batch_max=self.sc.batch_max, batch_delay_ms=self.sc.batch_delay_ms, signing_keys=keys,
+            histograms=self.options.bridge_histograms,
             **backend_options(self.server, self.sc),  # sentinel addresses, shard partitions
         )
 
