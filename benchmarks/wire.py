@@ -120,9 +120,44 @@ def receive_cost(n: int = 20_000, repeats: int = 15) -> dict[str, float]:
     return out
 
 
+def histogram_cost(n: int = 20_000, repeats: int = 15) -> dict[str, float]:
+    """The bridge's own histograms on the receive path (delivery latency and sync handler duration,
+    ``fanout.histograms``): the receive path with them and without (``BridgeConfig(histograms=False)``),
+    alternating within each repeat so both see the same machine load; best of ``repeats`` each. None
+    when this fanout keeps no histograms."""
+    w = EnvelopeWriter("test-instance-1", EPOCH)
+    msgs, seqs = [], {}
+    for t, data in _payloads(n):
+        seqs[t] = seqs.get(t, 0) + 1
+        now = time.time_ns()
+        msgs.append((f"ws:{t}".encode(), w.write(w.head(t), seqs[t], now, now - 150_000, orjson.dumps(data))))
+
+    def once(keep: bool) -> float:
+        b = RedisEventBridge(BridgeConfig(url="redis://127.0.0.1:1/0", instance_id="test-instance-0", histograms=keep))
+        b.on("*", lambda env: None)
+        on = b._rx.on_message
+        t = time.process_time()
+        for ch, p in msgs:
+            on(ch, p)
+        took = time.process_time() - t
+        assert b.metrics()["received"] == n
+        return took
+
+    if not hasattr(RedisEventBridge, "histograms"):
+        return {"messages": n, "with_us": None, "without_us": None, "cost_us": None, "cost_pct": None}
+    best = {True: float("inf"), False: float("inf")}
+    for k in range(repeats):
+        for keep in ((True, False) if k % 2 else (False, True)):
+            best[keep] = min(best[keep], once(keep))
+    on, off = 1e6 * best[True] / n, 1e6 * best[False] / n
+    return {"messages": n, "with_us": round(on, 3), "without_us": round(off, 3), "cost_us": round(on - off, 3),
+            "cost_pct": round(100 * (on - off) / off, 1)}
+
+
 def run_wire(quick: bool = False) -> dict[str, Any]:
     n = 5_000 if quick else 20_000
     return {"bytes": bytes_per_event(), "signing": signing_cost(n), "receive": receive_cost(n),
+            "histograms": histogram_cost(n),
             "what": "CPU time (process_time), best of 15 repeats, per message; no server involved"}
 
 
@@ -139,6 +174,11 @@ def render_wire(w: dict[str, Any]) -> list[str]:
     lines += ["", f"Signing: sign {s['sign_us']:g} µs, verify {s['verify_us']:g} µs per message "
                   f"({s['mean_bytes']:g} bytes mean). Receive (`Delivery.on_message`, no-op handler): "
                   f"{rx['signing_off_us']:g} µs per delivery, {rx['signing_on_us']:g} µs with signing."]
+    h = w.get("histograms")
+    if h and h.get("cost_us") is not None:
+        lines += ["", f"The bridge's histograms (delivery latency, sync handler duration) on the receive path: "
+                      f"{h['with_us']:g} µs per delivery with them, {h['without_us']:g} µs without "
+                      f"(+{h['cost_us']:g} µs, {h['cost_pct']:+g} %; alternating, best of 15 each)."]
     return lines
 
 

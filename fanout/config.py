@@ -122,6 +122,9 @@ class BridgeConfig:
     signed_max_skew_s: float = 1.0
     # a sync handler that holds the reader longer than this is said (once per decade) and counted
     slow_handler_s: float = 0.1
+    # keep the bridge's own histograms (bridge.histograms(), fanout.histograms: delivery latency, publish and
+    # sync handler duration); False saves their receive-path cost (README: "Watching a bridge with Prometheus")
+    histograms: bool = True
 
     @classmethod
     def from_seed(cls, seed: Mapping[str, Any], **ours: Any) -> "BridgeConfig":
@@ -142,7 +145,7 @@ class BridgeConfig:
 
     def __post_init__(self) -> None:
         _set = object.__setattr__  # frozen: normalised values are set once, here
-        for name in ("enable_publishing", "enable_subscription", "stream_maxlen_approx"):
+        for name in ("enable_publishing", "enable_subscription", "stream_maxlen_approx", "histograms"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}: must be True or False, got {getattr(self, name)!r}")
         if self.url is not None and not isinstance(self.url, str):

@@ -38,11 +38,14 @@ from typing import Any, Callable
 
 from fanout.errors import MalformedMessage
 from fanout.events import Envelope, batch_items, envelope_from, parse_message
+from fanout.histograms import BOUNDS_NS as _BOUNDS_NS, _BOUNDS_S, index as _index
 from fanout.sequencing import STALE, Loud, SequenceTracker
 
 log = logging.getLogger("fanout.bridge")
 _perf = time.perf_counter
 _wall = time.time
+_now_ns = time.time_ns
+_FIRST_S = _BOUNDS_S[0]
 
 #: async handler calls that may wait before the subscription stops reading
 ASYNC_BACKLOG = 10_000
@@ -105,6 +108,7 @@ class Delivery:
         self._epoch = bridge.epoch
         self.started_ms = 0                      # set by the bridge when it starts
         self._counts = bridge._counts
+        self._hist = bridge._hist if bridge.config.histograms else None
         self._own = own_prefix
         # its own batches (only a batching bridge makes them): counted per envelope, unparsed
         self._own_batch = b"[" + own_prefix if bridge.config.batch_max > 1 else None
@@ -220,7 +224,18 @@ class Delivery:
                 self.notify(GapNotice(reason="seq_gap", source=src, type=env[0], missing=missing, epoch=epoch,
                                       last_seq=self._sequence.prev_last, next_seq=seq))
         counts["received"] += 1
+        lat = ch.latency  # delivery latency: due (lag) or send time -> now, in ns (fanout.histograms)
+        if lat is not None:
+            ns = env[6]
+            if ns is not None:  # (a seed-format message has only its ms timestamp: not measured)
+                lag = env[7]
+                d = _now_ns() - env[2] * 1_000_000 - ns + (lag or 0)
+                if d < 0:  # this host's clock behind the sender's
+                    d = 0
+                lat[_index(_BOUNDS_NS, d)] += 1
+                lat[-1] += d
         sync, asyn = self._dispatch.get(env[0], self._dispatch_other)
+        hd = ch.handling
         for h in sync:
             t0 = _perf()
             try:
@@ -229,8 +244,12 @@ class Delivery:
                 self._handler_failed(h, env, exc)
                 continue
             finally:
-                if _perf() - t0 > self._slow_s:
-                    self._held_reader(h, env, _perf() - t0)
+                dt = _perf() - t0
+                if hd is not None:
+                    hd[0 if dt <= _FIRST_S else _index(_BOUNDS_S, dt)] += 1  # (most calls: the first bucket)
+                    hd[-1] += dt
+                if dt > self._slow_s:
+                    self._held_reader(h, env, dt)
             if r is not None and inspect.isawaitable(r):  # a plain function that returned a coroutine
                 self._later((_awaitable,), r, True)
         if asyn:
@@ -238,6 +257,9 @@ class Delivery:
 
     def _channel(self, name: str, stream: str, event_type: str | None):
         ch = self._sequence.channel(name, stream, event_type)
+        if event_type is not None and self._hist is not None:  # (a channel of no known type: not measured)
+            ch.latency = self._hist.of("delivery_latency", event_type)
+            ch.handling = self._hist.of("handler_duration", event_type)
         if self._signer is not None:
             ch.verify = self._signer.bind(name).verify   # the channel fed into the HMAC once, here
         return ch

@@ -36,12 +36,13 @@ import orjson
 from fanout.channels import partition_of
 from fanout.errors import Backpressure, ConfigError, NotPublisher, PublishError, RedisUnavailable
 from fanout.events import MAX_VOID_RANGES, Envelope, EnvelopeWriter, void_json
+from fanout.histograms import _BOUNDS_S, index as _index
 from fanout.redact import redact_text
 from fanout.transports.frames import NeverSent
 
 log = logging.getLogger("fanout.bridge")
 
-_dumps, _write, _time_ns = orjson.dumps, EnvelopeWriter.write, time.time_ns
+_dumps, _write, _time_ns, _perf = orjson.dumps, EnvelopeWriter.write, time.time_ns, time.perf_counter
 
 #: how long void seqs are still announced after an envelope carrying them was acknowledged
 VOID_HOLD_S = 10.0
@@ -86,10 +87,11 @@ class Route:
     """One stream (an event type, or one partition of it): its channel, header, seq and the
     :class:`VoidRange` s it announces (``void``, and their wire form ``void_json``)."""
 
-    __slots__ = ("channel", "stream", "head", "seq", "void", "void_json", "sign")
+    __slots__ = ("channel", "stream", "head", "seq", "void", "void_json", "sign", "took")
 
-    def __init__(self, channel: str, stream: str, head: bytes, sign=None) -> None:
+    def __init__(self, channel: str, stream: str, head: bytes, sign=None, took: list | None = None) -> None:
         self.channel, self.stream, self.head = channel, stream, head
+        self.took = took            # its type's publish-duration histogram (fanout.histograms)
         self.sign = sign            # signing one event per message: this channel's bound signer (fanout.signing)
         self.seq = 0
         self.void: list[VoidRange] = []
@@ -149,14 +151,16 @@ def _first(r: VoidRange) -> int:
 
 
 class Sent:
-    """A message on its way (pooled: no allocation per event): the caller's token, stream, seq."""
+    """A message on its way (pooled: no allocation per event): the caller's token, stream, seq and
+    when it was handed to the connection (``t``, monotonic s: the publish-duration histogram)."""
 
-    __slots__ = ("token", "route", "seq")
+    __slots__ = ("token", "route", "seq", "t")
 
     def __init__(self) -> None:
         self.token: Any = None
         self.route: Route | None = None
         self.seq = 0
+        self.t = 0.0
 
 
 class _Awaited:
@@ -228,10 +232,13 @@ class Publishing:
                 return None if signer is None else signer.bind(channel).sign
 
             if self.config.shard_partitions > 1:  # seq per channel (partition): each one's numbers contiguous
-                r = [Route(ch, f"{event_type}.{p}", head, sign(ch)) for p, ch in enumerate(self.config.channels(event_type))]
+                took = self._hist.of("publish_duration", event_type) if self.config.histograms else None
+                r = [Route(ch, f"{event_type}.{p}", head, sign(ch), took)
+                     for p, ch in enumerate(self.config.channels(event_type))]
             else:
                 ch = self.config.channel(event_type)
-                r = Route(ch, event_type, head, sign(ch))
+                r = Route(ch, event_type, head, sign(ch),
+                          self._hist.of("publish_duration", event_type) if self.config.histograms else None)
             self._routes[event_type] = r
         if type(r) is list:
             return r[partition_of(data.get("symbol") if type(data) is dict else None, len(r))]
@@ -254,7 +261,7 @@ class Publishing:
     def _sent(self, token: Any, r: Route, seq: int) -> Sent:
         free = self._free
         s = free.pop() if free else Sent()
-        s.token, s.route, s.seq = token, r, seq
+        s.token, s.route, s.seq, s.t = token, r, seq, _perf()
         return s
 
     def publish_nowait(self, event_type: str, data: Any, *, token: Any = None,
@@ -270,7 +277,7 @@ class Publishing:
         r, seq, _, payload = self._encode(event_type, data, intended_ns)
         free = self._free
         s = free.pop() if free else Sent()  # (Publishing._sent, inlined: the hot path)
-        s.token, s.route, s.seq = token, r, seq
+        s.token, s.route, s.seq, s.t = token, r, seq, _perf()
         t = self._transport
         try:
             if self._batcher is None:
@@ -414,7 +421,7 @@ class Publishing:
                 self._settle(s, error)
 
     def _settle(self, s: Sent, error: Exception | None) -> None:
-        token, r, seq = s.token, s.route, s.seq
+        token, r, seq, t0 = s.token, s.route, s.seq, s.t
         s.token = s.route = None
         self._free.append(s)
         n = self._inflight = self._inflight - 1
@@ -422,6 +429,11 @@ class Publishing:
             self._flushed.set_result(None)
         if error is None:
             self._counts["published"] += 1
+            took = r.took
+            if took is not None:  # publish duration: handed to the connection -> acknowledged
+                dt = _perf() - t0
+                took[_index(_BOUNDS_S, dt)] += 1
+                took[-1] += dt
             self._connected_pub = True
             if self._refused_said is not None:  # Redis takes publishes again: the next refusal is news
                 self._refused_said = None

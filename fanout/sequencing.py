@@ -61,14 +61,16 @@ _RING = array("q", [-1]) * (2 * WINDOW)   # -1: no event
 
 class Channel:
     """One channel's sources (``sources``: source -> state), its name and stream (the event
-    type, or ``type.partition``), and its event type."""
+    type, or ``type.partition``), and its event type; ``latency`` and ``handling``: its type's
+    delivery-latency and handler-duration histograms (:mod:`fanout.histograms`; None: not measured)."""
 
-    __slots__ = ("name", "stream", "type", "sources", "verify")
+    __slots__ = ("name", "stream", "type", "sources", "verify", "latency", "handling")
 
     def __init__(self, name: str, stream: str, event_type: str | None) -> None:
         self.name, self.stream, self.type = name, stream, event_type
         self.sources: dict = {}
         self.verify = None          # with signing: this channel's bound verifier (fanout.signing.Bound.verify)
+        self.latency = self.handling = None  # set by the bridge's Delivery (fanout.histograms lists)
 
 
 def _stamp(obj: dict) -> int:

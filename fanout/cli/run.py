@@ -22,6 +22,13 @@ def add_parser(sub) -> None:
     run.add_argument("--no-save", action="store_true", help="do not save the run record")
     run.add_argument("--json", action="store_true", help="print a machine-readable summary instead of the text report")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--metrics-port", type=int, metavar="PORT",
+                     help="serve the run's bridges' metrics for Prometheus on http://ADDR:PORT/metrics while it runs "
+                          "(needs fanout[prometheus]); single-process runs only: with it, process mode auto runs in "
+                          "one process, and process mode processes or --agents is a usage error (their bridges live "
+                          "in other processes)")
+    run.add_argument("--metrics-addr", metavar="ADDR", default="127.0.0.1",
+                     help="the address --metrics-port listens on (default 127.0.0.1; 0.0.0.0 for every interface)")
 
 
 def scenario_from_args(args: argparse.Namespace):
@@ -46,6 +53,27 @@ def server_line(env: dict) -> str:
     return f"{env.get('redis_server') or 'unknown version'} ({where})"
 
 
+def serve_metrics(sc, port: int, addr: str, sims: list):
+    """``--metrics-port``: the scenario held in one process and the exporter serving every bridge of the
+    simulations appended to ``sims`` (``RunOptions.on_simulation``); returns (scenario, stop)."""
+    from fanout.errors import ConfigError
+
+    if sc.agents or sc.process_mode == "processes":
+        raise ConfigError("--metrics-port serves the bridges of this process only: it cannot be used with --agents or "
+                          "process mode processes (their bridges run in other processes)")
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"--metrics-port: {port} is not a port number")
+    try:
+        from fanout.exporters.prometheus import serve
+    except ImportError:
+        raise ConfigError("--metrics-port needs prometheus_client: pip install 'fanout[prometheus]'") from None
+    try:
+        stop = serve(lambda: [b for s in list(sims) for b in list(s.bridges.values())], port=port, addr=addr)
+    except OSError as exc:
+        raise ConfigError(f"--metrics-port: cannot listen on {addr}:{port}: {exc.strerror or exc}") from None
+    return sc.replace(process_mode="single"), stop
+
+
 def main(args: argparse.Namespace) -> int:
     from fanout.analysis import analyse
     from fanout.lab.options import RunOptions
@@ -53,12 +81,20 @@ def main(args: argparse.Namespace) -> int:
     from fanout.report.text import render_json, render_text
 
     sc = scenario_from_args(args)
+    stop_metrics, sims = None, []
+    if args.metrics_port is not None:
+        sc, stop_metrics = serve_metrics(sc, args.metrics_port, args.metrics_addr, sims)
     if sc.redis_url:
         check_reachable(sc.redis_url)
-    options = RunOptions(agent_wait_s=args.agent_wait)
+    options = RunOptions(agent_wait_s=args.agent_wait, on_simulation=sims.append if stop_metrics else None,
+                         bridge_histograms=stop_metrics is not None)
     printer = (lambda line: print(line, flush=True)) if sc.verbose and not args.json else None
-    rec = run_scenario(sc, progress=False if (args.no_progress or args.json) else None, printer=printer,
-                       save_to=None if args.no_save else args.out, options=options)
+    try:
+        rec = run_scenario(sc, progress=False if (args.no_progress or args.json) else None, printer=printer,
+                           save_to=None if args.no_save else args.out, options=options)
+    finally:
+        if stop_metrics is not None:
+            stop_metrics()
     findings = analyse(rec)
     if args.json:
         print(render_json(findings))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,13 @@ class RunOptions:
     chunk_rows: int = 1_000_000
     #: ... or after this many seconds
     chunk_s: float = 10.0
+    #: the bridges keep their own histograms (``BridgeConfig.histograms``; the run records every delivery
+    #: itself, so off unless their metrics are served: ``fanout run --metrics-port``)
+    bridge_histograms: bool = False
+    #: called with each in-process :class:`~fanout.lab.simulator.Simulation` once its bridges are made (its
+    #: ``bridges`` then follow crashes and restarts), e.g. to serve their metrics (``fanout run
+    #: --metrics-port``); not sent to worker processes or agents (their bridges are not in this process)
+    on_simulation: Callable[[Any], None] | None = field(default=None, compare=False, repr=False)
 
     def now_ns(self) -> int:
         """The run's clock: integer ns, the wall clock shared by every process on a host (+ skew)."""
@@ -47,7 +55,8 @@ class RunOptions:
         return time.perf_counter() - t
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The options a worker process gets (plain values: ``on_simulation`` stays here)."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "on_simulation"}
 
 
 DEFAULT = RunOptions()

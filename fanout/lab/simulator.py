@@ -140,6 +140,7 @@ class Simulation:
             health_check_timeout_s=min(3.0, self.sc.health_check_s), stream_maxlen=self.sc.stream_maxlen,
             reconnect_max_s=0.5 if fast else 2.0, publish_timeout_s=1.0 if fast else 2.0,
             batch_max=self.sc.batch_max, batch_delay_ms=self.sc.batch_delay_ms, signing_keys=keys,
+            histograms=self.options.bridge_histograms,
             **backend_options(self.server, self.sc),  # sentinel addresses, shard partitions
         )
 
@@ -189,6 +190,8 @@ class Simulation:
         """Start the hosted instances' bridges (subscriptions confirmed); return Redis's version."""
         await self._start_proxies()
         self.bridges = {i: self._make_bridge(i) for i in self.hosted}
+        if self.options.on_simulation is not None:
+            self.options.on_simulation(self)
         results = await asyncio.gather(*(b.start() for b in self.bridges.values()), return_exceptions=True)
         for r in results:
             if isinstance(r, BaseException):

@@ -1,0 +1,206 @@
+"""fanout[prometheus] (fanout.exporters.prometheus): a real scrape over HTTP of bridges running against
+a throwaway server, parsed with prometheus_client's own parser; and a real Prometheus scraping
+``fanout run --metrics-port``."""
+from __future__ import annotations
+
+import asyncio
+import urllib.request
+
+import pytest
+
+from conftest import arun, wait_for
+from fanout import BridgeConfig, RedisEventBridge
+from fanout.histograms import BOUNDS_S
+
+prometheus_client = pytest.importorskip("prometheus_client", reason="fanout[prometheus] is not installed")
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from fanout.exporters.prometheus import COUNTERS, HISTOGRAMS, serve  # noqa: E402
+
+
+def scrape(port: int) -> dict:
+    """``{family name: family}`` parsed from ``/metrics`` (run in a thread: the server is another thread)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def value(fam, suffix: str = "", **labels) -> float:
+    got = [s.value for s in fam.samples if s.name == fam.name + suffix
+           and all(s.labels.get(k) == v for k, v in labels.items())]
+    assert len(got) == 1, (fam.name, suffix, labels, fam.samples)
+    return got[0]
+
+
+def test_a_real_scrape_equals_metrics_and_the_histograms_count_the_deliveries(redis_url):
+    n = 200
+
+    async def go():
+        cfg = dict(url=redis_url, event_types=("trade", "ticker"))
+        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
+                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
+            got: list = []
+            bot.on("trade", got.append)
+            bot.on("ticker", got.append)
+            for k in range(n):
+                await host.publish("trade" if k % 4 else "ticker", {"k": k})
+            await wait_for(lambda: len(got) == n, timeout=10, what=f"{n} deliveries at the bot")
+            stop = serve([host, bot], port=0, addr="127.0.0.1")
+            try:
+                fams = await asyncio.to_thread(scrape, stop.port)
+            finally:
+                stop()
+            return fams, host.metrics(), bot.metrics(), bot.histograms(), host.histograms()
+
+    fams, mh, mb, hb, hh = arun(go())
+    for name, (src, _) in COUNTERS.items():  # prometheus_client's parser names counters without _total
+        assert value(fams[name], "_total", transport="pubsub") == mh[src] + mb[src], name
+    assert value(fams["fanout_messages_received"], "_total") == n
+    assert value(fams["fanout_messages_published"], "_total") == n
+    assert value(fams["fanout_connected"]) == 2 and value(fams["fanout_subscriptions"]) == 4
+    (info,) = fams["fanout_build_info"].samples
+    assert info.labels["version"] and info.value == 1
+
+    lat = fams["fanout_delivery_latency_seconds"]
+    per_type = {t: value(lat, "_count", event_type=t, transport="pubsub") for t in ("trade", "ticker")}
+    assert per_type == {"trade": n - n // 4, "ticker": n // 4} and sum(per_type.values()) == mb["received"]
+    for t in ("trade", "ticker"):
+        buckets = [s for s in lat.samples if s.name.endswith("_bucket") and s.labels["event_type"] == t]
+        les = [float(s.labels["le"]) for s in buckets]
+        assert les[0] == 5e-05 and les[-2] == 10.0 and les[-1] == float("inf") and les == sorted(les)
+        counts = [s.value for s in buckets]
+        assert counts == sorted(counts) and counts[-1] == per_type[t]  # cumulative, ending at the count
+        own = hb["delivery_latency"][t]
+        assert own.count == per_type[t] and abs(value(lat, "_sum", event_type=t) - own.sum) < 1e-6
+        assert dict(own.cumulative())[1.0] == value(lat, "_bucket", event_type=t, le="1.0")
+    pub = fams["fanout_publish_duration_seconds"]
+    assert sum(value(pub, "_count", event_type=t) for t in ("trade", "ticker")) == mh["published"] == n
+    handled = fams["fanout_handler_duration_seconds"]
+    assert sum(value(handled, "_count", event_type=t) for t in ("trade", "ticker")) == n  # one sync handler each
+    # only aggregating labels: no instance id, symbol, run id or message id
+    for fam in fams.values():
+        for s in fam.samples:
+            assert set(s.labels) <= {"transport", "event_type", "le", "version"}, s
+
+
+def test_histogram_buckets_are_log_linear_from_50_us_to_10_s():
+    assert BOUNDS_S[0] == 5e-05 and BOUNDS_S[-1] == 10.0 and len(BOUNDS_S) == 51
+    assert list(BOUNDS_S) == sorted(set(BOUNDS_S))
+    assert {"fanout_delivery_latency_seconds", "fanout_publish_duration_seconds",
+            "fanout_handler_duration_seconds"} == set(HISTOGRAMS)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prometheus_binary() -> str:
+    """Debian's ``prometheus``; absent: skip here, fail in CI (.ci/run installs it)."""
+    import os
+    import shutil
+
+    found = shutil.which("prometheus")
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("the prometheus binary is missing in CI (.ci/run installs Debian's prometheus package)")
+        pytest.skip("no prometheus binary on PATH (apt-get install prometheus); CI installs it")
+    return found
+
+
+def get_json(url: str) -> dict:
+    import json
+
+    with urllib.request.urlopen(url, timeout=5) as r:
+        return json.loads(r.read().decode())
+
+
+def test_a_real_prometheus_scrapes_fanout_run_metrics_port(tmp_path):
+    import subprocess
+    import time
+    import urllib.parse
+
+    from conftest import fanout_cmd
+
+    binary = prometheus_binary()
+    mport, pport = free_port(), free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+        f"scrape_configs:\n  - job_name: fanout\n    static_configs:\n      - targets: ['127.0.0.1:{mport}']\n")
+    log = open(tmp_path / "prometheus.log", "w")
+    prom = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                             f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{pport}"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    run = None
+    api = f"http://127.0.0.1:{pport}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{api}/-/ready", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            assert prom.poll() is None, f"prometheus exited {prom.returncode}: {(tmp_path / 'prometheus.log').read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "prometheus was not ready within 30 s"
+            time.sleep(0.2)
+        run = subprocess.Popen([*fanout_cmd(), "run", "--duration", "12", "--rate", "20", "--no-save", "--no-progress",
+                                "--metrics-port", str(mport)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        query = f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": "fanout_messages_received_total"})
+        seen = None
+        while run.poll() is None and seen is None:  # the run's metrics exist while it runs
+            res = get_json(query)
+            assert res["status"] == "success", res
+            for r in res["data"]["result"]:
+                if float(r["value"][1]) > 0:
+                    seen = r
+            time.sleep(0.5)
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, out + err
+        assert seen is not None, (f"prometheus never returned fanout_messages_received_total > 0 while the run ran; "
+                                  f"targets: {get_json(f'{api}/api/v1/targets')['data']}")
+        assert seen["metric"]["__name__"] == "fanout_messages_received_total"
+        assert seen["metric"]["transport"] == "pubsub" and seen["metric"]["job"] == "fanout"
+    finally:
+        for p in (run, prom):
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(timeout=10)
+        log.close()
+
+
+def test_metrics_port_with_agents_or_worker_processes_is_one_line_and_exit_2():
+    import subprocess
+
+    from conftest import fanout_cmd
+
+    for extra in (["--agents", "2", "--redis-url", "redis://127.0.0.1:1/0"], ["--process-mode", "processes"]):
+        res = subprocess.run([*fanout_cmd(), "run", "--no-save", "--metrics-port", "0", *extra],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2, res.stdout + res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "--metrics-port serves the bridges of this process only" in lines[0], res.stderr
+
+
+def test_histograms_false_keeps_none_and_the_counters_still_count(redis_url):
+    async def go():
+        cfg = dict(url=redis_url, event_types=("trade",), histograms=False)
+        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
+                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
+            got: list = []
+            bot.on("trade", got.append)
+            for k in range(20):
+                await host.publish("trade", {"k": k})
+            await wait_for(lambda: len(got) == 20, timeout=10, what="20 deliveries")
+            return bot.metrics(), host.metrics(), bot.histograms(), host.histograms()
+
+    mb, mh, hb, hh = arun(go())
+    assert mb["received"] == 20 and mh["published"] == 20
+    assert hb["delivery_latency"]["trade"].count == hb["handler_duration"]["trade"].count == 0
+    assert hh["publish_duration"]["trade"].count == 0
+    with pytest.raises(Exception, match="histograms: must be True or False"):
+        BridgeConfig(histograms="yes")
