@@ -36,7 +36,7 @@ def test_a_real_scrape_equals_metrics_and_the_histograms_count_the_deliveries(re
     n = 200
 
     async def go():
-        cfg = dict(url=redis_url, event_types=("trade", "ticker"))
+        cfg = dict(url=redis_url, event_types=("trade", "ticker"), histograms=True)
         async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
                 RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
             got: list = []
