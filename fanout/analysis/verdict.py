@@ -57,8 +57,9 @@ def streams_promise_applies(record: RunRecord) -> bool:
 
 def fault_verdict(per: pd.DataFrame, overall: dict[str, Any], latency: dict[str, Any], th: Thresholds,
                    record: RunRecord, losses: LossAccount) -> list[Criterion]:
-    """Under faults, loss is expected on pub/sub: the verdict asks that every loss is explained,
-    that Streams keeps what it promises, and that everyone is connected and receiving after."""
+    """Under faults, loss is expected on pub/sub: the verdict asks that every loss is the planned
+    fault's own (on the instance it targets, in its window), that Streams keeps what it promises and
+    that everyone is connected and receiving after; how late the windows delivered is stated."""
     n = len(per)
     connected = int(per["connected"].sum())
     exact = int((per["received"] + per["lost_attributed"] == per["expected"]).sum())
