@@ -132,7 +132,7 @@ def _ended(o, record: RunRecord) -> int:
     return int(o.t_up) if int(o.t_up) else int(record.t_end)
 
 
-def _outage_label(record: RunRecord, o, k: int) -> str:
+def _outage_label(record: RunRecord, o) -> str:
     a, b = (int(o.t_down) - record.t0) / 1e9, (_ended(o, record) - record.t0) / 1e9
     return f"{o.instance} disconnected from Redis {a:.2f}–{b:.2f} s" + ("" if int(o.t_up) else " (never back)")
 
@@ -152,7 +152,7 @@ def _windows(record: RunRecord, receivers: list[str]) -> tuple[list[Window], dic
         for k, o in enumerate(rows):
             ref = _outage_ref(o, k)
             own.setdefault(who, []).append(Window(
-                _outage_label(record, o, k), "", who, int(o.t_down) - PRE_NS, _ended(o, record) + POST_NS,
+                _outage_label(record, o), "", who, int(o.t_down) - PRE_NS, _ended(o, record) + POST_NS,
                 f"sent while {who} was disconnected ({ref})", ((int(o.t_down), _ended(o, record), ref),)))
     faults_out = []
     for f in record.faults.sort_values("t_start", kind="stable").itertuples(index=False):
