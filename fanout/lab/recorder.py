@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 CHUNK_ROWS = 1_000_000
 #: ... or after this many seconds
 CHUNK_S = 10.0
+#: publication rows held at most when they are written as the run goes (a ring; ~50 MB)
+RING_ROWS = 1 << 20
 
 
 def _zeros(code: str, n: int) -> array:
@@ -50,11 +52,35 @@ def _zeros(code: str, n: int) -> array:
 
 
 class Publications:
-    """Preallocated publication rows; row ``k`` is the ``k``-th event of the hosted schedule."""
+    """Publication rows, row ``k`` the ``k``-th event of the hosted schedule, planned as the
+    publishers reach it (:meth:`plan`).
 
-    def __init__(self, n: int, now_ns: Callable[[], int]) -> None:
-        self.n = n
+    Rows live in columns of ``cap`` slots (a power of two), row ``k`` in slot ``k & mask``. Kept
+    in memory (``ring=False``) the columns double when full; written as the run goes
+    (``ring=True``: a parts folder) they are a ring of :data:`RING_ROWS` slots: a row's slot is
+    reused once the row was written (the recorder makes room before a publisher plans over an
+    unwritten row), so memory holds a ring, never the run."""
+
+    def __init__(self, n: int, now_ns: Callable[[], int], *, ring: bool = False) -> None:
+        self.n = 0                         # rows planned so far (the next row's k)
+        self.ring = ring
+        self.cap = 16
+        while self.cap < min(max(n, 16), RING_ROWS):
+            self.cap *= 2
+        self.mask = self.cap - 1
         self.now_ns = now_ns
+        self._alloc(self.cap)
+        self.sources: list[str] = []
+        self.types: list[str] = []
+        self.symbols: list[str] = []
+        self.errors: list[str] = [""]
+        self._codes: dict[int, dict[str, int]] = {id(t): {} for t in (self.sources, self.types, self.symbols)}
+        self.acked_by: list[int] = []      # per source index: acknowledged publications
+        self.settled_by: list[int] = []    # per source index: rows whose outcome is known
+        self.settled = 0
+        self.freed = 0                     # rows [0, freed) written out: their slots may be reused
+
+    def _alloc(self, n: int) -> None:
         self.ids: list = [None] * n
         self.src = _zeros("i", n)          # index into sources
         self.typ = _zeros("i", n)          # index into types
@@ -65,14 +91,22 @@ class Publications:
         self.ok = _zeros("b", n)
         self.err = _zeros("i", n)          # index into errors; 0 = none
         self.done = _zeros("b", n)         # the outcome is known
-        self.sources: list[str] = []
-        self.types: list[str] = []
-        self.symbols: list[str] = []
-        self.errors: list[str] = [""]
-        self._codes: dict[int, dict[str, int]] = {id(t): {} for t in (self.sources, self.types, self.symbols)}
-        self.acked_by: list[int] = []      # per source index: acknowledged publications
-        self.settled_by: list[int] = []    # per source index: rows whose outcome is known
-        self.settled = 0
+
+    _COLS = ("ids", "src", "typ", "sym", "t_intended", "t_sent", "t_acked", "ok", "err", "done")
+
+    def _grow(self) -> None:
+        """Double the columns; the live rows ``[freed, n)`` move to their slots under the new mask."""
+        lo, hi = self.freed, self.n
+        live = {c: self._take(getattr(self, c), lo, hi) for c in self._COLS}
+        self.cap *= 2
+        self.mask = self.cap - 1
+        self._alloc(self.cap)
+        at = 0
+        for s in self._slots(lo, hi):
+            n = s.stop - s.start
+            for c in self._COLS:
+                getattr(self, c)[s] = live[c][at:at + n]
+            at += n
 
     def code(self, table: list[str], value: str) -> int:
         """The index of ``value`` in ``table`` (sources, types, symbols), added when new."""
@@ -86,34 +120,47 @@ class Publications:
                 self.settled_by.append(0)
         return i
 
-    def plan(self, k: int, src: int, typ: int, sym: int, due: int) -> None:
-        self.src[k], self.typ[k], self.sym[k], self.t_intended[k] = src, typ, sym, due
+    def room(self, k: int) -> bool:
+        """Whether row ``k`` has a free slot (in memory: always, the columns grow)."""
+        while k >= self.freed + self.cap and (not self.ring or self.cap < RING_ROWS):
+            self._grow()
+        return k < self.freed + self.cap
+
+    def plan(self, k: int, src: int, typ: int, sym: int, due: int) -> int:
+        """Row ``k`` is about to be published (its slot must be free: :meth:`room`); returns its slot."""
+        j = k & self.mask
+        self.src[j], self.typ[j], self.sym[j], self.t_intended[j] = src, typ, sym, due
+        if k >= self.n:
+            self.n = k + 1
+        return j
 
     def ack(self, k: int, error) -> None:
         """The ``on_published`` callback: row ``k`` was acknowledged (``error`` None) or failed."""
-        if self.done[k]:
+        j = k & self.mask
+        if self.done[j]:
             return
-        self.done[k] = 1
+        self.done[j] = 1
         self.settled += 1
-        self.settled_by[self.src[k]] += 1
+        self.settled_by[self.src[j]] += 1
         if error is None:
-            self.t_acked[k] = self.now_ns()
-            self.ok[k] = 1
-            self.acked_by[self.src[k]] += 1
+            self.t_acked[j] = self.now_ns()
+            self.ok[j] = 1
+            self.acked_by[self.src[j]] += 1
         else:
             self.fail(k, str(error), settle=False)
 
     def fail(self, k: int, why: str, settle: bool = True) -> None:
+        j = k & self.mask
         if settle:
-            if self.done[k]:
+            if self.done[j]:
                 return
-            self.done[k] = 1
+            self.done[j] = 1
             self.settled += 1
-            self.settled_by[self.src[k]] += 1
+            self.settled_by[self.src[j]] += 1
         try:
-            self.err[k] = self.errors.index(why)
+            self.err[j] = self.errors.index(why)
         except ValueError:
-            self.err[k] = len(self.errors)
+            self.err[j] = len(self.errors)
             self.errors.append(why)
 
     @property
@@ -121,7 +168,7 @@ class Publications:
         return {s: self.acked_by[i] for i, s in enumerate(self.sources)}
 
     def lag_p99_ms(self) -> float | None:
-        """p99 of (sent - due) over the rows sent so far, in ms (None before any)."""
+        """p99 of (sent - due) over the rows sent so far (the ring's: the latest), in ms (None before any)."""
         import numpy as np
 
         sent = np.frombuffer(self.t_sent, dtype=np.int64)
@@ -129,26 +176,34 @@ class Publications:
         mask = (sent > 0) & (due > 0)
         return float(np.percentile(sent[mask] - due[mask], 99)) / 1e6 if mask.any() else None
 
+    def _slots(self, lo: int, hi: int) -> list[slice]:
+        """The slots of rows ``[lo, hi)``: one slice, or two where the ring wraps."""
+        if hi <= lo:
+            return []
+        a, b = lo & self.mask, ((hi - 1) & self.mask) + 1
+        return [slice(a, b)] if a < b else [slice(a, self.cap), slice(0, b)]
+
+    def _take(self, col, lo: int, hi: int):
+        parts = [col[s] for s in self._slots(lo, hi)]
+        if not parts:
+            return col[0:0]
+        out = parts[0]
+        for x in parts[1:]:
+            out = out + x
+        return out
+
     def columns(self, lo: int = 0, hi: int | None = None) -> dict[str, list]:
         """Plain lists in PUBLICATION_COLUMNS order for rows ``[lo, hi)`` (seq from the envelope
         id; -1 when none)."""
-        hi = self.n if hi is None else hi
-        srcs, types, syms, errs = self.sources, self.types, self.symbols, self.errors
-        ids = [i if i is not None else "" for i in self.ids[lo:hi]]
-        seq = [seq_of(i) for i in ids]
-        return {
-            "id": ids, "source": [srcs[i] for i in self.src[lo:hi]], "seq": seq,
-            "type": [types[i] for i in self.typ[lo:hi]], "symbol": [syms[i] for i in self.sym[lo:hi]],
-            "t_intended": self.t_intended[lo:hi].tolist(), "t_sent": self.t_sent[lo:hi].tolist(),
-            "t_acked": self.t_acked[lo:hi].tolist(), "ok": [bool(x) for x in self.ok[lo:hi]],
-            "error": [errs[i] for i in self.err[lo:hi]],
-        }
+        return self.cut(lo, self.n if hi is None else hi)()
 
     def cut(self, lo: int, hi: int) -> Callable[[], dict[str, list]]:
         """Rows ``[lo, hi)`` copied out (quick: slices of arrays and lists) and a function that
         makes their columns (slow: a string per row), to be called on another thread."""
-        ids, src, typ, sym, err = self.ids[lo:hi], self.src[lo:hi], self.typ[lo:hi], self.sym[lo:hi], self.err[lo:hi]
-        ti, ts, ta, ok = self.t_intended[lo:hi], self.t_sent[lo:hi], self.t_acked[lo:hi], self.ok[lo:hi]
+        t = self._take
+        ids, src, typ, sym, err = (t(self.ids, lo, hi), t(self.src, lo, hi), t(self.typ, lo, hi),
+                                   t(self.sym, lo, hi), t(self.err, lo, hi))
+        ti, ts, ta, ok = t(self.t_intended, lo, hi), t(self.t_sent, lo, hi), t(self.t_acked, lo, hi), t(self.ok, lo, hi)
         srcs, types, syms, errs = list(self.sources), list(self.types), list(self.symbols), list(self.errors)
 
         def columns() -> dict[str, list]:
@@ -159,14 +214,40 @@ class Publications:
                     "error": [errs[i] for i in err]}
         return columns
 
+    def free(self, lo: int, hi: int) -> None:
+        """Rows ``[lo, hi)`` were written out: their slots are cleared for reuse."""
+        for s in self._slots(lo, hi):
+            n = s.stop - s.start
+            self.ids[s] = [None] * n
+            self.done[s] = _zeros("b", n)
+            self.ok[s] = _zeros("b", n)
+            self.err[s] = _zeros("i", n)
+            self.t_acked[s] = _zeros("q", n)
+            self.t_sent[s] = _zeros("q", n)
+            self.t_intended[s] = _zeros("q", n)   # 0: not planned (a slot of a row to come)
+        self.freed = max(self.freed, hi)
+
     def settled_upto(self, lo: int) -> int:
         """The first row at or after ``lo`` whose outcome is not known yet (``n`` when all are)."""
         import numpy as np
 
         if lo >= self.n:
             return self.n
-        z = np.flatnonzero(np.frombuffer(self.done, dtype=np.int8)[lo:] == 0)
-        return lo + int(z[0]) if z.size else self.n
+        at = lo
+        for s in self._slots(lo, self.n):
+            z = np.flatnonzero(np.frombuffer(self.done, dtype=np.int8)[s] == 0)
+            if z.size:
+                return at + int(z[0])
+            at += s.stop - s.start
+        return self.n
+
+    def column(self, name: str, lo: int, hi: int):
+        """A numeric column's rows ``[lo, hi)`` as a numpy array (a copy)."""
+        import numpy as np
+
+        col = getattr(self, name)
+        dt = {"i": np.int32, "q": np.int64, "b": np.int8}[col.typecode]
+        return np.concatenate([np.frombuffer(col, dtype=dt)[s] for s in self._slots(lo, hi)] or [np.empty(0, dt)])
 
 
 def seq_of(eid: str) -> int:
@@ -339,11 +420,23 @@ class Recorder:
         self._pending: list[Future] = []
         self._lock = threading.Lock()
 
-    def plan(self, n: int) -> Publications:
-        """Allocate the publication rows for ``n`` scheduled events."""
-        self.pubs = Publications(n, self.now_ns)
+    def plan(self, n: int = 0) -> Publications:
+        """Publication rows for the hosted schedule (``n``: how many are known to come, a sizing
+        hint): a ring when they are written as parts, else columns that grow."""
+        self.pubs = Publications(n, self.now_ns, ring=self.parts is not None)
         self.pubs_done = self.pubs_written = 0
         return self.pubs
+
+    def make_room(self, k: int) -> None:
+        """Before a publisher plans row ``k``: when its ring slot still holds an unwritten row,
+        close the chunk (the settled rows are written and their slots freed). A row still
+        unsettled a whole ring ago is a fault of the run, said in one line."""
+        if self.pubs.room(k):
+            return
+        self.close_chunk()
+        if not self.pubs.room(k):
+            raise RuntimeError(f"publication row {k}: row {k - self.pubs.cap} has no outcome yet, "
+                               f"{self.pubs.cap:,} rows later (its publish never settled)")
 
     def handler(self, receiver: str, capacity: int = 1024, say: Callable[[str], None] | None = None,
                 t0: Callable[[], int] = lambda: 0) -> Deliveries:
@@ -420,17 +513,17 @@ class Recorder:
         seq = np.empty(n, dtype=np.int64)
         epoch = np.empty(n, dtype=object)
         stream = np.empty(n, dtype=object)
-        for j, i in enumerate(p.ids[lo:upto]):  # ~1/(N-1) of the deliveries, a tick's worth at a time
+        for j, i in enumerate(p._take(p.ids, lo, upto)):  # ~1/(N-1) of the deliveries, a tick's worth at a time
             q = seq_of(i) if i else -1
             seq[j] = q
             if q >= 0:
                 e, _, rest = i.partition(":")
                 epoch[j], stream[j] = e, rest.rpartition(":")[0]
-        src = np.array(p.sources, dtype=object)[np.frombuffer(p.src, dtype=np.int32)[lo:upto]]
-        ok = np.frombuffer(p.ok, dtype=np.int8)[lo:upto].astype(bool)
+        src = np.array(p.sources, dtype=object)[p.column("src", lo, upto)]
+        ok = p.column("ok", lo, upto).astype(bool)
         keep = slice(None)
         if self.warmup:
-            keep = np.frombuffer(p.t_intended, dtype=np.int64)[lo:upto] >= self.t0()
+            keep = p.column("t_intended", lo, upto) >= self.t0()
         self.summary.add_publications(src[keep], epoch[keep], stream[keep], seq[keep], ok[keep])
         return lo, upto
 
@@ -467,7 +560,7 @@ class Recorder:
         else:
             pub_cols = p.cut(lo, hi) if hi > lo else None
             if hi > lo:
-                p.ids[lo:hi] = [None] * (hi - lo)  # to be written: the strings need not stay
+                p.free(lo, hi)  # copied out to be written: the slots (and the strings) need not stay
                 self.pubs_written = hi
             self._write(chunks, pub_cols)
         dt = time.perf_counter() - t

@@ -43,7 +43,7 @@ from fanout.lab.progress import Progress
 from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record, read_parts, run_signing_keys
 from fanout.lab.recorder import Recorder
 from fanout.lab.scenario import Scenario
-from fanout.lab.schedule import expected_counts, schedule
+from fanout.lab.schedule import PlanFeed, expected_counts
 from fanout.lab.topology import instance_ids, roles
 from fanout.metrics import COUNTER_NAMES
 
@@ -97,13 +97,8 @@ class Simulation:
         self.recorder = Recorder(self.now_ns, parts=self.parts_dir(), tag=self.tag(), t0=lambda: self.t0,
                                  warmup=sc.warmup_s > 0, chunk_rows=options.chunk_rows, chunk_s=options.chunk_s,
                                  meta={"run_id": self.run_id, "scenario": _redacted(sc.to_dict())})
-        plan = schedule(sc)
-        self._total_events = len(plan)
-        self._plan = [ev for ev in plan if ev.publisher in set(self.hosted)]
-        pubs = self.recorder.plan(len(self._plan))
-        for k, ev in enumerate(self._plan):
-            pubs.plan(k, pubs.code(pubs.sources, self.ids[ev.publisher]), pubs.code(pubs.types, ev.type),
-                      pubs.code(pubs.symbols, ev.symbol), 0)
+        self.feed = PlanFeed(sc, [i for i in self.hosted if i in set(roles(sc)[0])])
+        self.recorder.plan()
         self.cpu: dict | None = None                    # this process's CPU over the run (instrument)
         self.mode_reason = ""                           # why this process mode (said in the record)
         self.spun_s = 0.0                               # seconds the publishers spent yielding until due
@@ -201,11 +196,8 @@ class Simulation:
     async def publish_phase(self, t_start: int, bar: Progress | None = None) -> None:
         """Every hosted instance publishes its own share of the plan on its own, as separate
         hosts would: one slow instance (a fault, a full window) delays only its own events."""
-        rows: dict[int, list[int]] = {i: [] for i in self.hosted}
-        for k, ev in enumerate(self._plan):
-            rows[ev.publisher].append(k)
         window = instrument.CpuWindow()
-        publishers = [asyncio.create_task(self._publisher(i, ks, t_start)) for i, ks in rows.items()]
+        publishers = [asyncio.create_task(self._publisher(i, t_start)) for i in self.feed.queues]
         rec = self.recorder
         try:
             while not all(t.done() for t in publishers):
@@ -316,23 +308,31 @@ class Simulation:
         record.environment["recorder"] = rec.stats()
         return record
 
-    async def _publisher(self, i: int, rows: list[int], t_start: int) -> None:
+    async def _publisher(self, i: int, t_start: int) -> None:
         """Instance ``i``'s publishing loop: each event at its due time, late but never skipped,
-        sent with ``publish_nowait`` (its outcome comes back through ``on_published``)."""
+        sent with ``publish_nowait`` (its outcome comes back through ``on_published``). Its events
+        come from the plan feed as it goes; its publication rows from the recorder's ring."""
         market = SyntheticMarket(random.Random(self.sc.seed * 1_000 + i), symbols=self.sc.symbols,
                                  book_depth=self.sc.book_depth)
         sleep_until, now_ns, say = self.options.sleep_until, self.now_ns, self.say
-        pubs, plan, src = self.recorder.pubs, self._plan, self.ids[i]
-        for k in rows:
-            ev = plan[k]
+        rec, feed, src = self.recorder, self.feed, self.ids[i]
+        pubs = rec.pubs
+        code = pubs.code(pubs.sources, src)
+        types, symbols = pubs.types, pubs.symbols
+        sent = 0
+        while (nxt := feed.next(i)) is not None:
+            k, ev = nxt
             due = t_start + int(ev.due_s * 1e9)
             self.spun_s += await sleep_until(due)
-            pubs.t_intended[k] = due
+            if not pubs.room(k):
+                rec.make_room(k)
+            j = pubs.plan(k, code, pubs.code(types, ev.type), pubs.code(symbols, ev.symbol), due)
+            sent += 1
             data = market.make(ev.type, ev.symbol, due // 1_000_000)
-            pubs.t_sent[k] = now_ns()
+            pubs.t_sent[j] = now_ns()
             while True:
                 if i in self.down:
-                    pubs.ids[k] = f"not-sent:{src}:{ev.k}"
+                    pubs.ids[j] = f"not-sent:{src}:{ev.k}"
                     pubs.fail(k, self.down[i])
                     break
                 bridge = self.bridges[i]
@@ -342,24 +342,25 @@ class Simulation:
                         await bridge.writable()
                         continue
                 except PublishError as exc:
-                    pubs.ids[k] = getattr(exc, "envelope_id", None) or f"failed:{src}:{ev.k}"
+                    pubs.ids[j] = getattr(exc, "envelope_id", None) or f"failed:{src}:{ev.k}"
                     pubs.fail(k, str(exc))
                     if say:
-                        say(f"[{(pubs.t_sent[k] - self.t0) / 1e9:9.3f}s] {src} -x {ev.type}: {exc}")
+                        say(f"[{(pubs.t_sent[j] - self.t0) / 1e9:9.3f}s] {src} -x {ev.type}: {exc}")
                     break
-                pubs.ids[k] = eid
+                pubs.ids[j] = eid
                 if say:
-                    say(f"[{(pubs.t_sent[k] - self.t0) / 1e9:9.3f}s] {src} -> {ev.type} {ev.symbol} {eid}")
+                    say(f"[{(pubs.t_sent[j] - self.t0) / 1e9:9.3f}s] {src} -> {ev.type} {ev.symbol} {eid}")
                 break
         # every outcome is known within the publishing connection's deadline (publish_timeout_s)
         limit = self._config(i).publish_timeout_s + SETTLE_SLACK_S
         bound = time.monotonic() + limit
-        code = pubs.src[rows[0]] if rows else 0
-        while rows and pubs.settled_by[code] < len(rows) and time.monotonic() < bound:
+        while sent and pubs.settled_by[code] < sent and time.monotonic() < bound:
             await asyncio.sleep(0.005)
-        for k in rows:
-            if not pubs.done[k]:
-                pubs.fail(k, f"no outcome within {limit:g}s")
+        if sent and pubs.settled_by[code] < sent:
+            for k in range(rec.pubs_written, pubs.n):  # rows not written yet: the unsettled are among them
+                j = k & pubs.mask
+                if pubs.src[j] == code and pubs.t_intended[j] and not pubs.done[j]:
+                    pubs.fail(k, f"no outcome within {limit:g}s")
 
     def instance_rows(self) -> list[dict]:
         rows = []
