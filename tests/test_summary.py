@@ -396,3 +396,36 @@ def test_the_publication_ring_gives_back_every_row_it_held_whatever_the_steps(mo
     assert p.cap == 32
     assert out == [(f"e:ticker:{i + 1}", 1_000 + i, 2_000 + i, bool(i % 7), "" if i % 7 else "boom")
                    for i in range(k)]
+
+
+COUNT_FIELDS = ("published", "publish_failed", "expected", "received", "delivered_rows", "foreign", "foreign_sources",
+                "missing", "duplicates", "self_received", "unknown", "from_dead_agents", "unexpected",
+                "failed_delivered", "failed_delivered_events", "errors", "gaps", "reconnects", "schedule_lag_samples",
+                "unexplained", "lost_by_kind", "lost_untouched")
+
+
+@pytest.mark.parametrize("variant", ["pubsub-warmup", "streams", "processes"])
+def test_a_run_analysed_from_its_summary_says_what_its_rows_say(variant, tmp_path):
+    """The summary path (no row read) gives the rows path's counts exactly, per instance and
+    overall, and its latency within the histogram's precision."""
+    sc = Scenario(name=f"same-{variant}", instances=4, duration_s=2.0, rate_per_s=400,
+                  warmup_s=0.3 if variant == "pubsub-warmup" else 0.0,
+                  transport="streams" if variant == "streams" else "pubsub",
+                  process_mode="processes" if variant == "processes" else "single",
+                  event_types=("ticker", "trade"))
+    rec = run_scenario(sc, progress=False, save_to=str(tmp_path), options=SMALL_CHUNKS)
+    fast = analyse(load_run(rec.path))
+    whole = load_run(rec.path)
+    whole.deliveries  # noqa: B018 - every row read: the frame path
+    slow = analyse(whole)
+    assert (fast.overall["analysed_from"], slow.overall["analysed_from"]) == ("summary", "rows")
+    assert {k: fast.overall[k] for k in COUNT_FIELDS} == {k: slow.overall[k] for k in COUNT_FIELDS}
+    exact = [c for c in slow.per_instance.columns if not c.startswith("lat_") or c == "lat_count"]
+    assert fast.per_instance[exact].equals(slow.per_instance[exact])
+    assert [c.passed for c in fast.verdict] == [c.passed for c in slow.verdict]
+    assert fast.latency["count"] == slow.latency["count"] > 0
+    assert fast.latency["max_ms"] == slow.latency["max_ms"]
+    assert fast.latency["avg_ms"] == pytest.approx(slow.latency["avg_ms"], rel=1e-9)
+    for key in ("p50_ms", "p95_ms", "p99_ms"):   # nearest rank within 3 significant digits vs linear
+        if slow.latency[key] is not None:
+            assert fast.latency[key] == pytest.approx(slow.latency[key], rel=0.02, abs=0.005), key

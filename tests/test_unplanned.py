@@ -7,12 +7,13 @@ import time
 import redis
 
 from fanout.analysis import analyse
+from fanout.lab.record import load_run
 from fanout.lab.run import run_scenario
 from fanout.lab.scenario import Scenario
 from fanout.lab.servers import RedisServer
 
 
-def test_an_unplanned_redis_crash_is_attributed_to_the_outage_the_bridges_saw():
+def test_an_unplanned_redis_crash_is_attributed_to_the_outage_the_bridges_saw(tmp_path):
     with RedisServer() as srv:
         sc = Scenario(name="unplanned-kill", instances=3, duration_s=6, rate_per_s=100, redis_url=srv.url,
                       key_prefix="crash:", drain_timeout_s=3)
@@ -33,7 +34,7 @@ def test_an_unplanned_redis_crash_is_attributed_to_the_outage_the_bridges_saw():
 
         killer = threading.Thread(target=crash_mid_run, daemon=True)
         killer.start()
-        rec = run_scenario(sc, progress=False, save_to=None)
+        rec = run_scenario(sc, progress=False, save_to=str(tmp_path))
         killer.join(10)
     assert seen.is_set() and not killer.is_alive()
     f = analyse(rec)
@@ -44,3 +45,12 @@ def test_an_unplanned_redis_crash_is_attributed_to_the_outage_the_bridges_saw():
     named = set(acc.losses["fault"])
     assert all("disconnected from Redis" in n for n in named) and len(named) >= 1
     assert (f.per_instance["received"] + f.per_instance["lost_attributed"] == f.per_instance["expected"]).all()
+    # analysed from its summary (the rows stay in their parts but those around the losses): the
+    # same losses, causes and evidence as from every row
+    assert f.overall["analysed_from"] == "summary" and not rec.rows_loaded
+    whole = load_run(rec.path)
+    whole.publications  # noqa: B018 - every row read: the frame path
+    g = analyse(whole)
+    assert g.overall["analysed_from"] == "rows"
+    assert g.losses.losses.equals(acc.losses.reset_index(drop=True)), (g.losses.losses, acc.losses)
+    assert (g.losses.lost, g.losses.by_kind, g.losses.not_published) == (acc.lost, acc.by_kind, acc.not_published)

@@ -223,21 +223,90 @@ def _in_gap(prev: float, nxt: float, gaps) -> str | None:
     return next((ref for down, _up, ref in gaps if prev <= down < nxt), None)
 
 
+#: rows read around each lost event of a run analysed from its summary (s each side of its send)
+NEIGHBOURHOOD_NS = 60_000_000_000
+
+
+def _from_summary(record: RunRecord) -> bool:
+    return record.summary is not None and not record.rows_loaded and record.parts is not None \
+        and len(record.faults) == 0
+
+
+def _not_published(record: RunRecord) -> dict[str, int]:
+    """Failed publications by reason, from the rows (or, from a summary, the failed rows only)."""
+    if _from_summary(record):
+        if not record.summary.failed_by():
+            return {}
+        import pyarrow.compute as pc
+
+        from fanout.lab.record import scan_parts
+
+        err = scan_parts(record.parts, "publications", ~pc.field("ok") & (pc.field("t_intended") >= record.t0),
+                         ["error"])["error"]
+    else:
+        err = record.publications.loc[~record.publications["ok"], "error"]
+    return {str(k): int(v) for k, v in err.astype(str).map(_reason).value_counts().items()}
+
+
+def rows_near_losses(record: RunRecord, receivers: list[str]) -> RunRecord | None:
+    """A run analysed from its summary: which events each receiver missed comes from the seq
+    bitmaps; to attribute them, the rows around them are read — publications sent within
+    :data:`NEIGHBOURHOOD_NS` of a lost event, and every delivery of those events — as a record of
+    those rows alone (None when nothing was lost). Memory follows the losses, not the run."""
+    import dataclasses
+
+    import pyarrow.compute as pc
+
+    from fanout.lab.record import DELIVERY_COLUMNS, PUBLICATION_COLUMNS, frame, scan_parts
+
+    s = record.summary
+    ids = sorted({f"{e}:{st}:{q}" for r in receivers for (_, e, st, q) in s.missing(r)})
+    if not ids:
+        return None
+    t = np.sort(scan_parts(record.parts, "publications", pc.field("id").isin(ids), ["t_sent"])["t_sent"]
+                .to_numpy(dtype=np.int64))
+    spans: list[list[int]] = []
+    for x in t.tolist():
+        if spans and x - NEIGHBOURHOOD_NS <= spans[-1][1]:
+            spans[-1][1] = x + NEIGHBOURHOOD_NS
+        else:
+            spans.append([x - NEIGHBOURHOOD_NS, x + NEIGHBOURHOOD_NS])
+    near = None
+    for a, b in spans:
+        w = (pc.field("t_sent") >= a) & (pc.field("t_sent") <= b)
+        near = w if near is None else near | w
+    pubs = frame(scan_parts(record.parts, "publications", near & (pc.field("t_intended") >= record.t0)),
+                 PUBLICATION_COLUMNS).sort_values("t_intended", kind="stable").reset_index(drop=True)
+    dels = frame(scan_parts(record.parts, "deliveries", pc.field("id").isin(pubs["id"].astype(object).tolist())),
+                 DELIVERY_COLUMNS)
+    out = dataclasses.replace(record, publications=pubs, deliveries=dels, summary=None)
+    out.notes = [*record.notes, f"losses attributed from the rows within {NEIGHBOURHOOD_NS / 1e9:g} s of each "
+                 f"lost event ({len(pubs):,} publications, {len(dels):,} deliveries)"]
+    return out
+
+
 def account_losses(record: RunRecord, receivers: list[str] | None = None,
                    bound_ms: float | None = None) -> LossAccount:
     """Attribute every missing (event, receiver) of ``record`` to a cause (see module doc).
     ``bound_ms``: the latency bound the fault table counts late deliveries against (default: the
-    scenario's ``max_avg_latency_ms``, else :data:`DEFAULT_BOUND_MS`)."""
+    scenario's ``max_avg_latency_ms``, else :data:`DEFAULT_BOUND_MS`). A record analysed from
+    its summary reads only the rows around its losses (:func:`rows_near_losses`)."""
     names = [str(x) for x in record.instances["instance"]]
     receivers = receivers if receivers is not None else names
-    pubs = record.publications
-    failed = pubs[~pubs["ok"]]
-    reasons = failed["error"].astype(str).map(_reason)
-    not_published_reasons = {str(k): int(v) for k, v in reasons.value_counts().items()}
+    not_published_reasons = _not_published(record)
+    not_published = sum(not_published_reasons.values())
+    if _from_summary(record):
+        near = rows_near_losses(record, receivers)
+        if near is None:  # nothing lost: nothing to attribute, no row read
+            return LossAccount(
+                losses=pd.DataFrame(columns=LOSS_COLUMNS), by_cause={}, unexplained=0, lost=0,
+                not_published=not_published, not_published_reasons=not_published_reasons,
+                faults=pd.DataFrame(columns=FAULT_TABLE_COLUMNS),
+                output_buffer_disconnections=_cut_off(record), by_kind={})
+        record = near
     missing = missing_deliveries(record, receivers)
 
-    stats = record.redis_stats or {}
-    cut = stats.get("client_output_buffer_limit_disconnections")
+    cut = _cut_off(record)
     fault_wins, own = _windows(record, receivers)
     trimmed = dict(zip(record.instances["instance"], record.instances.get("transport_losses", pd.Series(dtype=int))))
     dead = dict((record.environment or {}).get("dead_instances") or {})
@@ -297,11 +366,16 @@ def account_losses(record: RunRecord, receivers: list[str] | None = None,
         bound_ms = float(record.scenario.get("max_avg_latency_ms") or DEFAULT_BOUND_MS)
     return LossAccount(
         losses=losses, by_cause=by_cause, unexplained=by_kind.get(UNEXPLAINED, 0),
-        lost=sum(len(v) for v in missing.values()), not_published=len(failed),
+        lost=sum(len(v) for v in missing.values()), not_published=not_published,
         not_published_reasons=not_published_reasons,
         faults=_fault_table(record, fault_wins, rows, bound_ms),
-        output_buffer_disconnections=None if cut is None else int(cut), by_kind=by_kind,
+        output_buffer_disconnections=cut, by_kind=by_kind,
     )
+
+
+def _cut_off(record: RunRecord) -> int | None:
+    cut = (record.redis_stats or {}).get("client_output_buffer_limit_disconnections")
+    return None if cut is None else int(cut)
 
 
 def _fault_table(record: RunRecord, windows: list[Window], rows, bound_ms: float) -> pd.DataFrame:

@@ -37,7 +37,8 @@ import numpy as np
 import pandas as pd
 
 from fanout.analysis.accounting import UNEXPLAINED, LossAccount, account_losses
-from fanout.analysis.latency import PERCENTILES, TAIL_SAMPLES, latency_samples, latency_stats, min_samples, ms_quantiles
+from fanout.analysis.latency import (PERCENTILES, TAIL_SAMPLES, hist_stats, latency_samples, latency_stats,
+                                     min_samples, ms_quantiles)
 from fanout.analysis.verdict import Criterion, Thresholds, fault_verdict, seed_verdict
 from fanout.formatting import percentile as fmt_pct
 from fanout.lab.record import RunRecord
@@ -133,6 +134,120 @@ def split_foreign(record: RunRecord) -> tuple[pd.DataFrame, pd.DataFrame]:
     return d[mine], d[~mine]
 
 
+def use_summary(record: RunRecord) -> bool:
+    """Whether :func:`analyse` works from the run's summary (exact counts from the seq bitmaps,
+    latency from the merged histograms) rather than from its rows: a record whose rows are not in
+    memory (written as parts) and that has a summary and no fault plan (a fault run is short and
+    its verdict reads rows in the faults' windows)."""
+    return record.summary is not None and not record.rows_loaded and len(record.faults) == 0
+
+
+def _counts_from_frames(record: RunRecord, names: list[str], dead_sources: list[str]) -> dict[str, Any]:
+    pubs = record.publications
+    ok = pubs[pubs["ok"]]
+    d, foreign = split_foreign(record)
+    distinct_by = _count_by(d.drop_duplicates(["id", "receiver"])["receiver"])
+    samples = latency_samples(record)
+    lat_by = {str(r): g.to_numpy() for r, g in samples.groupby("receiver")["lat_ns"]}
+    total_ok = len(ok)
+    return {
+        "from": "rows", "published_by": _count_by(ok["source"]), "failed_by": _count_by(pubs.loc[~pubs["ok"], "source"]),
+        "total_ok": total_ok, "publications": len(pubs),
+        "got_by": _count_by(samples["receiver"]),
+        "lat_of": lambda name: latency_stats(lat_by.get(name, np.empty(0, dtype=np.int64))),
+        "rows_by": _count_by(d["receiver"]), "distinct_by": distinct_by,
+        "self_by": _count_by(d.loc[d["source"] == d["receiver"], "receiver"]),
+        "foreign_by": _count_by(foreign["receiver"]),
+        "latency": latency_stats(samples["lat_ns"].to_numpy()),
+        "latency_sent": latency_stats(samples["lat_sent_ns"].to_numpy()),
+        "span_s": (int(ok["t_intended"].max()) - int(ok["t_intended"].min())) / 1e9 if total_ok else 0.0,
+        "lag": ms_quantiles(ok["t_sent"] - ok["t_intended"]),
+        "delivered_rows": len(d), "foreign": len(foreign),
+        "foreign_sources": sorted(str(x) for x in foreign["source"].unique()),
+        "duplicates": len(d) - sum(distinct_by.values()),
+        "self_received": int((d["source"] == d["receiver"]).sum()),
+        "unknown": int((~d["id"].isin(pubs["id"]) & ~d["source"].isin(dead_sources)).sum()),
+        "from_dead_agents": int((~d["id"].isin(pubs["id"]) & d["source"].isin(dead_sources)).sum()),
+        "stray": int((~d["receiver"].isin(names)).sum()),
+        "failed_delivered": int(d["id"].isin(pubs.loc[~pubs["ok"], "id"]).sum()),
+        "failed_delivered_events": int(pubs.loc[~pubs["ok"], "id"].isin(d["id"]).sum()),
+    }
+
+
+def _counts_from_summary(record: RunRecord, names: list[str], receivers: set[str],
+                         dead_sources: list[str]) -> dict[str, Any]:
+    """What :func:`_counts_from_frames` gives, from the summary alone (no row is read). Exact
+    counts, except where noted: rows of an event no publication names (``unknown``,
+    ``from_dead_agents``) and rows of failed publications (``failed_delivered``) are counted once
+    per (event, receiver), their repeats among the duplicates."""
+    s = record.summary
+    per = {r["instance"]: r for r in s.instances(names, receivers, dead_sources)}
+    known = set(names) | s.sources() | set(dead_sources)
+    rows_by: dict[str, int] = {}
+    distinct_by: dict[str, int] = {}
+    self_by: dict[str, int] = {}
+    foreign_by: dict[str, int] = {}
+    foreign_sources: set[str] = set()
+    unknown = dead = failed_rows = stray = 0
+    failed_seen: dict[tuple, Any] = {}
+    for k, b in s.received.items():
+        r, src, rest = k[0], k[1], k[1:]
+        n_rows = len(b) + s.duplicates.get(k, 0)
+        if src not in known:
+            foreign_by[r] = foreign_by.get(r, 0) + n_rows
+            foreign_sources.add(src)
+            continue
+        if r not in names:
+            stray += n_rows
+        rows_by[r] = rows_by.get(r, 0) + n_rows
+        distinct_by[r] = distinct_by.get(r, 0) + len(b)
+        if src == r:
+            self_by[r] = self_by.get(r, 0) + n_rows
+        ok, bad = s.published.get(rest), s.failed.get(rest)
+        named = len(b) - (b.intersection_cardinality(ok) if ok is not None else 0) \
+            - (b.intersection_cardinality(bad) if bad is not None else 0)
+        if src in dead_sources:
+            dead += named
+        else:
+            unknown += named
+        if bad is not None:
+            failed_rows += b.intersection_cardinality(bad)
+            seen = failed_seen.get(rest)
+            failed_seen[rest] = (b & bad) if seen is None else (seen | (b & bad))
+    for (r, src), n in s.unsequenced.items():
+        if src not in known:
+            foreign_by[r] = foreign_by.get(r, 0) + n
+            foreign_sources.add(src)
+            continue
+        rows_by[r] = rows_by.get(r, 0) + n
+        distinct_by[r] = distinct_by.get(r, 0) + 1
+        self_by[r] = self_by.get(r, 0) + (n if src == r else 0)
+        if src in dead_sources:
+            dead += n
+        else:
+            unknown += n
+    published_by, failed_by = s.published_by(), s.failed_by()
+    total_ok = sum(published_by.values())
+    lag = hist_stats(s.lag)
+    return {
+        "from": "summary", "published_by": published_by, "failed_by": failed_by, "total_ok": total_ok,
+        "publications": total_ok + sum(failed_by.values()),
+        "got_by": {n: p["received"] + p["unexpected"] for n, p in per.items()},
+        "lat_of": lambda name: hist_stats(s.latency_of(name)),
+        "rows_by": rows_by, "distinct_by": distinct_by, "self_by": self_by, "foreign_by": foreign_by,
+        "latency": hist_stats(s.latency_of()), "latency_sent": hist_stats(s.sent),
+        "span_s": (s.due_max - s.due_min) / 1e9 if total_ok else 0.0,
+        "lag": {"p50_ms": lag["p50_ms"], "p99_ms": lag["p99_ms"], "max_ms": lag["max_ms"], "count": lag["count"],
+                "withheld": {k: v for k, v in lag["withheld"].items() if k in ("p50_ms", "p99_ms")}},
+        "delivered_rows": sum(rows_by.values()), "foreign": sum(foreign_by.values()),
+        "foreign_sources": sorted(foreign_sources),
+        "duplicates": sum(rows_by.values()) - sum(distinct_by.values()),
+        "self_received": sum(self_by.values()),
+        "unknown": unknown, "from_dead_agents": dead, "stray": stray, "failed_delivered": failed_rows,
+        "failed_delivered_events": sum(len(b) for b in failed_seen.values()),
+    }
+
+
 def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings:
     """Per-instance arithmetic, latency statistics and the verdict for one run.
 
@@ -145,22 +260,15 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
     receivers = set(names) if scenario.get("receivers") is None else {str(x) for x in scenario["receivers"]}
     publishers = set(names) if scenario.get("publishers") is None else {str(x) for x in scenario["publishers"]}
 
-    pubs = record.publications
-    ok = pubs[pubs["ok"]]
-    published_by = _count_by(ok["source"])
-    failed_by = _count_by(pubs.loc[~pubs["ok"], "source"])
-    external = [s for s in published_by if s not in names]  # publishers outside record.instances
-    total_ok = len(ok)
-
     dead_sources = list((record.environment or {}).get("dead_instances") or {})
-    d, foreign = split_foreign(record)
-    foreign_by = _count_by(foreign["receiver"])
-    rows_by = _count_by(d["receiver"])
-    distinct_by = _count_by(d.drop_duplicates(["id", "receiver"])["receiver"])
-    self_by = _count_by(d.loc[d["source"] == d["receiver"], "receiver"])
-    samples = latency_samples(record)
-    got_by = _count_by(samples["receiver"])
-    lat_by = {str(r): g.to_numpy() for r, g in samples.groupby("receiver")["lat_ns"]}
+    if use_summary(record):
+        c = _counts_from_summary(record, names, receivers, dead_sources)
+    else:
+        c = _counts_from_frames(record, names, dead_sources)
+    published_by, failed_by, total_ok = c["published_by"], c["failed_by"], c["total_ok"]
+    external = [s for s in published_by if s not in names]  # publishers outside record.instances
+    got_by, lat_of = c["got_by"], c["lat_of"]
+    rows_by, distinct_by, self_by, foreign_by = c["rows_by"], c["distinct_by"], c["self_by"], c["foreign_by"]
 
     rows = []
     for i, name in enumerate(names):
@@ -172,7 +280,7 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         unexpected = got_by.get(name, 0) - received
         duplicates = rows_by.get(name, 0) - distinct_by.get(name, 0)
         self_received = self_by.get(name, 0)
-        lat = latency_stats(lat_by.get(name, np.empty(0, dtype=np.int64)))
+        lat = lat_of(name)
         rows.append({
             "instance": name,
             "role": "+".join(r for r, on in (("publisher", name in publishers), ("receiver", is_receiver)) if on)
@@ -199,38 +307,36 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         })
     per_instance = _per_instance_frame(rows)
 
-    latency = latency_stats(samples["lat_ns"].to_numpy())
-    latency_sent = latency_stats(samples["lat_sent_ns"].to_numpy())
+    latency, latency_sent = c["latency"], c["latency_sent"]
     duration_s = float(scenario["duration_s"]) if scenario.get("duration_s") else max(record.t_end - record.t0, 0) / 1e9
     expected_total = int(per_instance["expected"].sum())
     received_total = int(per_instance["received"].sum())
-    stray = int((~d["receiver"].isin(names)).sum())
-    span_s = (int(ok["t_intended"].max()) - int(ok["t_intended"].min())) / 1e9 if total_ok else 0.0
+    span_s = c["span_s"]
     window_s = (record.t_end - record.t0) / 1e9 if record.t_end > record.t0 else duration_s
-    lag = ms_quantiles(ok["t_sent"] - ok["t_intended"])
+    lag = c["lag"]
     overall: dict[str, Any] = {
         "instances": len(names),
         "duration_s": duration_s,
         "published": total_ok,
-        "publish_failed": len(pubs) - total_ok,
+        "publish_failed": c["publications"] - total_ok,
         "expected": expected_total,
         "received": received_total,
-        "delivered_rows": len(d),
+        "delivered_rows": c["delivered_rows"],
         # deliveries from sources outside the run (another application on the same channels): counted,
         # never missing, duplicate or unknown
-        "foreign": len(foreign),
-        "foreign_sources": sorted(str(x) for x in foreign["source"].unique()),
+        "foreign": c["foreign"],
+        "foreign_sources": c["foreign_sources"],
         "delivery_pct": 100.0 * received_total / expected_total if expected_total else 100.0,
         "missing": expected_total - received_total,
-        "duplicates": len(d) - sum(distinct_by.values()),
-        "self_received": int((d["source"] == d["receiver"]).sum()),
+        "duplicates": c["duplicates"],
+        "self_received": c["self_received"],
         # deliveries of events no publication row names; those from instances whose agent died
         # (its publication records died with it) are counted apart
-        "unknown": int((~d["id"].isin(pubs["id"]) & ~d["source"].isin(dead_sources)).sum()),
-        "from_dead_agents": int((~d["id"].isin(pubs["id"]) & d["source"].isin(dead_sources)).sum()),
-        "unexpected": int(per_instance["unexpected"].sum()) + stray,
-        "failed_delivered": int(d["id"].isin(pubs.loc[~pubs["ok"], "id"]).sum()),
-        "failed_delivered_events": int(pubs.loc[~pubs["ok"], "id"].isin(d["id"]).sum()),
+        "unknown": c["unknown"],
+        "from_dead_agents": c["from_dead_agents"],
+        "unexpected": int(per_instance["unexpected"].sum()) + c["stray"],
+        "failed_delivered": c["failed_delivered"],
+        "failed_delivered_events": c["failed_delivered_events"],
         "errors": int(inst["errors"].sum()),
         "gaps": int(inst["gaps"].sum()),
         # the wire's own signals (fanout.metrics): unsent = seqs a publisher announced it never got
@@ -251,6 +357,7 @@ def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings
         "loss_rate_upper_95": loss_rate_upper_95(expected_total - received_total, expected_total),
     }
     losses = account_losses(record, [n for n in names if n in receivers], bound_ms=th.max_avg_latency_ms)
+    overall["analysed_from"] = c["from"]
     overall["unexplained"] = losses.unexplained
     overall["lost_by_kind"] = dict(losses.by_kind)
     # lost on receivers no planned fault targeted (a server-wide fault targets every one)

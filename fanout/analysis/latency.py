@@ -42,6 +42,22 @@ def latency_stats(ns: np.ndarray) -> dict[str, Any]:
     return stats
 
 
+def hist_stats(x) -> dict[str, Any]:
+    """:func:`latency_stats` from a summary's :class:`~fanout.lab.summary.Latency` (merged
+    HdrHistograms): count, negative, avg/min/max exact; percentiles from the histogram (within its
+    3 significant digits of the exact nearest-rank value; negative samples count as 0 there),
+    under the same rule of which ones the count carries."""
+    stats: dict[str, Any] = {"count": int(x.count), "negative": int(x.negative)}
+    if x.count == 0:
+        return stats | {"avg_ms": None, "min_ms": None, "max_ms": None} | dict.fromkeys(PERCENTILES) | {"withheld": {}}
+    stats |= {"avg_ms": x.sum_ns / x.count / 1e6, "min_ms": x.min_ns / 1e6, "max_ms": x.max_ns / 1e6}
+    held = withheld(int(x.count))
+    for key, q in PERCENTILES.items():
+        stats[key] = None if key in held else min(x.hist.get_value_at_percentile(q), x.max_ns) / 1e6
+    stats["withheld"] = held
+    return stats
+
+
 def raw_percentile_ms(ns, q: float) -> float | None:
     """Percentile ``q`` of ns values in ms whatever their number (``None`` when empty): for a
     judgement that screens on it, never for showing (shown percentiles follow :func:`carried`)."""

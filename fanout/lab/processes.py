@@ -277,7 +277,10 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
     redis_cpu1, wall = await instrument.redis_cpu_s(url), time.monotonic() - wall0
     deliveries = merge_columns([m[1] for m in done.values()], DELIVERY_COLUMNS)
     parts = Path(options.record_dir) / run_id / PARTS_DIR if options.record_dir else None
-    if parts is not None and parts.is_dir():  # rows the workers wrote as parts, beside any shipped
+    shipped = any(len(v) for v in pubs.values()) or any(len(v) for v in deliveries.values())
+    if parts is not None and parts.is_dir() and not shipped:  # every row in parts: read only when asked for
+        pubs = deliveries = None
+    elif parts is not None and parts.is_dir():  # rows the workers wrote as parts, beside the ones shipped
         pubs = _with_parts(pubs, parts, "publications", PUBLICATION_COLUMNS)
         deliveries = _with_parts(deliveries, parts, "deliveries", DELIVERY_COLUMNS)
     summaries = [Summary.from_bytes(m[5]) for m in done.values() if len(m) > 5 and m[5]]

@@ -79,7 +79,7 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
                   column_encoding=ints)
 
 
-@dataclass
+@dataclass(repr=False)
 class RunRecord:
     run_id: str
     scenario: dict[str, Any]
@@ -103,6 +103,37 @@ class RunRecord:
     #: the folder of Parquet parts the rows were written to as the run went (None: none)
     parts: Path | None = None
 
+    def __repr__(self) -> str:  # never reads the rows (the dataclass repr would: it shows every field)
+        where = "in memory" if self.rows_loaded else f"in {self.parts}"
+        return f"RunRecord(run_id={self.run_id!r}, rows {where}, instances={len(self.instances)})"
+
+    @property
+    def rows_loaded(self) -> bool:
+        """Whether the publication and delivery rows are in memory (a record read from parts
+        loads them only when something asks for :attr:`publications` or :attr:`deliveries`)."""
+        return self.__dict__.get("_publications") is not None and self.__dict__.get("_deliveries") is not None
+
+    def _load_rows(self) -> None:
+        """Read the rows written as parts, as :func:`build_record` would have made the frames
+        (publications in schedule order, the warmup left out)."""
+        pubs = read_parts(self.parts, "publications") if self.parts is not None else None
+        dels = read_parts(self.parts, "deliveries") if self.parts is not None else None
+        pubs, dels = frame(pubs if pubs is not None else [], PUBLICATION_COLUMNS), \
+            frame(dels if dels is not None else [], DELIVERY_COLUMNS)
+        pubs = pubs.sort_values("t_intended", kind="stable").reset_index(drop=True)
+        if float((self.scenario or {}).get("warmup_s") or 0) > 0:
+            pubs, dels = drop_warmup(pubs, dels, int(self.t0))
+        self.__dict__["_publications"], self.__dict__["_deliveries"] = pubs, dels
+
+    def count(self, name: str) -> int:
+        """Rows of ``publications`` or ``deliveries``: from the summary while they are not in memory."""
+        if self.rows_loaded or self.summary is None:
+            return len(getattr(self, name))
+        s = self.summary
+        if name == "publications":
+            return sum(len(b) for b in s.published.values()) + sum(s.failed_by().values())
+        return sum(len(b) + s.duplicates.get(k, 0) for k, b in s.received.items()) + sum(s.unsequenced.values())
+
     def meta(self) -> dict[str, Any]:
         scen = dict(self.scenario)
         if scen.get("redis_url"):
@@ -111,7 +142,7 @@ class RunRecord:
             "run_id": self.run_id, "scenario": scen, "environment": self.environment,
             "t0": self.t0, "t_end": self.t_end, "notes": [redact_text(n) for n in self.notes],
             "redis_stats": self.redis_stats,
-            "counts": {"publications": len(self.publications), "deliveries": len(self.deliveries),
+            "counts": {"publications": self.count("publications"), "deliveries": self.count("deliveries"),
                        "instances": len(self.instances)},
         }
 
@@ -133,6 +164,29 @@ class RunRecord:
         return out
 
 
+class _Rows:
+    """:attr:`RunRecord.publications` / :attr:`~RunRecord.deliveries`: a frame in memory, or
+    (set to None with :attr:`RunRecord.parts` given) read from the parts on first use."""
+
+    def __init__(self, name: str) -> None:
+        self.key = f"_{name}"
+
+    def __get__(self, obj, typ=None):
+        if obj is None:
+            return self
+        v = obj.__dict__.get(self.key)
+        if v is None:
+            obj._load_rows()
+            v = obj.__dict__[self.key]
+        return v
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__[self.key] = value
+
+
+RunRecord.publications = _Rows("publications")  # type: ignore[assignment]
+RunRecord.deliveries = _Rows("deliveries")      # type: ignore[assignment]
+
 SUMMARY_FILE = "summary.bin"
 PARTS_DIR = "parts"
 
@@ -145,6 +199,18 @@ def read_parts(folder: str | os.PathLike, name: str) -> pd.DataFrame | None:
     if not files:
         return None
     return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+
+
+def scan_parts(folder: str | os.PathLike, name: str, where=None, columns: list[str] | None = None) -> pd.DataFrame:
+    """The rows of the parts ``<name>-*.parquet`` that match ``where`` (a ``pyarrow.compute``
+    expression), only ``columns``: a filtered scan (pyarrow datasets), never the whole record in
+    memory. An empty frame when there is no part."""
+    import pyarrow.dataset as ds
+
+    files = sorted(str(f) for f in Path(folder).glob(f"{name}-*.parquet"))
+    if not files:
+        return pd.DataFrame(columns=columns or [])
+    return ds.dataset(files, format="parquet").to_table(filter=where, columns=columns).to_pandas()
 
 
 def drop_warmup(pub_df: pd.DataFrame, del_df: pd.DataFrame, t0: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -180,11 +246,11 @@ def load_run(path: str | os.PathLike) -> RunRecord:
         f = p / f"{name}.parquet"
         return frame(pd.read_parquet(f) if f.exists() else [], columns)
 
-    pubs, dels = _rows(p, "publications", PUBLICATION_COLUMNS, meta), _rows(p, "deliveries", DELIVERY_COLUMNS, meta)
-    if not (p / "publications.parquet").exists():  # from parts: as build_record made the frames
-        pubs = pubs.sort_values("t_intended", kind="stable").reset_index(drop=True)
-        if float((meta.get("scenario") or {}).get("warmup_s") or 0) > 0:
-            pubs, dels = drop_warmup(pubs, dels, int(meta.get("t0", 0)))
+    summary = _summary(p)
+    if (p / "publications.parquet").exists() or (p / "deliveries.parquet").exists():
+        pubs, dels = _rows(p, "publications", PUBLICATION_COLUMNS, meta), _rows(p, "deliveries", DELIVERY_COLUMNS, meta)
+    else:  # rows written as parts: read when something asks for them (the analysis needs the summary)
+        pubs = dels = None
     return RunRecord(
         run_id=meta["run_id"], scenario=meta["scenario"], environment=meta["environment"],
         publications=pubs, deliveries=dels,
@@ -192,7 +258,7 @@ def load_run(path: str | os.PathLike) -> RunRecord:
         t0=int(meta.get("t0", 0)), t_end=int(meta.get("t_end", 0)), notes=list(meta.get("notes", [])), path=p,
         faults=optional("faults", FAULT_COLUMNS), outages=optional("outages", OUTAGE_COLUMNS),
         redis_stats=dict(meta.get("redis_stats", {})), resources=optional("resources", RESOURCE_COLUMNS),
-        summary=_summary(p), parts=p / PARTS_DIR if (p / PARTS_DIR).is_dir() else None,
+        summary=summary, parts=p / PARTS_DIR if (p / PARTS_DIR).is_dir() else None,
     )
 
 
@@ -333,11 +399,14 @@ def build_record(sc, url: str, run_id: str, version: str | None, t0: int, t_end:
                  deliveries: dict[str, list] | list[tuple] | pd.DataFrame | None,
                  inst_rows: list[dict], fault_log: list, outages: list[tuple], stats: dict) -> RunRecord:
     """Columns (or rows) from one or many processes -> one RunRecord (frames with the contract's dtypes)."""
-    pub_df = columns_frame(pubs, PUBLICATION_COLUMNS)
-    pub_df = pub_df.sort_values("t_intended", kind="stable").reset_index(drop=True)  # the schedule's order
-    del_df = columns_frame(deliveries, DELIVERY_COLUMNS)
-    if sc.warmup_s > 0:
-        pub_df, del_df = drop_warmup(pub_df, del_df, t0)
+    if pubs is None and deliveries is None:  # rows in parts: read when asked for (RunRecord.parts)
+        pub_df = del_df = None
+    else:
+        pub_df = columns_frame(pubs, PUBLICATION_COLUMNS)
+        pub_df = pub_df.sort_values("t_intended", kind="stable").reset_index(drop=True)  # the schedule's order
+        del_df = columns_frame(deliveries, DELIVERY_COLUMNS)
+        if sc.warmup_s > 0:
+            pub_df, del_df = drop_warmup(pub_df, del_df, t0)
     scen = sc.to_dict()
     scen["redis_url"] = redact_url(url) if sc.redis_url else None
     ids = instance_ids(sc)

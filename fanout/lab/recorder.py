@@ -260,7 +260,7 @@ class Deliveries:
     """One receiver's current chunk of deliveries; the object is the bridge handler (a plain
     function call). When the chunk is full, ``full`` (the recorder) closes every receiver's chunk."""
 
-    __slots__ = ("receiver", "now_ns", "n", "cap", "max_cap", "src", "ep", "stm", "typ", "gid", "seq", "t", "ti",
+    __slots__ = ("receiver", "now_ns", "n", "cap", "max_cap", "src", "ep", "stm", "typ", "gid", "seq", "t", "ti", "lag",
                  "say", "t0", "full", "total", "summarised", "warm", "pool")
 
     def __init__(self, receiver: str, now_ns: Callable[[], int], capacity: int, say=None, t0=None,
@@ -281,6 +281,7 @@ class Deliveries:
         self.seq = _zeros("q", self.cap)        # -1: none
         self.t = _zeros("q", self.cap)          # t_received
         self.ti = _zeros("q", self.cap)         # when it was due, from the envelope (0: unknown)
+        self.lag = _zeros("q", self.cap)        # sent − due, from the envelope (t_sent = ti + lag)
         self.say = say
         self.t0 = t0
         self.full = full
@@ -311,7 +312,11 @@ class Deliveries:
         seq = env[4]
         self.seq[i] = -1 if seq is None else seq
         ns, lag = env[6], env[7]
-        self.ti[i] = 0 if lag is None or ns is None else env[2] * 1_000_000 + ns - lag
+        if lag is None or ns is None:
+            self.ti[i] = 0
+        else:
+            self.ti[i] = env[2] * 1_000_000 + ns - lag
+            self.lag[i] = lag
         self.n = i + 1
         if self.say is not None:
             self.say(f"[{(t - self.t0()) / 1e9:9.3f}s]   {self.receiver} <- {env.source} {env.type} {env.id}")
@@ -320,7 +325,7 @@ class Deliveries:
         extra = self.cap if self.full is None else min(self.cap, self.max_cap - self.cap)
         for col in (self.src, self.ep, self.stm, self.typ, self.gid):
             col.extend([None] * extra)
-        for col in (self.seq, self.t, self.ti):
+        for col in (self.seq, self.t, self.ti, self.lag):
             col.extend(_zeros("q", extra))
         self.cap += extra
 
@@ -482,17 +487,19 @@ class Recorder:
         seq = np.frombuffer(d.seq, dtype=np.int64)[lo:hi].copy()
         t = np.frombuffer(d.t, dtype=np.int64)[lo:hi] + self.own_offset
         ti = np.frombuffer(d.ti, dtype=np.int64)[lo:hi].copy()
+        ts = np.where(ti != 0, ti + np.frombuffer(d.lag, dtype=np.int64)[lo:hi], 0)
         src = np.array(d.src[lo:hi], dtype=object)
         cols = [src, np.array(d.ep[lo:hi], dtype=object), np.array(d.stm[lo:hi], dtype=object),
-                np.array(d.typ[lo:hi], dtype=object), seq, t, ti]
+                np.array(d.typ[lo:hi], dtype=object), seq, t, ti, ts]
         if self.warmup:
             shift = self._offsets_of(src) - self.own_offset
             warm = (ti != 0) & (ti + shift < self.t0())
             if warm.any():
                 d.warm += int(warm.sum())
                 cols = [c[~warm] for c in cols]
-        s, e, st, ty, q, tr, tint = cols
-        self.summary.add_deliveries(d.receiver, s, e, st, ty, q, tr, tint, source_offsets=self.source_offsets)
+        s, e, st, ty, q, tr, tint, tsent = cols
+        self.summary.add_deliveries(d.receiver, s, e, st, ty, q, tr, tint, source_offsets=self.source_offsets,
+                                    t_sent=tsent)
 
     def _offsets_of(self, src):
         import numpy as np
@@ -524,7 +531,9 @@ class Recorder:
         keep = slice(None)
         if self.warmup:
             keep = p.column("t_intended", lo, upto) >= self.t0()
-        self.summary.add_publications(src[keep], epoch[keep], stream[keep], seq[keep], ok[keep])
+        due, sent = p.column("t_intended", lo, upto), p.column("t_sent", lo, upto)
+        # (lag and span are differences: the same on this process's clock as on the reference's)
+        self.summary.add_publications(src[keep], epoch[keep], stream[keep], seq[keep], ok[keep], due[keep], sent[keep])
         return lo, upto
 
     def _full(self, d: Deliveries) -> None:

@@ -297,8 +297,8 @@ class Simulation:
         the parts written as the run went) as frames, and its summary."""
         rec = self.recorder
         rec.finish()
-        if rec.parts is not None:
-            pubs, dels = read_parts(rec.parts, "publications"), read_parts(rec.parts, "deliveries")
+        if rec.parts is not None:  # the rows are in the parts: read only if something asks for them
+            pubs = dels = None
         else:
             pubs, dels = rec.publication_columns(), rec.delivery_columns()
         record = build_record(self.sc, self.url, self.run_id, version, t0, t_end, pubs, dels, inst_rows,

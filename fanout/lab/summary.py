@@ -177,15 +177,24 @@ class Summary:
         #: the time series: per interval of t_received (index ``t // SERIES_NS`` on the run's
         #: clock) the delivery rows and the latency of the first deliveries, over all receivers
         self.series: dict[int, Latency] = {}
+        #: latency from the send (``t_received − t_sent``) of the same first deliveries, all receivers
+        self.sent = Latency()
+        #: the schedule lag of acknowledged publications (``t_sent − t_intended``) and the span
+        #: of their due times (ns; 0 when none)
+        self.lag = Latency()
+        self.due_min = 0
+        self.due_max = 0
 
     # ------------------------------------------------------------------ filling
     def add_deliveries(self, receiver: str, source, epoch, stream, type_, seq, t_received, t_intended,
-                       source_offsets: dict[str, int] | None = None) -> None:
+                       source_offsets: dict[str, int] | None = None, t_sent=None) -> None:
         """A chunk of one receiver's deliveries, in the order they were handed over (arrays or
         lists of equal length; ``t_intended`` 0 where unknown: no latency sample). A seq already
         in the receiver's bitmap (from an earlier chunk or earlier in this one) is a duplicate;
         the first delivery of each event from another source is a latency sample.
-        ``source_offsets``: ns added to ``t_intended`` per source (its clock → the reference clock)."""
+        ``source_offsets``: ns added to ``t_intended`` per source (its clock → the reference clock);
+        ``t_sent``: when each was sent, on the source's clock (0 where unknown: no sample of the
+        latency from the send)."""
         receiver = _str(receiver)
         seq = np.asarray(seq, dtype=np.int64)
         n = seq.size
@@ -231,6 +240,10 @@ class Summary:
             first = np.concatenate(lat_rows)
             shift = np.concatenate(lat_shift)
             lat = t_received[first] - (t_intended[first] + shift)
+            if t_sent is not None:
+                ts = np.asarray(t_sent, dtype=np.int64)[first]
+                known = ts != 0
+                self.sent.add(t_received[first][known] - (ts[known] + shift[known]))
             types = np.asarray(type_, dtype=object)[first]
             _, tkeys, trows = _groups(types)
             for (t,), ix in zip(tkeys, trows):
@@ -252,13 +265,20 @@ class Summary:
             if n:
                 self._bucket(lo + off).rows += n
 
-    def add_publications(self, source, epoch, stream, seq, ok) -> None:
+    def add_publications(self, source, epoch, stream, seq, ok, t_intended=None, t_sent=None) -> None:
         """Settled publications (arrays): acknowledged (``ok``) or failed; ``seq`` < 0 (or no
-        epoch) for a failed publish that never got a seq."""
+        epoch) for a failed publish that never got a seq. With ``t_intended`` and ``t_sent``:
+        the schedule lag and the due-time span of the acknowledged ones."""
         seq = np.asarray(seq, dtype=np.int64)
         if seq.size == 0:
             return
         ok = np.asarray(ok, dtype=bool)
+        if t_intended is not None and ok.any():
+            due = np.asarray(t_intended, dtype=np.int64)[ok]
+            self.lag.add(np.asarray(t_sent, dtype=np.int64)[ok] - due)
+            lo, hi = int(due.min()), int(due.max())
+            self.due_min = lo if not self.due_min else min(self.due_min, lo)
+            self.due_max = max(self.due_max, hi)
         _, keys, rows = _groups(np.asarray(source, dtype=object), np.asarray(epoch, dtype=object),
                                 np.asarray(stream, dtype=object))
         for (s, e, st), idx in zip(keys, rows):
@@ -300,6 +320,11 @@ class Summary:
             self.latency.setdefault(k, Latency()).merge(lat)
         for k, x in other.series.items():
             self._bucket(k).merge(x)
+        self.sent.merge(other.sent)
+        self.lag.merge(other.lag)
+        if other.due_min:
+            self.due_min = other.due_min if not self.due_min else min(self.due_min, other.due_min)
+        self.due_max = max(self.due_max, other.due_max)
         return self
 
     @classmethod
@@ -322,6 +347,9 @@ class Summary:
             b.run_optimize()
             return blob(b.serialize())
 
+        def lat(x: Latency) -> list:
+            return [x.rows, x.count, x.sum_ns, x.negative, x.over, x.min_ns, x.max_ns, blob(x.hist.encode())]
+
         head = {
             "v": 2,
             "received": [[*k, self.duplicates.get(k, 0), bm(b)] for k, b in self.received.items()],
@@ -331,8 +359,8 @@ class Summary:
             "failed_unsequenced": self.failed_unsequenced,
             "latency": [[*k, x.count, x.sum_ns, x.negative, x.over, x.min_ns, x.max_ns, blob(x.hist.encode())]
                         for k, x in self.latency.items()],
-            "series": [[k, x.rows, x.count, x.sum_ns, x.negative, x.over, x.min_ns, x.max_ns, blob(x.hist.encode())]
-                       for k, x in sorted(self.series.items())],
+            "series": [[k, *lat(x)] for k, x in sorted(self.series.items())],
+            "sent": lat(self.sent), "lag": lat(self.lag), "due": [self.due_min, self.due_max],
         }
         h = orjson.dumps(head)
         return _MAGIC + struct.pack("<I", len(h)) + h + b"".join(blobs)
@@ -372,8 +400,14 @@ class Summary:
         for r, t, count, total, neg, over, lo, hi, size in head["latency"]:
             h = HdrHistogram.decode(take(size))
             s.latency[(r, t)] = Latency(h, 0, count, total, neg, over, lo, hi)
-        for k, rows, count, total, neg, over, lo, hi, size in head.get("series", ()):  # v1: none
-            s.series[k] = Latency(HdrHistogram.decode(take(size)), rows, count, total, neg, over, lo, hi)
+        def lat(rows, count, total, neg, over, lo, hi, size) -> Latency:
+            return Latency(HdrHistogram.decode(take(size)), rows, count, total, neg, over, lo, hi)
+
+        for k, *x in head.get("series", ()):  # v1 summaries have none of these
+            s.series[k] = lat(*x)
+        if "sent" in head:
+            s.sent, s.lag = lat(*head["sent"]), lat(*head["lag"])
+            s.due_min, s.due_max = head["due"]
         return s
 
     def to_wire(self) -> str:
@@ -532,19 +566,22 @@ class Summary:
         if count_publications:
             pseq = p["seq"].to_numpy(dtype=np.int64)
             epoch, stream = _split_ids(p["id"], pseq)
-            s.add_publications(p["source"].astype(object).to_numpy(), epoch, stream, pseq, p["ok"].to_numpy(dtype=bool))
+            s.add_publications(p["source"].astype(object).to_numpy(), epoch, stream, pseq, p["ok"].to_numpy(dtype=bool),
+                               p["t_intended"].to_numpy(dtype=np.int64), p["t_sent"].to_numpy(dtype=np.int64))
         if len(deliveries) == 0:
             return s
-        ok = p.loc[p["ok"], ["id", "t_intended"]].drop_duplicates("id")
+        ok = p.loc[p["ok"], ["id", "t_intended", "t_sent"]].drop_duplicates("id")
         d = deliveries.assign(_row=np.arange(len(deliveries)))
         d = d.sort_values("t_received", kind="stable")
         ti = d["id"].map(pd.Series(ok["t_intended"].to_numpy(), index=ok["id"].to_numpy())).fillna(0)
-        d = d.assign(_ti=ti.astype("int64"))
+        ts = d["id"].map(pd.Series(ok["t_sent"].to_numpy(), index=ok["id"].to_numpy())).fillna(0)
+        d = d.assign(_ti=ti.astype("int64"), _ts=ts.astype("int64"))
         for r, g in d.groupby("receiver", sort=False):
             gseq = g["seq"].to_numpy(dtype=np.int64)
             e, st = _split_ids(g["id"], gseq)
             s.add_deliveries(str(r), g["source"].astype(object).to_numpy(), e, st, g["type"].astype(object).to_numpy(),
-                             gseq, g["t_received"].to_numpy(dtype=np.int64), g["_ti"].to_numpy(dtype=np.int64))
+                             gseq, g["t_received"].to_numpy(dtype=np.int64), g["_ti"].to_numpy(dtype=np.int64),
+                             t_sent=g["_ts"].to_numpy(dtype=np.int64))
         return s
 
 
