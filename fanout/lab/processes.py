@@ -132,7 +132,7 @@ async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=
         rec = sim.recorder
         rec.own_offset = offset
         rec.source_offsets = dict(msg[2]) if len(msg) > 2 and msg[2] else {}
-        await sim.publish_phase(t_start)
+        await sim.publish_phase(t_start, on_live=lambda live: send(("progress", live)))
         pubs = {} if rec.parts is not None else shift_records(rec.publication_columns(), {}, [], offset)[0]
         await send(("published", pubs, rec.published_by))
         msg = await recv(60.0 + sc.drain_timeout_s)
@@ -162,6 +162,7 @@ class Link:
     clock: tuple[int, int] = (0, 0)
     dead: str | None = None           # why it is gone, once it is
     info: dict[str, Any] = field(default_factory=dict)
+    live: dict[str, Any] = field(default_factory=dict)   # its last progress message
 
     async def send(self, msg: tuple) -> None: ...
     async def poll(self) -> tuple | None: ...
@@ -205,6 +206,9 @@ async def gather(links: list[Link], what: str, timeout_s: float, *, tolerate_dea
         for ln in waiting:
             msg = await ln.poll()
             why = None
+            while msg is not None and msg[0] == "progress":  # what the worker is doing, as it goes
+                ln.live = msg[1]
+                msg = await ln.poll()
             if msg is not None and msg[0] == "error":
                 why = f"failed: {msg[1]}"
             elif msg is not None:
@@ -254,7 +258,12 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
                                             tolerate_death=tolerate_death))
         while not task.done():
             await asyncio.wait([task], timeout=0.25)
-            bar.update((now_ns() - t_start) / 1e9, 0, 0)
+            lives = [ln.live for ln in links if ln.live]
+            live = {k: sum(x.get(k) or 0 for x in lives) for k in ("published", "delivered", "missing")}
+            p99 = [x["p99_ms"] for x in lives if x.get("p99_ms") is not None]
+            rss = [x["rss_mb"] for x in lives if x.get("rss_mb") is not None]
+            live |= {"p99_ms": max(p99) if p99 else None, "rss_mb": max(rss) if rss else None}
+            bar.update((now_ns() - t_start) / 1e9, live["published"], live["delivered"], live)
         published = task.result()
     finally:
         bar.close()

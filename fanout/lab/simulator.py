@@ -55,6 +55,17 @@ Printer = Callable[[str], None]
 SETTLE_SLACK_S = 2.0
 
 
+def _rss_mb() -> float | None:
+    """This process's resident memory in MB (None where it cannot be read)."""
+    try:
+        with open("/proc/self/statm") as f:
+            import os
+
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def new_run_id(sc: Scenario) -> str:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return f"{stamp}-{sc.name}{'' if sc.transport in sc.name else '-' + sc.transport}-{secrets.token_hex(2)}"
@@ -193,18 +204,30 @@ class Simulation:
                 raise r
         return await control.redis_version(self.url)
 
-    async def publish_phase(self, t_start: int, bar: Progress | None = None) -> None:
+    def live(self) -> dict:
+        """What progress shows of this process, now: publications settled, deliveries, p99 of the
+        last closed interval, events the bridges found missing (``gaps``), resident memory (MB)."""
+        rec = self.recorder
+        missing = sum(int(b.metrics().get("gaps", 0)) for b in self.bridges.values())
+        return {"published": rec.pubs.settled, "delivered": rec.n_deliveries, "p99_ms": rec.summary.last_p99_ms(),
+                "missing": missing, "rss_mb": _rss_mb()}
+
+    async def publish_phase(self, t_start: int, bar: Progress | None = None, on_live=None) -> None:
         """Every hosted instance publishes its own share of the plan on its own, as separate
         hosts would: one slow instance (a fault, a full window) delays only its own events."""
         window = instrument.CpuWindow()
         publishers = [asyncio.create_task(self._publisher(i, t_start)) for i in self.feed.queues]
         rec = self.recorder
+        next_live = time.monotonic() + 1.0
         try:
             while not all(t.done() for t in publishers):
                 await asyncio.wait(publishers, timeout=0.25)
                 rec.tick()
                 if bar is not None:
-                    bar.update((self.now_ns() - t_start) / 1e9, rec.pubs.settled, rec.n_deliveries)
+                    bar.update((self.now_ns() - t_start) / 1e9, rec.pubs.settled, rec.n_deliveries, self.live())
+                if on_live is not None and time.monotonic() >= next_live:
+                    next_live = time.monotonic() + 1.0
+                    await on_live(self.live())
             for t in publishers:
                 t.result()  # a publisher that crashed is a bug: surface it
         finally:

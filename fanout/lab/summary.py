@@ -532,6 +532,14 @@ class Summary:
                 "min_ms": x.min_ns / 1e6, "max_ms": x.max_ns / 1e6,
                 "percentiles": {float(q): x.hist.get_value_at_percentile(q) / 1e6 for q in percentiles}}
 
+    def last_p99_ms(self) -> float | None:
+        """p99 latency (ms) of the last closed interval of the time series (None before one closed
+        with a sample)."""
+        if len(self.series) < 2:
+            return None
+        x = self.series[sorted(self.series)[-2]]
+        return x.hist.get_value_at_percentile(99.0) / 1e6 if x.count else None
+
     def series_frame(self, t0: int = 0):
         """The time series as a frame, one row per interval of :data:`SERIES_NS` that saw a
         delivery: ``t_s`` (the interval's start, s after ``t0``), ``deliveries`` (rows),
