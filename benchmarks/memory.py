@@ -187,7 +187,65 @@ def run_length(durations=(5.0, 20.0), *, instances: int = 5, rate: float = 4000.
         if lo["recording_rss_mb"] and hi["recording_rss_mb"]:
             slope["recording_rss_bytes_per_extra_delivery"] = (
                 (hi["recording_rss_mb"] - lo["recording_rss_mb"]) * 2**20 / extra)
-    return {"code": str(root), "instances": instances, "rate": rate, "runs": rows, **slope}
+    steps = [{"from_s": a["duration_s"], "to_s": b["duration_s"],
+              "peak_rss_bytes_per_extra_delivery": (b["peak_rss_mb"] - a["peak_rss_mb"]) * 2**20
+              / max(1, b["deliveries"] - a["deliveries"])} for a, b in zip(rows, rows[1:])]
+    return {"code": str(root), "instances": instances, "rate": rate, "runs": rows, "steps": steps, **slope}
+
+
+def analyse_speed(run_dir: str | os.PathLike, repeat: int = 3) -> dict[str, Any]:
+    """``analyse(load_run(run_dir))`` on an archived run: deliveries per CPU second (the best of
+    ``repeat``; CPU time of this process, imports done before)."""
+    from fanout.analysis import analyse
+    from fanout.lab.record import load_run
+
+    best = None
+    for _ in range(repeat):
+        t = time.process_time()
+        f = analyse(load_run(run_dir))
+        cpu = time.process_time() - t
+        best = cpu if best is None else min(best, cpu)
+    n = int(f.overall["delivered_rows"])
+    return {"run": str(run_dir), "deliveries": n, "cpu_s": best, "deliveries_per_cpu_s": n / best if best else None,
+            "analysed_from": f.overall.get("analysed_from", "rows")}
+
+
+def _baseline_checkout(ref: str) -> str:
+    """A temporary git worktree of ``ref`` (the old path), to import fanout from."""
+    import tempfile
+
+    root = Path(__file__).resolve().parent.parent
+    where = tempfile.mkdtemp(prefix="fanout-baseline-")
+    subprocess.run(["git", "worktree", "add", "--detach", where, ref], cwd=root, check=True, capture_output=True)
+    return where
+
+
+def run_length_table(new: dict[str, Any], old: dict[str, Any] | None, speed: dict[str, Any] | None,
+                     old_speed: dict[str, Any] | None) -> str:
+    """The issue's target table, measured values beside the old path's (same run of the benchmark)."""
+    def b(x):
+        return "n/a" if x is None else f"{x:,.0f} B"
+
+    n_new = new.get("peak_rss_bytes_per_extra_delivery")
+    n_old = old.get("peak_rss_bytes_per_extra_delivery") if old else None
+    lengths = " / ".join(f"{r['duration_s']:g} s" for r in new["runs"])
+    disk = max((r["disk_bytes_per_delivery"] or 0) for r in new["runs"])
+    disk_old = max((r["disk_bytes_per_delivery"] or 0) for r in old["runs"]) if old else None
+    lines = ["| what | target | measured | old path | ratio new/old |", "|---|---|---:|---:|---:|",
+             f"| peak RSS growth of `fanout run` per extra delivery ({lengths}) | ≤ 16 B | {b(n_new)} | {b(n_old)} | "
+             f"{'n/a' if not n_old else f'{n_new / n_old:.3f}'} |",
+             f"| disk per delivery in the record | ≤ 16 B | {disk:.1f} B | "
+             f"{'n/a' if disk_old is None else f'{disk_old:.1f} B'} | "
+             f"{'n/a' if not disk_old else f'{disk / disk_old:.2f}'} |"]
+    if speed:
+        s_new = speed["deliveries_per_cpu_s"]
+        s_old = old_speed.get("deliveries_per_cpu_s") if old_speed else None
+        lines.append(f"| `analyse()` on an archived run ({speed['deliveries']:,} deliveries, from the "
+                     f"{speed['analysed_from']}) | ≥ 2 M deliveries per CPU second | "
+                     f"{s_new / 1e6:.2f} M/s | "
+                     f"{'n/a' if not s_old else f'{s_old / 1e6:.2f} M/s'} | "
+                     f"{'n/a' if not s_old else f'{s_new / s_old:.1f}'} |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
@@ -195,18 +253,47 @@ if __name__ == "__main__":
         import argparse
 
         ap = argparse.ArgumentParser(prog="python -m benchmarks.memory run-length")
-        ap.add_argument("--durations", default="5,20", help="seconds, comma-separated (default 5,20)")
+        ap.add_argument("--durations", default="5,20,80",
+                        help="seconds, comma-separated: one length and its 4x and 16x (default 5,20,80)")
         ap.add_argument("--instances", type=int, default=5)
         ap.add_argument("--rate", type=float, default=4000.0)
         ap.add_argument("--code", help="import fanout from this checkout (e.g. an older commit's, for 'before')")
+        ap.add_argument("--baseline", metavar="REF",
+                        help="also measure the old path: this git commit, in a temporary worktree, same lengths")
         ap.add_argument("--out", help="keep the run records here")
         a = ap.parse_args(sys.argv[2:])
-        print(json.dumps(run_length(tuple(float(x) for x in a.durations.split(",")), instances=a.instances,
-                                    rate=a.rate, code=a.code, out_root=a.out), indent=2))
+        import shutil
+        import tempfile
+
+        durations = tuple(float(x) for x in a.durations.split(","))
+        out = a.out or tempfile.mkdtemp(prefix="fanout-runlen-")
+        new = run_length(durations, instances=a.instances, rate=a.rate, code=a.code, out_root=str(Path(out) / "new"))
+        longest = next((Path(out) / "new" / f"d{durations[-1]:g}").iterdir())
+        speed = analyse_speed(longest)
+        old = old_speed = None
+        if a.baseline:
+            where = _baseline_checkout(a.baseline)
+            try:
+                old = run_length(durations, instances=a.instances, rate=a.rate, code=where,
+                                 out_root=str(Path(out) / "old"))
+                p = subprocess.run([sys.executable, "-c", "import json,sys; from benchmarks.memory import "
+                                    "analyse_speed; print(json.dumps(analyse_speed(sys.argv[1])))",
+                                    str(next((Path(out) / "old" / f"d{durations[-1]:g}").iterdir()))],
+                                   capture_output=True, text=True, cwd=where, env={**os.environ, "PYTHONPATH": where},
+                                   timeout=1200)
+                old_speed = json.loads(p.stdout) if p.returncode == 0 and p.stdout.strip() else None
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", where], cwd=Path(__file__).resolve().parent.parent,
+                               capture_output=True)
+        print(json.dumps({"new": new, "old": old, "analyse": speed, "analyse_old": old_speed}, indent=2))
+        print()
+        print(run_length_table(new, old, speed, old_speed))
+        if not a.out:
+            shutil.rmtree(out, ignore_errors=True)
         raise SystemExit(0)
     if len(sys.argv) == 5 and sys.argv[1] == "child":
         res = asyncio.run(asyncio.wait_for(_child(sys.argv[2], int(sys.argv[3]), sys.argv[4]), CHILD_TIMEOUT_S - 5))
         print(json.dumps(res), flush=True)
         os._exit(0)  # skip closing K connections politely: the numbers are taken
     raise SystemExit("usage: python -m benchmarks.memory child fanout|baseline K URL | "
-                     "python -m benchmarks.memory run-length [--durations 5,20] [--code DIR]")
+                     "python -m benchmarks.memory run-length [--durations 5,20,80] [--baseline REF] [--code DIR]")

@@ -80,6 +80,8 @@ def test_a_signal_stops_fanout_run_and_leaves_nothing_running(sig, tmp_path):
     f = analyse(rec)
     assert not f.passed and f.verdict[0].name == "Run completed" and not f.verdict[0].passed
     assert len(rec.publications) > 0
+    # what was recorded up to the signal is analysed and said before the run stops: never a PASS
+    assert "✗ Run completed (measured interrupted after" in out and "Overall Status: FAIL" in out, out[-2000:]
 
 
 def test_a_cli_killed_outright_takes_its_server_with_it(tmp_path):

@@ -77,6 +77,7 @@ def serve_metrics(sc, port: int, addr: str, sims: list):
 def main(args: argparse.Namespace) -> int:
     from fanout.analysis import analyse
     from fanout.lab.options import RunOptions
+    from fanout.errors import Interrupted
     from fanout.lab.run import check_reachable, run_scenario
     from fanout.report.text import render_json, render_text
 
@@ -92,6 +93,11 @@ def main(args: argparse.Namespace) -> int:
     try:
         rec = run_scenario(sc, progress=False if (args.no_progress or args.json) else None, printer=printer,
                            save_to=None if args.no_save else args.out, options=options)
+    except Interrupted as stopped:  # what was recorded up to the signal, analysed (never a PASS), then stop
+        if stopped.record is not None:
+            part = analyse(stopped.record)
+            print(render_json(part) if args.json else render_text(part), flush=True)
+        raise
     finally:
         if stop_metrics is not None:
             stop_metrics()
