@@ -122,3 +122,27 @@ def test_sigterm_stops_an_agent_and_it_deregisters(redis_server):
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 143 and "interrupted by SIGTERM" in err and "Traceback" not in err, err
         assert not r.sismember("fanout:agents", "ag") and not r.exists("fanout:agent:ag:alive")
+
+
+def test_ctrl_c_on_a_run_over_worker_processes_keeps_and_analyses_what_every_process_recorded(tmp_path):
+    """Worker processes cannot hand a record back once stopped: what they wrote as parts is read
+    back, cut where every process had recorded, analysed (never a PASS) and saved; no traceback."""
+    proc = subprocess.Popen([*fanout_cmd(), "run", "--instances", "4", "--topology", "host-bots", "--rate", "400",
+                             "--duration", "60", "--process-mode", "processes", "--out", str(tmp_path)],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and proc.poll() is None and \
+            len({p.name.split("-")[1] for p in tmp_path.glob("*/parts/deliveries-*.parquet")}) < 2:
+        time.sleep(0.1)  # both workers wrote parts: well into the run
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGINT, (proc.returncode, err[-2000:])
+    assert "Traceback" not in err, err[-3000:]
+    assert "✗ Run completed (measured interrupted after" in out and "Overall Status: FAIL" in out, out[-2000:]
+    assert "Unexplained" not in out, out[-2000:]
+    (folder,) = [d for d in tmp_path.iterdir() if d.is_dir()]
+    assert f"partial record (marked interrupted, never PASS): {folder}" in err.replace(str(ROOT) + "/", "")
+    rec = load_run(folder)
+    assert rec.environment["interrupted"] and any(n.startswith("cut at ") for n in rec.notes), rec.notes
+    f = analyse(rec)
+    assert f.overall["missing"] == 0 and f.overall["published"] > 0 and not f.passed

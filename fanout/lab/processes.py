@@ -34,6 +34,7 @@ import dataclasses
 import logging
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,24 @@ def spread(instances: int, workers: int) -> list[list[int]]:
     return [list(range(w, instances, workers)) for w in range(workers) if w < instances]
 
 
+async def _recording_while(sim: Simulation, waiting, send):
+    """Await ``waiting`` (a message from the coordinator) while the recorder keeps closing its
+    chunks (a tick every 0.25 s, as during publishing) and progress goes out every second."""
+    task = asyncio.ensure_future(waiting)
+    next_live = time.monotonic() + 1.0
+    try:
+        while not task.done():
+            await asyncio.wait([task], timeout=0.25)
+            sim.recorder.tick()
+            if not task.done() and time.monotonic() >= next_live:
+                next_live = time.monotonic() + 1.0
+                await send(("progress", sim.live()))
+        return task.result()
+    finally:
+        if not task.done():
+            task.cancel()
+
+
 async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=(0, 0),
                 options: RunOptions = DEFAULT, run_id: str | None = None) -> None:
     """The worker's side of the conversation over ``send(msg)`` / ``await recv(timeout)``."""
@@ -135,7 +154,10 @@ async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=
         await sim.publish_phase(t_start, on_live=lambda live: send(("progress", live)))
         pubs = {} if rec.parts is not None else shift_records(rec.publication_columns(), {}, [], offset)[0]
         await send(("published", pubs, rec.published_by))
-        msg = await recv(60.0 + sc.drain_timeout_s)
+        # the others may still be publishing (a worker of receivers only is done at once): the
+        # wait lasts to the schedule's end, recording and reporting progress all along
+        left_s = max(0.0, (t_start + int((sc.warmup_s + sc.duration_s) * 1e9) - sim.now_ns()) / 1e9)
+        msg = await _recording_while(sim, recv(left_s + 60.0 + sc.drain_timeout_s), send)
         if msg[0] != "drain":
             return
         receivers = set(roles(sc)[1])
@@ -267,6 +289,8 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
         published = task.result()
     finally:
         bar.close()
+        if not task.done():  # stopped (a signal): the wait goes with it, never an orphan that raises later
+            task.cancel()
     pubs = merge_columns([m[1] for m in published.values()], PUBLICATION_COLUMNS)
     published_by: dict[str, int] = {}
     for m in published.values():
@@ -323,7 +347,9 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
 
 
 def _process_main(hosted: list[int], scenario: dict, url: str, conn, options: dict, run_id: str | None = None) -> None:
-    """Entry point of one spawned worker process (imports fanout afresh)."""
+    """Entry point of one spawned worker process (imports fanout afresh). A terminal's Ctrl-C
+    reaches every process of the group: the worker leaves it to the coordinator, which stops it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     async def send(msg) -> None:
         conn.send(msg)

@@ -280,6 +280,15 @@ def _recover(p: Path) -> RunRecord:
     t0 = int(meta.get("t0") or 0)
     if meta.get("warmup"):
         pubs, dels = drop_warmup(pubs, dels, t0)
+    cut = _recorded_until(p / PARTS_DIR)
+    note = []
+    if cut is not None:  # every process wrote its rows up to its last part: the run is what all of them recorded
+        late = set(pubs.loc[pubs["t_sent"] > cut - IN_FLIGHT_NS, "id"])
+        if late:
+            pubs, dels = pubs[~pubs["id"].isin(late)], dels[~dels["id"].isin(late)].reset_index(drop=True)
+            note = [f"cut at {(cut - IN_FLIGHT_NS - t0) / 1e9:.1f} s: publications sent later than "
+                    f"{IN_FLIGHT_NS / 1e9:g} s before the last time every process had written its rows "
+                    f"({len(late):,} of them) are left out with their deliveries"]
     scen = dict(meta.get("scenario") or {})
     if scen.get("redis_url"):
         scen["redis_url"] = redact_url(scen["redis_url"])
@@ -294,8 +303,29 @@ def _recover(p: Path) -> RunRecord:
         instances=frame([{"instance": n, "connected": False} for n in names], INSTANCE_COLUMNS),
         t0=t0, t_end=t_end, path=p, parts=p / PARTS_DIR,
         notes=["recovered from the parts written before the run stopped without saving: "
-               "no instance counters, no outages, no summary"],
+               "no instance counters, no outages, no summary", *note],
     )
+
+
+#: a recovered run keeps the events sent this long before every process's last written row
+IN_FLIGHT_NS = 1_000_000_000
+
+
+def _recorded_until(parts: Path) -> int | None:
+    """The latest time every process of a run had written its rows up to: per process (the tag
+    in its part names) the last t_received or t_sent in its parts, the least of those."""
+    import pyarrow.dataset as ds
+
+    last: dict[str, int] = {}
+    for name, col in (("deliveries", "t_received"), ("publications", "t_sent")):
+        for f in parts.glob(f"{name}-*.parquet"):
+            tag = f.name[len(name) + 1:].rsplit("-", 1)[0]
+            t = ds.dataset(str(f)).to_table(columns=[col]).column(col)
+            if len(t):
+                import pyarrow.compute as pc
+
+                last[tag] = max(last.get(tag, 0), int(pc.max(t).as_py()))
+    return min(last.values()) if len(last) > 1 else None
 
 
 def _scenario_of(scen: dict):
