@@ -185,6 +185,7 @@ class Link:
     dead: str | None = None           # why it is gone, once it is
     info: dict[str, Any] = field(default_factory=dict)
     live: dict[str, Any] = field(default_factory=dict)   # its last progress message
+    held: tuple | None = None                            # a message read early, for the next gather
 
     async def send(self, msg: tuple) -> None: ...
     async def poll(self) -> tuple | None: ...
@@ -225,8 +226,15 @@ async def gather(links: list[Link], what: str, timeout_s: float, *, tolerate_dea
         waiting = [ln for ln in links if ln.dead is None and ln.name not in out]
         if not waiting:
             return out
+        for ln in links:  # those that answered already still say how they are doing (progress)
+            if ln.dead is None and ln.name in out and ln.held is None:
+                msg = await ln.poll()
+                while msg is not None and msg[0] == "progress":
+                    ln.live = msg[1]
+                    msg = await ln.poll()
+                ln.held = msg  # (a message of the next step: kept for the next gather)
         for ln in waiting:
-            msg = await ln.poll()
+            msg, ln.held = (ln.held, None) if ln.held is not None else (await ln.poll(), None)
             why = None
             while msg is not None and msg[0] == "progress":  # what the worker is doing, as it goes
                 ln.live = msg[1]
