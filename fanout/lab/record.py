@@ -44,6 +44,7 @@ RESOURCE_COLUMNS = {
     "t": "int64", "target": "string", "kind": "string", "pid": "int64", "cpu_s": "float64",
     "memory_bytes": "int64", "memory_peak_bytes": "int64", "net_in_bytes": "int64", "net_out_bytes": "int64",
     "clients": "int64",
+    "omem_max_bytes": "int64",
 }
 #: one row per instance: its bridge's counters (fanout.metrics) as the run ended; ``held_since_ns``:
 #: reading held for the handler backlog since then, as the run ended (0: it was reading)

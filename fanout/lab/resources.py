@@ -1,12 +1,18 @@
 """Resource usage beside a run: Redis (``INFO``) and the instrument's own processes (psutil).
 
 A :class:`ResourceSampler` runs on its own thread while a run publishes and drains, every
-:data:`SAMPLE_INTERVAL_S`: for each Redis node it reads ``INFO`` (memory, CPU counters, network
-byte counters, connected clients), for each process of the instrument (this one, or the worker
-processes of a ``processes`` run) its CPU times and RSS. Every read is bounded by a short socket
-timeout; a read that fails is counted (``errors``), never raised, so sampling can never stop or
-slow a run beyond one read. Before its first sample it reads, once, the server settings a
-deployment must size (``CONFIG GET``) and the server's identity (``INFO server``).
+:data:`SAMPLE_INTERVAL_S` for the first :data:`COARSE_AFTER_S` seconds and every
+:data:`COARSE_INTERVAL_S` after that (a soak of an hour keeps about 3,600 rows per target, not
+14,400: the rows are dicts in memory until the run ends): for each Redis node it reads ``INFO``
+(memory, CPU counters, network byte counters, connected clients) and ``CLIENT LIST`` (the largest
+client output buffer, ``omem``: a slow subscriber's backlog), for each process of the instrument
+(this one, or the worker processes of a ``processes`` run) its CPU times and RSS. Every read is
+bounded by a short socket timeout; a read that fails is counted (``errors``), never raised, so
+sampling can never stop or slow a run beyond one read. A server that refuses ``CLIENT LIST`` (a
+managed Redis may forbid it, or an ACL user lack it) is asked once: its ``omem_max_bytes`` is -1
+(not readable) from then on, the refusal counted once and kept in
+``environment["resource_sampling"]["client_list"]``. Before its first sample it reads, once, the
+server settings a deployment must size (``CONFIG GET``) and the server's identity (``INFO server``).
 
 The rows become the record's ``resources`` frame (columns: ``RESOURCE_COLUMNS`` in
 :mod:`fanout.lab.record`, documented in docs/architecture.md); :func:`summarise` turns them into
@@ -27,8 +33,14 @@ from fanout.redact import redact_url
 
 log = logging.getLogger(__name__)
 
-#: seconds between two samples
+#: seconds between two samples (the first COARSE_AFTER_S seconds)
 SAMPLE_INTERVAL_S = 0.25
+#: after this many seconds of sampling, samples are COARSE_INTERVAL_S apart: a long run's rows
+#: (kept in memory until it ends) grow by a row per target per second, not four
+COARSE_AFTER_S = 60.0
+COARSE_INTERVAL_S = 1.0
+#: ``omem_max_bytes`` when the server refuses CLIENT LIST (and on a process row: not a Redis client)
+NOT_READABLE = -1
 #: every Redis read: connect and answer within this
 READ_TIMEOUT_S = 0.5
 #: the server settings read once per run (CONFIG GET), for the report's deployment section
@@ -47,10 +59,17 @@ class ResourceSampler:
     :meth:`attach` puts the rows and the settings read into a RunRecord."""
 
     def __init__(self, redis: dict[str, str], processes: dict[str, int], *,
-                 interval_s: float = SAMPLE_INTERVAL_S, now_ns=time.time_ns) -> None:
+                 interval_s: float = SAMPLE_INTERVAL_S, now_ns=time.time_ns, coarse_after_s: float = COARSE_AFTER_S,
+                 coarse_interval_s: float = COARSE_INTERVAL_S) -> None:
         self.redis_targets = dict(redis)
         self.process_targets = dict(processes)
         self.interval_s = interval_s
+        #: from ``coarse_after_s`` seconds after start on, samples are ``coarse_interval_s`` apart
+        #: (never closer than ``interval_s``)
+        self.coarse_after_s = coarse_after_s
+        self.coarse_interval_s = max(interval_s, coarse_interval_s)
+        #: per Redis target: "ok", or why CLIENT LIST is not readable (then it is not asked again)
+        self.client_list: dict[str, str] = {}
         self.now_ns = now_ns
         self.rows: list[dict[str, Any]] = []
         self.config: dict[str, dict[str, str]] = {}
@@ -85,10 +104,16 @@ class ResourceSampler:
     def __exit__(self, *exc) -> None:
         self.stop()
 
+    def interval_at(self, elapsed_s: float) -> float:
+        """Seconds to the next sample, ``elapsed_s`` after the sampler started."""
+        return self.interval_s if elapsed_s < self.coarse_after_s else self.coarse_interval_s
+
     def _loop(self) -> None:
         self._read_settings()
+        started = time.monotonic()
         while True:
-            t_next = time.monotonic() + self.interval_s
+            now = time.monotonic()
+            t_next = now + self.interval_at(now - started)
             self.sample()
             if self._stop.wait(max(0.0, t_next - time.monotonic())):
                 break
@@ -141,12 +166,34 @@ class ResourceSampler:
                 "memory_bytes": int(i.get("used_memory", 0)), "memory_peak_bytes": int(i.get("used_memory_peak", 0)),
                 "net_in_bytes": int(i.get("total_net_input_bytes", 0)),
                 "net_out_bytes": int(i.get("total_net_output_bytes", 0)),
-                "clients": int(i.get("connected_clients", 0)),
+                "clients": int(i.get("connected_clients", 0)), "omem_max_bytes": self._omem_max(name),
             })
         for name, pid in self.process_targets.items():
             row = self._process_row(name, pid, t)
             if row is not None:
                 self.rows.append(row)
+
+    def _omem_max(self, name: str) -> int:
+        """The largest output buffer (``omem``, bytes) over the server's clients in ``CLIENT LIST``:
+        a subscriber Redis cannot write to as fast as it publishes holds its backlog there. -1
+        when not readable: refused (asked once, counted once) or, this time, failed."""
+        import redis
+
+        if self.client_list.get(name, "ok") != "ok":
+            return NOT_READABLE
+        try:
+            clients = self._client(name).client_list()
+        except redis.ResponseError as exc:  # NOPERM, or a renamed/disabled command: not asked again
+            self.client_list[name] = f"not readable: {str(exc).splitlines()[0]}"
+            self.errors += 1
+            log.info("CLIENT LIST on %s refused (%s): the output buffers are not sampled", name, exc)
+            return NOT_READABLE
+        except (redis.RedisError, OSError) as exc:
+            self.errors += 1
+            log.debug("CLIENT LIST from %s failed: %s", name, exc)
+            return NOT_READABLE
+        self.client_list[name] = "ok"
+        return max((_int(c.get("omem")) for c in clients), default=0)
 
     def _process_row(self, name: str, pid: int, t: int) -> dict[str, Any] | None:
         import psutil
@@ -163,7 +210,8 @@ class ResourceSampler:
             log.debug("psutil on %s (pid %s) failed: %s", name, pid, exc)
             return None
         return {"t": t, "target": name, "kind": "process", "pid": int(pid), "cpu_s": float(cpu.user + cpu.system),
-                "memory_bytes": rss, "memory_peak_bytes": rss, "net_in_bytes": 0, "net_out_bytes": 0, "clients": 0}
+                "memory_bytes": rss, "memory_peak_bytes": rss, "net_in_bytes": 0, "net_out_bytes": 0, "clients": 0,
+                "omem_max_bytes": 0}
 
     # ---------------------------------------------------------------- into the record
     def frame(self) -> pd.DataFrame:
@@ -176,8 +224,18 @@ class ResourceSampler:
         record.environment["redis_info"] = self.server
         record.environment["cpu_model"] = cpu_model()
         record.environment["resource_sampling"] = {"interval_s": self.interval_s, "errors": self.errors,
+                                                   "coarse_after_s": self.coarse_after_s,
+                                                   "coarse_interval_s": self.coarse_interval_s,
+                                                   "client_list": dict(self.client_list),
                                                    "targets": {"redis": list(self.redis_targets),
                                                                "processes": dict(self.process_targets)}}
+
+
+def _int(v: Any) -> int:
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return 0
 
 
 def cpu_model() -> str | None:
@@ -211,7 +269,7 @@ def for_run(url: str, server=None, processes: dict[str, int] | None = None) -> R
 # -------------------------------------------------------------------- from samples to rates
 
 SUMMARY_COLUMNS = ["target", "kind", "samples", "cpu_pct", "cpu_pct_max", "memory_bytes", "memory_peak_bytes",
-                   "net_in_per_s", "net_out_per_s", "clients_max"]
+                   "net_in_per_s", "net_out_per_s", "clients_max", "omem_max_bytes"]
 
 
 def _positive_deltas(s: pd.Series) -> pd.Series:
@@ -223,10 +281,12 @@ def _positive_deltas(s: pd.Series) -> pd.Series:
 def summarise(resources: pd.DataFrame, t0: int = 0, t_end: int = 0) -> pd.DataFrame:
     """Per target over ``[t0, t_end]`` (the whole frame when not given): CPU % of one core (mean
     and the busiest interval), memory at the end and its peak, network bytes/s in and out, the
-    most clients seen. Empty frame when nothing was sampled."""
+    most clients seen, the largest client output buffer seen (-1: not readable; 0 in a record made
+    before it was sampled). Empty frame when nothing was sampled."""
     df = resources
     if t0 and t_end and len(df):
-        df = df[(df["t"] >= t0 - int(SAMPLE_INTERVAL_S * 1e9)) & (df["t"] <= t_end + int(SAMPLE_INTERVAL_S * 1e9))]
+        slack = int((SAMPLE_INTERVAL_S if t_end - t0 < COARSE_AFTER_S * 1e9 else COARSE_INTERVAL_S) * 1e9)
+        df = df[(df["t"] >= t0 - slack) & (df["t"] <= t_end + slack)]
     out = []
     for (target, kind), g in df.sort_values("t").groupby(["target", "kind"], sort=False):
         if len(g) < 2:
@@ -242,10 +302,10 @@ def summarise(resources: pd.DataFrame, t0: int = 0, t_end: int = 0) -> pd.DataFr
             "memory_bytes": int(g["memory_bytes"].iloc[-1]), "memory_peak_bytes": int(g["memory_peak_bytes"].max()),
             "net_in_per_s": float(_positive_deltas(g["net_in_bytes"]).sum() / span) if span > 0 else None,
             "net_out_per_s": float(_positive_deltas(g["net_out_bytes"]).sum() / span) if span > 0 else None,
-            "clients_max": int(g["clients"].max()),
+            "clients_max": int(g["clients"].max()), "omem_max_bytes": int(g["omem_max_bytes"].max()),
         })
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)
 
 
-__all__ = ["ResourceSampler", "for_run", "redis_targets", "summarise", "SAMPLE_INTERVAL_S", "CONFIG_KEYS",
-           "INSTRUMENT", "SUMMARY_COLUMNS"]
+__all__ = ["ResourceSampler", "for_run", "redis_targets", "summarise", "SAMPLE_INTERVAL_S", "COARSE_AFTER_S",
+           "COARSE_INTERVAL_S", "NOT_READABLE", "CONFIG_KEYS", "INSTRUMENT", "SUMMARY_COLUMNS"]
