@@ -1,0 +1,239 @@
+"""A soak: the resource sampler's output buffers and long-run interval (fanout.lab.resources), the
+series and the drift rule (fanout.analysis.soak), and the report's Soak section, read from facts.
+
+Real throwaway servers (conftest) where a server is read; synthetic series where the rule is the
+subject (a slope planted, a flat noisy line)."""
+from __future__ import annotations
+
+import math
+import os
+import socket
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import redis
+
+from _records import T0, make_record
+from fanout.analysis.soak import (
+    DRIFT_MIB, MIN_INTERVALS, RSS_PREFIX, linear_fit, process_targets, reconnect_rows, soak_drift, soak_series,
+    t_quantile,
+)
+from fanout.lab.record import OUTAGE_COLUMNS, RESOURCE_COLUMNS, frame
+from fanout.lab.resources import COARSE_AFTER_S, COARSE_INTERVAL_S, SAMPLE_INTERVAL_S, ResourceSampler, summarise
+from fanout.lab.summary import Summary
+
+S = 1_000_000_000
+
+
+# ---------------------------------------------------------------- the sampler: output buffers, long runs
+
+
+def _slow_subscriber(url: str) -> socket.socket:
+    """A subscriber that never reads, with a tiny receive buffer: Redis keeps what it cannot send."""
+    c = redis.Redis.from_url(url).connection_pool.connection_kwargs
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect((c["host"], c["port"]))
+    s.sendall(b"*2\r\n$9\r\nSUBSCRIBE\r\n$4\r\nslow\r\n")
+    return s
+
+
+def test_the_largest_output_buffer_is_read_from_a_subscriber_with_a_backlog(redis_server):
+    r = redis.Redis.from_url(redis_server.url)
+    sub = _slow_subscriber(redis_server.url)
+    try:
+        deadline = time.monotonic() + 10
+        while r.pubsub_numsub("slow")[0][1] < 1:
+            assert time.monotonic() < deadline, "the slow subscriber never subscribed"
+            time.sleep(0.01)
+        for _ in range(60):  # 6 MB: more than the kernel's socket buffers hold, under the 8 MB soft limit
+            r.publish("slow", b"x" * 100_000)
+        sampler = ResourceSampler({"redis": redis_server.url}, {"me": os.getpid()})
+        sampler.sample()
+        row = next(x for x in sampler.rows if x["kind"] == "redis")
+        slow = max(int(c["omem"]) for c in r.client_list() if c.get("sub") == "1")
+        assert row["omem_max_bytes"] > 0 and abs(row["omem_max_bytes"] - slow) <= 200_000, (row, slow)
+        if "valkey_version" not in r.info("server"):  # Redis holds the backlog itself in the client's buffer;
+            assert row["omem_max_bytes"] >= 1024 * 1024, row  # Valkey 9 references the payloads (used_memory)
+        assert next(x for x in sampler.rows if x["kind"] == "process")["omem_max_bytes"] == 0
+        assert sampler.client_list == {"redis": "ok"} and sampler.errors == 0
+    finally:
+        sub.close()
+
+
+def test_a_server_that_refuses_client_list_gives_minus_one_counted_once_never_raised(redis_server):
+    r = redis.Redis.from_url(redis_server.url)
+    r.execute_command("ACL", "SETUSER", "nolist", "on", ">pw", "~*", "&*", "+@all", "-client")
+    url = redis_server.url.replace("redis://", "redis://nolist:pw@", 1)
+    sampler = ResourceSampler({"redis": url}, {})
+    for _ in range(4):
+        sampler.sample()
+    assert [x["omem_max_bytes"] for x in sampler.rows] == [-1] * 4
+    assert all(x["memory_bytes"] > 0 for x in sampler.rows)  # INFO is still read
+    assert sampler.errors == 1  # the refusal, once: CLIENT LIST is not asked again
+    assert sampler.client_list["redis"].startswith("not readable") and "client" in sampler.client_list["redis"]
+    s = summarise(sampler.frame())
+    assert int(s.loc[s["kind"] == "redis", "omem_max_bytes"].iloc[0]) == -1
+
+
+def test_long_runs_sample_coarser_after_the_first_minute_and_old_records_get_the_new_column():
+    sampler = ResourceSampler({}, {})
+    assert sampler.interval_at(0) == sampler.interval_at(COARSE_AFTER_S - 0.1) == SAMPLE_INTERVAL_S
+    assert sampler.interval_at(COARSE_AFTER_S) == sampler.interval_at(3600) == COARSE_INTERVAL_S
+    assert ResourceSampler({}, {}, interval_s=2.0).interval_at(3600) == 2.0  # never closer than asked
+    old = [{"t": 1, "target": "redis", "kind": "redis", "pid": 1, "cpu_s": 0.0, "memory_bytes": 1,
+            "memory_peak_bytes": 1, "net_in_bytes": 0, "net_out_bytes": 0, "clients": 1}]  # before omem existed
+    df = frame(old, RESOURCE_COLUMNS)
+    assert list(df.columns) == list(RESOURCE_COLUMNS) and df["omem_max_bytes"].tolist() == [0]
+
+
+# ---------------------------------------------------------------- the series
+
+
+def test_the_series_of_a_real_run_adds_up_to_its_records(tmp_path):
+    from fanout.lab.run import run_scenario
+    from fanout.lab.scenario import Scenario
+
+    rec = run_scenario(Scenario(name="soak-small", instances=3, duration_s=21.0, rate_per_s=40, process_mode="single"),
+                       progress=False, save_to=str(tmp_path))
+    assert rec.summary is not None
+    s = soak_series(rec)
+    assert len(s) >= 3 and s.attrs["interval_s"] == 10
+    # every delivery row in exactly one interval: per interval, and in all
+    assert int(s["deliveries"].sum()) == len(rec.deliveries)
+    step = 10 * S
+    by_k = rec.deliveries["t_received"].floordiv(step).value_counts()
+    starts = (s["t_s"] * 1e9 + rec.t0).round().astype("int64") // step
+    assert [int(by_k.get(k, 0)) for k in starts] == s["deliveries"].tolist()
+    # the summary kept online and one made from the frames give the same series
+    rec.summary, online = None, rec.summary
+    again = soak_series(rec)
+    pd.testing.assert_frame_equal(again[["t_s", "deliveries", "lat_count", "p50_ms"]],
+                                  s[["t_s", "deliveries", "lat_count", "p50_ms"]])
+    rec.summary = online
+    frame10 = online.series_frame(rec.t0).set_index("t_s")
+    got = s.set_index("t_s").loc[frame10.index]
+    assert got["deliveries"].tolist() == frame10["deliveries"].tolist()
+    assert got["max_ms"].tolist() == pytest.approx(frame10["max_ms"].tolist())
+    # a wider interval merges them exactly
+    wide = soak_series(rec, interval_s=20)
+    assert int(wide["deliveries"].sum()) == len(rec.deliveries) and len(wide) < len(s)
+    with pytest.raises(ValueError, match="multiple"):
+        soak_series(rec, interval_s=15)
+    # resources: Redis and this process sampled in every interval of the window
+    inside = s[s["span_s"] >= 10]
+    assert (inside["redis_mib"] > 0).all() and (inside["clients"] >= 6).all()
+    assert (inside["omem_max_bytes"] >= 0).all()
+    assert process_targets(s) == ["instrument"]
+    assert (inside[f"{RSS_PREFIX}instrument"] > 0).all() and (inside["cpu_pct/instrument"] >= 0).all()
+    assert int(s["reconnects"].sum()) == len(rec.outages) == 0
+    # p99 is withheld where the interval's samples do not carry it (400 per interval < 1,000)
+    assert s["p99_ms"].isna().all() and (s.loc[s["lat_count"] >= 20, "p50_ms"] > 0).all()
+
+
+def test_reconnects_fall_in_the_interval_their_outage_began():
+    rec = make_record({"a": 300, "b": 300})
+    rec.outages = frame([{"instance": "a", "t_down": T0 + 12 * S, "t_up": T0 + 13 * S, "reason": "connection reset"},
+                         {"instance": "b", "t_down": T0 + 15 * S, "t_up": 0, "reason": "server closed"},
+                         {"instance": "b", "t_down": T0 + 41 * S, "t_up": T0 + 42 * S, "reason": "timeout"}],
+                        OUTAGE_COLUMNS)
+    s = soak_series(rec)
+    assert s.set_index("t_s")["reconnects"].to_dict() == {0.0: 0, 10.0: 2, 20.0: 0, 30.0: 0, 40.0: 1, 50.0: 0}
+    rows = reconnect_rows(rec)
+    assert rows["instance"].tolist() == ["a", "b", "b"] and rows["t_down_s"].tolist() == [12.0, 15.0, 41.0]
+    assert math.isnan(rows["t_up_s"].iloc[1]) and rows["why"].iloc[0] == "connection reset"
+
+
+def test_resources_per_interval_are_cpu_deltas_over_sampled_time_and_the_largest_memory():
+    rec = make_record({"a": 200, "b": 200})
+    rows = []
+    for i in range(0, 41):  # one sample a second for 40 s
+        t = T0 + i * S
+        rows.append({"t": t, "target": "redis", "kind": "redis", "pid": 1, "cpu_s": 0.1 * i,
+                     "memory_bytes": (2 + i) * 1024 * 1024, "memory_peak_bytes": 0, "net_in_bytes": 0,
+                     "net_out_bytes": 0, "clients": 5, "omem_max_bytes": -1 if i < 20 else 1000 * i})
+        rows.append({"t": t, "target": "worker w", "kind": "process", "pid": 2, "cpu_s": 0.5 * i,
+                     "memory_bytes": 100 * 1024 * 1024, "memory_peak_bytes": 0, "net_in_bytes": 0,
+                     "net_out_bytes": 0, "clients": 0, "omem_max_bytes": 0})
+    rec.resources = frame(rows, RESOURCE_COLUMNS)
+    s = soak_series(rec).set_index("t_s")
+    assert s.loc[10.0, "redis_cpu_pct"] == pytest.approx(10.0) and s.loc[10.0, "cpu_pct/worker w"] == pytest.approx(50.0)
+    assert s.loc[10.0, "redis_mib"] == 21 and s.loc[10.0, "rss_mib/worker w"] == 100
+    assert s.loc[10.0, "omem_max_bytes"] == -1 and s.loc[20.0, "omem_max_bytes"] == 29_000  # -1: not readable
+
+
+# ---------------------------------------------------------------- the drift rule
+
+
+def _series(n: int, *, rss_per_h: float = 0.0, redis_per_h: float = 0.0, p99_per_h: float = 0.0,
+            noise: float = 0.5, seed: int = 1) -> pd.DataFrame:
+    """``n`` whole 10 s intervals: one worker's RSS around 100 MiB, Redis around 20 MiB, p99 around
+    5 ms, each with a planted slope (per hour) and Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) * 10.0
+    h = (t + 5) / 3600
+    return pd.DataFrame({"t_s": t, "span_s": 10.0,
+                         f"{RSS_PREFIX}worker w": 100 + rss_per_h * h + rng.normal(0, noise, n),
+                         "redis_mib": 20 + redis_per_h * h + rng.normal(0, noise, n),
+                         "p99_ms": 5 + p99_per_h * h + rng.normal(0, noise / 10, n)})
+
+
+def test_a_planted_memory_slope_is_found_within_its_interval_and_called_drift():
+    d = soak_drift(_series(360, rss_per_h=40.0))  # an hour, +40 MiB/h planted in the worker's RSS
+    rss = next(x for x in d.slopes if x["metric"] == f"{RSS_PREFIX}worker w")
+    assert rss["lo_per_h"] < 40.0 < rss["hi_per_h"] and rss["lo_per_h"] > 0
+    assert rss["reading"] == "drift" and rss["material"] and rss["change"] > DRIFT_MIB
+    assert rss["sentence"].startswith("Drift: RSS of worker w grew +") and f"{rss['slope_per_h']:.1f}" in rss["sentence"]
+    flat = [x for x in d.slopes if x["metric"] != rss["metric"]]
+    assert all(x["reading"] in ("no drift", "not material") for x in flat), flat  # the flat ones are not drift
+    assert d.drifting == [rss] and d.drift == [x["sentence"] for x in d.slopes]
+
+
+def test_a_flat_noisy_series_says_no_drift_within_its_interval():
+    d = soak_drift(_series(180, noise=2.0, seed=7))
+    assert not d.drifting
+    for x in d.slopes:
+        assert x["reading"] == "no drift" and x["lo_per_h"] < 0 < x["hi_per_h"], x
+        assert x["sentence"].startswith("No drift measured in ") and "within ±" in x["sentence"]
+        assert f"{x['within_per_h']:.2f}".rstrip("0")[:3] in x["sentence"]
+
+
+def test_a_real_but_small_slope_is_not_material():
+    d = soak_drift(_series(360, redis_per_h=0.5, noise=0.01))  # +0.5 MiB in an hour: under every threshold
+    redis_ = next(x for x in d.slopes if x["metric"] == "redis_mib")
+    assert redis_["lo_per_h"] > 0 and not redis_["material"] and redis_["reading"] == "not material"
+    assert redis_["sentence"].startswith("No material drift in Redis used_memory")
+
+
+def test_fewer_than_three_intervals_give_no_slope_and_say_so():
+    d = soak_drift(_series(MIN_INTERVALS - 1, rss_per_h=1000.0))
+    assert all(x["slope_per_h"] is None and x["reading"] == "too few intervals" for x in d.slopes)
+    assert all("fewer than 3: no slope measured" in s for s in d.drift)
+    partial = _series(5, rss_per_h=1000.0).assign(span_s=[4.0, 10.0, 10.0, 10.0, 3.0])  # 3 whole intervals
+    assert next(x for x in soak_drift(partial).slopes if x["metric"] == "redis_mib")["n"] == 3
+
+
+def test_the_t_quantile_and_the_fit_are_the_textbook_ones():
+    table = {1: 12.7062, 2: 4.3027, 5: 2.5706, 10: 2.2281, 30: 2.0423, 120: 1.9799}
+    for df, t in table.items():
+        assert t_quantile(0.975, df) == pytest.approx(t, abs=1e-4)
+    assert t_quantile(0.025, 10) == pytest.approx(-2.2281, abs=1e-4)
+    rng = np.random.default_rng(3)
+    x = np.linspace(0, 1, 50)
+    y = 3 + 2 * x + rng.normal(0, 0.1, 50)
+    fit = linear_fit(x, y)
+    slope, intercept = np.polyfit(x, y, 1)
+    assert fit["slope"] == pytest.approx(slope) and fit["intercept"] == pytest.approx(intercept)
+    resid = y - (intercept + slope * x)
+    se = math.sqrt((resid ** 2).sum() / 48 / ((x - x.mean()) ** 2).sum())
+    assert fit["lo"] == pytest.approx(slope - t_quantile(0.975, 48) * se)
+    assert linear_fit([1, 2], [1, 2]) is None and linear_fit([1, 1, 1], [1, 2, 3]) is None
+
+
+def test_a_summary_made_from_frames_is_used_when_the_record_has_none():
+    rec = make_record({"a": 150, "b": 150})
+    assert rec.summary is None
+    s = soak_series(rec)
+    assert s["deliveries"].tolist() == Summary.from_record(rec).series_frame(rec.t0)["deliveries"].tolist()
