@@ -157,9 +157,13 @@ def test_resources_per_interval_are_cpu_deltas_over_sampled_time_and_the_largest
         rows.append({"t": t, "target": "worker w", "kind": "process", "pid": 2, "cpu_s": 0.5 * i,
                      "memory_bytes": 100 * 1024 * 1024, "memory_peak_bytes": 0, "net_in_bytes": 0,
                      "net_out_bytes": 0, "clients": 0, "omem_max_bytes": 0})
+    rows[2 * 35]["cpu_s"] = 0.05  # Redis restarted at 35 s: its CPU counter starts again (counts as zero, not < 0)
+    for r in rows[2 * 36::2]:
+        r["cpu_s"] = 0.05 + 0.1 * (r["t"] - T0 - 35 * S) / S
     rec.resources = frame(rows, RESOURCE_COLUMNS)
     s = soak_series(rec).set_index("t_s")
     assert s.loc[10.0, "redis_cpu_pct"] == pytest.approx(10.0) and s.loc[10.0, "cpu_pct/worker w"] == pytest.approx(50.0)
+    assert s.loc[30.0, "redis_cpu_pct"] == pytest.approx(9.0)  # 9 of its 10 one-second deltas, the reset's zero
     assert s.loc[10.0, "redis_mib"] == 21 and s.loc[10.0, "rss_mib/worker w"] == 100
     assert s.loc[10.0, "omem_max_bytes"] == -1 and s.loc[20.0, "omem_max_bytes"] == 29_000  # -1: not readable
 
