@@ -241,3 +241,102 @@ def test_a_summary_made_from_frames_is_used_when_the_record_has_none():
     assert rec.summary is None
     s = soak_series(rec)
     assert s["deliveries"].tolist() == Summary.from_record(rec).series_frame(rec.t0)["deliveries"].tolist()
+
+
+# ---------------------------------------------------------------- the report: run role, lengths, section from facts
+
+
+def test_the_soak_is_its_own_role_sixty_seconds_quick_and_its_files_length_at_least_half_an_hour_full(tmp_path):
+    from fanout.cli.report import QUICK_LENGTHS
+    from fanout.lab.processes import choose_mode
+    from fanout.lab.scenario import load_scenario
+    from fanout.report.runs import FULL_SOAK_MIN_S, SOAK_QUICK_S, _role_of, plan_scenarios, report_scenario
+
+    sc = load_scenario("soak")
+    assert (sc.topology, sc.instances, sc.rate_per_s, sc.duration_s, sc.transport) == ("host-bots", 11, 5000, 3600,
+                                                                                       "pubsub")
+    if (os.cpu_count() or 1) > 1:  # 50,000 deliveries/s: the bots spread over worker processes
+        assert choose_mode(sc)[0] == "processes"
+    [(quick, role, _, changes)] = plan_scenarios(["soak"], quick=True)
+    assert role == "soak" and quick.duration_s == SOAK_QUICK_S == 60 and changes["duration_s"] == (3600, 60)
+    [(full, role, _, _)] = plan_scenarios(["soak"], quick=False)
+    assert role == "soak" and full.duration_s == 3600
+    [(scaled, _, _, _)] = plan_scenarios(["soak"], quick=False, duration_scale=0.01)
+    assert scaled.duration_s == 36
+    short = tmp_path / "soak.yaml"
+    short.write_text("name: soak\ninstances: 3\nduration_s: 600\n")
+    assert report_scenario(str(short), quick=False, full_min_s=FULL_SOAK_MIN_S)[0].duration_s == 1800
+    assert [r for _, r, _, _ in plan_scenarios(["standard", "soak@streams"], quick=True)] == ["scenario", "soak"]
+    assert _role_of(make_record({"a": 1, "b": 1}, scenario_overrides={"name": "soak-streams"})) == "soak"
+    assert f"the soak {SOAK_QUICK_S:g} s" in QUICK_LENGTHS  # fanout report --help says what quick mode runs
+
+
+def soak_run(*, rss_step_mib: float = 3.0, name: str = "soak"):
+    """A synthetic soak: a host publishing 10 events/s for 60 s to two bots, sampled every second:
+    one worker whose RSS grows ``rss_step_mib`` each 10 s, a flat Redis, one lost subscription."""
+    from test_report_facts import run_of
+
+    rec = make_record({"websocket-host": 600, "bot-1": 0, "bot-2": 0},
+                      scenario_overrides={"name": name, "topology": "host-bots", "publishers": ["websocket-host"],
+                                          "receivers": ["bot-1", "bot-2"], "duration_s": 60})
+    rows = []
+    for i in range(0, 61):
+        t = T0 + i * S
+        rows.append({"t": t, "target": "redis", "kind": "redis", "pid": 1, "cpu_s": 0.02 * i,
+                     "memory_bytes": 20 * 1024 * 1024 + (i % 3) * 1000, "memory_peak_bytes": 0, "net_in_bytes": 0,
+                     "net_out_bytes": 0, "clients": 6, "omem_max_bytes": 2048 * (i % 4)})
+        rows.append({"t": t, "target": "worker worker-0", "kind": "process", "pid": 2, "cpu_s": 0.3 * i,
+                     "memory_bytes": int((100 + rss_step_mib * (i // 10)) * 1024 * 1024), "memory_peak_bytes": 0,
+                     "net_in_bytes": 0, "net_out_bytes": 0, "clients": 0, "omem_max_bytes": 0})
+    rec.resources = frame(rows, RESOURCE_COLUMNS)
+    rec.outages = frame([{"instance": "bot-2", "t_down": T0 + 31 * S, "t_up": T0 + 32 * S,
+                          "reason": "connection reset by peer"}], OUTAGE_COLUMNS)
+    return run_of(rec, role="soak")
+
+
+def test_the_soak_section_and_page_one_say_what_the_facts_hold_and_nothing_else():
+    from test_report_facts import PAGE_EXEMPT, archive, missing_from, page_one_of, report, run_of
+
+    from fanout.report import figures, sections
+
+    rep = report(run_of(make_record({"a": 20, "b": 20, "c": 20}), name="standard"), soak_run())
+    doc = archive(rep)
+    [k] = doc["facts"]["soak"]["runs"]
+    assert k["intervals"] == 6 and k["whole_intervals"] == 5 and k["reconnects_total"] == 1  # the last ends at t_end
+    assert sum(r["deliveries"] for r in k["series"]) == len(rep.soaks[0].record.deliveries) == 1200
+    rss = next(s for s in k["slopes"] if s["label"] == "RSS of worker worker-0")
+    assert rss["reading"] == "drift" and rss["slope_per_h"] == pytest.approx(3.0 * 360)  # 3 MiB per 10 s
+    assert k["drifting"] == ["RSS of worker worker-0"]
+    text = sections.soak(rep)
+    for sentence in k["drift"]:  # every sentence of the rule is on the page, as report.json holds it
+        assert f"- {sentence}" in text
+    assert "Drift: RSS of worker worker-0 grew +1,080 MiB/h" in text  # the planted slope, in words
+    assert "No drift measured in Redis used_memory" in text or "No material drift in Redis used_memory" in text
+    assert "| bot-2 " in text and "connection reset by peer" in text and "31.000" in text  # the reconnect, when
+    assert "**Drifted**: RSS of worker worker-0" in text
+    assert missing_from(text, doc, PAGE_EXEMPT) == []  # every number on the section is in report.json
+    page = page_one_of(rep)
+    assert "**Drift over the soak**: `soak` RSS of worker worker-0" in page and "no soak in this report" not in page
+    assert missing_from(page, doc) == []
+    [(fig, caption)] = figures.soak(rep)
+    assert len(fig.axes) == 5 and caption.startswith("*Figure — the soak over time (`soak`")
+
+    flat = report(soak_run(rss_step_mib=0.0))
+    text = sections.soak(flat)
+    assert "Nothing drifted" in text and "Drift:" not in text and "Drifted" not in text
+    assert "**Drift over the soak**" not in page_one_of(flat)
+
+
+def test_without_a_soak_the_section_is_one_line_and_page_one_says_no_soak():
+    from test_report_facts import PAGE_EXEMPT, archive, missing_from, page_one_of, report, run_of
+
+    from fanout.report import figures, sections
+
+    rep = report(run_of(make_record({"a": 20, "b": 20}), name="standard"))
+    text = sections.soak(rep)
+    body = [ln for ln in text.splitlines() if ln.strip() and not ln.startswith(("<a ", "## "))]
+    assert len(body) == 1 and body[0].startswith("No soak in this report") and "**not measured**" in body[0]
+    assert "60 s" in body[0] and "30 min" in body[0]
+    assert missing_from(text, archive(rep), PAGE_EXEMPT) == []
+    assert "**soak**: no soak in this report" in page_one_of(rep)
+    assert figures.soak(rep) == []

@@ -293,9 +293,9 @@ class SoakDrift:
     """Slopes of a soak series and what they say."""
 
     #: one entry per series fitted (``metric``, ``label``, ``unit``, ``n``, ``slope_per_h``,
-    #: ``lo_per_h``, ``hi_per_h``, ``within_per_h``, ``mean``, ``change``, ``span_min``, ``material``,
-    #: ``reading``: "drift", "not material", "no drift", "too few intervals" or "not sampled", and
-    #: ``sentence``)
+    #: ``lo_per_h``, ``hi_per_h``, ``within_per_h``, ``mean``, ``change`` (over ``span_s``), ``material``,
+    #: ``reading``: "drift", "not material", "no drift", "too few intervals", "not sampled" or "no p99",
+    #: and ``sentence``)
     slopes: list[dict[str, Any]] = field(default_factory=list)
     #: one plain sentence per slope, made from its numbers only
     drift: list[str] = field(default_factory=list)
@@ -321,11 +321,11 @@ def soak_drift(series: pd.DataFrame) -> SoakDrift:
     out = SoakDrift(intervals=int(len(series)), thresholds=thresholds())
     # the interval: as soak_series made it, else the longest span (a whole interval's)
     step = float(series.attrs.get("interval_s") or (series["span_s"].max() if len(series) else SOAK_INTERVAL_S))
-    sampled = "not sampled, so no slope."
+    sampled = ("not sampled", "not sampled, so no slope.")
     metrics = [(f"{RSS_PREFIX}{t}", f"RSS of {t}", "MiB", sampled) for t in process_targets(series)]
     metrics += [("redis_mib", "Redis used_memory", "MiB", sampled),
-                ("p99_ms", "p99 latency", "ms", f"no whole interval had the {min_samples(99.0):,} latency samples a "
-                                                "p99 needs, so no slope.")]
+                ("p99_ms", "p99 latency", "ms", ("no p99", f"no whole interval had the {min_samples(99.0):,} latency "
+                                                           "samples a p99 needs, so no slope."))]
     for col, label, unit, none_why in metrics:
         if col not in series.columns:
             continue
@@ -339,13 +339,13 @@ def soak_drift(series: pd.DataFrame) -> SoakDrift:
     return out
 
 
-def _slope(label: str, unit: str, x_h: np.ndarray, y: np.ndarray, none_why: str) -> dict[str, Any]:
+def _slope(label: str, unit: str, x_h: np.ndarray, y: np.ndarray, none_why: tuple[str, str]) -> dict[str, Any]:
     n = int(len(y))
     base: dict[str, Any] = {"label": label, "unit": unit, "n": n, "slope_per_h": None, "lo_per_h": None,
                             "hi_per_h": None, "within_per_h": None, "mean": float(y.mean()) if n else None,
-                            "change": None, "span_min": None, "material": False}
+                            "change": None, "span_s": None, "material": False}
     if n == 0:
-        return base | {"reading": "not sampled", "sentence": f"{label}: {none_why}"}
+        return base | {"reading": none_why[0], "sentence": f"{label}: {none_why[1]}"}
     fit = linear_fit(x_h, y)
     if fit is None:
         return base | {"reading": "too few intervals",
@@ -360,29 +360,34 @@ def _slope(label: str, unit: str, x_h: np.ndarray, y: np.ndarray, none_why: str)
     excludes_zero = fit["lo"] > 0 or fit["hi"] < 0
     within = max(abs(fit["lo"]), abs(fit["hi"]))
     entry = base | {"slope_per_h": fit["slope"], "lo_per_h": fit["lo"], "hi_per_h": fit["hi"],
-                    "within_per_h": within, "change": change, "span_min": span_h * 60, "material": bool(material)}
+                    "within_per_h": within, "change": change, "span_s": span_h * 3600, "material": bool(material)}
     pct = f"{CONFIDENCE * 100:g} %"
-    slope = f"{_n(fit['slope'], True)} {unit}/h ({pct} interval {_n(fit['lo'], True)} to {_n(fit['hi'], True)})"
-    over = f"over {_n(span_h * 60)} min ({n} intervals)"
+    slope = f"{number(fit['slope'], True)} {unit}/h ({pct} interval {number(fit['lo'], True)} to " \
+            f"{number(fit['hi'], True)})"
+    span_s = span_h * 3600
+    over = f"over {number(span_s)} s ({n} intervals)" if span_s < 120 else f"over {number(span_s / 60)} min ({n} intervals)"
     if excludes_zero and material:
         way = "grew" if fit["slope"] > 0 else "fell"
-        sentence = (f"Drift: {label} {way} {slope}, {_n(change, True)} {unit} {over} "
-                    f"against a mean of {_n(mean)} {unit}.")
+        sentence = (f"Drift: {label} {way} {slope}, {number(change, True)} {unit} {over} "
+                    f"against a mean of {number(mean)} {unit}.")
         reading = "drift"
     elif excludes_zero:
-        sentence = (f"No material drift in {label}: {slope}, {_n(change, True)} {unit} {over}, under the "
-                    f"thresholds ({DRIFT_SHARE * 100:g} % of its mean of {_n(mean)} {unit}"
+        sentence = (f"No material drift in {label}: {slope}, {number(change, True)} {unit} {over}, under the "
+                    f"thresholds ({DRIFT_SHARE * 100:g} % of its mean of {number(mean)} {unit}"
                     + (f", {DRIFT_MIB:g} MiB" if unit == "MiB" else "")
-                    + f"; never less than {_n(floor)} {unit}).")
+                    + f"; never less than {number(floor)} {unit}).")
         reading = "not material"
     else:
-        sentence = f"No drift measured in {label}: within ±{_n(within)} {unit}/h at {pct} {over}."
+        sentence = f"No drift measured in {label}: within ±{number(within)} {unit}/h at {pct} {over}."
         reading = "no drift"
     return entry | {"reading": reading, "sentence": sentence}
 
 
-def _n(v: float, sign: bool = False) -> str:
-    """A number with as many decimals as its size needs (three significant digits below 100)."""
+def number(v: float | None, sign: bool = False) -> str:
+    """A number with as many decimals as its size needs (three significant digits below 100;
+    ``sign``: + or − always); ``n/a`` for None or NaN."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
     a = abs(v)
     digits = 0 if a >= 100 else 1 if a >= 10 else 2 if a >= 1 else 3 if a >= 0.1 else 4 if a >= 0.01 else 5
     text = f"{a:,.{digits}f}"
@@ -392,5 +397,6 @@ def _n(v: float, sign: bool = False) -> str:
 
 
 __all__ = ["soak_series", "soak_drift", "SoakDrift", "process_targets", "reconnect_rows", "linear_fit", "t_quantile",
+           "number",
            "thresholds", "SOAK_INTERVAL_S", "MIN_INTERVALS", "CONFIDENCE", "DRIFT_SHARE", "DRIFT_MIB",
            "DRIFT_FLOOR_MIB", "DRIFT_FLOOR_MS", "SERIES_COLUMNS", "RECONNECT_COLUMNS", "CPU_PREFIX", "RSS_PREFIX"]
