@@ -340,3 +340,15 @@ def test_without_a_soak_the_section_is_one_line_and_page_one_says_no_soak():
     assert missing_from(text, archive(rep), PAGE_EXEMPT) == []
     assert "**soak**: no soak in this report" in page_one_of(rep)
     assert figures.soak(rep) == []
+
+
+def test_samples_after_the_run_window_do_not_count():
+    """The coordinator builds the record after the drain: samples more than a second past t_end measure that."""
+    rec = make_record({"a": 205, "b": 200})  # 405 events at 10/s: t_end just past 40 s
+    assert T0 + 40 * S < rec.t_end < T0 + 41 * S
+    rows = [{"t": T0 + int(x * S), "target": "coordinator", "kind": "process", "pid": 3, "cpu_s": 0.0,
+             "memory_bytes": mib * 1024 * 1024, "memory_peak_bytes": 0, "net_in_bytes": 0, "net_out_bytes": 0,
+             "clients": 0, "omem_max_bytes": 0} for x, mib in ((40.5, 150), (41.2, 160), (45.0, 1000))]
+    rec.resources = frame(rows, RESOURCE_COLUMNS)
+    s = soak_series(rec).set_index("t_s")
+    assert s.loc[40.0, "rss_mib/coordinator"] == 160  # 45 s (building the record) is left out

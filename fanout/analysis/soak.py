@@ -53,6 +53,11 @@ DRIFT_FLOOR_MIB = 1.0
 #: ... and p99 latency (ms)
 DRIFT_FLOOR_MS = 0.5
 
+#: resource samples count from this long before ``t0`` to this long after ``t_end`` (one sample
+#: interval of a long run: fanout.lab.resources.COARSE_INTERVAL_S); later ones measure the record
+#: being built, not the run
+WINDOW_SLACK_S = 1.0
+
 MIB = 1024 * 1024
 #: per-process columns: ``cpu_pct/<target>`` (% of one core) and ``rss_mib/<target>``
 CPU_PREFIX, RSS_PREFIX = "cpu_pct/", "rss_mib/"
@@ -78,7 +83,8 @@ def soak_series(record: RunRecord, interval_s: float = SOAK_INTERVAL_S) -> pd.Da
       interval's samples do not carry the percentile, :func:`fanout.percentiles.carried`),
       ``max_ms`` (exact): from ``record.summary``, else a summary made from the frames;
     * per process: CPU % of one core (its CPU-time deltas over the sampled time in the interval)
-      and RSS (the largest sample); ``redis_mib`` (largest ``used_memory``), ``redis_cpu_pct``,
+      and RSS (the largest sample), from the samples within :data:`WINDOW_SLACK_S` of the run's
+      window; ``redis_mib`` (largest ``used_memory``), ``redis_cpu_pct``,
       ``clients`` (most), ``omem_max_bytes`` (largest client output buffer; -1 where no sample
       could read it), summed over a cluster's masters (omem: the largest); NaN where not sampled;
     * ``reconnects``: outages (lost subscriptions) whose ``t_down`` falls in the interval.
@@ -116,7 +122,11 @@ def soak_series(record: RunRecord, interval_s: float = SOAK_INTERVAL_S) -> pd.Da
             "max_ms": x.max_ns / 1e6 if n_lat else math.nan,
         })
     out = pd.DataFrame(rows, columns=SERIES_COLUMNS[:8])
-    res = _resources(record.resources, keys, step)
+    samples = record.resources
+    if samples is not None and len(samples):
+        slack = int(WINDOW_SLACK_S * 1e9)
+        samples = samples[(samples["t"] >= t0 - slack) & (samples["t"] <= t_end + slack)]
+    res = _resources(samples, keys, step)
     out = pd.concat([out, res.reset_index(drop=True)], axis=1)
     out["reconnects"] = _reconnects_per_interval(record.outages, keys, step)
     procs = [c for c in res.columns if c.startswith((CPU_PREFIX, RSS_PREFIX))]
@@ -397,6 +407,6 @@ def number(v: float | None, sign: bool = False) -> str:
 
 
 __all__ = ["soak_series", "soak_drift", "SoakDrift", "process_targets", "reconnect_rows", "linear_fit", "t_quantile",
-           "number",
+           "number", "WINDOW_SLACK_S",
            "thresholds", "SOAK_INTERVAL_S", "MIN_INTERVALS", "CONFIDENCE", "DRIFT_SHARE", "DRIFT_MIB",
            "DRIFT_FLOOR_MIB", "DRIFT_FLOOR_MS", "SERIES_COLUMNS", "RECONNECT_COLUMNS", "CPU_PREFIX", "RSS_PREFIX"]

@@ -8,6 +8,9 @@ from __future__ import annotations
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from fanout.report.plots import _log_ms_axis
 
 MIB = 1024 * 1024
 
@@ -50,6 +53,7 @@ def plot_soak(k: dict) -> Figure | None:
         sns.lineplot(data=lat, x="t_min", y="ms", hue="percentile", ax=ax, marker="o", markersize=3,
                      palette={"p50": "#30638e", "p99": "#d1495b"})
         ax.set_yscale("log")
+        _log_ms_axis(ax.yaxis)
         ax.legend(fontsize=7, loc="upper left")
     ax.set_ylabel("latency (ms)")
     ax = axes[2]
@@ -72,6 +76,7 @@ def plot_soak(k: dict) -> Figure | None:
     ax.bar(df["t_min"], df["reconnects"], width=(k.get("interval_s") or 10) / 60 * 0.8, color="#8e6c8a")
     ax.set_ylabel("reconnects")
     ax.set_ylim(bottom=0, top=max(1, int(df["reconnects"].max())) * 1.15)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("minutes since the first due event")
     for a in axes:
         a.tick_params(labelsize=7)

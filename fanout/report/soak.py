@@ -135,7 +135,8 @@ def _pctl(r: dict, key: str) -> str:
 
     if not r["lat_count"]:
         return "n/a"
-    return percentile(r[key], r["lat_count"], key, short=True).removesuffix("ms")
+    shown = percentile(r[key], r["lat_count"], key, short=True)
+    return shown if shown.startswith("—") else _num(r[key], 3)
 
 
 def reconnects_table(k: dict) -> pd.DataFrame:
