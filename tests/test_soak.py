@@ -352,3 +352,25 @@ def test_samples_after_the_run_window_do_not_count():
     rec.resources = frame(rows, RESOURCE_COLUMNS)
     s = soak_series(rec).set_index("t_s")
     assert s.loc[40.0, "rss_mib/coordinator"] == 160  # 45 s (building the record) is left out
+
+
+def test_a_process_that_ended_is_not_sampled_as_zero_memory():
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    import psutil
+
+    while psutil.Process(child.pid).status() != psutil.STATUS_ZOMBIE:  # ended, not yet reaped
+        assert time.monotonic() < deadline, "the child never ended"
+        time.sleep(0.01)
+    sampler = ResourceSampler({}, {"gone": child.pid, "me": os.getpid()})
+    sampler.sample()
+    child.wait()
+    assert [r["target"] for r in sampler.rows] == ["me"] and sampler.rows[0]["memory_bytes"] > 0
+    rec = make_record({"a": 30, "b": 30})
+    rec.resources = frame([{"t": T0 + S, "target": "w", "kind": "process", "pid": 1, "cpu_s": 1.0, "memory_bytes": 0,
+                            "memory_peak_bytes": 0, "net_in_bytes": 0, "net_out_bytes": 0, "clients": 0}],
+                          RESOURCE_COLUMNS)  # an older record's zombie sample
+    assert process_targets(soak_series(rec)) == []

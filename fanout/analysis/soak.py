@@ -179,7 +179,8 @@ def _resources(resources: pd.DataFrame, keys: list[int], step: int) -> pd.DataFr
     else:
         for c in ("redis_mib", "redis_cpu_pct", "clients", "omem_max_bytes"):
             cols[c] = pd.Series(math.nan, index=idx)
-    procs = res[res["kind"] == "process"] if len(res) else res
+    # a process row with no RSS is a process that had ended (sampled as a zombie by older samplers)
+    procs = res[(res["kind"] == "process") & (res["memory_bytes"] > 0)] if len(res) else res
     for target, g in (procs.groupby("target", sort=False) if len(procs) else []):
         p = _per_interval(g, step).reindex(idx)
         cols[f"{CPU_PREFIX}{target}"] = p["cpu_pct"]
