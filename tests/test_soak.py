@@ -14,10 +14,17 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-
 from _records import T0, make_record
+
 from fanout.analysis.soak import (
-    DRIFT_MIB, MIN_INTERVALS, RSS_PREFIX, linear_fit, process_targets, reconnect_rows, soak_drift, soak_series,
+    DRIFT_MIB,
+    MIN_INTERVALS,
+    RSS_PREFIX,
+    linear_fit,
+    process_targets,
+    reconnect_rows,
+    soak_drift,
+    soak_series,
     t_quantile,
 )
 from fanout.lab.record import OUTAGE_COLUMNS, RESOURCE_COLUMNS, frame
@@ -149,7 +156,7 @@ def test_reconnects_fall_in_the_interval_their_outage_began():
 def test_resources_per_interval_are_cpu_deltas_over_sampled_time_and_the_largest_memory():
     rec = make_record({"a": 200, "b": 200})
     rows = []
-    for i in range(0, 41):  # one sample a second for 40 s
+    for i in range(41):  # one sample a second for 40 s
         t = T0 + i * S
         rows.append({"t": t, "target": "redis", "kind": "redis", "pid": 1, "cpu_s": 0.1 * i,
                      "memory_bytes": (2 + i) * 1024 * 1024, "memory_peak_bytes": 0, "net_in_bytes": 0,
@@ -162,7 +169,8 @@ def test_resources_per_interval_are_cpu_deltas_over_sampled_time_and_the_largest
         r["cpu_s"] = 0.05 + 0.1 * (r["t"] - T0 - 35 * S) / S
     rec.resources = frame(rows, RESOURCE_COLUMNS)
     s = soak_series(rec).set_index("t_s")
-    assert s.loc[10.0, "redis_cpu_pct"] == pytest.approx(10.0) and s.loc[10.0, "cpu_pct/worker w"] == pytest.approx(50.0)
+    assert s.loc[10.0, "redis_cpu_pct"] == pytest.approx(10.0)
+    assert s.loc[10.0, "cpu_pct/worker w"] == pytest.approx(50.0)
     assert s.loc[30.0, "redis_cpu_pct"] == pytest.approx(9.0)  # 9 of its 10 one-second deltas, the reset's zero
     assert s.loc[10.0, "redis_mib"] == 21 and s.loc[10.0, "rss_mib/worker w"] == 100
     assert s.loc[10.0, "omem_max_bytes"] == -1 and s.loc[20.0, "omem_max_bytes"] == 29_000  # -1: not readable
@@ -189,7 +197,8 @@ def test_a_planted_memory_slope_is_found_within_its_interval_and_called_drift():
     rss = next(x for x in d.slopes if x["metric"] == f"{RSS_PREFIX}worker w")
     assert rss["lo_per_h"] < 40.0 < rss["hi_per_h"] and rss["lo_per_h"] > 0
     assert rss["reading"] == "drift" and rss["material"] and rss["change"] > DRIFT_MIB
-    assert rss["sentence"].startswith("Drift: RSS of worker w grew +") and f"{rss['slope_per_h']:.1f}" in rss["sentence"]
+    assert rss["sentence"].startswith("Drift: RSS of worker w grew +")
+    assert f"{rss['slope_per_h']:.1f}" in rss["sentence"]
     flat = [x for x in d.slopes if x["metric"] != rss["metric"]]
     assert all(x["reading"] in ("no drift", "not material") for x in flat), flat  # the flat ones are not drift
     assert d.drifting == [rss] and d.drift == [x["sentence"] for x in d.slopes]
@@ -280,7 +289,7 @@ def soak_run(*, rss_step_mib: float = 3.0, name: str = "soak"):
                       scenario_overrides={"name": name, "topology": "host-bots", "publishers": ["websocket-host"],
                                           "receivers": ["bot-1", "bot-2"], "duration_s": 60})
     rows = []
-    for i in range(0, 61):
+    for i in range(61):
         t = T0 + i * S
         rows.append({"t": t, "target": "redis", "kind": "redis", "pid": 1, "cpu_s": 0.02 * i,
                      "memory_bytes": 20 * 1024 * 1024 + (i % 3) * 1000, "memory_peak_bytes": 0, "net_in_bytes": 0,

@@ -91,7 +91,7 @@ def soak_series(record: RunRecord, interval_s: float = SOAK_INTERVAL_S) -> pd.Da
     """
     from fanout.lab.summary import SERIES_DIGITS, SERIES_NS, Latency, new_histogram
 
-    step = int(round(float(interval_s) * 1e9))
+    step = round(float(interval_s) * 1e9)
     if step <= 0 or step % SERIES_NS:
         raise ValueError(f"interval_s: a whole multiple of the summary's {SERIES_NS / 1e9:g} s, got {interval_s!r}")
     summary = record.summary
@@ -329,14 +329,14 @@ def soak_drift(series: pd.DataFrame) -> SoakDrift:
     """Per process RSS, Redis memory and p99: the slope per hour with its 95 % interval, the
     reading (drift only when the interval excludes zero and the change is material, see the
     module doc) and one sentence each."""
-    out = SoakDrift(intervals=int(len(series)), thresholds=thresholds())
+    out = SoakDrift(intervals=len(series), thresholds=thresholds())
     # the interval: as soak_series made it, else the longest span (a whole interval's)
     step = float(series.attrs.get("interval_s") or (series["span_s"].max() if len(series) else SOAK_INTERVAL_S))
     sampled = ("not sampled", "not sampled, so no slope.")
     metrics = [(f"{RSS_PREFIX}{t}", f"RSS of {t}", "MiB", sampled) for t in process_targets(series)]
     metrics += [("redis_mib", "Redis used_memory", "MiB", sampled),
-                ("p99_ms", "p99 latency", "ms", ("no p99", f"no whole interval had the {min_samples(99.0):,} latency "
-                                                           "samples a p99 needs, so no slope."))]
+                ("p99_ms", "p99 latency", "ms", ("no p99", (f"no whole interval had the {min_samples(99.0):,} latency "
+                                                            "samples a p99 needs, so no slope.")))]
     for col, label, unit, none_why in metrics:
         if col not in series.columns:
             continue
@@ -351,7 +351,7 @@ def soak_drift(series: pd.DataFrame) -> SoakDrift:
 
 
 def _slope(label: str, unit: str, x_h: np.ndarray, y: np.ndarray, none_why: tuple[str, str]) -> dict[str, Any]:
-    n = int(len(y))
+    n = len(y)
     base: dict[str, Any] = {"label": label, "unit": unit, "n": n, "slope_per_h": None, "lo_per_h": None,
                             "hi_per_h": None, "within_per_h": None, "mean": float(y.mean()) if n else None,
                             "change": None, "span_s": None, "material": False}
@@ -376,7 +376,8 @@ def _slope(label: str, unit: str, x_h: np.ndarray, y: np.ndarray, none_why: tupl
     slope = f"{number(fit['slope'], True)} {unit}/h ({pct} interval {number(fit['lo'], True)} to " \
             f"{number(fit['hi'], True)})"
     span_s = span_h * 3600
-    over = f"over {number(span_s)} s ({n} intervals)" if span_s < 120 else f"over {number(span_s / 60)} min ({n} intervals)"
+    span = f"{number(span_s)} s" if span_s < 120 else f"{number(span_s / 60)} min"
+    over = f"over {span} ({n} intervals)"
     if excludes_zero and material:
         way = "grew" if fit["slope"] > 0 else "fell"
         sentence = (f"Drift: {label} {way} {slope}, {number(change, True)} {unit} {over} "

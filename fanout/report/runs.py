@@ -83,8 +83,9 @@ def report_scenario(spec: str, *, quick: bool = True, duration_scale: float | No
     report's overrides. Returns ``(scenario, source, changes)``.
 
     Duration: ``duration_scale`` (if given) multiplies the file's; otherwise ``quick`` caps it at
-    ``quick_duration_s``; otherwise the file's, at least ``full_min_s``. A shortened scenario with faults still runs until
-    :data:`FAULT_TAIL_S` after its last fault ends (never past the file's duration)."""
+    ``quick_duration_s``; otherwise the file's, at least ``full_min_s``. A shortened scenario with
+    faults still runs until :data:`FAULT_TAIL_S` after its last fault ends (never past the file's
+    duration)."""
     from fanout.lab.scenario import load_scenario, resolve_scenario_path
 
     name, transport = split_spec(spec)

@@ -14,7 +14,14 @@ import pandas as pd
 
 from fanout.analysis.findings import _plain
 from fanout.analysis.soak import (
-    CPU_PREFIX, RSS_PREFIX, SOAK_INTERVAL_S, number, process_targets, reconnect_rows, soak_drift, soak_series,
+    CPU_PREFIX,
+    RSS_PREFIX,
+    SOAK_INTERVAL_S,
+    number,
+    process_targets,
+    reconnect_rows,
+    soak_drift,
+    soak_series,
     thresholds,
 )
 from fanout.report.runs import FULL_SOAK_MIN_S, SOAK_QUICK_S
@@ -51,7 +58,8 @@ def run_facts(run, entry: dict[str, Any]) -> dict[str, Any]:
     return _plain({
         "name": run.name, "run_id": rec.run_id, "transport": run.transport, "passed": entry["passed"],
         "duration_s": float(sc.get("duration_s") or 0), "file_duration_s": file_duration,
-        "rate_per_s": sc.get("rate_per_s"), "bots": bots, "offered_deliveries_per_s": (sc.get("rate_per_s") or 0) * bots,
+        "rate_per_s": sc.get("rate_per_s"), "bots": bots,
+        "offered_deliveries_per_s": (sc.get("rate_per_s") or 0) * bots,
         "hosting": entry["hosting"], "interval_s": series.attrs.get("interval_s", SOAK_INTERVAL_S),
         "intervals": len(rows), "whole_intervals": int((series["span_s"] >= series.attrs.get("interval_s", 0)).sum()),
         "recorded_as_parts": rec.parts is not None,
@@ -59,7 +67,7 @@ def run_facts(run, entry: dict[str, Any]) -> dict[str, Any]:
         "coarse_interval_s": sampling.get("coarse_interval_s"),
         "processes": procs, "series": rows, "table_every": shown,
         "slopes": drift.slopes, "drift": drift.drift, "drifting": [s["label"] for s in drift.drifting],
-        "reconnects": recon.to_dict(orient="records"), "reconnects_total": int(len(recon)),
+        "reconnects": recon.to_dict(orient="records"), "reconnects_total": len(recon),
         "omem_max_bytes": max(omem) if omem else None, "omem_max_mib": max(omem) / MIB if omem else None,
         "omem_refused": refused,
         "p99_worst_ms": worst["p99_ms"] if worst else None, "p99_worst_t_s": worst["t_s"] if worst else None,
