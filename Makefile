@@ -16,10 +16,10 @@ install: $(BIN)/fanout
 report: install            ## the validation report (quick runs) into reports/latest/ (git-ignored)
 	$(BIN)/fanout report
 
-report-full: install       ## the validation report with the scenario files' full lengths, into reports/latest/
+report-full: install       ## the validation report with the scenario files' full lengths (the soak: an hour), into reports/latest/
 	$(BIN)/fanout report --full
 
-example: install           ## regenerate the committed example (full mode) in reports/example/, deliberately
+example: install           ## regenerate the committed example (full mode: the soak makes it over an hour) in reports/example/, deliberately
 	rm -rf reports/example
 	$(BIN)/fanout report --full --out reports/example
 

@@ -375,7 +375,8 @@ def test_every_section_before_the_appendix_reads_its_numbers_from_report_json():
     for i, run in enumerate(rep.scenarios, 1):
         parts += [sections.scenario_head(rep, run, i), sections.scenario_latency(run), sections.scenario_verdict(run)]
     parts += [sections.comparisons(rep), sections.performance(rep), sections.resources(rep), sections.capacity(rep),
-              sections.failover(rep), operations.operations(rep), operations.limitations(rep), sections.conclusion(rep)]
+              sections.soak(rep), sections.failover(rep), operations.operations(rep), operations.limitations(rep),
+              sections.conclusion(rep)]
     doc = archive(rep)
     for part in parts:
         assert missing_from(part, doc, PAGE_EXEMPT) == [], part[:60]

@@ -203,6 +203,8 @@ class ResourceSampler:
             if p is None:
                 p = self._procs[name] = psutil.Process(pid)
             with p.oneshot():
+                if p.status() == psutil.STATUS_ZOMBIE:  # ended, not yet reaped: no RSS to speak of
+                    return None
                 cpu = p.cpu_times()
                 rss = int(p.memory_info().rss)
         except (psutil.Error, OSError) as exc:  # the process ended: it is simply not sampled any more

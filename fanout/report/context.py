@@ -50,6 +50,10 @@ class Report:
     def capacity(self) -> list[ScenarioRun]:
         return self.role("capacity")
 
+    @property
+    def soaks(self) -> list[ScenarioRun]:
+        return self.role("soak")
+
     def outcome(self, run: ScenarioRun):
         return self.outcomes[run.record.run_id]
 
@@ -95,7 +99,7 @@ class Report:
     def durations(self) -> list[dict]:
         """Run lengths per role: the shortest and longest publishing time."""
         out = []
-        for role in ("scenario", "fault", "capacity"):
+        for role in ("scenario", "fault", "capacity", "soak"):
             ds = [float(r.findings.overall["duration_s"]) for r in self.role(role)]
             if ds:
                 out.append({"role": role, "lo": min(ds), "hi": max(ds), "runs": len(ds)})
@@ -166,6 +170,9 @@ class Report:
         if not self.capacity:
             out.append({"what": "capacity-planning rows",
                         "why": "not requested (capacity = false)" if not p.capacity else "not in the archive"})
+        if not self.soaks:
+            out.append({"what": "soak", "why": "no soak in this report (scenarios does not name `soak`): memory drift, "
+                        "reconnects and latency over a long run not measured"})
         kinds = {h["kind"] for h in self.hosting()}
         if "processes" not in kinds and "agents" not in kinds:
             out.append({"what": "instances in separate processes or on separate hosts",

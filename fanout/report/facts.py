@@ -5,7 +5,7 @@ sections read these, never their own sums, so two sections cannot disagree.
   over the publishing window, instrument CPU, resources, ordering, server settings, hosting);
 * ``groups``: the aggregates, each from :func:`tally` over the runs it names (``scope`` says which,
   in words: "the pub/sub fault runs"), so a denominator is always the one of the runs it speaks of;
-* ``max_lossless``, ``capacity``, ``resources``, ``ordering``, ``comparisons``, ``settings``,
+* ``max_lossless``, ``capacity``, ``soak``, ``resources``, ``ordering``, ``comparisons``, ``settings``,
   ``monitoring``, ``readiness``, ``scope``: each section's numbers;
 * ``definitions``: what a fault run's PASS means, instrument CPU, deliveries/s (one wording each).
 
@@ -377,6 +377,9 @@ def compute(rep) -> dict[str, Any]:
     from fanout.report import readiness as _readiness
 
     facts["capacity"] = _capacity.facts(rep, entries)
+    from fanout.report import soak as _soak
+
+    facts["soak"] = _soak.facts(rep, entries)
     facts["capacity_model"] = _capacity.model_constants()
     facts["scope"] = scope(rep)
     facts["readiness"] = _readiness.checklist(facts)

@@ -4,7 +4,7 @@ shows with :func:`fanout.report.nbhelpers.show_figure`. Captions come from
 from __future__ import annotations
 
 from fanout.report import load as _load
-from fanout.report import plots, plots_faults, plots_resources
+from fanout.report import plots, plots_faults, plots_resources, plots_soak
 from fanout.report.context import Report
 from fanout.report.prose import macro
 
@@ -38,9 +38,19 @@ def resources(rep: Report) -> list[tuple]:
     return [(fig, caption("resources", rep.runs))] if fig is not None else []
 
 
+def soak(rep: Report) -> list[tuple]:
+    """Per soak run: its series over time, drawn from report.json's facts."""
+    out = []
+    for k in rep.facts["soak"]["runs"]:
+        fig = plots_soak.plot_soak(k)
+        if fig is not None:
+            out.append((fig, caption("soak", k)))
+    return out
+
+
 def load_curve(bench: dict | None) -> list[tuple]:
     fig = _load.plot_curve(bench) if bench else None
     return [(fig, caption("load_curve", bench))] if fig is not None else []
 
 
-__all__ = ["scenario", "across", "faults", "resources", "load_curve", "caption"]
+__all__ = ["scenario", "across", "faults", "resources", "soak", "load_curve", "caption"]

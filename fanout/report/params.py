@@ -14,7 +14,8 @@ from fanout.errors import ConfigError
 from fanout.lab.params import param
 
 #: the default report: the seed's scenarios, then Streams and sharded pub/sub on a Redis Cluster
-DEFAULT_SCENARIOS = ("standard", "stress", "scale-10", "load-1k", "standard@streams", "cluster/sharded-10")
+#: and the soak (scenarios/soak.yaml: the seed's top capacity row held for long; its own section)
+DEFAULT_SCENARIOS = ("standard", "stress", "scale-10", "load-1k", "standard@streams", "cluster/sharded-10", "soak")
 #: the failover matrix: each fault scenario (scenarios/faults/<fault>-<transport>.yaml) on each transport
 DEFAULT_FAULTS = ("redis-restart", "redis-restart-aof", "instance-crash", "slow-consumer", "latency", "partition")
 DEFAULT_FAULT_TRANSPORTS = ("pubsub", "streams")
@@ -32,8 +33,8 @@ class ReportParams:
                                                  metavar="T,T")
     capacity: bool = param(True, "run the seed's capacity-planning rows (1, 3, 5, 10 bot instances at 500 to "
                            "5,000 events/s)")
-    quick: bool = param(True, "short runs (scenarios capped at 3 s, capacity rows 2 s); False: the files' "
-                        "durations", cli=False)
+    quick: bool = param(True, "short runs (scenarios capped at 3 s, capacity rows 2 s, the soak 60 s); False: the "
+                        "files' durations (the soak at least 30 min)", cli=False)
     duration_scale: float | None = param(None, "multiply every scenario's duration by this; overrides quick "
                                          "(None: not used)", metavar="X")
     redis_url: str | None = param(None, "Redis to use (None: a throwaway redis-server per run; env:NAME reads "

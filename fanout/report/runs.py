@@ -3,7 +3,10 @@ analysed. Each becomes a :class:`ScenarioRun` with its role in the report:
 
 * ``scenario`` — a scenario file (``standard``, ``standard@streams`` for another transport);
 * ``fault`` — one cell of the failover matrix (``scenarios/faults/<fault>-<transport>.yaml``);
-* ``capacity`` — one row of the seed's capacity-planning table (:mod:`fanout.report.capacity`).
+* ``capacity`` — one row of the seed's capacity-planning table (:mod:`fanout.report.capacity`);
+* ``soak`` — ``scenarios/soak.yaml`` (a spec named in :data:`SOAK_SCENARIOS`): the seed's top
+  capacity row held for long, judged over time (:mod:`fanout.analysis.soak`); quick mode runs
+  :data:`SOAK_QUICK_S` of it, full mode the file's length but at least :data:`FULL_SOAK_MIN_S`.
 """
 from __future__ import annotations
 
@@ -23,7 +26,13 @@ from fanout.report.paths import ARCHIVE_NAME, display_path
 QUICK_DURATION_S = 3.0
 #: a shortened fault scenario keeps at least this long after its last fault ends
 FAULT_TAIL_S = 1.5
-ROLES = ("scenario", "fault", "capacity")
+#: quick mode: the soak publishes for this long (full mode: the file's length, at least FULL_SOAK_MIN_S)
+SOAK_QUICK_S = 60.0
+#: full mode: the soak publishes for at least this long (scenarios/soak.yaml says 3,600 s)
+FULL_SOAK_MIN_S = 1800.0
+#: scenario specs that are soaks (role ``soak``): by name, on any transport (``soak@streams``)
+SOAK_SCENARIOS = ("soak",)
+ROLES = ("scenario", "fault", "capacity", "soak")
 
 
 @dataclass
@@ -69,13 +78,14 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 def report_scenario(spec: str, *, quick: bool = True, duration_scale: float | None = None,
                     redis_url: str | None = None, key_prefix: str | None = None, seed: int | None = None,
                     min_delivery_pct: float | None = None, max_avg_latency_ms: float | None = None,
-                    quick_duration_s: float = QUICK_DURATION_S):
+                    quick_duration_s: float = QUICK_DURATION_S, full_min_s: float = 0.0):
     """Load a shipped scenario (or a YAML path; ``NAME@TRANSPORT`` for another transport) with the
     report's overrides. Returns ``(scenario, source, changes)``.
 
     Duration: ``duration_scale`` (if given) multiplies the file's; otherwise ``quick`` caps it at
-    ``quick_duration_s``; otherwise the file's. A shortened scenario with faults still runs until
-    :data:`FAULT_TAIL_S` after its last fault ends (never past the file's duration)."""
+    ``quick_duration_s``; otherwise the file's, at least ``full_min_s``. A shortened scenario with
+    faults still runs until :data:`FAULT_TAIL_S` after its last fault ends (never past the file's
+    duration)."""
     from fanout.lab.scenario import load_scenario, resolve_scenario_path
 
     name, transport = split_spec(spec)
@@ -86,7 +96,7 @@ def report_scenario(spec: str, *, quick: bool = True, duration_scale: float | No
     elif quick:
         duration = min(file_sc.duration_s, quick_duration_s)
     else:
-        duration = file_sc.duration_s
+        duration = max(file_sc.duration_s, full_min_s)
     fault_end = max((float(f.get("at_s", 0)) + float(f.get("duration_s", 0)) for f in file_sc.faults), default=0.0)
     if fault_end and duration < file_sc.duration_s:
         duration = min(file_sc.duration_s, max(duration, fault_end + FAULT_TAIL_S))
@@ -111,7 +121,10 @@ def run_one(sc, *, role: str = "scenario", save_to: str | None = "data/runs", so
     say = printer or (lambda _line: None)
     say(f"{label}{sc.name}: {sc.instances} instances, {sc.duration_s:g} s at {sc.rate_per_s:g} events/s "
         f"({sc.transport}) ...")
-    record = run_scenario(sc, progress=False, save_to=None, printer=print if sc.verbose else None)
+    # a soak records as it goes (rows written as parts into its run folder, a chunk at most in memory), so
+    # the processes' RSS it is judged on is the bridges' and not a growing pile of rows
+    record = run_scenario(sc, progress=False, save_to=save_to if role == "soak" else None,
+                          printer=print if sc.verbose else None)
     record.environment["report_role"] = role  # so a re-render from the archive knows the run's place
     if save_to:
         record.save(save_to)
@@ -131,10 +144,21 @@ def run_planned(planned: Sequence[tuple], *, save_to: str | None, progress: bool
             for i, (sc, role, source, changes) in enumerate(planned, 1)]
 
 
+def is_soak(spec: str) -> bool:
+    """Is this scenario spec a soak (``soak``, ``soak@streams``, ``scenarios/soak.yaml``)?"""
+    return Path(split_spec(spec)[0]).stem in SOAK_SCENARIOS
+
+
 def plan_scenarios(specs: Sequence[str], **overrides) -> list[tuple]:
-    """Every scenario spec loaded (and so checked) before the first run starts."""
+    """Every scenario spec loaded (and so checked) before the first run starts; a soak gets its
+    own role and lengths (:data:`SOAK_QUICK_S`, :data:`FULL_SOAK_MIN_S`)."""
     out = []
     for spec in specs:
+        if is_soak(spec):
+            sc, source, changes = report_scenario(spec, **overrides, quick_duration_s=SOAK_QUICK_S,
+                                                  full_min_s=FULL_SOAK_MIN_S)
+            out.append((sc, "soak", source, changes))
+            continue
         sc, source, changes = report_scenario(spec, **overrides)
         out.append((sc, "scenario", source, changes))
     return out
@@ -149,7 +173,10 @@ def _role_of(record: RunRecord) -> str:
         return role
     if record.scenario.get("faults"):
         return "fault"
-    return "capacity" if str(record.scenario.get("name", "")).startswith("capacity-") else "scenario"
+    name = str(record.scenario.get("name", ""))
+    if name.split("-")[0] in SOAK_SCENARIOS:
+        return "soak"
+    return "capacity" if name.startswith("capacity-") else "scenario"
 
 
 def _run_folders(path: Path) -> list[tuple[Path, str | None]]:
@@ -238,4 +265,5 @@ def scenario_from_namespace(namespace: dict[str, Any]):
 
 __all__ = ["ScenarioRun", "split_spec", "report_scenario", "run_one", "run_planned", "plan_scenarios", "load_runs",
            "copy_runs",
-           "scenario_from_namespace", "archived_parameters", "QUICK_DURATION_S", "FAULT_TAIL_S", "ROLES"]
+           "scenario_from_namespace", "archived_parameters", "is_soak", "QUICK_DURATION_S", "FAULT_TAIL_S", "ROLES",
+           "SOAK_QUICK_S", "FULL_SOAK_MIN_S", "SOAK_SCENARIOS"]

@@ -41,7 +41,8 @@ def page_one(rep: Report) -> str:
                   late_runs=[e for e in fault_entries if (e["lateness"] or {}).get("late")],
                   over=[e for e in F["runs"] if e["load"]["over_capacity"]],
                   not_measured=F["scope"]["not_measured"], key=T.md_noted(T.key_results_table(main, shorts)),
-                  matrix=matrix, attention=_outcomes.attention(F["runs"], rep.skipped, []))
+                  matrix=matrix, attention=_outcomes.attention(F["runs"], rep.skipped, [])
+                  + [{"kind": "drift", "run": k} for k in F["soak"]["runs"] if k["drifting"]])
 
 
 class _ShortOutcome:
@@ -111,6 +112,19 @@ def capacity(rep: Report) -> str:
                   defs=F["definitions"])
 
 
+def soak(rep: Report) -> str:
+    """The soak: series, slopes, drift sentences and reconnects, every figure read from
+    ``rep.facts["soak"]`` (report.json); one line when no soak was run."""
+    from fanout.report import soak as _soak
+
+    K = rep.facts["soak"]
+    entries = {e["run_id"]: e for e in rep.facts["runs"]}
+    return render("soak.md.j2", K=K, entries=entries,
+                  slopes={k["run_id"]: T.md(_soak.slopes_table(k)) for k in K["runs"]},
+                  series={k["run_id"]: T.md_noted(_soak.series_table(k)) for k in K["runs"]},
+                  reconnects={k["run_id"]: T.md(_soak.reconnects_table(k)) for k in K["runs"] if k["reconnects"]})
+
+
 def failover(rep: Report) -> str:
     F = rep.facts
     entries = [e for e in F["runs"] if e["faulted"]]
@@ -130,4 +144,4 @@ def conclusion(rep: Report) -> str:
 
 
 __all__ = ["page_one", "scenario_head", "scenario_latency", "scenario_verdict", "comparisons", "comparison_pairs",
-           "performance", "resources", "capacity", "failover", "conclusion"]
+           "performance", "resources", "capacity", "soak", "failover", "conclusion"]
