@@ -429,3 +429,24 @@ def test_a_run_analysed_from_its_summary_says_what_its_rows_say(variant, tmp_pat
     for key in ("p50_ms", "p95_ms", "p99_ms"):   # nearest rank within 3 significant digits vs linear
         if slow.latency[key] is not None:
             assert fast.latency[key] == pytest.approx(slow.latency[key], rel=0.02, abs=0.005), key
+
+
+def test_a_run_archived_with_its_summary_alone_is_analysed_and_says_what_it_cannot_give(tmp_path):
+    """An archive may keep a long run's summary and not its rows (a soak's parts are large): the
+    analysis is the same from the summary; whatever needs a row says so in one line, never
+    works on an empty frame."""
+    import shutil
+
+    from fanout.errors import ConfigError
+
+    sc = Scenario(name="summary-only", instances=3, duration_s=1.5, rate_per_s=300)
+    rec = run_scenario(sc, progress=False, save_to=str(tmp_path), options=SMALL_CHUNKS)
+    before = analyse(load_run(rec.path))
+    shutil.rmtree(rec.path / "parts")
+    only = load_run(rec.path)
+    after = analyse(only)
+    assert after.overall["analysed_from"] == "summary" and after.passed
+    assert {k: after.overall[k] for k in COUNT_FIELDS} == {k: before.overall[k] for k in COUNT_FIELDS}
+    assert after.per_instance.equals(before.per_instance)
+    with pytest.raises(ConfigError, match="keeps only its summary: its rows .* were not archived"):
+        only.deliveries  # noqa: B018

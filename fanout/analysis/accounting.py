@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from fanout.analysis.latency import latency_stats
+from fanout.errors import ConfigError
 from fanout.lab.record import RunRecord
 
 PRE_NS = 50_000_000    # 50 ms before a fault or a last sign of life: events in flight when it struck
@@ -228,8 +229,7 @@ NEIGHBOURHOOD_NS = 60_000_000_000
 
 
 def _from_summary(record: RunRecord) -> bool:
-    return record.summary is not None and not record.rows_loaded and record.parts is not None \
-        and len(record.faults) == 0
+    return record.summary is not None and not record.rows_loaded and len(record.faults) == 0
 
 
 def _not_published(record: RunRecord) -> dict[str, int]:
@@ -237,6 +237,8 @@ def _not_published(record: RunRecord) -> dict[str, int]:
     if _from_summary(record):
         if not record.summary.failed_by():
             return {}
+        if record.parts is None:  # only the summary was kept: how many, not why
+            return {"(reason not kept: only the run's summary was archived)": sum(record.summary.failed_by().values())}
         import pyarrow.compute as pc
 
         from fanout.lab.record import scan_parts
@@ -263,6 +265,9 @@ def rows_near_losses(record: RunRecord, receivers: list[str]) -> RunRecord | Non
     ids = sorted({f"{e}:{st}:{q}" for r in receivers for (_, e, st, q) in s.missing(r)})
     if not ids:
         return None
+    if record.parts is None:
+        raise ConfigError(f"run {record.run_id} lost {len(ids):,} events and keeps only its summary: the rows "
+                          f"that would attribute them were not archived with it")
     t = np.sort(scan_parts(record.parts, "publications", pc.field("id").isin(ids), ["t_sent"])["t_sent"]
                 .to_numpy(dtype=np.int64))
     spans: list[list[int]] = []

@@ -6,6 +6,7 @@ and is never edited after it is written; analysis reads it, reports are generate
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sys
@@ -20,6 +21,8 @@ from fanout.lab.topology import instance_ids, roles
 from fanout.metrics import COUNTER_NAMES
 from fanout.redact import redact_text, redact_url
 from fanout.signing import check_keys
+
+log = logging.getLogger(__name__)
 
 #: one fleet key for a signing run over several processes or hosts: "key_id:hex secret" (never written anywhere)
 SIGNING_KEY_ENV = "FANOUT_SIGNING_KEY"
@@ -117,6 +120,10 @@ class RunRecord:
     def _load_rows(self) -> None:
         """Read the rows written as parts, as :func:`build_record` would have made the frames
         (publications in schedule order, the warmup left out)."""
+        if self.parts is None and self.summary is not None and self.count("deliveries", summary=True):
+            raise ConfigError(f"run {self.run_id} keeps only its summary: its rows (publications, deliveries) "
+                              f"were not archived with it, so nothing that needs them can be computed")
+        log.info("run %s: reading its rows from %s", self.run_id, self.parts)
         pubs = read_parts(self.parts, "publications") if self.parts is not None else None
         dels = read_parts(self.parts, "deliveries") if self.parts is not None else None
         pubs, dels = frame(pubs if pubs is not None else [], PUBLICATION_COLUMNS), \
@@ -126,9 +133,10 @@ class RunRecord:
             pubs, dels = drop_warmup(pubs, dels, int(self.t0))
         self.__dict__["_publications"], self.__dict__["_deliveries"] = pubs, dels
 
-    def count(self, name: str) -> int:
-        """Rows of ``publications`` or ``deliveries``: from the summary while they are not in memory."""
-        if self.rows_loaded or self.summary is None:
+    def count(self, name: str, summary: bool = False) -> int:
+        """Rows of ``publications`` or ``deliveries``: from the summary while they are not in
+        memory (``summary``: from the summary whatever is in memory)."""
+        if not summary and (self.rows_loaded or self.summary is None):
             return len(getattr(self, name))
         s = self.summary
         if name == "publications":

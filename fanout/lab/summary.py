@@ -184,6 +184,7 @@ class Summary:
         self.lag = Latency()
         self.due_min = 0
         self.due_max = 0
+        self.sent_max = 0
 
     # ------------------------------------------------------------------ filling
     def add_deliveries(self, receiver: str, source, epoch, stream, type_, seq, t_received, t_intended,
@@ -279,6 +280,7 @@ class Summary:
             lo, hi = int(due.min()), int(due.max())
             self.due_min = lo if not self.due_min else min(self.due_min, lo)
             self.due_max = max(self.due_max, hi)
+            self.sent_max = max(self.sent_max, int(np.asarray(t_sent, dtype=np.int64)[ok].max()))
         _, keys, rows = _groups(np.asarray(source, dtype=object), np.asarray(epoch, dtype=object),
                                 np.asarray(stream, dtype=object))
         for (s, e, st), idx in zip(keys, rows):
@@ -325,6 +327,7 @@ class Summary:
         if other.due_min:
             self.due_min = other.due_min if not self.due_min else min(self.due_min, other.due_min)
         self.due_max = max(self.due_max, other.due_max)
+        self.sent_max = max(self.sent_max, other.sent_max)
         return self
 
     @classmethod
@@ -360,7 +363,7 @@ class Summary:
             "latency": [[*k, x.count, x.sum_ns, x.negative, x.over, x.min_ns, x.max_ns, blob(x.hist.encode())]
                         for k, x in self.latency.items()],
             "series": [[k, *lat(x)] for k, x in sorted(self.series.items())],
-            "sent": lat(self.sent), "lag": lat(self.lag), "due": [self.due_min, self.due_max],
+            "sent": lat(self.sent), "lag": lat(self.lag), "due": [self.due_min, self.due_max, self.sent_max],
         }
         h = orjson.dumps(head)
         return _MAGIC + struct.pack("<I", len(h)) + h + b"".join(blobs)
@@ -407,7 +410,8 @@ class Summary:
             s.series[k] = lat(*x)
         if "sent" in head:
             s.sent, s.lag = lat(*head["sent"]), lat(*head["lag"])
-            s.due_min, s.due_max = head["due"]
+            s.due_min, s.due_max, *rest = head["due"]
+            s.sent_max = rest[0] if rest else s.due_max
         return s
 
     def to_wire(self) -> str:

@@ -123,12 +123,19 @@ def gaps_from_failed_publishes(run) -> int:
     expects the event); the publisher announces it as ``void`` in its next envelopes, so receivers
     count it ``unsent``, not as a gap (docs/wire-format.md). Events never handed to a bridge (its
     instance was down) took no number (``seq`` -1 in the record)."""
-    pubs = run.record.publications
-    failed = pubs[(~pubs["ok"]) & (pubs["seq"] >= 0)]
-    if failed.empty:
+    rec = run.record
+    by_source: dict[str, int] = {}
+    if rec.summary is not None and not rec.rows_loaded:  # from the summary's bitmaps: no row read
+        for (src, _, _), seqs in rec.summary.failed.items():
+            by_source[src] = by_source.get(src, 0) + len(seqs)
+    else:
+        pubs = rec.publications
+        by_source = {str(k): int(v) for k, v in pubs.loc[(~pubs["ok"]) & (pubs["seq"] >= 0), "source"]
+                     .value_counts().items()}
+    if not any(by_source.values()):
         return 0
     receivers = set(run.findings.per_instance.loc[run.findings.per_instance["expected"] > 0, "instance"])
-    return int(sum(len(receivers - {src}) for src in failed["source"]))
+    return int(sum(n * len(receivers - {src}) for src, n in by_source.items()))
 
 
 def outcome(run) -> Outcome:
