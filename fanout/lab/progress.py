@@ -1,8 +1,8 @@
 """Progress over a run's schedule: a bar (tqdm) on a terminal, a plain line every
 :data:`LINE_EVERY_S` otherwise for a run of :data:`LONG_RUN_S` or more, silent when off.
 
-Beside the time it shows what a long run is judged on, as it goes: deliveries/s since the last
-update, the p99 latency of the last closed 10 s interval (the summary's time series), events
+Beside the time it shows what a long run is judged on, as it goes: deliveries/s over the last
+10 s, the p99 latency of the last closed 10 s interval (the summary's time series), events
 found missing so far (the bridges' ``gaps``: seqs skipped on their streams) and the resident
 memory of the process(es) recording."""
 from __future__ import annotations
@@ -14,6 +14,8 @@ import time
 LONG_RUN_S = 60.0
 #: ... one every this many seconds
 LINE_EVERY_S = 30.0
+#: deliveries/s is measured over this many seconds
+RATE_WINDOW_S = 10.0
 
 
 def live_text(live: dict | None, rate: float | None) -> str:
@@ -55,7 +57,7 @@ class Progress:
         live = {"published": published, "delivered": delivered, **(live or {})}
         now = time.monotonic()
         t, n = self._last
-        if now - t >= 1.0:  # the rate over at least a second
+        if now - t >= RATE_WINDOW_S:  # the rate over a window (workers report once a second each)
             self._rate = (live["delivered"] - n) / (now - t)
             self._last = (now, live["delivered"])
         text = live_text(live, self._rate)
