@@ -25,7 +25,6 @@ from fanout.analysis.soak import (
     reconnect_rows,
     soak_drift,
     soak_series,
-    t_quantile,
 )
 from fanout.lab.record import OUTAGE_COLUMNS, RESOURCE_COLUMNS, frame
 from fanout.lab.resources import COARSE_AFTER_S, COARSE_INTERVAL_S, SAMPLE_INTERVAL_S, ResourceSampler, summarise
@@ -228,11 +227,7 @@ def test_fewer_than_three_intervals_give_no_slope_and_say_so():
     assert next(x for x in soak_drift(partial).slopes if x["metric"] == "redis_mib")["n"] == 3
 
 
-def test_the_t_quantile_and_the_fit_are_the_textbook_ones():
-    table = {1: 12.7062, 2: 4.3027, 5: 2.5706, 10: 2.2281, 30: 2.0423, 120: 1.9799}
-    for df, t in table.items():
-        assert t_quantile(0.975, df) == pytest.approx(t, abs=1e-4)
-    assert t_quantile(0.025, 10) == pytest.approx(-2.2281, abs=1e-4)
+def test_the_fit_is_least_squares_with_the_textbook_t_interval():
     rng = np.random.default_rng(3)
     x = np.linspace(0, 1, 50)
     y = 3 + 2 * x + rng.normal(0, 0.1, 50)
@@ -241,7 +236,8 @@ def test_the_t_quantile_and_the_fit_are_the_textbook_ones():
     assert fit["slope"] == pytest.approx(slope) and fit["intercept"] == pytest.approx(intercept)
     resid = y - (intercept + slope * x)
     se = math.sqrt((resid ** 2).sum() / 48 / ((x - x.mean()) ** 2).sum())
-    assert fit["lo"] == pytest.approx(slope - t_quantile(0.975, 48) * se)
+    assert fit["t"] == pytest.approx(2.0106, abs=1e-4)            # t(0.975, 48) from the tables
+    assert fit["lo"] == pytest.approx(slope - 2.0106 * se, rel=1e-4)
     assert linear_fit([1, 2], [1, 2]) is None and linear_fit([1, 1, 1], [1, 2, 3]) is None
 
 

@@ -54,3 +54,11 @@ def test_an_unplanned_redis_crash_is_attributed_to_the_outage_the_bridges_saw(tm
     assert g.overall["analysed_from"] == "rows"
     assert g.losses.losses.equals(acc.losses.reset_index(drop=True)), (g.losses.losses, acc.losses)
     assert (g.losses.lost, g.losses.by_kind, g.losses.not_published) == (acc.lost, acc.by_kind, acc.not_published)
+    # the time series places every loss in the interval its event was due in, on either path
+    from fanout.analysis.soak import soak_series
+
+    for r, findings in ((rec, f), (whole, g)):
+        series = soak_series(r)
+        assert int(series["missing"].sum()) == findings.overall["missing"] > 0
+        assert (series.loc[series["missing"] > 0, "reconnects"].sum() + series["reconnects"].shift(1).fillna(0)
+                .loc[series["missing"] > 0].sum()) > 0  # loss where (or just after) the bridges reconnected

@@ -250,6 +250,32 @@ def _not_published(record: RunRecord) -> dict[str, int]:
     return {str(k): int(v) for k, v in err.astype(str).map(_reason).value_counts().items()}
 
 
+def missing_due_times(record: RunRecord, receivers: list[str]) -> np.ndarray:
+    """When each missing (event, receiver) of the run was due (ns), one value per pair: from the
+    summary's bitmaps and a filtered scan of the publications (a run analysed from its summary),
+    else from the frames. Where in the run loss happened, for the time series."""
+    if _from_summary(record):
+        s = record.summary
+        ids = [f"{e}:{st}:{q}" for r in receivers for (_, e, st, q) in s.missing(r)]
+        if not ids:
+            return np.empty(0, dtype=np.int64)
+        if record.parts is None:
+            raise ConfigError(f"run {record.run_id} lost {len(ids):,} events and keeps only its summary: "
+                              f"when they were due is not archived with it")
+        import pyarrow.compute as pc
+
+        from fanout.lab.record import scan_parts
+
+        p = scan_parts(record.parts, "publications", pc.field("id").isin(sorted(set(ids))), ["id", "t_intended"])
+        due = dict(zip(p["id"], p["t_intended"]))
+    else:
+        missing = missing_deliveries(record, receivers)
+        ids = [i for r in receivers for i in missing.get(r, [])]
+        pubs = record.publications
+        due = dict(zip(pubs["id"], pubs["t_intended"]))
+    return np.array([int(due[i]) for i in ids], dtype=np.int64)
+
+
 def rows_near_losses(record: RunRecord, receivers: list[str]) -> RunRecord | None:
     """A run analysed from its summary: which events each receiver missed comes from the seq
     bitmaps; to attribute them, the rows around them are read — publications sent within

@@ -62,7 +62,7 @@ MIB = 1024 * 1024
 #: per-process columns: ``cpu_pct/<target>`` (% of one core) and ``rss_mib/<target>``
 CPU_PREFIX, RSS_PREFIX = "cpu_pct/", "rss_mib/"
 SERIES_COLUMNS = ["t_s", "span_s", "deliveries", "deliveries_per_s", "lat_count", "p50_ms", "p99_ms", "max_ms",
-                  "redis_mib", "redis_cpu_pct", "clients", "omem_max_bytes", "reconnects"]
+                  "redis_mib", "redis_cpu_pct", "clients", "omem_max_bytes", "reconnects", "missing"]
 RECONNECT_COLUMNS = ["instance", "t_down_s", "t_up_s", "why"]
 
 
@@ -87,7 +87,9 @@ def soak_series(record: RunRecord, interval_s: float = SOAK_INTERVAL_S) -> pd.Da
       window; ``redis_mib`` (largest ``used_memory``), ``redis_cpu_pct``,
       ``clients`` (most), ``omem_max_bytes`` (largest client output buffer; -1 where no sample
       could read it), summed over a cluster's masters (omem: the largest); NaN where not sampled;
-    * ``reconnects``: outages (lost subscriptions) whose ``t_down`` falls in the interval.
+    * ``reconnects``: outages (lost subscriptions) whose ``t_down`` falls in the interval;
+    * ``missing``: (event, receiver) pairs never delivered, by the interval the event was due in
+      (:func:`fanout.analysis.accounting.missing_due_times`).
     """
     from fanout.lab.summary import SERIES_DIGITS, SERIES_NS, Latency, new_histogram
 
@@ -129,6 +131,7 @@ def soak_series(record: RunRecord, interval_s: float = SOAK_INTERVAL_S) -> pd.Da
     res = _resources(samples, keys, step)
     out = pd.concat([out, res.reset_index(drop=True)], axis=1)
     out["reconnects"] = _reconnects_per_interval(record.outages, keys, step)
+    out["missing"] = _missing_per_interval(record, keys, step)
     procs = [c for c in res.columns if c.startswith((CPU_PREFIX, RSS_PREFIX))]
     out = out[SERIES_COLUMNS + procs]
     out.attrs["interval_s"] = step / 1e9
@@ -195,6 +198,20 @@ def _reconnects_per_interval(outages: pd.DataFrame, keys: list[int], step: int) 
     return [int(counts.get(k, 0)) for k in keys]
 
 
+def _missing_per_interval(record: RunRecord, keys: list[int], step: int) -> list[int]:
+    from fanout.analysis.accounting import missing_due_times
+
+    names = [str(x) for x in record.instances["instance"]]
+    wanted = (record.scenario or {}).get("receivers")
+    receivers = [n for n in names if wanted is None or n in {str(x) for x in wanted}]
+    due = missing_due_times(record, receivers)
+    if due.size == 0:
+        return [0] * len(keys)
+    k, n = np.unique(due // step, return_counts=True)
+    got = dict(zip(k.tolist(), n.tolist()))
+    return [int(got.get(key, 0)) for key in keys]
+
+
 def process_targets(series: pd.DataFrame) -> list[str]:
     """The instrument processes a series has columns for, in its order."""
     return [c[len(RSS_PREFIX):] for c in series.columns if c.startswith(RSS_PREFIX)]
@@ -218,83 +235,19 @@ def reconnect_rows(record: RunRecord) -> pd.DataFrame:
 # ------------------------------------------------------------------ slopes
 
 
-def t_quantile(p: float, df: int) -> float:
-    """Student's t quantile: the ``t`` with P(T ≤ t) = ``p`` for ``df`` degrees of freedom (bisection
-    on the CDF, from the regularised incomplete beta function; no scipy needed)."""
-    if df < 1:
-        raise ValueError(f"df: at least 1, got {df!r}")
-    if not 0 < p < 1:
-        raise ValueError(f"p: in (0, 1), got {p!r}")
-    if p < 0.5:
-        return -t_quantile(1 - p, df)
-    lo, hi = 0.0, 1.0
-    while _t_cdf(hi, df) < p:
-        hi *= 2
-    for _ in range(200):
-        mid = (lo + hi) / 2
-        if _t_cdf(mid, df) < p:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return (lo + hi) / 2
-
-
-def _t_cdf(t: float, df: int) -> float:
-    x = df / (df + t * t)
-    tail = 0.5 * _betai(df / 2, 0.5, x)
-    return 1 - tail if t > 0 else tail
-
-
-def _betai(a: float, b: float, x: float) -> float:
-    """The regularised incomplete beta function I_x(a, b) (continued fraction, Lentz's method)."""
-    if x <= 0:
-        return 0.0
-    if x >= 1:
-        return 1.0
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1) / (a + b + 2):
-        return front * _betacf(a, b, x) / a
-    return 1 - front * _betacf(b, a, 1 - x) / b
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    tiny = 1e-300
-    c, d = 1.0, 1 - (a + b) * x / (a + 1)
-    d = 1 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 400):
-        m2 = 2 * m
-        for aa in (m * (b - m) * x / ((a - 1 + m2) * (a + m2)),
-                   -(a + m) * (a + b + m) * x / ((a + m2) * (a + 1 + m2))):
-            d = 1 + aa * d
-            d = 1 / (d if abs(d) > tiny else tiny)
-            c = 1 + aa / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1) < 1e-15:
-            break
-    return h
-
-
 def linear_fit(x, y, confidence: float = CONFIDENCE) -> dict[str, Any] | None:
     """Least squares ``y = intercept + slope · x`` with the slope's interval (slope ± t · stderr,
     t the ``(1 + confidence) / 2`` quantile with n − 2 degrees of freedom); None with fewer than
     :data:`MIN_INTERVALS` points or no spread in x."""
+    from scipy import stats
+
     x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
     n = int(x.size)
-    if n < max(3, MIN_INTERVALS):
+    if n < max(3, MIN_INTERVALS) or float(np.ptp(x)) <= 0:
         return None
-    xm, ym = x.mean(), y.mean()
-    sxx = float(((x - xm) ** 2).sum())
-    if sxx <= 0:
-        return None
-    slope = float(((x - xm) * (y - ym)).sum() / sxx)
-    intercept = float(ym - slope * xm)
-    resid = y - (intercept + slope * x)
-    stderr = math.sqrt(float((resid ** 2).sum()) / (n - 2) / sxx)
-    t = t_quantile((1 + confidence) / 2, n - 2)
+    fit = stats.linregress(x, y)
+    slope, intercept, stderr = float(fit.slope), float(fit.intercept), float(fit.stderr)
+    t = float(stats.t.ppf((1 + confidence) / 2, n - 2))
     return {"n": n, "slope": slope, "intercept": intercept, "stderr": stderr, "t": t,
             "lo": slope - t * stderr, "hi": slope + t * stderr}
 
@@ -408,7 +361,7 @@ def number(v: float | None, sign: bool = False) -> str:
     return ("+" if v >= 0 else "−") + text
 
 
-__all__ = ["soak_series", "soak_drift", "SoakDrift", "process_targets", "reconnect_rows", "linear_fit", "t_quantile",
+__all__ = ["soak_series", "soak_drift", "SoakDrift", "process_targets", "reconnect_rows", "linear_fit",
            "number", "WINDOW_SLACK_S",
            "thresholds", "SOAK_INTERVAL_S", "MIN_INTERVALS", "CONFIDENCE", "DRIFT_SHARE", "DRIFT_MIB",
            "DRIFT_FLOOR_MIB", "DRIFT_FLOOR_MS", "SERIES_COLUMNS", "RECONNECT_COLUMNS", "CPU_PREFIX", "RSS_PREFIX"]

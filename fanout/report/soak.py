@@ -72,6 +72,7 @@ def run_facts(run, entry: dict[str, Any]) -> dict[str, Any]:
         "omem_refused": refused,
         "p99_worst_ms": worst["p99_ms"] if worst else None, "p99_worst_t_s": worst["t_s"] if worst else None,
         "deliveries": int(series["deliveries"].sum()),
+        "missing": int(series["missing"].sum()),
     })
 
 
@@ -121,6 +122,7 @@ def series_table(k: dict) -> pd.DataFrame:
     rows = k["series"]
     keep = set(range(0, len(rows), k["table_every"]))
     keep |= {i for i, r in enumerate(rows) if k["p99_worst_t_s"] is not None and r["t_s"] == k["p99_worst_t_s"]}
+    keep |= {i for i, r in enumerate(rows) if r.get("missing") or r.get("reconnects")}  # never skipped
     recs = []
     for i in sorted(keep):
         r = rows[i]
@@ -133,7 +135,7 @@ def series_table(k: dict) -> pd.DataFrame:
                      "Redis CPU %": _num(r["redis_cpu_pct"], 1),
                      "largest output buffer (KiB)": "not readable" if r["omem_max_bytes"] == -1
                      else _num(None if r["omem_max_bytes"] is None else r["omem_max_bytes"] / 1024, 1),
-                     "reconnects": r["reconnects"]})
+                     "reconnects": r["reconnects"], "missing": r.get("missing", 0)})
     return pd.DataFrame(recs)
 
 
