@@ -83,7 +83,7 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
                   column_encoding=ints)
 
 
-@dataclass(repr=False)
+@dataclass(repr=False, eq=False)  # identity: comparing two records field by field would read their rows
 class RunRecord:
     run_id: str
     scenario: dict[str, Any]

@@ -278,7 +278,7 @@ def ordering(rep) -> dict[str, Any]:
     per = [{"run": r.name, **ordering_stats(r.record)} for r in rows]
     keys = ("deliveries", "same_channel", "same_publisher", "any_publisher")
     return {"runs": per, "total": {k: sum(int(p[k]) for p in per) for k in keys},
-            "left_out": [r.name for r in rep.runs if r not in rows]}
+            "left_out": [r.name for r in rep.runs if r.findings.overall.get("analysed_from") == "summary"]}
 
 
 def comparisons(rep) -> list[dict]:

@@ -62,7 +62,7 @@ def run_facts(run, entry: dict[str, Any]) -> dict[str, Any]:
         "offered_deliveries_per_s": (sc.get("rate_per_s") or 0) * bots,
         "hosting": entry["hosting"], "interval_s": series.attrs.get("interval_s", SOAK_INTERVAL_S),
         "intervals": len(rows), "whole_intervals": int((series["span_s"] >= series.attrs.get("interval_s", 0)).sum()),
-        "recorded_as_parts": rec.parts is not None,
+        "recorded_as_parts": _recorded_as_parts(rec),
         "sample_interval_s": sampling.get("interval_s"), "coarse_after_s": sampling.get("coarse_after_s"),
         "coarse_interval_s": sampling.get("coarse_interval_s"),
         "processes": procs, "series": rows, "table_every": shown,
@@ -147,6 +147,14 @@ def _pctl(r: dict, key: str) -> str:
         return "n/a"
     shown = percentile(r[key], r["lat_count"], key, short=True)
     return shown if shown.startswith("—") else _num(r[key], 3)
+
+
+def _recorded_as_parts(rec) -> bool:
+    """Whether the run wrote its rows as parts while it went (its recorder's stats say so; an
+    archive may keep the summary and not the parts themselves)."""
+    stats = (rec.environment or {}).get("recorder") or {}
+    per = stats.values() if stats and all(isinstance(v, dict) for v in stats.values()) else [stats]
+    return rec.parts is not None or any(int((v or {}).get("parts") or 0) > 0 for v in per)
 
 
 def reconnects_table(k: dict) -> pd.DataFrame:
