@@ -210,6 +210,31 @@ def analyse_speed(run_dir: str | os.PathLike, repeat: int = 3) -> dict[str, Any]
             "analysed_from": f.overall.get("analysed_from", "rows")}
 
 
+def soak_row(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """A soak's record, as the target table asks of it: its length and deliveries, whether it
+    completed exactly once, each process's peak RSS (its resource samples), and how long the
+    report took to render from it (``fanout report --from-runs``, timed here)."""
+    import shutil
+    import tempfile
+
+    import pandas as pd
+
+    run = Path(run_dir)
+    meta = json.loads((run / "run.json").read_text())
+    res = pd.read_parquet(run / "resources.parquet")
+    procs = res[res["kind"] == "process"].groupby("target")["memory_bytes"].max()
+    out = tempfile.mkdtemp(prefix="fanout-soak-report-")
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "fanout", "report", "--from-runs", str(run), "--out", out],
+                       capture_output=True, text=True, timeout=1800, cwd=Path(__file__).resolve().parent.parent)
+    render_s = time.perf_counter() - t
+    shutil.rmtree(out, ignore_errors=True)
+    return {"run": str(run), "duration_s": float(meta["scenario"]["duration_s"]),
+            "completed": not (meta.get("environment") or {}).get("interrupted"),
+            "deliveries": int(meta["counts"]["deliveries"]), "report_exit": p.returncode,
+            "peak_rss_mb": {k: round(v / 1e6, 1) for k, v in procs.items()}, "render_s": round(render_s, 1)}
+
+
 def _baseline_checkout(ref: str) -> str:
     """A temporary git worktree of ``ref`` (the old path), to import fanout from."""
     import tempfile
@@ -221,7 +246,7 @@ def _baseline_checkout(ref: str) -> str:
 
 
 def run_length_table(new: dict[str, Any], old: dict[str, Any] | None, speed: dict[str, Any] | None,
-                     old_speed: dict[str, Any] | None) -> str:
+                     old_speed: dict[str, Any] | None, soak: dict[str, Any] | None = None) -> str:
     """The issue's target table, measured values beside the old path's (same run of the benchmark)."""
     def b(x):
         return "n/a" if x is None else f"{x:,.0f} B"
@@ -245,6 +270,13 @@ def run_length_table(new: dict[str, Any], old: dict[str, Any] | None, speed: dic
                      f"{s_new / 1e6:.2f} M/s | "
                      f"{'n/a' if not s_old else f'{s_old / 1e6:.2f} M/s'} | "
                      f"{'n/a' if not s_old else f'{s_new / s_old:.1f}'} |")
+    if soak:
+        top = max(soak["peak_rss_mb"].values()) if soak["peak_rss_mb"] else None
+        lines.append(f"| soak at 10 × 5,000 events/s: completes, every process ≤ 1 GB peak RSS, report within "
+                     f"3 min (target: 60 min; measured: {soak['duration_s'] / 60:g} min, "
+                     f"{soak['deliveries']:,} deliveries) | completes; ≤ 1,000 MB; ≤ 180 s | "
+                     f"{'completed' if soak['completed'] else 'interrupted'}; largest process {top:,.0f} MB; report rendered in {soak['render_s']:g} s "
+                     f"(exit {soak['report_exit']}) | n/a | n/a |")
     return "\n".join(lines)
 
 
@@ -261,6 +293,7 @@ if __name__ == "__main__":
         ap.add_argument("--baseline", metavar="REF",
                         help="also measure the old path: this git commit, in a temporary worktree, same lengths")
         ap.add_argument("--out", help="keep the run records here")
+        ap.add_argument("--soak", metavar="RUN", help="a soak's run folder (fanout run --scenario soak): its row")
         a = ap.parse_args(sys.argv[2:])
         import shutil
         import tempfile
@@ -285,9 +318,10 @@ if __name__ == "__main__":
             finally:
                 subprocess.run(["git", "worktree", "remove", "--force", where], cwd=Path(__file__).resolve().parent.parent,
                                capture_output=True)
-        print(json.dumps({"new": new, "old": old, "analyse": speed, "analyse_old": old_speed}, indent=2))
+        soak = soak_row(a.soak) if a.soak else None
+        print(json.dumps({"new": new, "old": old, "analyse": speed, "analyse_old": old_speed, "soak": soak}, indent=2))
         print()
-        print(run_length_table(new, old, speed, old_speed))
+        print(run_length_table(new, old, speed, old_speed, soak))
         if not a.out:
             shutil.rmtree(out, ignore_errors=True)
         raise SystemExit(0)
