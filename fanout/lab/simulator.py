@@ -355,7 +355,7 @@ class Simulation:
             pubs.t_sent[j] = now_ns()
             while True:
                 if i in self.down:
-                    pubs.ids[j] = f"not-sent:{src}:{ev.k}"
+                    pubs.ids[k & pubs.mask] = f"not-sent:{src}:{ev.k}"
                     pubs.fail(k, self.down[i])
                     break
                 bridge = self.bridges[i]
@@ -365,14 +365,14 @@ class Simulation:
                         await bridge.writable()
                         continue
                 except PublishError as exc:
-                    pubs.ids[j] = getattr(exc, "envelope_id", None) or f"failed:{src}:{ev.k}"
+                    pubs.ids[k & pubs.mask] = getattr(exc, "envelope_id", None) or f"failed:{src}:{ev.k}"
                     pubs.fail(k, str(exc))
                     if say:
-                        say(f"[{(pubs.t_sent[j] - self.t0) / 1e9:9.3f}s] {src} -x {ev.type}: {exc}")
+                        say(f"[{(pubs.t_sent[k & pubs.mask] - self.t0) / 1e9:9.3f}s] {src} -x {ev.type}: {exc}")
                     break
-                pubs.ids[j] = eid
+                pubs.ids[k & pubs.mask] = eid  # (the slot anew: another publisher may have grown the ring meanwhile)
                 if say:
-                    say(f"[{(pubs.t_sent[j] - self.t0) / 1e9:9.3f}s] {src} -> {ev.type} {ev.symbol} {eid}")
+                    say(f"[{(pubs.t_sent[k & pubs.mask] - self.t0) / 1e9:9.3f}s] {src} -> {ev.type} {ev.symbol} {eid}")
                 break
         # every outcome is known within the publishing connection's deadline (publish_timeout_s)
         limit = self._config(i).publish_timeout_s + SETTLE_SLACK_S
