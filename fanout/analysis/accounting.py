@@ -250,23 +250,34 @@ def _not_published(record: RunRecord) -> dict[str, int]:
     return {str(k): int(v) for k, v in err.astype(str).map(_reason).value_counts().items()}
 
 
+def _summary_missing(record: RunRecord, receivers: list[str], needed: str) -> list[str]:
+    """The ids of every missing (event, receiver) of a run analysed from its summary (one per
+    pair, from the seq bitmaps); a loss in a run archived without its rows is said in one line."""
+    ids = [f"{e}:{st}:{q}" for r in receivers for (_, e, st, q) in record.summary.missing(r)]
+    if ids and record.parts is None:
+        raise ConfigError(f"run {record.run_id} lost {len(ids):,} deliveries and keeps only its summary: "
+                          f"{needed} were not archived with it")
+    return ids
+
+
+def _missing_publications(record: RunRecord, ids: list[str], columns: list[str]) -> pd.DataFrame:
+    """The publication rows of these events: a filtered scan of the parts."""
+    import pyarrow.compute as pc
+
+    from fanout.lab.record import scan_parts
+
+    return scan_parts(record.parts, "publications", pc.field("id").isin(sorted(set(ids))), columns)
+
+
 def missing_due_times(record: RunRecord, receivers: list[str]) -> np.ndarray:
     """When each missing (event, receiver) of the run was due (ns), one value per pair: from the
     summary's bitmaps and a filtered scan of the publications (a run analysed from its summary),
     else from the frames. Where in the run loss happened, for the time series."""
     if _from_summary(record):
-        s = record.summary
-        ids = [f"{e}:{st}:{q}" for r in receivers for (_, e, st, q) in s.missing(r)]
+        ids = _summary_missing(record, receivers, "the times they were due")
         if not ids:
             return np.empty(0, dtype=np.int64)
-        if record.parts is None:
-            raise ConfigError(f"run {record.run_id} lost {len(ids):,} events and keeps only its summary: "
-                              f"when they were due is not archived with it")
-        import pyarrow.compute as pc
-
-        from fanout.lab.record import scan_parts
-
-        p = scan_parts(record.parts, "publications", pc.field("id").isin(sorted(set(ids))), ["id", "t_intended"])
+        p = _missing_publications(record, ids, ["id", "t_intended"])
         due = dict(zip(p["id"], p["t_intended"]))
     else:
         missing = missing_deliveries(record, receivers)
@@ -287,15 +298,10 @@ def rows_near_losses(record: RunRecord, receivers: list[str]) -> RunRecord | Non
 
     from fanout.lab.record import DELIVERY_COLUMNS, PUBLICATION_COLUMNS, frame, scan_parts
 
-    s = record.summary
-    ids = sorted({f"{e}:{st}:{q}" for r in receivers for (_, e, st, q) in s.missing(r)})
+    ids = _summary_missing(record, receivers, "the rows that would attribute them")
     if not ids:
         return None
-    if record.parts is None:
-        raise ConfigError(f"run {record.run_id} lost {len(ids):,} events and keeps only its summary: the rows "
-                          f"that would attribute them were not archived with it")
-    t = np.sort(scan_parts(record.parts, "publications", pc.field("id").isin(ids), ["t_sent"])["t_sent"]
-                .to_numpy(dtype=np.int64))
+    t = np.sort(_missing_publications(record, ids, ["t_sent"])["t_sent"].to_numpy(dtype=np.int64))
     spans: list[list[int]] = []
     for x in t.tolist():
         if spans and x - NEIGHBOURHOOD_NS <= spans[-1][1]:

@@ -36,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from fanout.lab.record import RunRecord
+from fanout.lab.resources import positive_deltas
 from fanout.percentiles import carried, min_samples
 
 #: the series' interval (s): the summary's own, or a whole multiple of it
@@ -144,19 +145,13 @@ def _pct(x, q: float) -> float:
     return x.hist.get_value_at_percentile(q) / 1e6
 
 
-def _positive_deltas(s: pd.Series) -> pd.Series:
-    """Differences of a cumulative counter; a reset (the server restarted) counts as zero."""
-    d = s.diff()
-    return d.where(d >= 0, 0.0)
-
-
 def _per_interval(g: pd.DataFrame, step: int) -> pd.DataFrame:
     """One target's samples per interval: CPU % (deltas over sampled time, each delta in the
     interval of its later sample), largest memory, most clients, largest readable omem."""
     g = g.sort_values("t")
     k = g["t"] // step
     dt = g["t"].diff() / 1e9
-    cpu = _positive_deltas(g["cpu_s"].astype(float))
+    cpu = positive_deltas(g["cpu_s"].astype(float))
     omem = g["omem_max_bytes"].where(g["omem_max_bytes"] >= 0)
     by = pd.DataFrame({"k": k, "dt": dt, "cpu": cpu, "mem": g["memory_bytes"], "clients": g["clients"],
                        "omem": omem}).groupby("k")

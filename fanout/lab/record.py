@@ -322,6 +322,7 @@ IN_FLIGHT_NS = 1_000_000_000
 def _recorded_until(parts: Path) -> int | None:
     """The latest time every process of a run had written its rows up to: per process (the tag
     in its part names) the last t_received or t_sent in its parts, the least of those."""
+    import pyarrow.compute as pc
     import pyarrow.dataset as ds
 
     last: dict[str, int] = {}
@@ -330,8 +331,6 @@ def _recorded_until(parts: Path) -> int | None:
             tag = f.name[len(name) + 1:].rsplit("-", 1)[0]
             t = ds.dataset(str(f)).to_table(columns=[col]).column(col)
             if len(t):
-                import pyarrow.compute as pc
-
                 last[tag] = max(last.get(tag, 0), int(pc.max(t).as_py()))
     return min(last.values()) if len(last) > 1 else None
 

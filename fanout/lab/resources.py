@@ -274,7 +274,7 @@ SUMMARY_COLUMNS = ["target", "kind", "samples", "cpu_pct", "cpu_pct_max", "memor
                    "net_in_per_s", "net_out_per_s", "clients_max", "omem_max_bytes"]
 
 
-def _positive_deltas(s: pd.Series) -> pd.Series:
+def positive_deltas(s: pd.Series) -> pd.Series:
     """Differences of a counter, a reset (the server restarted) counted as zero."""
     d = s.diff().fillna(0.0)
     return d.where(d >= 0, 0.0)
@@ -295,15 +295,15 @@ def summarise(resources: pd.DataFrame, t0: int = 0, t_end: int = 0) -> pd.DataFr
             continue
         dt = g["t"].diff().fillna(0) / 1e9
         span = float(dt.sum())
-        cpu = _positive_deltas(g["cpu_s"])
+        cpu = positive_deltas(g["cpu_s"])
         per_interval = (cpu / dt.where(dt > 0)).dropna() * 100.0
         out.append({
             "target": target, "kind": kind, "samples": len(g),
             "cpu_pct": float(cpu.sum() / span * 100.0) if span > 0 else None,
             "cpu_pct_max": float(per_interval.max()) if len(per_interval) else None,
             "memory_bytes": int(g["memory_bytes"].iloc[-1]), "memory_peak_bytes": int(g["memory_peak_bytes"].max()),
-            "net_in_per_s": float(_positive_deltas(g["net_in_bytes"]).sum() / span) if span > 0 else None,
-            "net_out_per_s": float(_positive_deltas(g["net_out_bytes"]).sum() / span) if span > 0 else None,
+            "net_in_per_s": float(positive_deltas(g["net_in_bytes"]).sum() / span) if span > 0 else None,
+            "net_out_per_s": float(positive_deltas(g["net_out_bytes"]).sum() / span) if span > 0 else None,
             "clients_max": int(g["clients"].max()), "omem_max_bytes": int(g["omem_max_bytes"].max()),
         })
     return pd.DataFrame(out, columns=SUMMARY_COLUMNS)

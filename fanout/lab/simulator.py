@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import secrets
 import time
@@ -40,7 +41,7 @@ from fanout.lab.faults import PROXY_KINDS, FaultRunner, parse_faults
 from fanout.lab.market import SyntheticMarket
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.progress import Progress
-from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record, read_parts, run_signing_keys
+from fanout.lab.record import INSTANCE_COLUMNS, RunRecord, build_record, run_signing_keys
 from fanout.lab.recorder import Recorder
 from fanout.lab.scenario import Scenario
 from fanout.lab.schedule import PlanFeed, expected_counts
@@ -59,8 +60,6 @@ def _rss_mb() -> float | None:
     """This process's resident memory in MB (None where it cannot be read)."""
     try:
         with open("/proc/self/statm") as f:
-            import os
-
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
     except (OSError, ValueError, IndexError):
         return None
