@@ -181,15 +181,15 @@ def test_the_report_puts_verdict_scope_and_key_results_first_and_the_appendix_la
     all_passed = all(r["findings"]["passed"] for r in res.result["runs"])
     assert res.passed is all_passed and res.status == ("PASS" if all_passed else "FAIL") and res.archive.is_file()
     md = res.markdown.read_text()
-    order = ["## Verdict:", "### Scope", "### Key results", "### Needs attention", "## 1. standard",
-             "## Comparisons", "## Resource usage", "## Capacity planning", "## Failover", "## Production readiness",
-             "## Deployment and configuration", "## Monitoring", "## Known limitations", "## Conclusion",
-             "## Appendix"]
+    order = ["## Verdict:", "**Contents**", "### Scope", "### Key results", "### Needs attention", "## Scenarios",
+             "## Comparisons", "## Failover", "## Capacity planning", "## Production readiness",
+             "## Deployment and configuration", "## Monitoring", "## Known limitations", "## Testing methodology",
+             "## Appendix", "### Failover, run by run", "## Performance", "## Resource usage", "## 1. standard"]
     positions = [md.index(h) for h in order]
     assert positions == sorted(positions), [h for h, p in zip(order, positions)]
     assert "**Durations × 0.1**" in md.split("## Verdict")[0]  # the mode in the page header
     assert "Sentinel failover" in md.split("### Key results")[0]  # page one says Sentinel is not measured
-    hosted = next(ln for ln in md.splitlines() if ln.startswith("| Instances |"))  # how they ran, from the records
+    hosted = next(ln for ln in md.splitlines() if ln.startswith("- **Instances**:"))  # how they ran, from the records
     assert "all in one process" in hosted and "agents" not in hosted, hosted
     assert 'class="verdict-pass">✅ PASS</span>' in md  # a word with colour; the emoji never alone:
     assert "✅" not in md.replace("✅ PASS", "") and "❌" not in md.replace("❌ FAIL", "")

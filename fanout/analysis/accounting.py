@@ -68,7 +68,7 @@ KINDS = (PLANNED, OUTAGE_KIND, UNEXPLAINED)
 DEFAULT_BOUND_MS = 100.0
 
 LOSS_COLUMNS = ["receiver", "kind", "cause", "fault", "evidence", "count"]
-FAULT_TABLE_COLUMNS = ["fault", "kind", "instance", "receivers", "sent_in_window", "delivered", "lost",
+FAULT_TABLE_COLUMNS = ["fault", "kind", "instance", "outage_s", "receivers", "sent_in_window", "delivered", "lost",
                        "recovered", "recovery_ms", "bound_ms", "window_n", "window_p50_ms", "window_p99_ms",
                        "window_max_ms", "late"]
 
@@ -446,7 +446,7 @@ def _fault_table(record: RunRecord, windows: list[Window], rows, bound_ms: float
         ns = np.concatenate(lat) if lat else np.empty(0, dtype=np.int64)
         st = latency_stats(ns)
         out.append({"fault": str(f.detail) or label, "kind": str(f.kind), "instance": str(f.instance) or "all",
-                    "receivers": len(mine), "sent_in_window": sent_n, "delivered": delivered_n, "lost": lost,
+                    "outage_s": (int(f.t_end) - int(f.t_start)) / 1e9, "receivers": len(mine), "sent_in_window": sent_n, "delivered": delivered_n, "lost": lost,
                     "recovered": recovered_n, "recovery_ms": max(rec_ms) if rec_ms else None,
                     "bound_ms": bound_ms, "window_n": int(ns.size), "window_p50_ms": st["p50_ms"],
                     "window_p99_ms": st["p99_ms"], "window_max_ms": st["max_ms"],

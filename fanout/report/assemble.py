@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from fanout.report import capacity, failover
 from fanout.report.context import Report
-from fanout.report.params import ReportParams, coerce
-from fanout.report.runs import archived_parameters, load_runs, plan_scenarios, run_planned
+from fanout.report.params import ReportParams, coerce, repeat_of
+from fanout.report.runs import archived_parameters, interleave, load_runs, plan_scenarios, run_planned
 
 
 def _supported(planned: list[tuple], redis_url: str | None) -> tuple[list[tuple], dict[str, str]]:
@@ -36,9 +36,10 @@ def make_report(p: ReportParams, *, progress: bool = True) -> Report:
     faults = failover.plan_matrix(p.failover, fault_transports, duration_scale=p.duration_scale, seed=p.seed) \
         if p.failover else []
     save = p.save_to or None
-    runs = run_planned(planned, save_to=save, progress=progress)
-    runs += run_planned(cap, save_to=save, progress=progress, label="capacity ")
-    runs += run_planned(faults, save_to=save, progress=progress, label="failover ")
+    once = [x for x in planned if x[1] == "soak"]
+    repeated = [x for x in planned if x[1] != "soak"] + cap + faults
+    runs = run_planned(interleave(repeated, repeat_of(p)) + [(*x, None) for x in once], save_to=save,
+                       progress=progress)
     return Report(params=p, runs=runs, skipped=skipped)
 
 

@@ -54,6 +54,14 @@ class Report:
     def soaks(self) -> list[ScenarioRun]:
         return self.role("soak")
 
+    def first_of(self, role: str) -> list[ScenarioRun]:
+        """The first run of each configuration (scenario name) of ``role``: what the appendix shows
+        in detail and the per-run figures draw when runs were repeated."""
+        seen: dict[str, ScenarioRun] = {}
+        for r in self.role(role):
+            seen.setdefault(r.name, r)
+        return list(seen.values())
+
     def outcome(self, run: ScenarioRun):
         return self.outcomes[run.record.run_id]
 
@@ -91,6 +99,13 @@ class Report:
     def run_params(self) -> ReportParams:
         """The parameters the runs were made with (the archive's, when re-rendered)."""
         return self.made_with or self.params
+
+    @property
+    def rounds(self) -> int:
+        """How many times each scenario, capacity row and fault was run (``--repeat``), as the runs
+        recorded it (``environment["repeat"]``; 1 when none says)."""
+        return max((int(((r.record.environment or {}).get("repeat") or {}).get("of", 1)) for r in self.runs),
+                   default=1)
 
     @property
     def quick(self) -> bool:

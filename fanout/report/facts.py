@@ -153,7 +153,8 @@ def run_facts(rep, run) -> dict[str, Any]:
         "hosting": hosting(run), "resources": _resources(run), "settings": _settings(run),
         "server": server_name(run), "reconnects": int(ov["reconnects"]), "gaps_calm": int(ov["gaps"]),
         "gaps_other": o.gaps_other, "gaps_unannounced": o.gaps_unannounced,
-        "latency_p99_ms": f.latency.get("p99_ms"), "latency_samples": f.latency.get("count"), "faults": faults,
+        "latency_p50_ms": f.latency.get("p50_ms"), "latency_p99_ms": f.latency.get("p99_ms"),
+        "repeat": (run.record.environment or {}).get("repeat"), "latency_samples": f.latency.get("count"), "faults": faults,
         "loss_bound_pct": loss_bound_pct(o.expected) if o.exactly_once else None, "lateness": _lateness(faults),
         "recovered": int(sum(r.get("recovered") or 0 for r in faults)),
         "recovery_ms": max((r["recovery_ms"] for r in faults if r.get("recovery_ms") is not None), default=None),
@@ -377,6 +378,9 @@ def compute(rep) -> dict[str, Any]:
         "max_lossless": max_lossless(rep), "resources": resources(entries), "settings": settings(entries),
         "monitoring": monitoring(rep, entries),
     }
+    from fanout.report import repeats as _repeats
+
+    facts["repeats"] = _repeats.facts(entries, rep.rounds)
     facts["ordering"] = ordering(rep)
     facts["comparisons"] = comparisons(rep)
     from fanout.report.stats import BLOCKS, RESAMPLES

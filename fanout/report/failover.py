@@ -66,7 +66,7 @@ def run_matrix(faults: Sequence[str] | None = None, transports: Sequence[str] | 
                progress: bool = True) -> list[ScenarioRun]:
     """Run each fault scenario on each transport (throwaway servers); return the runs."""
     planned = plan_matrix(list(faults or available()), list(transports or TRANSPORTS), duration_scale=duration_scale)
-    return run_planned(planned, save_to=save_to, progress=progress, label="failover ")
+    return run_planned(planned, save_to=save_to, progress=progress)
 
 
 def details(runs: Sequence[ScenarioRun]) -> pd.DataFrame:

@@ -29,8 +29,11 @@ def across(rep: Report) -> list[tuple]:
 
 
 def faults(rep: Report) -> list[tuple]:
-    fig = plots_faults.plot_delivery_around_faults(rep.faults)
-    return [(fig, caption("fault_delivery", rep.faults))] if fig is not None else []
+    """Delivery around each fault: the first run of each fault and transport (repeated runs are
+    in the failover table, one number per run)."""
+    runs = rep.first_of("fault")
+    fig = plots_faults.plot_delivery_around_faults(runs)
+    return [(fig, caption("fault_delivery", runs))] if fig is not None else []
 
 
 def resources(rep: Report) -> list[tuple]:

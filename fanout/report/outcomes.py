@@ -213,10 +213,40 @@ def attention(entries: Sequence[dict], skipped: dict[str, str], not_measured: Se
     return items
 
 
+def _worst(e: dict) -> tuple:
+    return (int(e.get("missing") or 0), int((e.get("lateness") or {}).get("late") or 0), int(e.get("gaps_other") or 0))
+
+
+def merge_repeats(items: Sequence[dict]) -> list[dict]:
+    """:func:`attention` items with repeated runs of one configuration folded into one: the worst
+    run of that name stands for them (most lost, then most late), with ``runs`` (how many of them
+    the item concerns) and ``of`` (how many runs of that name there were), so page one names a
+    configuration once, not once per round."""
+    totals: dict[str, int] = {}
+    for i in items:
+        if "o" in i:
+            totals.setdefault(i["o"]["name"], 0)
+    out: list[dict] = []
+    index: dict[tuple, int] = {}
+    for i in items:
+        if "o" not in i:
+            out.append(i)
+            continue
+        key = (i["kind"], i["o"]["name"])
+        if key not in index:
+            index[key] = len(out)
+            out.append({**i, "runs": 1})
+            continue
+        kept = out[index[key]]
+        worst = i["o"] if _worst(i["o"]) > _worst(kept["o"]) else kept["o"]
+        out[index[key]] = {**kept, "o": worst, "runs": kept["runs"] + 1}
+    return out
+
+
 def loss_causes_frame(ocs: Sequence[Outcome]) -> pd.DataFrame:
     return pd.DataFrame([{"run": o.name, "cause": c, "count": n} for o in ocs for c, n in o.causes],
                         columns=["run", "cause", "count"])
 
 
-__all__ = ["PLANNED", "UNPLANNED", "UNEXPLAINED_KIND", "LOSS_KINDS", "loss_kinds", "judged", "Outcome", "outcome", "outcomes", "by_fault", "totals", "attention", "gaps_from_failed_publishes",
+__all__ = ["PLANNED", "UNPLANNED", "UNEXPLAINED_KIND", "LOSS_KINDS", "loss_kinds", "judged", "Outcome", "outcome", "outcomes", "by_fault", "totals", "attention", "merge_repeats", "gaps_from_failed_publishes",
            "loss_causes_frame"]

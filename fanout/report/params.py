@@ -19,6 +19,8 @@ DEFAULT_SCENARIOS = ("standard", "stress", "scale-10", "load-1k", "standard@stre
 #: the failover matrix: each fault scenario (scenarios/faults/<fault>-<transport>.yaml) on each transport
 DEFAULT_FAULTS = ("redis-restart", "redis-restart-aof", "instance-crash", "slow-consumer", "latency", "partition")
 DEFAULT_FAULT_TRANSPORTS = ("pubsub", "streams")
+#: full mode runs every scenario, capacity row and fault this many times (quick mode: once)
+FULL_REPEAT = 5
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,10 @@ class ReportParams:
                            "5,000 events/s)")
     quick: bool = param(True, "short runs (scenarios capped at 3 s, capacity rows 2 s, the soak 60 s); False: the "
                         "files' durations (the soak at least 30 min)", cli=False)
+    repeat: int | None = param(None, "run each scenario, capacity row and fault this many times, interleaved "
+                               "(round 1 of every run, then round 2, ...: ABAB, not AAA BBB) so comparisons rest on "
+                               "one number per run; the soak runs once (None: 1 in quick mode, "
+                               f"{FULL_REPEAT} in full mode)", metavar="K")
     duration_scale: float | None = param(None, "multiply every scenario's duration by this; overrides quick "
                                          "(None: not used)", metavar="X")
     redis_url: str | None = param(None, "Redis to use (None: a throwaway redis-server per run; env:NAME reads "
@@ -137,6 +143,8 @@ def report_params(namespace: dict[str, Any]) -> ReportParams:
     p = ReportParams(**coerce(ReportParams, namespace))
     if p.duration_scale is not None and p.duration_scale <= 0:
         raise ConfigError(f"duration_scale: must be a number > 0, got {p.duration_scale!r}")
+    if p.repeat is not None and p.repeat < 1:
+        raise ConfigError(f"repeat: must be a whole number >= 1, got {p.repeat!r}")
     if p.min_delivery_pct is not None and not 0 <= p.min_delivery_pct <= 100:
         raise ConfigError(f"min_delivery_pct: must be between 0 and 100, got {p.min_delivery_pct!r}")
     if not (p.scenarios or p.failover or p.capacity or p.from_runs):
@@ -149,10 +157,18 @@ def report_params(namespace: dict[str, Any]) -> ReportParams:
     return p
 
 
+def repeat_of(p: ReportParams) -> int:
+    """How many times each scenario, capacity row and fault runs: ``repeat``, else 1 in quick mode
+    (or with ``duration_scale``) and :data:`FULL_REPEAT` in full mode."""
+    if p.repeat is not None:
+        return int(p.repeat)
+    return 1 if (p.quick or p.duration_scale is not None) else FULL_REPEAT
+
+
 def as_dict(p: ReportParams) -> dict[str, Any]:
     """Plain values (lists for tuples) for the report's appendix and archive."""
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(p).items()}
 
 
-__all__ = ["ReportParams", "coerce", "report_params", "as_dict", "DEFAULT_SCENARIOS", "DEFAULT_FAULTS",
+__all__ = ["ReportParams", "coerce", "report_params", "as_dict", "repeat_of", "FULL_REPEAT", "DEFAULT_SCENARIOS", "DEFAULT_FAULTS",
            "DEFAULT_FAULT_TRANSPORTS"]

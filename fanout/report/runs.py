@@ -113,9 +113,11 @@ def report_scenario(spec: str, *, quick: bool = True, duration_scale: float | No
 
 
 def run_one(sc, *, role: str = "scenario", save_to: str | None = "data/runs", source: str = "",
-            changes: dict | None = None, printer: Printer | None = None, label: str = "") -> ScenarioRun:
+            changes: dict | None = None, printer: Printer | None = None, label: str = "",
+            repeat: dict | None = None) -> ScenarioRun:
     """Run one Scenario (throwaway redis-server unless ``sc.redis_url``) and analyse it; a start
-    and an end line go through ``printer``."""
+    and an end line go through ``printer``. ``repeat`` (``{"round": i, "of": k}``) is kept in the
+    record's environment, so an archive knows which round each run was."""
     from fanout.lab.run import run_scenario
 
     say = printer or (lambda _line: None)
@@ -126,6 +128,8 @@ def run_one(sc, *, role: str = "scenario", save_to: str | None = "data/runs", so
     record = run_scenario(sc, progress=False, save_to=save_to if role == "soak" else None,
                           printer=print if sc.verbose else None)
     record.environment["report_role"] = role  # so a re-render from the archive knows the run's place
+    if repeat:
+        record.environment["repeat"] = dict(repeat)
     if save_to:
         record.save(save_to)
     findings = analyse(record)
@@ -135,13 +139,26 @@ def run_one(sc, *, role: str = "scenario", save_to: str | None = "data/runs", so
                        changes=dict(changes or {}))
 
 
-def run_planned(planned: Sequence[tuple], *, save_to: str | None, progress: bool = True,
-                label: str = "") -> list[ScenarioRun]:
-    """Run ``(scenario, role, source, changes)`` tuples one after the other; progress on stderr."""
+def interleave(planned: Sequence[tuple], k: int) -> list[tuple]:
+    """``(scenario, role, source, changes)`` tuples, each ``k`` times, round by round (every run of
+    round 1, then round 2, ...: A B A B, not A A B B), so a slow spell of a shared machine falls on
+    every configuration alike rather than on one. Each gets its ``{"round": i, "of": k}``
+    (None when ``k`` is 1)."""
+    return [(*x, {"round": i, "of": k} if k > 1 else None) for i in range(1, k + 1) for x in planned]
+
+
+def run_planned(planned: Sequence[tuple], *, save_to: str | None, progress: bool = True) -> list[ScenarioRun]:
+    """Run ``(scenario, role, source, changes[, repeat])`` tuples one after the other; progress on
+    stderr, each line saying the run's role and, when repeated, its round."""
     say = stderr_printer if progress else None
-    return [run_one(sc, role=role, save_to=save_to, source=source, changes=changes, printer=say,
-                    label=f"[{label}{i}/{len(planned)}] ")
-            for i, (sc, role, source, changes) in enumerate(planned, 1)]
+    out = []
+    for i, (sc, role, source, changes, *rest) in enumerate(planned, 1):
+        repeat = rest[0] if rest else None
+        label = f"[{i}/{len(planned)} {'' if role == 'scenario' else role + ' '}" \
+                f"{'round ' + str(repeat['round']) + '/' + str(repeat['of']) + ' ' if repeat else ''}".rstrip() + "] "
+        out.append(run_one(sc, role=role, save_to=save_to, source=source, changes=changes, printer=say,
+                           label=label, repeat=repeat))
+    return out
 
 
 def is_soak(spec: str) -> bool:
@@ -263,7 +280,7 @@ def scenario_from_namespace(namespace: dict[str, Any]):
     return from_dict(values)
 
 
-__all__ = ["ScenarioRun", "split_spec", "report_scenario", "run_one", "run_planned", "plan_scenarios", "load_runs",
+__all__ = ["ScenarioRun", "split_spec", "report_scenario", "run_one", "run_planned", "interleave", "plan_scenarios", "load_runs",
            "copy_runs",
            "scenario_from_namespace", "archived_parameters", "is_soak", "QUICK_DURATION_S", "FAULT_TAIL_S", "ROLES",
            "SOAK_QUICK_S", "FULL_SOAK_MIN_S", "SOAK_SCENARIOS"]

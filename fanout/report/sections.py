@@ -21,28 +21,70 @@ def _short(o) -> str:
     return macro("_macros.md.j2", "short")(o)
 
 
+def _group_short(g: dict, entries: dict[str, dict]) -> str:
+    """A configuration's outcome over its repeated runs in one phrase: the run's own phrase when
+    there is one run or every run reads the same; else the loss per run as a range and how it was
+    attributed."""
+    runs = [entries[k] for k in g["run_ids"]]
+    phrases = [_short(e) for e in runs]
+    if len(set(phrases)) == 1:
+        return phrases[0] + (f" (every one of {len(runs)} runs)" if len(runs) > 1 else "")
+    lost = [int(e["missing"]) for e in runs]
+    if not any(lost):
+        return f"lost nothing in {len(runs)} runs"
+    where = ("all where the fault acted" if all(e["all_planned"] for e in runs if e["missing"])
+             else "not all attributed to a planned fault (see Failover)")
+    late = [e for e in runs if (e.get("lateness") or {}).get("late")]
+    return (f"lost {min(lost):,}–{max(lost):,} per run ({sum(1 for n in lost if n)} of {len(runs)} runs lost), "
+            f"{where}" + (f"; late in {len(late)} of {len(runs)} runs" if late else ""))
+
+
 def page_one(rep: Report) -> str:
-    """Verdict, scope, key results and what needs attention: everything a reader must see first.
-    Every figure is read from ``rep.facts`` (report.json) or the runs' findings (also in it)."""
+    """Verdict, the recommendation's first line, scope, key results (one line per configuration,
+    over its repeated runs), the fault summary and what needs attention: everything a reader must
+    see first. Every figure is read from ``rep.facts`` (report.json)."""
     F = rep.facts
     entries = {e["run_id"]: e for e in F["runs"]}
-    shorts = {k: _ShortOutcome(_short(e)) for k, e in entries.items()}
-    main = [r for r in rep.runs if not entries[r.record.run_id]["faulted"]]
-    fault_entries = [e for e in F["runs"] if e["faulted"]]
+    groups = F["repeats"]["groups"]
+    key = [g for g in groups if not g["faulted"]]
+    key_df = pd.DataFrame([{
+        "Configuration": g["name"], "Transport": g["transport"], "Instances": f"{g['instances']:,}",
+        "Runs": f"{g['runs']:,}", "Delivered": f"{g['delivered']:,} of {g['expected']:,}",
+        "p99 ms: median (range)": T.percentile_spread(g, "p99_ms"), "Outcome": _group_short(g, entries),
+        "Status": T.status_word(g["passed"] == g["runs"]),
+    } for g in key], columns=["Configuration", "Transport", "Instances", "Runs", "Delivered", "p99 ms: median (range)",
+                              "Outcome", "Status"])
+    fault_groups = [g for g in groups if g["faulted"]]
     matrix = None
-    if fault_entries:
+    if fault_groups:
         rows = {}
-        for e in fault_entries:
-            rows.setdefault(e["fault"], {"Fault": e["fault"]})[macro("_macros.md.j2", "transport")(e["transport"])] = (
-                f"{_short(e)} ({T.status_word(e['passed'])})")
+        for g in fault_groups:
+            rows.setdefault(g["fault"] or g["name"], {"Fault": g["fault"] or g["name"]})[
+                macro("_macros.md.j2", "transport")(g["transport"])] = (
+                f"{_group_short(g, entries)} ({T.status_word(g['passed'] == g['runs'])})")
         matrix = T.md(pd.DataFrame(list(rows.values())).fillna("not run"))
+    fault_entries = [e for e in F["runs"] if e["faulted"]]
     return render("page_one.md.j2", rep=rep, F=F, g=F["groups"], S=F["scope"], ml=F["max_lossless"],
+                  R=F["repeats"], rec=F.get("recommendation"), toc=TOC,
                   fault_transports=list(dict.fromkeys(e["transport"] for e in fault_entries)),
                   late_runs=[e for e in fault_entries if (e["lateness"] or {}).get("late")],
                   over=[e for e in F["runs"] if e["load"]["over_capacity"]],
-                  not_measured=F["scope"]["not_measured"], key=T.md_noted(T.key_results_table(main, shorts)),
-                  matrix=matrix, attention=_outcomes.attention(F["runs"], rep.skipped, [])
+                  not_measured=F["scope"]["not_measured"], key=T.md_noted(key_df),
+                  matrix=matrix, attention=_outcomes.merge_repeats(_outcomes.attention(F["runs"], rep.skipped, []))
                   + [{"kind": "drift", "run": k} for k in F["soak"]["runs"] if k["drifting"]])
+
+
+#: the report's sections in order (anchor, title): page one's table of contents
+TOC = (("recommendation", "Recommendation"), ("scenarios", "Scenarios"), ("comparisons", "Comparisons"),
+       ("failover", "Failover"), ("capacity", "Capacity planning"), ("soak", "Soak"),
+       ("monitoring", "Monitoring"), ("limitations", "Limitations and methodology"), ("appendix", "Appendix"))
+
+
+def scenarios(rep: Report) -> str:
+    """All scenarios (and capacity rows) in one table, each configuration over its repeated runs."""
+    groups = [g for g in rep.facts["repeats"]["groups"] if g["role"] in ("scenario", "capacity")]
+    return render("scenarios.md.j2", rep=rep, R=rep.facts["repeats"], groups=groups,
+                  table=T.md_noted(T.scenarios_table(groups)) if groups else "")
 
 
 class _ShortOutcome:
@@ -126,22 +168,29 @@ def soak(rep: Report) -> str:
 
 
 def failover(rep: Report) -> str:
+    """Each fault on each transport over its repeated runs: loss per run and as a rate, recovery
+    and lateness (``facts["repeats"]``); the run-by-run table is :func:`failover_runs`."""
     F = rep.facts
     entries = [e for e in F["runs"] if e["faulted"]]
-    return render("failover.md.j2", rep=rep, F=F, g=F["groups"], faults=_outcomes.by_fault(entries),
+    groups = [g for g in F["repeats"]["groups"] if g["faulted"]]
+    by_id = {e["run_id"]: e for e in entries}
+    faults: dict[str, list[dict]] = {}
+    for grp in groups:  # per fault, each transport's worst run stands for its repeated runs
+        runs = [by_id[k] for k in grp["run_ids"]]
+        worst = max(runs, key=lambda e: (int(e["missing"]), int((e.get("lateness") or {}).get("late") or 0)))
+        faults.setdefault(grp["fault"] or grp["name"], []).append({"o": worst, "runs": len(runs)})
+    return render("failover.md.j2", rep=rep, F=F, g=F["groups"], R=F["repeats"], faults=faults,
                   fault_transports=list(dict.fromkeys(e["transport"] for e in entries)),
-                  table=T.md(T.failover_table(entries)) if entries else "", defs=T.DEFINITIONS,
-                  skipped=rep.skipped)
+                  groups_table=T.md(T.faults_table(groups)) if groups else "", skipped=rep.skipped)
 
 
-def conclusion(rep: Report) -> str:
-    F = rep.facts
-    fault_entries = [e for e in F["runs"] if e["faulted"]]
-    return render("conclusion.md.j2", rep=rep, F=F, g=F["groups"],
-                  fault_transports=list(dict.fromkeys(e["transport"] for e in fault_entries)),
-                  lossy=[e for e in F["runs"] if e["missing"]],
-                  over=[e for e in F["runs"] if e["load"]["over_capacity"]])
+def failover_runs(rep: Report) -> str:
+    """The appendix's failover table: every fault run, every count behind its verdict."""
+    entries = [e for e in rep.facts["runs"] if e["faulted"]]
+    if not entries:
+        return ""
+    return render("failover_runs.md.j2", table=T.md(T.failover_table(entries)), defs=T.DEFINITIONS)
 
 
-__all__ = ["page_one", "scenario_head", "scenario_latency", "scenario_verdict", "comparisons", "comparison_pairs",
-           "performance", "resources", "capacity", "soak", "failover", "conclusion"]
+__all__ = ["page_one", "scenarios", "TOC", "scenario_head", "scenario_latency", "scenario_verdict", "comparisons", "comparison_pairs",
+           "performance", "resources", "capacity", "soak", "failover", "failover_runs"]

@@ -205,6 +205,62 @@ def key_results_table(runs: Sequence, outcomes: dict) -> pd.DataFrame:
     } for r in runs], columns=["Run", "Transport", "Instances", "Events", "Delivered", "p99", "Outcome", "Status"])
 
 
+def spread_cell(sp: dict, unit: str = "ms", digits: int = 3) -> str:
+    """A metric over repeated runs: the median, and the range when there are several runs
+    (``0.52 (0.49–0.61)``); ``n/a`` when no run has the number (a percentile no run's samples carry)."""
+    if not sp or sp.get("median") is None:
+        return "n/a"
+    def one(v: float) -> str:
+        return f"{v:,.{digits}f}"
+    text = one(sp["median"])
+    if sp["n"] > 1:
+        text += f" ({one(sp['min'])}–{one(sp['max'])})" if sp["min"] != sp["max"] else " (all runs)"
+    return text + (unit if unit and unit != "ms" else "")
+
+
+def percentile_spread(g: dict, key: str) -> str:
+    """A latency percentile over a configuration's runs (:func:`spread_cell`), or the withheld mark
+    with the largest run's sample count when no run's samples carry it."""
+    if g[key].get("median") is None and g["latency_samples"].get("max"):
+        return fmt.percentile(None, int(g["latency_samples"]["max"]), key, short=True)
+    return spread_cell(g[key])
+
+
+def scenarios_table(groups: Sequence[dict]) -> pd.DataFrame:
+    """One row per configuration, its repeated runs summarised: the median over the runs and their
+    range (one number per run each), delivery over all of its runs, and how many passed."""
+    rows = []
+    for g in groups:
+        rows.append({"Scenario": g["name"], "Transport": g["transport"], "Instances": fmt.count(g["instances"]),
+                     "Events/s": fmt.count(g["target_rate_per_s"]), "Runs": fmt.count(g["runs"]),
+                     "Delivered": f"{fmt.count(g['delivered'])} of {fmt.count(g['expected'])}",
+                     "p50 ms: median (range)": percentile_spread(g, "p50_ms"),
+                     "p99 ms: median (range)": percentile_spread(g, "p99_ms"),
+                     "Exactly once": f"{g['exactly_once']} of {g['runs']}",
+                     "Status": status_word(g["passed"] == g["runs"]) + (
+                         "" if g["passed"] in (0, g["runs"]) else f" {g['passed']} of {g['runs']}")})
+    return pd.DataFrame(rows, columns=["Scenario", "Transport", "Instances", "Events/s", "Runs", "Delivered",
+                                       "p50 ms: median (range)", "p99 ms: median (range)", "Exactly once", "Status"])
+
+
+def faults_table(groups: Sequence[dict]) -> pd.DataFrame:
+    """One row per fault and transport over its repeated runs: lost per run, the loss as a rate
+    (per second of the fault's window per receiver), recovery and the lateness of what was sent
+    during the fault, each a median with its range."""
+    rows = []
+    for g in groups:
+        lost = [v for v in g["lost"]["values"]]
+        rows.append({"Fault": g["fault"] or g["name"], "Transport": g["transport"], "Runs": fmt.count(g["runs"]),
+                     "Lost per run": ", ".join(fmt.count(v) for v in lost),
+                     "Lost / s of fault / receiver": spread_cell(g["lost_per_outage_s"], unit="", digits=2),
+                     "Receiving again after (ms)": spread_cell(g["recovery_ms"], digits=0),
+                     "Latest of sent during fault (ms)": spread_cell(g["late_max_ms"], digits=0),
+                     "Status": status_word(g["passed"] == g["runs"]) + (
+                         "" if g["passed"] in (0, g["runs"]) else f" {g['passed']} of {g['runs']}")})
+    return pd.DataFrame(rows, columns=["Fault", "Transport", "Runs", "Lost per run", "Lost / s of fault / receiver",
+                                       "Receiving again after (ms)", "Latest of sent during fault (ms)", "Status"])
+
+
 def distribution_table(runs: Sequence) -> pd.DataFrame:
     rows = []
     for r in runs:
