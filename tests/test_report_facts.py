@@ -267,7 +267,7 @@ def test_the_benchmark_appendix_names_the_server_as_it_reported_itself_and_does_
     assert "not with this report's runs nor with the scaling model" in text
     bench["machine"].pop("server")
     assert "a server reporting version 9.1.2 (product not recorded)" in load.load_markdown(bench)
-    cap = sections.capacity(report(capacity_run()))
+    cap = sections.capacity_model(report(capacity_run()))
     assert "not on these runs or the load benchmark in the appendix" in cap
 
 
@@ -378,7 +378,7 @@ def test_every_section_before_the_appendix_reads_its_numbers_from_report_json():
     parts = [sections.page_one(rep)]
     for i, run in enumerate(rep.scenarios, 1):
         parts += [sections.scenario_head(rep, run, i), sections.scenario_latency(run), sections.scenario_verdict(run)]
-    parts += [sections.comparisons(rep), sections.performance(rep), sections.resources(rep), sections.capacity(rep),
+    parts += [sections.comparisons(rep), sections.performance(rep), sections.resources(rep), sections.capacity(rep), sections.capacity_model(rep),
               sections.soak(rep), sections.failover(rep), sections.failover_runs(rep), sections.scenarios(rep),
               operations.operations(rep), operations.limitations(rep)]
     doc = archive(rep)

@@ -81,35 +81,53 @@ def model_constants() -> dict:
             "client_us_per_delivery": list(CLIENT_US_PER_DELIVERY), "redis_us_per_delivery": list(REDIS_US_PER_DELIVERY)}
 
 
+def _median(values) -> float | None:
+    import statistics
+
+    vals = [float(v) for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
 def facts(rep, entries: Sequence[dict]) -> list[dict]:
     """One dict per seed row (report.json ``facts.capacity``): the claim, the measurement from the
-    run's facts (or why there is none) and the model."""
-    by_name = {e["name"]: e for e in entries if e["role"] == "capacity"}
+    runs' facts (or why there is none) and the model. A row run several times (``--repeat``) is
+    its runs' medians (one number per run), delivery over all of them, the worst run's load state,
+    and the claim holds only when it held in every run."""
+    by_name: dict[str, list[dict]] = {}
+    for e in entries:
+        if e["role"] == "capacity":
+            by_name.setdefault(e["name"], []).append(e)
     requested = bool(rep.run_params.capacity) or bool(by_name)  # as the runs were made (through re-renderings)
     out = []
     for row in ROWS:
-        e = by_name.get(row.name)
+        runs = by_name.get(row.name, [])
         lo, _, hi = row.seed_rate.partition("–")
         d = {"bots": row.bots, "rate": row.rate, "seed_rate": row.seed_rate, "seed_cpu_pct": row.seed_cpu_pct,
              "seed_rate_lo": _seed_number(lo), "seed_rate_hi": _seed_number(hi),
-             "run": row.name if e else None, "measured": e is not None}
-        if e is None:
+             "run": row.name if runs else None, "measured": bool(runs), "runs": len(runs)}
+        if not runs:
             d["not_measured"] = "not requested (capacity rows off)" if not requested else "not run"
             out.append(d)
             continue
-        res = e["resources"] or {}
-        cpu = res.get("redis_cpu_pct")
-        over = e["load"]["over_capacity"]
+        res = [e["resources"] or {} for e in runs]
+        cpus = [r.get("redis_cpu_pct") for r in res]
+        worst = max(runs, key=lambda e: (e["load"]["over_capacity"], e["load"].get("near_limit", False)))
+        expected = sum(int(e["expected"]) for e in runs)
+        holds = [None if c is None or e["load"]["over_capacity"] else c < row.seed_cpu_pct for c, e in zip(cpus, runs)]
         d.update({
-            "achieved_rate_per_s": e["achieved_rate_per_s"], "delivery_pct": 100.0 * e["delivered"] / e["expected"]
-            if e["expected"] else None, "latency_p99_ms": e["latency_p99_ms"],
-            "latency_samples": e["latency_samples"], "redis_cpu_pct": cpu,
-            "redis_cpu_pct_max": res.get("redis_cpu_pct_max"), "instrument_cpu_pct": e["instrument_cpu_pct"],
-            "instrument_cpu_source": e["instrument_cpu_source"], "load": e["load"], "hosting": e["hosting"],
-            "duration_s": e["duration_s"], "publishing_window_s": e["publishing_window_s"],
-            "deliveries_per_s": e["deliveries_per_s"],
-            "model": model(row.bots, row.rate, e["hosting"]["processes"], rep.machine().get("cores")),
-            "claim_holds": None if cpu is None or over else cpu < row.seed_cpu_pct,
+            "achieved_rate_per_s": _median(e["achieved_rate_per_s"] for e in runs),
+            "delivery_pct": 100.0 * sum(int(e["delivered"]) for e in runs) / expected if expected else None,
+            "latency_p99_ms": _median(e["latency_p99_ms"] for e in runs),
+            "latency_samples": min(int(e["latency_samples"] or 0) for e in runs), "redis_cpu_pct": _median(cpus),
+            "redis_cpu_pct_max": max((r.get("redis_cpu_pct_max") for r in res if r.get("redis_cpu_pct_max") is not None),
+                                     default=None),
+            "instrument_cpu_pct": _median(e["instrument_cpu_pct"] for e in runs),
+            "instrument_cpu_source": "sampled" if any(e["instrument_cpu_source"] == "sampled" for e in runs)
+            else "accounted", "load": worst["load"], "hosting": runs[0]["hosting"],
+            "duration_s": runs[0]["duration_s"], "publishing_window_s": _median(e["publishing_window_s"] for e in runs),
+            "deliveries_per_s": _median(e["deliveries_per_s"] for e in runs),
+            "model": model(row.bots, row.rate, runs[0]["hosting"]["processes"], rep.machine().get("cores")),
+            "claim_holds": None if None in holds else all(holds),
         })
         out.append(d)
     return out
@@ -146,12 +164,12 @@ def seed_table(rows: list[dict]) -> pd.DataFrame:
 
     recs = []
     for d in rows:
-        base = {"bot instances": d["bots"], "seed: events/s": d["seed_rate"],
+        base = {"bot instances": d["bots"], "runs": d.get("runs", 1), "seed: events/s": d["seed_rate"],
                 "seed: Redis CPU": f"<{d['seed_cpu_pct']:g}%", "target events/s": f"{d['rate']:,.0f}"}
         if not d["measured"]:
             recs.append({**base, "achieved events/s": "not measured", "delivered": "", "p99 (ms)": "",
                          "hosted in": "", "Redis CPU % (mean / max)": "", "instrument CPU %": "",
-                         "load": d["not_measured"]})
+                         "load": d["not_measured"], "seed's claim": "not measured"})
             continue
         star = "*" if d["instrument_cpu_source"] == "sampled" else ""
         recs.append({**base, "achieved events/s": _fmt(d["achieved_rate_per_s"], "{:,.0f}"),
@@ -159,7 +177,9 @@ def seed_table(rows: list[dict]) -> pd.DataFrame:
                      "p99 (ms)": _p99({"p99_ms": d["latency_p99_ms"], "count": d["latency_samples"]}),
                      "hosted in": _hosted(d["hosting"]),
                      "Redis CPU % (mean / max)": f"{_fmt(d['redis_cpu_pct'])} / {_fmt(d['redis_cpu_pct_max'])}",
-                     "instrument CPU %": _fmt(d["instrument_cpu_pct"]) + star, "load": load_state(d["load"])})
+                     "instrument CPU %": _fmt(d["instrument_cpu_pct"]) + star, "load": load_state(d["load"]),
+                     "seed's claim": "holds" if d["claim_holds"] else "does not hold" if d["claim_holds"] is not None
+                     else "not judged"})
     return pd.DataFrame(recs)
 
 

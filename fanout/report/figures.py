@@ -37,8 +37,10 @@ def faults(rep: Report) -> list[tuple]:
 
 
 def resources(rep: Report) -> list[tuple]:
-    fig = plots_resources.plot_cpu([(r, rep.resources(r)) for r in rep.runs if len(r.record.resources)])
-    return [(fig, caption("resources", rep.runs))] if fig is not None else []
+    """CPU per configuration: the first run of each (repeated runs would repeat its bar)."""
+    runs = [r for role in ("scenario", "capacity", "fault", "soak") for r in rep.first_of(role)]
+    fig = plots_resources.plot_cpu([(r, rep.resources(r)) for r in runs if len(r.record.resources)])
+    return [(fig, caption("resources", runs))] if fig is not None else []
 
 
 def soak(rep: Report) -> list[tuple]:

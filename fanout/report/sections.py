@@ -154,6 +154,14 @@ def capacity(rep: Report) -> str:
                   defs=F["definitions"])
 
 
+def capacity_model(rep: Report) -> str:
+    """The appendix: the scaling model (docs/scaling.md) beside the capacity rows."""
+    F = rep.facts
+    measured = [d for d in F["capacity"] if d["measured"]]
+    return render("capacity_model.md.j2", rep=rep, measured=measured,
+                  model=T.md(_capacity.model_table(F["capacity"])) if measured else "")
+
+
 def soak(rep: Report) -> str:
     """The soak: series, slopes, drift sentences and reconnects, every figure read from
     ``rep.facts["soak"]`` (report.json); one line when no soak was run."""
@@ -193,4 +201,4 @@ def failover_runs(rep: Report) -> str:
 
 
 __all__ = ["page_one", "scenarios", "TOC", "scenario_head", "scenario_latency", "scenario_verdict", "comparisons", "comparison_pairs",
-           "performance", "resources", "capacity", "soak", "failover", "failover_runs"]
+           "performance", "resources", "capacity", "soak", "failover", "failover_runs", "capacity_model"]
