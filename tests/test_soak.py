@@ -313,13 +313,15 @@ def test_the_soak_section_and_page_one_say_what_the_facts_hold_and_nothing_else(
     assert rss["reading"] == "drift" and rss["slope_per_h"] == pytest.approx(3.0 * 360)  # 3 MiB per 10 s
     assert k["drifting"] == ["RSS of worker worker-0"]
     text = sections.soak(rep)
-    for sentence in k["drift"]:  # every sentence of the rule is on the page, as report.json holds it
-        assert f"- {sentence}" in text
-    assert "Drift: RSS of worker worker-0 grew +1,080 MiB/h" in text  # the planted slope, in words
-    assert "No drift measured in Redis used_memory" in text or "No material drift in Redis used_memory" in text
+    series = sections.soak_series(rep)  # the appendix: the series per interval, the series that did not drift
+    for sentence in k["drift"]:  # every sentence of the rule is in the report, as report.json holds it
+        assert f"- {sentence}" in (text if sentence.startswith("Drift") else series)
+    assert "Drift: RSS of worker worker-0 grew +1,080 MiB/h" in text  # the planted slope, in words, in the section
+    assert "No drift measured in Redis used_memory" in series or "No material drift in Redis used_memory" in series
     assert "| bot-2 " in text and "connection reset by peer" in text and "31.000" in text  # the reconnect, when
     assert "**Drifted**: RSS of worker worker-0" in text
     assert missing_from(text, doc, PAGE_EXEMPT) == []  # every number on the section is in report.json
+    assert missing_from(series, doc, PAGE_EXEMPT) == []
     page = page_one_of(rep)
     assert "**Drift over the soak**: `soak` RSS of worker worker-0" in page and "no soak in this report" not in page
     assert missing_from(page, doc) == []

@@ -175,6 +175,16 @@ def soak(rep: Report) -> str:
                   reconnects={k["run_id"]: T.md(_soak.reconnects_table(k)) for k in K["runs"] if k["reconnects"]})
 
 
+def soak_series(rep: Report) -> str:
+    """The appendix: each soak's series per interval and its drift sentences, from report.json."""
+    from fanout.report import soak as _soak
+
+    K = rep.facts["soak"]
+    if not K["runs"]:
+        return ""
+    return render("soak_series.md.j2", K=K, series={k["run_id"]: T.md_noted(_soak.series_table(k)) for k in K["runs"]})
+
+
 def failover(rep: Report) -> str:
     """Each fault on each transport over its repeated runs: loss per run and as a rate, recovery
     and lateness (``facts["repeats"]``); the run-by-run table is :func:`failover_runs`."""
@@ -201,4 +211,4 @@ def failover_runs(rep: Report) -> str:
 
 
 __all__ = ["page_one", "scenarios", "TOC", "scenario_head", "scenario_latency", "scenario_verdict", "comparisons", "comparison_pairs",
-           "performance", "resources", "capacity", "soak", "failover", "failover_runs", "capacity_model"]
+           "performance", "resources", "capacity", "soak", "failover", "failover_runs", "capacity_model", "soak_series"]
