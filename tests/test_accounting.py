@@ -202,3 +202,38 @@ def test_every_loss_has_a_kind_and_its_evidence():
                      ("c", OUTAGE_KIND): "sent while c was disconnected (outage 0 of c)",
                      ("a", UNEXPLAINED): ""}
     assert acc.to_dict()["by_kind"] == acc.by_kind
+
+
+def test_an_outage_while_the_receiver_is_still_catching_up_after_a_slow_spell_is_the_faults():
+    """a stalls 1.0-1.2 s; on a busy machine its backlog keeps it late until 3.6 s and Redis cuts it
+    off at 3.0 s, long after "as long again": still the fault's, because a's own deliveries show it
+    had not caught up. The same outage after a was on time again is not the fault's."""
+    def late_until(rec, until_ms):
+        d = rec.deliveries
+        due = dict(zip(rec.publications["id"], rec.publications["t_intended"]))
+        lagging = (d["receiver"] == "a") & (d["t_received"] > T0 + 1200 * MS) & (d["t_received"] < T0 + until_ms * MS)
+        d.loc[lagging, "t_received"] = d.loc[lagging, "id"].map(due) + 2_000 * MS  # two seconds behind
+        rec.deliveries = d.sort_values("t_received", kind="stable").reset_index(drop=True)
+        return rec
+
+    rec = late_until(record_with([fault("slow_consumer", 1000, 1200, "a")], [outage("a", 3000, 3500)]), 3600)
+    assert windows(rec)[("slow_consumer on a", "a")][1] == T0 + 3500 * MS + POST_NS
+    caught_up = late_until(record_with([fault("slow_consumer", 1000, 1200, "a")], [outage("a", 3000, 3500)]), 1500)
+    assert windows(caught_up)[("slow_consumer on a", "a")][1] == T0 + 1200 * MS + POST_NS
+
+
+def test_the_backlog_a_slow_spell_leaves_is_the_faults_delay_until_the_receiver_is_on_time_again():
+    from fanout.analysis.accounting import recovery_windows
+
+    rec = record_with([fault("slow_consumer", 1000, 1200, "a")])
+    d, due = rec.deliveries, dict(zip(rec.publications["id"], rec.publications["t_intended"]))
+    lagging = (d["receiver"] == "a") & (d["t_received"] > T0 + 1200 * MS) & (d["t_received"] < T0 + 3000 * MS)
+    d.loc[lagging, "t_received"] = d.loc[lagging, "id"].map(due) + 900 * MS
+    [(who, start, end)] = recovery_windows(rec, list(NAMES))
+    first_on_time = int(d.loc[(d["receiver"] == "a") & ~lagging & (d["t_received"] > T0 + 1250 * MS), "t_received"].min())
+    assert who == "a" and start == T0 + 1000 * MS - PRE_NS and end == first_on_time
+    # a receiver that never caught up keeps the fault's own window: its lateness afterwards is judged
+    d.loc[(d["receiver"] == "a") & (d["t_received"] > T0 + 1200 * MS), "t_received"] += 900 * MS
+    rec.t_end = int(d["t_received"].max()) + MS
+    [(_, _, end)] = recovery_windows(rec, list(NAMES))
+    assert end == T0 + 1200 * MS + POST_NS

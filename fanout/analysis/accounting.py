@@ -15,8 +15,10 @@ first kind (:mod:`fanout.analysis.verdict`). Causes, in the order they are tried
    fault's window *for that receiver*. A fault touches one instance (crash, slow consumer,
    latency, partition) or all of them (redis_restart, failovers). The window opens at the fault's
    start (less ``PRE_NS``, for what was in flight) and closes when the fault ended or, if later,
-   when that receiver's own outages that began while the fault lasted (or as long again after it:
-   a consumer still catching up after a slow spell) were over, plus ``POST_NS``. An event outside
+   when that receiver's own outages that began while the fault lasted (or as long again after it,
+   or before that receiver was receiving on time again — a consumer still catching up after a slow
+   spell: its first delivery after the fault within ``CAUGHT_UP_NS`` of its due time, from its own
+   rows) were over, plus ``POST_NS``. An event outside
    that time but inside the reconnect gap of one of those outages (below) is the fault's too. A
    slow consumer's loss is named "cut off by output-buffer limit" when Redis reports (INFO, or its
    log on Redis < 7.2) that it disconnected a client for its output buffer.
@@ -56,6 +58,8 @@ from fanout.lab.record import RunRecord
 
 PRE_NS = 50_000_000    # 50 ms before a fault or a last sign of life: events in flight when it struck
 POST_NS = 50_000_000   # 50 ms after the receiver was back
+#: a receiver is on time again after a fault at its first delivery this close to its due time
+CAUGHT_UP_NS = 100_000_000
 UNEXPLAINED = "unexplained"
 TRIMMED = "trimmed from stream"
 OUTPUT_BUFFER = "cut off by output-buffer limit"
@@ -142,6 +146,22 @@ def _outage_ref(o, k: int) -> str:
     return f"outage {k} of {o.instance}"
 
 
+def _caught_up(record: RunRecord, receiver: str, after: int, due: pd.Series | None) -> int:
+    """When ``receiver`` was receiving on time again after ``after`` (ns): its first delivery after
+    it within :data:`CAUGHT_UP_NS` of the event's due time — evidence on its own path that a slow
+    spell's backlog was behind it; ``after`` itself when it has no such delivery before the run's end
+    is not known (no rows), the end of the run when it never caught up."""
+    if due is None or not len(record.deliveries):
+        return after
+    d = record.deliveries
+    mine = d[(d["receiver"] == receiver) & (d["t_received"] > after)]
+    if not len(mine):
+        return int(record.t_end or after)
+    late = mine["t_received"].to_numpy(dtype=np.int64) - mine["id"].map(due).fillna(0).to_numpy(dtype=np.int64)
+    on_time = mine["t_received"].to_numpy(dtype=np.int64)[late <= CAUGHT_UP_NS]
+    return int(on_time.min()) if on_time.size else int(record.t_end or after)
+
+
 def _windows(record: RunRecord, receivers: list[str]) -> tuple[list[Window], dict[str, list[Window]]]:
     """(fault windows, per receiver its own outage windows). See the module doc, causes 2 and 4."""
     outages = list(record.outages.reset_index(drop=True).itertuples(index=False))
@@ -156,16 +176,22 @@ def _windows(record: RunRecord, receivers: list[str]) -> tuple[list[Window], dic
                 _outage_label(record, o), "", who, int(o.t_down) - PRE_NS, _ended(o, record) + POST_NS,
                 f"sent while {who} was disconnected ({ref})", ((int(o.t_down), _ended(o, record), ref),)))
     faults_out = []
+    due = None
+    if len(record.faults) and len(record.publications):
+        due = pd.Series(record.publications["t_intended"].to_numpy(), index=record.publications["id"])
+        due = due[~due.index.duplicated()]
     for f in record.faults.sort_values("t_start", kind="stable").itertuples(index=False):
         touched = [str(f.instance)] if f.instance else receivers
         start, stop = int(f.t_start), int(f.t_end)
         label = f"{f.kind}" + (f" on {f.instance}" if f.instance else "")
         for r in touched:
             end, gaps = stop, []
+            # the receiver's outages that began while the fault lasted, or as long again after it, or
+            # before that receiver was on time again (a consumer still catching up), dated from their
+            # last sign of life
+            catching_up = max(stop + (stop - start), _caught_up(record, r, stop, due)) if numbered.get(r) else stop
             for k, o in enumerate(numbered.get(r, ())):
-                # the receiver's outages that began while the fault lasted or as long again after it
-                # (a consumer still catching up), dated from their last sign of life
-                if start - PRE_NS <= int(o.t_down) <= stop + (stop - start) + POST_NS or \
+                if start - PRE_NS <= int(o.t_down) <= catching_up + POST_NS or \
                         int(o.t_down) < start <= _ended(o, record):
                     end = max(end, _ended(o, record))
                     gaps.append((int(o.t_down), _ended(o, record), _outage_ref(o, k)))
@@ -177,6 +203,24 @@ def _windows(record: RunRecord, receivers: list[str]) -> tuple[list[Window], dic
 def fault_windows(record: RunRecord, receivers: list[str]) -> list[tuple[str, str, str, int, int]]:
     """(fault label, kind, receiver, start_ns, end_ns) for every fault and receiver it touches."""
     return [(w.label, w.fault_kind, w.receiver, w.start, w.end) for w in _windows(record, receivers)[0]]
+
+
+def recovery_windows(record: RunRecord, receivers: list[str]) -> list[tuple[str, int, int]]:
+    """(receiver, start_ns, end_ns): each fault window (:func:`fault_windows`) stretched, for the
+    receiver it touched, to when that receiver was on time again (its first delivery after the
+    fault within :data:`CAUGHT_UP_NS` of its due time) — the backlog a slow spell leaves is the
+    fault's delay too. A receiver that never caught up before the run ended keeps the fault's own
+    window: its lateness afterwards is judged."""
+    due = None
+    if len(record.faults) and len(record.publications):
+        due = pd.Series(record.publications["t_intended"].to_numpy(), index=record.publications["id"])
+        due = due[~due.index.duplicated()]
+    out = []
+    for w in _windows(record, receivers)[0]:
+        back = _caught_up(record, w.receiver, w.end, due)
+        on_time = record.t_end is None or back < int(record.t_end)
+        out.append((w.receiver, w.start, max(w.end, back) if on_time else w.end))
+    return out
 
 
 def outage_windows(record: RunRecord) -> dict[str, list[tuple[str, int, int]]]:

@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from fanout.analysis.accounting import DEFAULT_BOUND_MS, OUTAGE_KIND, PLANNED, UNEXPLAINED, LossAccount, fault_windows
+from fanout.analysis.accounting import (
+    DEFAULT_BOUND_MS, OUTAGE_KIND, PLANNED, UNEXPLAINED, LossAccount, recovery_windows,
+)
 from fanout.analysis.latency import latency_samples, latency_stats
 from fanout.formatting import ms as fmt_ms
 from fanout.lab.record import RunRecord
@@ -63,11 +65,12 @@ def fault_verdict(per: pd.DataFrame, overall: dict[str, Any], latency: dict[str,
     n = len(per)
     connected = int(per["connected"].sum())
     exact = int((per["received"] + per["lost_attributed"] == per["expected"]).sum())
-    # latency outside the faults' windows: a fault's own delay is its point, not a regression
-    windows = fault_windows(record, list(per["instance"]))
+    # latency outside the faults' windows: a fault's own delay is its point, not a regression — and
+    # so is the backlog it left on the receiver it touched, until that receiver was on time again
+    windows = recovery_windows(record, list(per["instance"]))
     s = latency_samples(record).merge(record.publications[["id", "t_sent"]], on="id")
     inside = np.zeros(len(s), dtype=bool)
-    for _, _, r, start, end in windows:
+    for r, start, end in windows:
         inside |= ((s["receiver"] == r) & (s["t_sent"] >= start) & (s["t_sent"] <= end)).to_numpy()
     avg = latency_stats(s.loc[~inside, "lat_ns"].to_numpy())["avg_ms"]
     last_end = int(record.faults["t_end"].max())
