@@ -2,7 +2,7 @@
 
     fanout run [--instances=5 --duration=30 --rate=10 --verbose ...]   one scenario, a verdict
     fanout report [--full]                                              the validation report (HTML + Markdown)
-    fanout compare A B                                                  two runs or reports side by side; 1 if B regressed
+    fanout compare BASE... -- NEW...                                    repeated runs compared; 1 regressed, 3 inconclusive
     fanout agent --redis-url URL                                        host instances for a multi-host run
     fanout demo                                                         one publisher, two subscribers, metrics
     fanout doctor [--redis-url URL]                                     the servers found, which one runs, why
