@@ -26,13 +26,14 @@ _IDS = itertools.count()
 MS = 1_000_000
 
 
-def synthetic_run(name: str, p50_ms: float, *, lost: int = 0, transport: str | None = None) -> ScenarioRun:
+def synthetic_run(name: str, p50_ms: float, *, lost: int = 0, transport: str | None = None,
+                  rate: float | None = None) -> ScenarioRun:
     """A run of three instances, 120 deliveries (p50 carried, p99 not) whose latencies spread
     ±10 % around ``p50_ms``; ``lost`` deliveries dropped."""
     lat = [int(p50_ms * MS * f) for f in np.linspace(0.9, 1.1, 7)]
     probe = make_record(dict.fromkeys("abc", 20))
     drop = [("b", e) for e in probe.publications["id"] if not e.startswith("b:")][:lost]
-    over = {"name": name} | ({"transport": transport} if transport else {})
+    over = {"name": name} | ({"transport": transport} if transport else {}) | ({"rate_per_s": rate} if rate else {})
     rec = make_record(dict.fromkeys("abc", 20), latency_ns=lat, drop=drop, scenario_overrides=over)
     rec.run_id = f"{name}-{next(_IDS)}"
     return ScenarioRun(scenario=None, record=rec, findings=analyse(rec))
@@ -255,3 +256,32 @@ def test_cli_exit_codes(folders, tmp_path):
         bad = cli(*args)
         assert bad.returncode == 2 and says in bad.stderr, (args, bad.stdout, bad.stderr)
         assert len(bad.stderr.strip().splitlines()) == 1 and "Traceback" not in bad.stderr
+
+
+# ------------------------------------------------------------------ the report's comparisons
+
+def test_the_reports_comparisons_put_every_number_in_report_json():
+    from test_report_facts import archive, missing_from
+
+    from fanout.report import sections
+    from fanout.report.context import Report
+    from fanout.report.params import ReportParams
+
+    def role(rs, r):
+        return [ScenarioRun(scenario=None, record=x.record, findings=x.findings, role=r) for x in rs]
+
+    runs_ = (role(runs("capacity-3x1500", BASE6[:4], rate=1500), "capacity")
+             + role(runs("capacity-5x2500", SLOWER6[:4], rate=2500), "capacity")
+             + runs("standard", [1.0]) + runs("standard-streams", [1.2], transport="streams"))
+    rep = Report(params=ReportParams(scenarios=("standard",), failover=(), capacity=True), runs=runs_)
+    F = rep.facts["comparisons"]
+    assert [p["factor"] for p in F["pairs"]] == ["instances", "transport"]
+    inst = F["pairs"][0]
+    assert (inst["base_bots"], inst["new_bots"], inst["rate_per_bot"]) == (3, 5, 500.0)
+    p50 = next(r for r in inst["rows"] if r["metric"] == "p50 latency")
+    assert (p50["base_n"], p50["new_n"], p50["family"], p50["reading"]) == (4, 4, 2, sig.INCONCLUSIVE)
+    assert F["method"]["threshold_pct"] == sig.THRESHOLD_PCT and not F["single_runs"]
+    text = sections.comparisons(rep)
+    assert "### instances: 3 vs 5 bots at 500 events/s each" in text and "INCONCLUSIVE" in text
+    assert missing_from(text, archive(rep)) == []
+    assert missing_from(text + "\nan invented shift: +0.123 ms", archive(rep)) == ["0.123"]

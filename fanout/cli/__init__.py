@@ -7,9 +7,10 @@
     fanout demo                                                         one publisher, two subscribers, metrics
     fanout doctor [--redis-url URL]                                     the servers found, which one runs, why
 
-Exit codes: 0 pass, 1 verdict failed, 2 usage error, 3 Redis unreachable. Every user mistake
-is one line on stderr, never a traceback. ``REDIS_URL`` in the environment is used when no
-``--redis-url`` is given; with neither, a throwaway redis-server is started.
+Exit codes: 0 pass, 1 verdict failed, 2 usage error, 3 Redis unreachable (``compare``: 1
+regressed, 3 inconclusive). Every user mistake is one line on stderr, never a traceback.
+``REDIS_URL`` in the environment is used when no ``--redis-url`` is given; with neither, a
+throwaway redis-server is started.
 
 Each command lives in its own module (``fanout.cli.run`` ...) with ``add_parser(sub)`` and
 ``main(args)``; a command whose optional part of fanout is not installed says which extra to

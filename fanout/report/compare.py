@@ -44,6 +44,7 @@ class Group:
     base: tuple
     new: tuple
     factor: str = ""
+    detail: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -173,8 +174,10 @@ def comparison_pairs(runs: Sequence) -> list[Group]:
             if name == pa or name.startswith(pa + "-"):
                 other = pb + name[len(pa):]
                 if other in named:
-                    out.append(Group(f"instances: {ka} vs {kb} ({name} vs {other})", tuple(rs),
-                                     tuple(named[other]), "instances"))
+                    rate = float(rs[0].findings.scenario.get("rate_per_s") or 0) / ka
+                    out.append(Group(f"instances: {ka} vs {kb} bots at {rate:g} events/s each", tuple(rs),
+                                     tuple(named[other]), "instances",
+                                     {"base_bots": ka, "new_bots": kb, "rate_per_bot": rate}))
     for name, rs in named.items():
         t = rs[0].transport
         base = name.removesuffix(f"-{t}")
