@@ -101,6 +101,18 @@ def test_the_interval_is_the_set_of_shifts_the_test_does_not_reject():
         assert mannwhitneyu(new - outside, base, method="exact").pvalue < 0.05
 
 
+@pytest.mark.parametrize("base, new", [([0, 0, 0, 1], [0, 1, 1, 2]), ([0] * 6, [0, 0, 0, 0, 0, 3]), ([5], [5, 6]),
+                                       ([0] * 3, [0] * 3), ([1, 2, 2, 3, 3], [3, 4, 4, 5, 6])])
+def test_with_ties_the_p_is_the_exact_permutation_test(base, new):
+    from scipy.stats import PermutationMethod
+
+    p = sig.mann_whitney_p(base, new)
+    if min(len(base), len(new)) >= 2:
+        ref = mannwhitneyu(new, base, alternative="two-sided", method=PermutationMethod(n_resamples=10**5)).pvalue
+        assert p == pytest.approx(ref)
+    assert 0 < p <= 1
+
+
 def test_holm_against_a_hand_worked_example():
     # sorted: 0.005 (×4 = 0.02), 0.01 (×3 = 0.03), 0.03 (×2 = 0.06), 0.04 (×1 = 0.04 → 0.06 by monotonicity)
     assert sig.holm([0.01, 0.04, 0.03, None, 0.005]) == pytest.approx([0.03, 0.06, 0.06, None, 0.02])
