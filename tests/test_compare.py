@@ -161,6 +161,13 @@ def test_the_readings_from_numbers():
     assert {a.reading for a in wide} == {sig.INCONCLUSIVE} and all(a.runs_needed for a in wide)
 
 
+def test_identical_runs_read_same_only_once_the_interval_reaches_its_confidence():
+    same = [1.0, 1.1, 0.9, 1.05]
+    three, four = sig.assess_family([(same[:3], same[:3], 0.25)]), sig.assess_family([(same, same, 0.25)])
+    assert (three[0].reading, round(three[0].confidence, 2), three[0].runs_needed) == (sig.INCONCLUSIVE, 0.9, 4)
+    assert four[0].reading == sig.SAME and four[0].confidence >= 0.95
+
+
 def test_a_side_without_numbers_is_inconclusive_untested():
     [a] = sig.assess_family([([1.0, 2.0, 3.0], [None, None], 1.0)])
     assert a.reading == sig.INCONCLUSIVE and a.p is None and a.family == 0 and "no new run" in a.why
