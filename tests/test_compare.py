@@ -269,7 +269,7 @@ def test_cli_exit_codes(folders, tmp_path):
     one = sorted(folders["base"].iterdir())[0]
     pair = cli(one, sorted(folders["slow"].iterdir())[0])  # A B: 1 vs 1, the verdict unchanged
     assert pair.returncode == 3, pair.stdout + pair.stderr
-    assert "too few runs" not in pair.stdout and "INCONCLUSIVE" in pair.stdout
+    assert "standard p50 latency: too few runs (1+1" in pair.stdout and "REGRESSED" not in pair.stdout
     for args, says in [((one, one, one), "no '--'"), ((one, "--"), "NEW is empty"), (("--", one), "BASE is empty"),
                        ((tmp_path, "--", one), "holds no run"), ((one, "--", one, "--bogus"), "unknown option")]:
         bad = cli(*args)

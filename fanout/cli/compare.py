@@ -96,6 +96,11 @@ def main(args: argparse.Namespace) -> int:
     print(display_frame(c).to_markdown(index=False, disable_numparse=True))
     print()
     print(benchstat(c))
+    unsure = c.rows[c.rows["reading"] == "INCONCLUSIVE"]
+    if len(unsure):
+        print("\nWhy INCONCLUSIVE:")
+        for r in unsure.itertuples():
+            print(f"  {r.scenario} {r.metric}: {r.why}")
     if c.skipped:
         print(f"\nNot compared (no run of either side gives it): "
               + "; ".join(f"{s} {m}" for s, m in c.skipped))
