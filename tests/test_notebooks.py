@@ -271,17 +271,24 @@ def test_compare_passes_identical_runs_and_flags_a_synthetic_regression(small_re
     import pandas as pd
 
     out_dir = small_report.archive.parent
-    same = subprocess.run([*fanout_cmd(), "compare", str(out_dir), str(out_dir)], capture_output=True, text=True,
+    # one run per scenario each side: no reading but the verdict's, so INCONCLUSIVE (exit 3)
+    once = subprocess.run([*fanout_cmd(), "compare", str(out_dir), str(out_dir)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert once.returncode == 3, once.stdout + once.stderr
+    assert "INCONCLUSIVE" in once.stdout and "too few runs (1+1" in once.stdout and "REGRESSED" not in once.stdout
+    run = next(Path(r["record"]) for r in small_report.result["runs"] if r["name"] == "stress")
+    base, slower = tmp_path / "base", tmp_path / "slower"
+    for k in range(4):  # four copies a side, every delivery of the new ones 20 ms later
+        shutil.copytree(run, base / f"{run.name}-{k}")
+        shutil.copytree(run, slower / f"{run.name}-{k}")
+        d = pd.read_parquet(slower / f"{run.name}-{k}" / "deliveries.parquet")
+        d["t_received"] += 20_000_000 + k * 100_000
+        d.to_parquet(slower / f"{run.name}-{k}" / "deliveries.parquet", index=False)
+    same = subprocess.run([*fanout_cmd(), "compare", str(base), "--", str(base)], capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
     assert same.returncode == 0, same.stdout + same.stderr
-    assert "No regression." in same.stdout and "within noise" in same.stdout
-    run = next(Path(r["record"]) for r in small_report.result["runs"] if r["name"] == "stress")
-    slower = tmp_path / run.name
-    shutil.copytree(run, slower)
-    d = pd.read_parquet(slower / "deliveries.parquet")
-    d["t_received"] += 20_000_000  # every delivery 20 ms later
-    d.to_parquet(slower / "deliveries.parquet", index=False)
-    bad = subprocess.run([*fanout_cmd(), "compare", str(run), str(slower)], capture_output=True, text=True,
+    assert "No regression." in same.stdout and "SAME" in same.stdout
+    bad = subprocess.run([*fanout_cmd(), "compare", str(base), "--", str(slower)], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert "REGRESSED" in bad.stdout and "p50 latency" in bad.stdout

@@ -19,7 +19,7 @@ from fanout.analysis.findings import compare
 from fanout.analysis.latency import carried, latency_stats, min_samples, ms_quantiles, withheld
 from fanout.report import saturation, sections
 from fanout.report import tables as T
-from fanout.report.compare import compare_pair
+from fanout.report.compare import compare_sets
 from fanout.report.context import Report
 from fanout.report.params import ReportParams
 from fanout.report.runs import ScenarioRun
@@ -117,10 +117,16 @@ def test_none_percentiles_never_break_the_comparisons():
     small, big = analyse(make_record(SEED_3)), analyse(make_record({"a": 600, "b": 600}))
     t = compare(small, big)
     assert t.loc["P99 Latency"].tolist()[:2] == ["— (n=390)", "1.000ms"] and t.loc["P99 Latency", "Difference"] == "n/a"
-    rows = {r["metric"]: r for r in compare_pair(run_of(make_record(SEED_3)), run_of(make_record(SEED_3, latency_ns=9_000_000)))}
-    p99 = rows["p99 latency (ms)"]
-    assert not p99["regressed"] and p99["delta"] is None and "n too small" in p99["reading"]
-    assert rows["p50 latency (ms)"]["regressed"]  # what the samples carry is still compared
+    # repeated runs: a p99 no run carries is not compared; one side carrying it is no test
+    base = [run_of(make_record(SEED_3)) for _ in range(3)]
+    c = compare_sets(base, [run_of(make_record(SEED_3, latency_ns=9_000_000)) for _ in range(3)])
+    assert [m for _s, m in c.skipped if m.startswith("p99")] == ["p99 latency"]
+    p50 = c.rows.set_index("metric").loc["p50 latency"]
+    assert p50["shift"] == pytest.approx(8.0) and p50["p"] is not None  # what the samples carry is still compared
+    one_side = compare_sets(base, [run_of(make_record({"a": 600, "b": 600}))] * 3).rows.set_index("metric")
+    p99 = one_side.loc["p99 latency"]
+    assert (p99["base_n"], p99["new_n"], p99["p"], p99["reading"]) == (0, 3, None, "INCONCLUSIVE")
+    assert not p99["regressed"]
 
 
 # --- the rule of three --------------------------------------------------------------------------

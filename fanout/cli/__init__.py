@@ -2,14 +2,15 @@
 
     fanout run [--instances=5 --duration=30 --rate=10 --verbose ...]   one scenario, a verdict
     fanout report [--full]                                              the validation report (HTML + Markdown)
-    fanout compare A B                                                  two runs or reports side by side; 1 if B regressed
+    fanout compare BASE... -- NEW...                                    repeated runs compared; 1 regressed, 3 inconclusive
     fanout agent --redis-url URL                                        host instances for a multi-host run
     fanout demo                                                         one publisher, two subscribers, metrics
     fanout doctor [--redis-url URL]                                     the servers found, which one runs, why
 
-Exit codes: 0 pass, 1 verdict failed, 2 usage error, 3 Redis unreachable. Every user mistake
-is one line on stderr, never a traceback. ``REDIS_URL`` in the environment is used when no
-``--redis-url`` is given; with neither, a throwaway redis-server is started.
+Exit codes: 0 pass, 1 verdict failed, 2 usage error, 3 Redis unreachable (``compare``: 1
+regressed, 3 inconclusive). Every user mistake is one line on stderr, never a traceback.
+``REDIS_URL`` in the environment is used when no ``--redis-url`` is given; with neither, a
+throwaway redis-server is started.
 
 Each command lives in its own module (``fanout.cli.run`` ...) with ``add_parser(sub)`` and
 ``main(args)``; a command whose optional part of fanout is not installed says which extra to

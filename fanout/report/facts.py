@@ -282,17 +282,30 @@ def ordering(rep) -> dict[str, Any]:
             "left_out": [r.name for r in rep.runs if r.findings.overall.get("analysed_from") == "summary"]}
 
 
-def comparisons(rep) -> list[dict]:
-    """The comparisons section's pairs with every number of its tables (block bootstrap, seeded)."""
+def comparisons(rep) -> dict[str, Any]:
+    """The comparisons section's numbers: each like-for-like pair of run sets (one factor
+    changed, :func:`fanout.report.compare.comparison_pairs`) with its rows — per metric the runs
+    each side gave, medians, Hodges–Lehmann shift and interval, Holm-adjusted p, reading — and
+    how they were made (``method``); Holm runs per metric across these pairs."""
     from fanout.report import compare as _compare
-    from fanout.report.compare import comparison_pairs
 
-    out = []
-    for label, a, b in comparison_pairs(rep.scenarios):
-        c = _compare.compare_sets([a], [b])
-        out.append({"label": label, "a": a.name, "b": b.name,
-                    "rows": _plain(c.rows.drop(columns=["scenario"]).to_dict(orient="records"))})
-    return out
+    groups = _compare.comparison_pairs(rep.scenarios + rep.capacity)
+    c = _compare.compare_groups(groups)
+    pairs = []
+    for g in groups:
+        rows = c.rows[c.rows["scenario"] == g.label].drop(columns=["scenario"]).to_dict(orient="records")
+        for row in rows:
+            row["confidence_pct"] = None if row["confidence"] is None else row["confidence"] * 100.0
+        first_b, first_n = g.base[0], g.new[0]
+        pairs.append({"label": g.label, "factor": g.factor, "names": [first_b.name, first_n.name], **g.detail,
+                      "base_runs": [r.record.run_id for r in g.base], "new_runs": [r.record.run_id for r in g.new],
+                      "base_instances": first_b.findings.overall["instances"],
+                      "new_instances": first_n.findings.overall["instances"],
+                      "base_transport": first_b.transport, "new_transport": first_n.transport,
+                      "rows": _plain(rows)})
+    return {"method": _compare.method(c), "readings": c.readings, "pairs": pairs,
+            "single_runs": bool(groups) and all(len(g.base) == 1 and len(g.new) == 1 for g in groups),
+            "skipped": [{"label": lab, "metric": m} for lab, m in c.skipped]}
 
 
 def settings(entries: Sequence[dict]) -> dict[str, Any]:
@@ -383,9 +396,6 @@ def compute(rep) -> dict[str, Any]:
     facts["repeats"] = _repeats.facts(entries, rep.rounds)
     facts["ordering"] = ordering(rep)
     facts["comparisons"] = comparisons(rep)
-    from fanout.report.stats import BLOCKS, RESAMPLES
-
-    facts["bootstrap"] = {"blocks": BLOCKS, "resamples": RESAMPLES, "interval_pct": 95}
     facts["method"] = {"sample_interval_s": SAMPLE_INTERVAL_S, "scheduler_wait_ms": SCHEDULER_WAIT_MS}
     from fanout.report import capacity as _capacity
     from fanout.report import readiness as _readiness

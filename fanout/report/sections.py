@@ -116,17 +116,16 @@ def scenario_verdict(run: ScenarioRun) -> str:
 
 def comparisons(rep: Report) -> str:
     """The comparison pairs, every number read from ``rep.facts["comparisons"]`` (report.json)."""
-    by = {r.name: r for r in rep.scenarios}
+    F = rep.facts["comparisons"]
     blocks = []
-    for pair in rep.facts["comparisons"]:
-        rows = pd.DataFrame(pair["rows"]).assign(scenario=pair["label"])
-        c = _compare.Comparison(rows[_compare.COLUMNS], _compare.THRESHOLD_PCT, _compare.MAX_DELIVERY_DROP)
-        shown = _compare.display_frame(c).drop(columns=["scenario", "regressed"])
-        blocks.append({"label": pair["label"], "a": by[pair["a"]], "b": by[pair["b"]], "table": T.md_noted(shown),
-                       "noise": [row for row in pair["rows"] if row["reading"] == "within noise"],
-                       "differ": [row for row in pair["rows"]
-                                  if row["reading"] in ("higher", "lower") and row["metric"] != "delivery (%)"]})
-    return render("comparisons.md.j2", rep=rep, blocks=blocks,
+    for pair in F["pairs"]:
+        rows = [dict(r, scenario=pair["label"]) for r in pair["rows"]]
+        shown = _compare.display_frame(_compare.Comparison(_compare.frame(rows))).drop(columns=["scenario"])
+        by = {}
+        for r in rows:
+            by.setdefault(r["reading"], []).append(r)
+        blocks.append({"pair": pair, "table": T.md_noted(shown), "by": by})
+    return render("comparisons.md.j2", rep=rep, C=F, M=F["method"], blocks=blocks,
                   distribution=T.md(T.distribution_table(rep.scenarios)) if rep.scenarios else "")
 
 
