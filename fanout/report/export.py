@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+from html.parser import HTMLParser
 from pathlib import Path
 
 from fanout.report.paths import REPORT_STEM, TEMPLATES
@@ -13,6 +14,57 @@ from fanout.report.paths import REPORT_STEM, TEMPLATES
 TITLE = "Redis Multi-Instance Testing Report"
 
 _IMG_ALT_FIRST = re.compile(r'<img alt="([^"]*)" src="(data:image/[a-z+]+;base64,[^"]*)"')
+
+
+#: the appendix's heading: an h2 (any attributes, an empty anchor inside it or not) whose text starts "Appendix"
+_APPENDIX_H2 = re.compile(r"<h2\b[^>]*>\s*(?:<a\b[^>]*>\s*</a>\s*)?Appendix\b.*?</h2>", re.IGNORECASE | re.DOTALL)
+_VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+_ID_ATTR = re.compile(r"""\s(?:id|tabindex)=("[^"]*"|'[^']*')""")
+
+
+class _OpenElements(HTMLParser):
+    """The elements still open at the end of what was fed (tag, start tag as written)."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.stack: list[tuple[str, str]] = []
+
+    def handle_starttag(self, tag, attrs) -> None:
+        if tag not in _VOID:
+            self.stack.append((tag, self.get_starttag_text() or f"<{tag}>"))
+
+    def handle_endtag(self, tag) -> None:
+        for i in range(len(self.stack) - 1, -1, -1):
+            if self.stack[i][0] == tag:
+                del self.stack[i:]
+                return
+
+
+def collapse_appendix(page: str) -> str:
+    """Everything from the appendix's heading to the end of the page inside a ``<details
+    class="appendix">`` whose summary is that heading: closed on screen, so the reader meets the
+    findings first; the print stylesheet (and a ``beforeprint`` handler) open it on paper.
+
+    The heading sits inside a cell's output (a few ``<div>``s deep): those are closed before the
+    ``<details>`` and opened again inside it (without their ids), so the page stays well nested. A
+    page without such a heading, or with the heading inside anything but ``<div>``s, is returned as it
+    is."""
+    m = _APPENDIX_H2.search(page)
+    if not m:
+        return page
+    root = max(page.rfind("<main", 0, m.start()), page.rfind("<body", 0, m.start()))
+    end = page.rfind("</main>" if page.startswith("<main", root) else "</body>")
+    if root < 0 or end < m.end():
+        return page
+    parser = _OpenElements()
+    parser.feed(page[root:m.start()])
+    inner = parser.stack[1:]
+    if not parser.stack or any(tag != "div" for tag, _ in inner):
+        return page
+    close = "</div>" * len(inner)
+    reopen = "".join(_ID_ATTR.sub("", raw) for _, raw in inner)
+    return (page[:m.start()] + close + '<details class="appendix"><summary class="jp-RenderedHTMLCommon">' + m.group(0) + "</summary>" + reopen
+            + page[m.end():end] + "</details>\n" + page[end:])
 
 
 def _export_copy(executed: Path, title: str):
@@ -48,6 +100,7 @@ def export_notebook(executed: str | os.PathLike, out_dir: str | os.PathLike, ste
     body, _res = html_exporter.from_notebook_node(nb, resources={"metadata": {"name": title}})
     # nbconvert re-serialises the page with attributes sorted (alt before src); put src first again
     body = _IMG_ALT_FIRST.sub(r'<img src="\2" alt="\1"', body)
+    body = collapse_appendix(body)
     html_path = out_dir / f"{stem}.html"
     html_path.write_text(body, encoding="utf-8")
 
@@ -60,4 +113,4 @@ def export_notebook(executed: str | os.PathLike, out_dir: str | os.PathLike, ste
     return html_path, out_dir / f"{stem}.md"
 
 
-__all__ = ["export_notebook", "TITLE"]
+__all__ = ["collapse_appendix", "export_notebook", "TITLE"]
