@@ -20,18 +20,22 @@ _IMG_ALT_FIRST = re.compile(r'<img alt="([^"]*)" src="(data:image/[a-z+]+;base64
 _APPENDIX_H2 = re.compile(r"<h2\b[^>]*>\s*(?:<a\b[^>]*>\s*</a>\s*)?Appendix\b.*?</h2>", re.IGNORECASE | re.DOTALL)
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 _ID_ATTR = re.compile(r"""\s(?:id|tabindex)=("[^"]*"|'[^']*')""")
+_TAG = re.compile(r"<[^>]*>")
 
 
 class _OpenElements(HTMLParser):
-    """The elements still open at the end of what was fed (tag, start tag as written)."""
+    """The elements still open at the end of what was fed: (tag, start tag as written, its offset)."""
 
-    def __init__(self) -> None:
+    def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=False)
-        self.stack: list[tuple[str, str]] = []
+        self._line_starts = [0] + [m.end() for m in re.finditer("\n", text)]
+        self.stack: list[tuple[str, str, int]] = []
+        self.feed(text)
 
     def handle_starttag(self, tag, attrs) -> None:
         if tag not in _VOID:
-            self.stack.append((tag, self.get_starttag_text() or f"<{tag}>"))
+            line, col = self.getpos()
+            self.stack.append((tag, self.get_starttag_text() or f"<{tag}>", self._line_starts[line - 1] + col))
 
     def handle_endtag(self, tag) -> None:
         for i in range(len(self.stack) - 1, -1, -1):
@@ -42,13 +46,15 @@ class _OpenElements(HTMLParser):
 
 def collapse_appendix(page: str) -> str:
     """Everything from the appendix's heading to the end of the page inside a ``<details
-    class="appendix">`` whose summary is that heading: closed on screen, so the reader meets the
-    findings first; the print stylesheet (and a ``beforeprint`` handler) open it on paper.
+    class="appendix">``: closed on screen, so that the reader meets the findings first; the print
+    stylesheet (and a ``beforeprint`` handler) open it on paper.
 
-    The heading sits inside a cell's output (a few ``<div>``s deep): those are closed before the
-    ``<details>`` and opened again inside it (without their ids), so the page stays well nested. A
-    page without such a heading, or with the heading inside anything but ``<div>``s, is returned as it
-    is."""
+    The summary repeats the heading (shown on screen only; the heading itself, marked
+    ``appendix-heading``, prints and is hidden on screen). The details begin at the page-level block
+    (the notebook cell) that holds the heading when nothing readable comes before the heading in it
+    (an anchor, a page break); else that block's ``<div>``s are closed before the details and opened
+    again inside (without their ids), so the page stays well nested. A page without such a heading,
+    or with it inside anything but ``<div>``s, is returned as it is."""
     m = _APPENDIX_H2.search(page)
     if not m:
         return page
@@ -56,15 +62,19 @@ def collapse_appendix(page: str) -> str:
     end = page.rfind("</main>" if page.startswith("<main", root) else "</body>")
     if root < 0 or end < m.end():
         return page
-    parser = _OpenElements()
-    parser.feed(page[root:m.start()])
-    inner = parser.stack[1:]
-    if not parser.stack or any(tag != "div" for tag, _ in inner):
+    inner = _OpenElements(page[root:m.start()]).stack[1:]
+    if any(tag != "div" for tag, _, _ in inner):
         return page
-    close = "</div>" * len(inner)
-    reopen = "".join(_ID_ATTR.sub("", raw) for _, raw in inner)
-    return (page[:m.start()] + close + '<details class="appendix"><summary class="jp-RenderedHTMLCommon">' + m.group(0) + "</summary>" + reopen
-            + page[m.end():end] + "</details>\n" + page[end:])
+    heading = re.sub(r"^<h2\b", '<h2 class="appendix-heading"', m.group(0))
+    summary = ('<details class="appendix"><summary class="jp-RenderedHTMLCommon"><h2>'
+               + _TAG.sub("", m.group(0)).strip() + "</h2></summary>")
+    body = page[:m.start()] + heading + page[m.end():end]
+    start = root + inner[0][2] if inner else m.start()
+    if inner and _TAG.sub("", page[start:m.start()]).strip():  # text before the heading in its block: split it
+        close = "</div>" * len(inner)
+        reopen = "".join(_ID_ATTR.sub("", raw) for _, raw, _ in inner)
+        return body[:m.start()] + close + summary + reopen + body[m.start():] + "</details>\n" + page[end:]
+    return body[:start] + summary + body[start:] + "</details>\n" + page[end:]
 
 
 def _export_copy(executed: Path, title: str):
