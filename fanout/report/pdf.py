@@ -164,16 +164,13 @@ class Page:
 
     def contains(self, phrase: str) -> bool:
         """``phrase`` on this page, whitespace-insensitive (a line break may fall anywhere, also
-        inside a long id that the page wrapped)."""
-        return _nospace(phrase) in _nospace(self.text)
+        inside a long id that the page wrapped) and symbol-insensitive (an emoji is a box, or
+        nothing, in the text of a PDF printed without an emoji font)."""
+        return _glyphs(phrase) in _glyphs(self.text)
 
     def beyond(self, right: float) -> list[Word]:
         """Words whose box ends right of ``right`` (points): cut off, or about to be."""
         return [w for w in self.words if w.x_max > right]
-
-
-def _nospace(text: str) -> str:
-    return re.sub(r"\s+", "", text)
 
 
 @dataclass(frozen=True)
