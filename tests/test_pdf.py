@@ -35,13 +35,13 @@ MM = 72 / 25.4
 def chromium() -> str:
     """A Chromium and poppler to print and read with; absent: skip here, fail in CI."""
     found = pdf.find_chromium()
-    missing = [what for what, ok in (("a Chromium (apt-get install chromium)", found),
-                                     ("poppler's pdftotext (apt-get install poppler-utils)",
+    missing = [what for what, ok in (("Chromium (apt-get install chromium)", found),
+                                     ("pdftotext/pdfinfo (apt-get install poppler-utils)",
                                       shutil.which("pdftotext") and shutil.which("pdfinfo"))) if not ok]
     if missing:
         if os.environ.get("CI") == "true":
-            pytest.fail(f"{' and '.join(missing)} missing in CI (.ci/run installs chromium and poppler-utils)")
-        pytest.skip(f"no {' and no '.join(missing)}: the PDF tests need them; CI installs them")
+            pytest.fail(f"no {' and no '.join(missing)} in CI: .ci/run installs them")
+        pytest.skip(f"no {' and no '.join(missing)}: printing the report needs it; CI installs it")
     return found
 
 
@@ -281,3 +281,19 @@ def test_the_example_readiness_marks_print_as_text_that_says_what_they_mean(exam
     assert len(items) >= 8
     for line in items:
         assert line[2:].startswith(marks[line[0]] + " — "), line
+
+
+def test_fanout_report_pdf_writes_the_pdf_beside_the_html_or_says_in_one_line_why_not(monkeypatch, tmp_path):
+    from fanout.cli.report import print_pdf
+
+    page = tmp_path / "validation-report.html"
+    page.write_text("<html><body><h1>Verdict: PASS</h1></body></html>", encoding="utf-8")
+    monkeypatch.setenv(pdf.CHROMIUM_ENV, "/nonexistent/chromium")
+    said = print_pdf(page)
+    assert said.startswith("not written: $FANOUT_CHROMIUM=") and "\n" not in said
+    assert not (tmp_path / "validation-report.pdf").exists()
+    monkeypatch.delenv(pdf.CHROMIUM_ENV)
+    if pdf.find_chromium() is None:
+        return  # the line above is what a machine without Chromium prints
+    assert print_pdf(page) == str(tmp_path / "validation-report.pdf")
+    assert read_pdf(tmp_path / "validation-report.pdf").pages[0].contains("Verdict: PASS")
