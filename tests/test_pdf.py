@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
 
@@ -116,7 +115,8 @@ def _nested(page: str) -> bool:
 
 
 def test_the_appendix_folds_from_the_cell_holding_its_heading_to_the_end_and_the_page_stays_nested():
-    cell = '<div class="jp-Cell"><div class="out"><div class="pagebreak"></div><p><a id="appendix"></a></p>{}</div></div>'
+    cell = ('<div class="jp-Cell"><div class="out"><div class="pagebreak"></div><p><a id="appendix"></a></p>{}'
+            "</div></div>")
     page = ("<html><body><main>" + cell.format("<h2>Findings</h2><p>before</p>")
             + cell.format('<h2 id="Appendix:-runs">Appendix: runs</h2><table><tr><td>run-1</td></tr></table>')
             + cell.format("<p>after</p>") + "</main></body></html>")
@@ -169,8 +169,8 @@ WIDE_IDS = [hashlib.sha256(str(i).encode()).hexdigest() for i in range(4)]
 #: (at most 2×), so without the print CSS the table is cut
 WIDE_TABLE = ("| run | record digest | signing key | role | transport | delivered | lost | p99 ms | verdict |\n"
               "|---|---|---|---|---|---|---|---|---|\n"
-              + "".join(f"| `{rid}` | `{rid[::-1]}` | `{rid.upper()}` | scenario | pub/sub | 1,234,567 | 0 | 12.50 | PASS |\n"
-                        for rid in WIDE_IDS))
+              + "".join(f"| `{rid}` | `{rid[::-1]}` | `{rid.upper()}` | scenario | pub/sub | 1,234,567 | 0 | 12.50 "
+                        "| PASS |\n" for rid in WIDE_IDS))
 
 
 @pytest.fixture(scope="module")
