@@ -251,6 +251,17 @@ def test_readiness_counts_the_same_runs_as_the_verdict_and_ticks_in_print():
     ready = operations.operations(rep).split("## Deployment")[0]
     assert "- ☑ **met** — " in ready and "- ☐ **not measured** — " in ready and "[x]" not in ready \
         and "[ ]" not in ready
+    # three marks that differ on paper (a printer prints no colour and no disabled checkbox): each item's mark
+    # says what its word says
+    items = [ln for ln in ready.splitlines() if ln.startswith("- ")]
+    assert items and all(re.match(r"- (☑ \*\*met\*\*|☒ \*\*not met\*\*|☐ \*\*not measured\*\*) — ", ln) for ln in items)
+
+
+def test_a_readiness_item_not_met_prints_another_mark_than_one_not_measured():
+    rep = report(run_of(make_record(dict.fromkeys(NAMES, 20), self_deliver=["a"])))
+    ready = operations.operations(rep).split("## Deployment")[0]
+    assert "- ☒ **not met** — No instance receives its own events: 1 self-received" in ready
+    assert "- ☐ **not measured** — Sentinel failover" in ready
 
 
 # ---------------------------------------------------------------- 8. the benchmark's server, its commit, the model

@@ -35,6 +35,9 @@ def add_parser(sub) -> None:
     rep.add_argument("--out", metavar="DIR", default=str(DEFAULT_OUT),
                      help=f"output folder (default {DEFAULT_OUT}, git-ignored; the committed example is "
                           "reports/example/, made by 'make example')")
+    rep.add_argument("--pdf", action="store_true",
+                     help="also print the HTML to validation-report.pdf (A4) with a headless Chromium when one is "
+                          "installed (chromium, chromium-browser, google-chrome or $FANOUT_CHROMIUM)")
     rep.add_argument("-p", "--parameter", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
                      help="any notebook parameter (YAML value), repeatable")
 
@@ -78,6 +81,17 @@ def report_parameters(args: argparse.Namespace) -> dict:
     return values
 
 
+def print_pdf(html: Path) -> str:
+    """The PDF printed beside ``html``, or why not in one line: a missing Chromium does not fail the
+    report (the HTML and Markdown are written)."""
+    from fanout.report.pdf import PdfError, print_to_pdf
+
+    try:
+        return str(print_to_pdf(html))
+    except PdfError as exc:
+        return f"not written: {exc}"
+
+
 def main(args: argparse.Namespace) -> int:
     from fanout.report.build import build_validation_report
 
@@ -90,5 +104,7 @@ def main(args: argparse.Namespace) -> int:
     print(f"HTML report:     {result.html}")
     print(f"Markdown report: {result.markdown}")
     print(f"Archive:         {result.archive}")
+    if args.pdf:
+        print(f"PDF report:      {print_pdf(result.html)}")
     print(f"Verdict: {result.status}")
     return EXIT_PASS if result.passed else EXIT_FAIL
