@@ -143,5 +143,14 @@ def conclusion(rep: Report) -> str:
                   over=[e for e in F["runs"] if e["load"]["over_capacity"]])
 
 
-__all__ = ["page_one", "scenario_head", "scenario_latency", "scenario_verdict", "comparisons", "comparison_pairs",
+def recommendation(rep: Report) -> str:
+    """The recommendation: headline, trade-off, configuration, Redis settings, sizing, next steps,
+    every figure read from ``rep.facts["recommendation"]`` (report.json)."""
+    from fanout.report import recommend as _recommend
+
+    R = rep.facts["recommendation"]
+    return render("recommendation.md.j2", R=R, tradeoff=T.md(_recommend.tradeoff_table(R)))
+
+
+__all__ = ["recommendation", "page_one", "scenario_head", "scenario_latency", "scenario_verdict", "comparisons", "comparison_pairs",
            "performance", "resources", "capacity", "soak", "failover", "conclusion"]
