@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 
-from fanout.report.facts import TRANSPORT_WORDS
 from fanout.report.prose import macro
 
 #: the stated rule's lateness budget: Streams is chosen only when what it recovered after an
@@ -42,6 +41,8 @@ FAILOVER_TO_RUN = "redis-restart,redis-restart-aof,instance-crash,slow-consumer,
 #: where the recommended bridges connect: a placeholder, said as one (no run measured a real one)
 REDIS_URL_PLACEHOLDER = "redis://redis.internal:6379/0"
 MIB = 1024 * 1024
+#: transports in words (as fanout.report.facts says them; not imported from it: it imports this module)
+TRANSPORT_WORDS = {"pubsub": "pub/sub", "streams": "Streams", "sharded": "sharded pub/sub"}
 #: fewer Redis memory samples than this in a run give no slope
 MIN_MEMORY_SAMPLES = 5
 
