@@ -60,8 +60,8 @@ def plot_deployment(R: Mapping[str, Any]) -> Figure:
     if policy:
         redis_lines.append(f"maxmemory-policy {policy}")
     _box(ax, 0.39, 0.28, 0.22, 0.46, COLOURS["redis"], "Redis", redis_lines)
-    label = f"{rate:,.0f} events/s ({verb})" if rate else verb
-    _arrow(ax, (0.255, 0.51), (0.385, 0.51), label)
+    _arrow(ax, (0.255, 0.51), (0.385, 0.51), f"{rate:,.0f} events/s" if rate else "")
+    ax.text(0.32, 0.48, verb, ha="center", va="top", fontsize=7.5, color="0.25")
     # bots: first, second, ..., last (N measured)
     shown = ["bot 1", "bot 2", f"bot {bots}"] if bots > 3 else [f"bot {k + 1}" for k in range(max(bots, 1))]
     ys = [0.78, 0.45, 0.06] if len(shown) == 3 else [0.62, 0.22] if len(shown) == 2 else [0.40]
@@ -72,9 +72,9 @@ def plot_deployment(R: Mapping[str, Any]) -> Figure:
     if bots > 3:
         ax.text(0.86, 0.335, "⋮", ha="center", va="center", fontsize=14, color="0.4")
     what = f"{bots} bot instance{'s' if bots != 1 else ''}" if bots else "bot instances (none measured)"
-    fig.suptitle(f"Recommended deployment: {tr} — measured with 1 host and {what}"
+    fig.suptitle(f"Recommended deployment: {tr}\nmeasured with 1 host and {what}"
                  + (f" at {rate:,.0f} events/s on {measured} ({d['run']})" if rate and d.get("run") else ""),
-                 fontsize=10)
+                 fontsize=9.5)
     return fig
 
 

@@ -258,7 +258,7 @@ def config_code(kwargs: Mapping[str, Any], var: str) -> str:
     for k, v in kwargs.items():
         lines.append(f"    {k}={v!r},")
         if k == "url":
-            lines.append('    password=os.environ.get("REDIS_PASSWORD"),')
+            lines.append("    password=os.environ.get('REDIS_PASSWORD'),")
     lines.append(")")
     return "\n".join(lines)
 
@@ -277,9 +277,13 @@ def configuration(entries: Sequence[dict], inputs: Mapping[str, dict], transport
         return {"transport": transport, "from_runs": [], "host": None, "bot": None, "code": None}
     sc = inputs[basis[0]["run_id"]]["scenario"]
     host, bot = bridge_kwargs(sc, "host", transport), bridge_kwargs(sc, "bot", transport)
-    code = "\n".join(["import os", "", "from fanout.config import BridgeConfig", "",
-                      config_code(host, "host"), "", config_code(bot, "bot"), ""])
-    return {"transport": transport, "from_runs": list(dict.fromkeys(e["name"] for e in basis)),
+    # a bot: the host's settings, subscribe only, an id of its own (unique per process and host)
+    changed = {k: v for k, v in bot.items() if host.get(k) != v}
+    code = "\n".join(["import dataclasses", "import os", "", "from fanout.config import BridgeConfig, default_instance_id",
+                      "", config_code(host, "host"), "",
+                      "bot = dataclasses.replace(host, instance_id=default_instance_id(),",
+                      "                          " + ", ".join(f"{k}={v!r}" for k, v in changed.items()) + ")", ""])
+    return {"transport": transport, "from_runs": [basis[0]["name"]],
             "faulted": bool(sc.get("faulted")), "host": host, "bot": bot, "code": code}
 
 
@@ -424,28 +428,30 @@ def _cell(g: Mapping[str, Any], fmt_: str, scale: float = 1.0) -> str:
 
 
 def tradeoff_table(R: Mapping[str, Any]):
-    """The trade-off per fault (run name without its transport), one row per transport: lost,
-    lost per second of outage per receiver (pub/sub), recovery and lateness after the outage
-    (Streams); medians over the runs of a name, with their range."""
+    """The trade-off, one row per fault (the run name without its transport): pub/sub's loss and
+    loss per second of outage per receiver beside Streams' loss, recovery and lateness after the
+    outage; medians over the runs of a name, with their range when there were several."""
     import pandas as pd
 
-    rows = []
-    for tr, side in (("pub/sub", R["pubsub"]), ("Streams", R["streams"])):
+    rows: dict[str, dict[str, str]] = {}
+    for key, side in (("pubsub", R["pubsub"]), ("streams", R["streams"])):
         rate = {r["name"]: r["rate_per_s"] for r in side["runs"]}
         for g in side["by_name"]:
-            row = {"Fault": g["fault"] or g["name"], "Transport": tr, "Runs": str(g["runs"]),
-                   "Events/s": f"{rate.get(g['name']) or 0:,.0f}", "Lost": _cell(g["lost"], "{:,.0f}")}
-            if tr == "pub/sub":
+            fault = g["fault"] or g["name"]
+            row = rows.setdefault(fault, {"Fault": fault, "Events/s": f"{rate.get(g['name']) or 0:,.0f}"})
+            row[f"{key} runs"] = str(g["runs"])
+            if key == "pubsub":
+                row["Pub/sub lost"] = _cell(g["lost"], "{:,.0f}")
                 row["Lost per s of outage per receiver"] = _cell(g["lost_per_outage_s_per_receiver"], "{:,.1f}")
-                row["Recovery"] = row["Late after the outage"] = "—"
             else:
-                row["Lost per s of outage per receiver"] = "0" if not g["lost"]["max"] else "—"
-                row["Recovery"] = _cell(g["recovery_ms"], "{:,.0f} ms")
-                row["Late after the outage"] = _cell(g["lateness_ms"], "{:,.0f} ms")
-            rows.append(row)
-    cols = ["Fault", "Transport", "Runs", "Events/s", "Lost", "Lost per s of outage per receiver", "Recovery",
-            "Late after the outage"]
-    return pd.DataFrame(rows, columns=cols).sort_values(["Fault", "Transport"], kind="stable")
+                row["Streams lost"] = _cell(g["lost"], "{:,.0f}")
+                row["Streams recovery"] = _cell(g["recovery_ms"], "{:,.0f} ms")
+                row["Streams late after the outage"] = _cell(g["lateness_ms"], "{:,.0f} ms")
+    for row in rows.values():
+        row["Runs"] = " / ".join(row.pop(f"{k} runs", "0") for k in ("pubsub", "streams"))
+    cols = ["Fault", "Events/s", "Runs", "Pub/sub lost", "Lost per s of outage per receiver", "Streams lost",
+            "Streams recovery", "Streams late after the outage"]
+    return pd.DataFrame(list(rows.values()), columns=cols).fillna("not run")
 
 
 # ------------------------------------------------------------------ the whole
@@ -463,7 +469,7 @@ def derive(facts_: Mapping[str, Any], inputs: Mapping[str, dict], *,
         rows = _fault_rows(e, inputs.get(e["run_id"]))
         if not rows:
             continue
-        if e["transport"] in ("pubsub", "sharded"):
+        if e["transport"] == "pubsub":  # (sharded pub/sub is not this decision's: it needs a cluster)
             ps_rows.append(_pubsub_row(e, rows))
         elif e["transport"] == "streams":
             st_rows.append(_streams_row(e, rows))
