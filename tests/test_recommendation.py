@@ -280,3 +280,15 @@ def test_repeated_runs_are_aggregated_per_name_one_number_per_run(example):
     row = table[table["Fault"] == "partition"].iloc[0]
     assert row["Runs"] == "2 / 1" and "–" in row["Lost per s of outage per receiver"]
     assert row["Streams lost"] == "0"
+
+
+def test_every_number_of_the_section_and_its_caption_is_in_report_json():
+    from test_report_facts import PAGE_EXEMPT, missing_from
+
+    rep = report(partition("pubsub", lose=True), partition("streams", lose=False, late_ms=400))
+    doc = json.loads(json.dumps({"facts": rep.facts}, allow_nan=False))
+    text = sections.recommendation(rep)
+    (_, caption), = figures.deployment(rep)
+    assert missing_from(text, doc, PAGE_EXEMPT) == []
+    assert missing_from(caption, doc, PAGE_EXEMPT) == []
+    assert missing_from(text + "\nan invented figure: 123,457 events", doc, PAGE_EXEMPT) == ["123,457"]

@@ -175,7 +175,7 @@ def pubsub_tradeoff(rows: Sequence[dict]) -> dict[str, Any]:
     return {"runs": list(rows), "by_name": _by_name(rows, ("lost", "lost_per_outage_s_per_receiver", "lost_share")),
             "by_rate": by_rate, "main": main, "lost": sum(r["lost"] for r in rows),
             "lost_range": _median_range([r["lost"] for r in rows]),
-            "lost_share": _median_range([r["lost_share"] for r in rows]),
+            "lost_pct_of_window": _median_range([100 * r["lost_share"] for r in rows if r["lost_share"] is not None]),
             "runs_with_loss": sum(1 for r in rows if r["lost"])}
 
 
@@ -404,13 +404,13 @@ def deployment(facts_: Mapping[str, Any], transport: str | None) -> dict[str, An
     top = max(rows, key=lambda c: (c.get("deliveries_per_s") or 0), default=None)
     transports = {e["name"]: e["transport"] for e in facts_.get("runs") or []}
     if top is not None:
-        basis = {"run": top["run"], "bots": int(top["bots"]), "rate_per_s": float(top["rate"]),
+        basis = {"basis": "capacity", "run": top["run"], "bots": int(top["bots"]), "rate_per_s": float(top["rate"]),
                  "deliveries_per_s": top.get("deliveries_per_s"), "redis_cpu_pct": top.get("redis_cpu_pct"),
                  "measured_transport": transports.get(top["run"])}
     else:
         runs = facts_.get("runs") or []
         big = max(runs, key=lambda e: (e.get("instances") or 0), default=None)
-        basis = ({"run": big["name"], "bots": int(big.get("receivers") or big["instances"]),
+        basis = ({"basis": "run", "run": big["name"], "bots": int(big.get("receivers") or big["instances"]),
                   "rate_per_s": big.get("target_rate_per_s"), "deliveries_per_s": big.get("deliveries_per_s"),
                   "redis_cpu_pct": (big.get("resources") or {}).get("redis_cpu_pct"),
                   "measured_transport": big["transport"]} if big else {})
