@@ -292,3 +292,35 @@ def test_every_number_of_the_section_and_its_caption_is_in_report_json():
     assert missing_from(text, doc, PAGE_EXEMPT) == []
     assert missing_from(caption, doc, PAGE_EXEMPT) == []
     assert missing_from(text + "\nan invented figure: 123,457 events", doc, PAGE_EXEMPT) == ["123,457"]
+
+
+def test_streams_losing_only_in_restarts_without_aof_is_recommended_with_appendonly_yes(example):
+    doc, inputs = example
+    F = copy.deepcopy(doc["facts"])
+    e = next(x for x in F["runs"] if x["name"] == "redis-restart-streams")
+    assert e["settings"]["appendonly"] == "no"
+    e["lost"] = e["faults"][0]["lost"] = 40   # the restart without AOF lost the stream's events
+    R = recommend.derive(F, inputs)
+    assert R["decision"] == "streams" and R["streams"]["aof_required"]
+    assert R["headline"].startswith("Recommendation: Streams with AOF (appendonly yes) for this workload")
+    assert "lost none with AOF (40 in restarts without it)" in R["headline"]
+    conf = R["redis"]["conf"]
+    assert "appendonly yes" in conf and "40 lost without AOF (redis-restart-streams)" in conf
+    # AOF in the example itself: both restarts lost nothing, so it is not what kept Streams whole
+    assert recommend.derive(doc["facts"], inputs)["redis"]["aof"]["value"] == "no"
+    # a Streams restart with AOF that lost as well: neither fits
+    a = next(x for x in F["runs"] if x["name"] == "redis-restart-aof-streams")
+    a["lost"] = a["faults"][0]["lost"] = 5
+    assert recommend.derive(F, inputs)["decision"] == "neither"
+
+
+def test_pubsub_chosen_gets_its_output_buffer_limit_and_the_runs_that_were_cut_off(example):
+    doc, inputs = example
+    R = recommend.derive(doc["facts"], inputs, budget_ms=1.0)   # no Streams lateness is acceptable
+    assert R["transport"] == "pubsub"
+    lim = doc["facts"]["settings"]["pubsub_limits"][0]
+    conf = R["redis"]["conf"]
+    assert f"client-output-buffer-limit pubsub {lim['hard_bytes']} {lim['soft_bytes']} {lim['soft_s']}" in conf
+    cut = [e for e in doc["facts"]["runs"] if any("output-buffer" in c for c, n in e["causes"] if n)]
+    assert cut and all(f"# {e['name']} ran with pubsub" in conf and f"{e['lost']:,} lost" in conf for e in cut)
+    assert "stream_maxlen" not in R["configuration"]["code"]

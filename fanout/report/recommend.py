@@ -304,25 +304,26 @@ def redis_settings(entries: Sequence[dict], facts_: Mapping[str, Any], transport
     for e in cut:
         lim = next((lm for lm in limits if e["name"] in lm["runs"]), None)
         cut_at.append({"name": e["name"], "transport": e["transport"], "lost": e["lost"],
-                       "value": lim["value"] if lim else None, "hard_bytes": lim["hard_bytes"] if lim else None})
-    restarts = []
-    for e in entries:
-        if "redis_restart" in (e.get("fault_kinds") or []):
-            restarts.append({"name": e["name"], "transport": e["transport"], "lost": e["lost"],
-                             "appendonly": (e.get("settings") or {}).get("appendonly")})
+                       "pubsub": (f"{lim['hard_bytes']} {lim['soft_bytes']} {lim['soft_s']}"
+                                  if lim and lim["hard_bytes"] is not None else None)})
     policy = (st.get("values") or {}).get("maxmemory-policy") or []
-    mine = [r for r in restarts if r["transport"] == transport]
-    with_, without = [r for r in mine if r["appendonly"] == "yes"], [r for r in mine if r["appendonly"] != "yes"]
-    lost_with, lost_without = sum(r["lost"] for r in with_), sum(r["lost"] for r in without)
-    # AOF is advised when a restart without it lost what one with it kept; measured both ways and
-    # no difference in loss: the runs' default; one way only: not decided by these runs
-    value = None if not (with_ and without) else "yes" if lost_without and not lost_with else "no"
     return {"pubsub_limit": base, "busiest_pubsub_subscriber": st.get("busiest_pubsub_subscriber"),
-            "cut_off": cut_at, "restarts": restarts,
-            "aof": {"value": value, "with": [r["name"] for r in with_], "without": [r["name"] for r in without],
-                    "lost_with": lost_with, "lost_without": lost_without},
+            "cut_off": cut_at, "aof": aof(entries, transport or "streams"),
             "maxmemory_policy": policy[0]["value"] if policy else None,
             "maxmemory_policy_runs": len(policy[0]["runs"]) if policy else 0}
+
+
+def aof(entries: Sequence[dict], transport: str) -> dict[str, Any]:
+    """AOF from ``transport``'s Redis restarts: ``yes`` when a restart without it lost events and
+    one with it lost none; ``no`` when measured both ways without that difference; None when
+    not measured both ways (not decided by these runs)."""
+    mine = [e for e in entries if e["transport"] == transport and "redis_restart" in (e.get("fault_kinds") or [])]
+    with_ = [e for e in mine if (e.get("settings") or {}).get("appendonly") == "yes"]
+    without = [e for e in mine if (e.get("settings") or {}).get("appendonly") != "yes"]
+    lost_with, lost_without = sum(int(e["lost"]) for e in with_), sum(int(e["lost"]) for e in without)
+    value = None if not (with_ and without) else "yes" if lost_without and not lost_with else "no"
+    return {"transport": transport, "value": value, "with": [e["name"] for e in with_],
+            "without": [e["name"] for e in without], "lost_with": lost_with, "lost_without": lost_without}
 
 
 # ------------------------------------------------------------------ sizing and next steps
@@ -477,6 +478,13 @@ def derive(facts_: Mapping[str, Any], inputs: Mapping[str, dict], *,
     memory = [{"name": names[k], "run_id": k, "event_types": list(v["scenario"].get("event_types") or []),
                **v["memory"]} for k, v in inputs.items() if v.get("memory") and k in names]
     pubsub, streams = pubsub_tradeoff(ps_rows), streams_tradeoff(st_rows, memory)
+    # Streams' loss in restarts without AOF, where restarts with it lost none, is AOF's to prevent:
+    # the rule weighs Streams with AOF (and the configuration says appendonly yes)
+    st_aof = aof(entries, "streams")
+    streams["aof_required"] = st_aof["value"] == "yes"
+    streams["lost_all"] = streams["lost"]
+    if streams["aof_required"]:
+        streams["lost"] = sum(r["lost"] for r in st_rows if r["name"] not in st_aof["without"])
     # a full stream: MAXLEN entries per event type at the median bytes per entry measured
     maxlens = [int(inputs[r["run_id"]]["scenario"].get("stream_maxlen") or 0) for r in memory + st_rows
                if r["run_id"] in inputs]
@@ -500,4 +508,4 @@ def derive(facts_: Mapping[str, Any], inputs: Mapping[str, dict], *,
 
 
 __all__ = ["LATENESS_BUDGET_MS", "OUTAGE_KINDS", "facts", "derive", "run_inputs", "memory_per_event", "choose",
-           "bridge_kwargs", "configuration", "tradeoff_table", "redis_settings", "sizing", "next_steps", "deployment"]
+           "bridge_kwargs", "configuration", "aof", "tradeoff_table", "redis_settings", "sizing", "next_steps", "deployment"]
