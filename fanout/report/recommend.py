@@ -268,13 +268,13 @@ def configuration(entries: Sequence[dict], inputs: Mapping[str, dict], transport
     the recommended transport's fault runs (their timeouts are the ones the recovery was measured
     with), else its runs without faults, else the first run."""
     if transport is None:
-        return {"transport": None, "from_runs": [], "host": None, "bot": None, "code": None}
+        return {"transport": None, "from_runs": [], "faulted": False, "host": None, "bot": None, "code": None}
     mine = [e for e in entries if e["transport"] == transport and e["run_id"] in inputs]
     basis = ([e for e in mine if e["faulted"] and any(k in OUTAGE_KINDS for k in e["fault_kinds"])]
              or [e for e in mine if not e["faulted"]] or mine
              or [e for e in entries if e["run_id"] in inputs])
     if not basis:
-        return {"transport": transport, "from_runs": [], "host": None, "bot": None, "code": None}
+        return {"transport": transport, "from_runs": [], "faulted": False, "host": None, "bot": None, "code": None}
     sc = inputs[basis[0]["run_id"]]["scenario"]
     host, bot = bridge_kwargs(sc, "host", transport), bridge_kwargs(sc, "bot", transport)
     # a bot: the host's settings, subscribe only, an id of its own (unique per process and host)
