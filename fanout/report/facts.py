@@ -407,6 +407,9 @@ def compute(rep) -> dict[str, Any]:
     facts["capacity_model"] = _capacity.model_constants()
     facts["scope"] = scope(rep)
     facts["readiness"] = _readiness.checklist(facts)
+    from fanout.report import recommend as _recommend
+
+    facts["recommendation"] = _recommend.facts(rep, entries, facts)
     return _plain(facts)
 
 

@@ -58,4 +58,12 @@ def load_curve(bench: dict | None) -> list[tuple]:
     return [(fig, caption("load_curve", bench))] if fig is not None else []
 
 
-__all__ = ["scenario", "across", "faults", "resources", "soak", "load_curve", "caption"]
+def deployment(rep: Report) -> list[tuple]:
+    """The recommendation's deployment diagram, drawn from ``rep.facts["recommendation"]``."""
+    from fanout.report import plots_deploy
+
+    R = rep.facts["recommendation"]
+    return [(plots_deploy.plot_deployment(R), macro("_recommendation.md.j2", "deployment_caption")(R))]
+
+
+__all__ = ["deployment", "scenario", "across", "faults", "resources", "soak", "load_curve", "caption"]

@@ -209,5 +209,15 @@ def failover_runs(rep: Report) -> str:
     return render("failover_runs.md.j2", table=T.md(T.failover_table(entries)), defs=T.DEFINITIONS)
 
 
-__all__ = ["page_one", "scenarios", "TOC", "scenario_head", "scenario_latency", "scenario_verdict", "comparisons", "comparison_pairs",
-           "performance", "resources", "capacity", "soak", "failover", "failover_runs", "capacity_model", "soak_series"]
+def recommendation(rep: Report) -> str:
+    """The recommendation: headline, trade-off, configuration, Redis settings, sizing, next steps,
+    every figure read from ``rep.facts["recommendation"]`` (report.json)."""
+    from fanout.report import recommend as _recommend
+
+    R = rep.facts["recommendation"]
+    return render("recommendation.md.j2", R=R, tradeoff=T.md(_recommend.tradeoff_table(R)))
+
+
+__all__ = ["page_one", "recommendation", "scenarios", "TOC", "scenario_head", "scenario_latency", "scenario_verdict",
+           "comparisons", "comparison_pairs", "performance", "resources", "capacity", "soak", "failover",
+           "failover_runs", "capacity_model", "soak_series"]
