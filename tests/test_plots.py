@@ -353,3 +353,45 @@ def test_latency_ecdf_caption_states_the_measured_stagger():
     (_e, _), (_fig, text), _ = figures.scenario(_staggered_run())
     assert "50.0 µs later per place" in text and "first a, last c" in text and "r = 1.00" in text
     assert "100 µs from the first to the last" in text and "one event loop" in text
+
+
+def test_fault_panel_clips_a_catch_up_spike_and_writes_its_value():
+    from _records import T0
+    from fanout.lab.record import FAULT_COLUMNS, frame
+    from fanout.report import plots_faults
+    from fanout.report.runs import ScenarioRun
+
+    rec = make_record({"test-instance-0": 60, "test-instance-1": 60, "test-instance-2": 60},
+                      scenario_overrides={"name": "slow-consumer-streams"})
+    d = rec.deliveries
+    held = (d["receiver"] == "test-instance-1") & (d["t_received"] >= T0 + 4_000_000_000) \
+        & (d["t_received"] < T0 + 8_000_000_000)
+    d.loc[held, "t_received"] = T0 + 8_050_000_000  # everything held during the fault arrives in one bin
+    rec.faults = frame([{"kind": "slow_consumer", "instance": "test-instance-1", "t_start": T0 + 4_000_000_000,
+                         "t_end": T0 + 8_000_000_000, "detail": "slowed"}], FAULT_COLUMNS)
+    run = ScenarioRun(scenario=None, record=rec, findings=analyse(rec), role="fault")
+    peak = plots_faults.delivery_timeline(run)["per_s"].max()
+    assert peak >= int(held.sum()) * 10  # all in one 100 ms bin (with what arrived there anyway)
+    (ax,) = plots_faults.plot_delivery_around_faults([run]).axes
+    assert ax.get_ylim()[1] < peak  # the rest of the panel is not flattened by the spike
+    assert any(t.get_text() == f"↑ {peak:,.0f}/s" for t in ax.texts)  # the spike's value is still stated
+
+
+def test_soak_leaves_out_an_all_zero_reconnects_panel_and_says_so():
+    from fanout.report import figures, plots_soak
+
+    def row(i, span=10.0):
+        return {"t_s": i * 10.0, "span_s": span, "deliveries_per_s": 100.0, "p50_ms": 0.5, "p99_ms": 3.0,
+                "rss_mib": {"coordinator": 100.0 + (40.0 if i == 5 else 0.0)}, "redis_mib": 1.2,
+                "omem_max_bytes": 0, "reconnects": 0}
+
+    k = {"name": "soak", "interval_s": 10, "processes": ["coordinator"], "offered_deliveries_per_s": 100.0,
+         "series": [row(i) for i in range(5)] + [row(5, span=2.0)]}
+    fig = plots_soak.plot_soak(k)
+    assert len(fig.axes) == 4 and "0 reconnects in every interval" in fig._suptitle.get_text()
+    assert plots_soak.partial_last(k) == 2.0 and plots_soak.end_step(k) == {"process": "coordinator", "mib": 40.0}
+    text = figures.caption("soak", k, plots_soak.partial_last(k), plots_soak.end_step(k))
+    assert "No panel for reconnects: there were 0 in every interval." in text
+    assert "covers only 2.0 s" in text and "grows 40.0 MiB in the last interval" in text
+    k["series"][2]["reconnects"] = 1
+    assert len(plots_soak.plot_soak(k).axes) == 5

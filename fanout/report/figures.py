@@ -58,7 +58,7 @@ def scenarios_latency(rep: Report) -> list[tuple]:
     per = {n: sum(1 for r in runs if r.name == n) for n in names}
     entries = [_entry(r, rep) for r in runs]
     withheld = [e["name"] for e in entries if e.get("latency_samples") is not None and e.get("latency_p99_ms") is None]
-    summary = [r.name for r in runs if plots._run_source(r.record, r.findings) == "histogram"]
+    summary = [r.name for r in runs if plots.latency_source(r.record, r.findings) == "histogram"]
     return [(fig, caption("scenarios_latency", {"scenarios": len(names), "runs": len(runs),
                                                 "runs_per": sorted(set(per.values())),
                                                 "withheld_p99": list(dict.fromkeys(withheld)),

@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from fanout.analysis import Findings, analyse, latency_samples
+from fanout.errors import ConfigError
 from fanout.analysis.latency import carried, min_samples
 from fanout.lab.record import RunRecord
 
@@ -369,7 +370,7 @@ def _run_latency(record: RunRecord, findings: Findings | None) -> dict:
     every first delivery; ``histogram``: the summary's histograms, for a run analysed from its
     summary or whose rows were not kept), its p50/p99 (the findings', else the drawn samples'),
     each only where the samples carry it, and the samples <= 0 ms left out."""
-    if _run_source(record, findings) == "histogram":
+    if latency_source(record, findings) == "histogram":
         lat = record.summary.latency_of()
         x, y = _ecdf_from_histogram(lat)
         n, left_out, source = int(lat.count), int(lat.negative), "histogram"
@@ -381,7 +382,7 @@ def _run_latency(record: RunRecord, findings: Findings | None) -> dict:
     else:
         try:
             s = latency_samples(record)
-        except Exception as e:  # noqa: BLE001  (a record that keeps neither rows nor summary: say so)
+        except ConfigError as e:  # a record that keeps neither its rows nor a summary: the panel says so
             return {"x": np.empty(0), "y": np.empty(0), "n": 0, "left_out": 0, "source": f"no samples ({e})",
                     "marks": {}}
         vals = s["lat_ms"].to_numpy(dtype=float)
@@ -492,7 +493,7 @@ def scenarios_latency(records: Sequence[RunRecord], findings: Sequence[Findings]
     keys = [Line2D([], [], color="0.5", marker=m, linestyle="none", markersize=6, markeredgecolor="0.1",
                    label=f"{key.removesuffix('_ms')} of the run") for key, _q, m in RUN_MARKS]
     keys.append(Line2D([], [], color="0.3", linestyle="-", label="from every delivery"))
-    if any(_run_source(rec, f) == "histogram" for rec, f in zip(records, findings)):
+    if any(latency_source(rec, f) == "histogram" for rec, f in zip(records, findings)):
         keys.append(Line2D([], [], color="0.3", linestyle="--", label="from the run's summary histogram"))
     fig.legend(handles=keys, loc="outside lower center", ncols=len(keys), fontsize=8, frameon=False)
     fig.suptitle("Latency distribution of every run, one panel per scenario "
@@ -500,7 +501,7 @@ def scenarios_latency(records: Sequence[RunRecord], findings: Sequence[Findings]
     return fig
 
 
-def _run_source(record: RunRecord, findings: Findings | None) -> str:
+def latency_source(record: RunRecord, findings: Findings | None) -> str:
     """``histogram`` for a run analysed from its summary or that kept no rows (and has a summary),
     else ``rows``."""
     analysed_from = (findings.overall.get("analysed_from") if findings is not None else None) or "rows"
@@ -509,4 +510,4 @@ def _run_source(record: RunRecord, findings: Findings | None) -> str:
 
 
 __all__ = ["latency_ecdf", "expected_vs_received", "latency_over_time", "scenario_comparison",
-           "latency_ecdf_by_scenario", "scenarios_latency", "PERCENTILE_MARKERS"]
+           "latency_ecdf_by_scenario", "scenarios_latency", "latency_source", "PERCENTILE_MARKERS"]
