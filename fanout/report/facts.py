@@ -158,8 +158,21 @@ def run_facts(rep, run) -> dict[str, Any]:
         "loss_bound_pct": loss_bound_pct(o.expected) if o.exactly_once else None, "lateness": _lateness(faults),
         "recovered": int(sum(r.get("recovered") or 0 for r in faults)),
         "recovery_ms": max((r["recovery_ms"] for r in faults if r.get("recovery_ms") is not None), default=None),
+        "dispatch": dispatch(run),
     })
     return _plain(d)
+
+
+def dispatch(run) -> dict[str, Any] | None:
+    """The per-instance latency stagger of a run (:func:`fanout.report.ordering.dispatch_order`)
+    with ``one_loop``: whether its instances shared one event loop (hosted in one process). None
+    for a run analysed from its summary: its rows are not read for this."""
+    from fanout.report.ordering import dispatch_order
+
+    if run.findings.overall.get("analysed_from") == "summary":
+        return None
+    d = dispatch_order(run.record)
+    return None if d is None else {**d, "one_loop": hosting(run)["kind"] == "single"}
 
 
 def server_name(run) -> str:
@@ -422,9 +435,14 @@ def scope(rep) -> dict[str, Any]:
             "foreign": sum(int(r.findings.overall.get("foreign", 0)) for r in rep.runs)}
 
 
+def run_entry(facts: dict, run) -> dict | None:
+    """One run's entry of ``facts["runs"]``, by its run id (names repeat when runs are repeated)."""
+    return next((e for e in facts["runs"] if e.get("run_id") == run.record.run_id), None)
+
+
 def by_name(facts: dict) -> dict[str, dict]:
     return {e["name"]: e for e in facts["runs"]}
 
 
 __all__ = ["DEFINITIONS", "compute", "tally", "groups", "run_facts", "publishing_window_s", "hosting",
-           "server_name", "parse_limit", "by_name"]
+           "server_name", "parse_limit", "by_name", "dispatch", "run_entry"]

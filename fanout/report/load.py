@@ -91,31 +91,101 @@ def curve_frame(d: dict) -> pd.DataFrame:
     return pd.DataFrame(d.get("knee", {}).get("curve", []))
 
 
+#: the curve's percentiles: (column, legend word, line style)
+CURVE_PERCENTILES = (("p50_ms", "p50", "-"), ("p99_ms", "p99", "--"))
+
+
+def _k(v: float, _pos=None) -> str:
+    """A rate tick: 500, 1k, 2k, 50k (short enough that a narrow panel's labels never touch)."""
+    return f"{v / 1000:g}k" if v >= 1000 else f"{v:g}"
+
+
 def plot_curve(d: dict):
     """Latency (p50 and p99) against delivered events/s, one panel per instance count (None when
-    the result holds no curve). Built without pyplot, so it is shown once, where it is placed."""
+    the result holds no curve). One line per harness and percentile, each named in the legend
+    (colour: the harness, line style: the percentile), its points joined in the order the knee
+    search offered its rates; a step the harness failed (``passed`` false: it fell behind its
+    schedule or lost events) is drawn as an open marker. Throughput is on a log axis: the search
+    multiplies the rate at each step, so a linear axis crowds its first steps into the corner.
+    Built without pyplot, so it is shown once, where it is placed."""
     import seaborn as sns
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    from fanout.report.plots import WIDTH_IN, _log_ms_axis
 
     c = curve_frame(d)
     if c.empty:
         return None
     counts = sorted(c["instances"].unique())
-    fig = Figure(figsize=(4.2 * len(counts), 3.6), layout="constrained")
-    axes = fig.subplots(1, len(counts), squeeze=False, sharey=True)[0]
+    harnesses = list(dict.fromkeys(c.sort_values("harness")["harness"]))
+    colors = dict(zip(harnesses, sns.color_palette("tab10" if len(harnesses) <= 10 else "husl", len(harnesses))))
+    ncols = min(len(counts), 3)
+    nrows = -(-len(counts) // ncols)
+    with sns.axes_style("whitegrid"):
+        fig = Figure(figsize=(WIDTH_IN, 3.4 * nrows + 0.9), layout="constrained")
+        axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True).ravel()
+    handles: dict[str, Line2D] = {}
+    failed_drawn = False
     for ax, n in zip(axes, counts):
-        part = c[c["instances"] == n].sort_values("deliveries_per_s")
-        long = part.melt(id_vars=["harness", "deliveries_per_s", "passed"], value_vars=["p50_ms", "p99_ms"],
-                         var_name="percentile", value_name="ms")
-        sns.lineplot(data=long, x="deliveries_per_s", y="ms", hue="harness", style="percentile", marker="o", ax=ax)
+        part = c[c["instances"] == n]
+        order = "rate" if "rate" in part.columns else "deliveries_per_s"
+        for harness in harnesses:
+            h = part[part["harness"] == harness].sort_values(order)
+            if h.empty:
+                continue
+            passed = h["passed"].astype(bool) if "passed" in h.columns else pd.Series(True, index=h.index)
+            for col, word, style in CURVE_PERCENTILES:
+                pts = h[h[col].notna()]
+                if pts.empty:
+                    continue
+                label = f"{harness} {word}"
+                (line,) = ax.plot(pts["deliveries_per_s"], pts[col], color=colors[harness], linestyle=style,
+                                  linewidth=1.4, label=label)
+                ok = passed[pts.index]
+                ax.scatter(pts.loc[ok, "deliveries_per_s"], pts.loc[ok, col], color=colors[harness], s=18, zorder=3)
+                ax.scatter(pts.loc[~ok, "deliveries_per_s"], pts.loc[~ok, col], facecolors="white",
+                           edgecolors=colors[harness], s=26, zorder=3, linewidths=1.3)
+                failed_drawn = failed_drawn or bool((~ok).any())
+                handles.setdefault(label, Line2D([], [], color=colors[harness], linestyle=style, marker="o",
+                                                 markersize=4, linewidth=1.4, label=label))
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(_k))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_yscale("log")
-        ax.set_title(f"{n} instances")
-        ax.set_xlabel("deliveries per second")
-        ax.set_ylabel("latency from due time (ms, log)")
-        if ax is not axes[0] and ax.get_legend():
-            ax.get_legend().remove()
-    fig.suptitle("Latency against throughput (the load benchmark's knee search)")
+        _log_ms_axis(ax.yaxis)
+        ax.set_title(f"{n} instances", fontsize=10)
+        ax.set_xlabel("deliveries per second (log scale)")
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(counts):]:
+        ax.set_visible(False)
+    axes[0].set_ylabel("latency from due time (ms, log scale)")
+    legend = [handles[k] for k in sorted(handles, key=lambda k: (harnesses.index(k.rsplit(" ", 1)[0]), k))]
+    if failed_drawn:
+        legend.append(Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
+                             label="open marker: step failed"))
+    fig.legend(handles=legend, loc="outside lower center", ncols=min(4, len(legend)), fontsize=8, frameon=False)
+    fig.suptitle("Latency against throughput (the load benchmark's knee search)", fontsize=11)
     return fig
+
+
+def curve_notes(d: dict) -> dict[str, Any]:
+    """What the curve's caption must explain, from the curve itself: the harnesses (with their
+    instance count) that delivered less when offered more (their line turns back to the left),
+    the steps whose p99 is not drawn (their samples do not carry it), and whether any step failed."""
+    c = curve_frame(d)
+    if c.empty:
+        return {"turned_back": [], "p99_missing": 0, "failed": 0}
+    order = "rate" if "rate" in c.columns else "deliveries_per_s"
+    back = []
+    for (n, harness), part in c.groupby(["instances", "harness"], sort=True):
+        got = part.sort_values(order)["deliveries_per_s"].to_numpy()
+        if len(got) > 1 and (got[1:] < got[:-1]).any():
+            back.append(f"{harness} ({n} instances)")
+    return {"turned_back": back, "p99_missing": int(c["p99_ms"].isna().sum()),
+            "failed": int((~c["passed"].astype(bool)).sum()) if "passed" in c.columns else 0}
 
 
 def load_markdown(d: dict | None) -> str:

@@ -12,6 +12,10 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 BIN_MS = 100
+#: a panel's y axis ends at this many times the 95th percentile of its bins (a catch-up spike
+#: far above would flatten the rest to a line at the bottom); a bin above is clipped and its
+#: value written beside it
+SPIKE_FACTOR = 3.0
 
 
 def delivery_timeline(run, bin_ms: int = BIN_MS) -> pd.DataFrame:
@@ -32,6 +36,24 @@ def delivery_timeline(run, bin_ms: int = BIN_MS) -> pd.DataFrame:
     return out[["receiver", "t_s", "deliveries", "per_s"]]
 
 
+def _clip_spikes(ax, tl: pd.DataFrame, palette: dict, bin_ms: int) -> None:
+    """End the y axis at :data:`SPIKE_FACTOR` × the 95th percentile of the panel's bins when a
+    bin rises above that, and write each clipped bin's value at its top edge (the spike stays
+    stated; the rest of the panel stays readable)."""
+    if tl.empty:
+        ax.set_ylim(bottom=0)
+        return
+    top = SPIKE_FACTOR * float(np.percentile(tl["per_s"], 95))
+    over = tl[tl["per_s"] > top]
+    if top <= 0 or over.empty:
+        ax.set_ylim(bottom=0)
+        return
+    ax.set_ylim(0, top)
+    for row in over.sort_values("per_s", ascending=False).drop_duplicates("receiver").itertuples(index=False):
+        ax.annotate(f"↑ {row.per_s:,.0f}/s", (row.t_s + bin_ms / 2000, top), xytext=(3, -11), textcoords="offset points",
+                    ha="left", va="top", fontsize=7, color=palette[str(row.receiver)])
+
+
 def plot_delivery_around_faults(runs: Sequence, bin_ms: int = BIN_MS) -> Figure | None:
     """A grid, faults as rows and transports as columns: deliveries/s per instance over time."""
     if not runs:
@@ -48,6 +70,7 @@ def plot_delivery_around_faults(runs: Sequence, bin_ms: int = BIN_MS) -> Figure 
         tl = delivery_timeline(run, bin_ms)
         for name, part in tl.groupby("receiver", sort=False):
             ax.step(part["t_s"], part["per_s"], where="post", color=palette[str(name)], linewidth=1.1, label=str(name))
+        _clip_spikes(ax, tl, palette, bin_ms)
         for f in run.record.faults.itertuples(index=False):
             lo, hi = (f.t_start - run.record.t0) / 1e9, (f.t_end - run.record.t0) / 1e9
             ax.axvspan(lo, hi, color="tab:red", alpha=0.13, linewidth=0)
@@ -58,7 +81,8 @@ def plot_delivery_around_faults(runs: Sequence, bin_ms: int = BIN_MS) -> Figure 
         ax.set_xlabel("time since t0 (s)", fontsize=8)
         ax.set_ylabel("deliveries/s", fontsize=8)
         ax.tick_params(labelsize=7)
-        ax.set_ylim(bottom=0)
+        if ax.get_ylim()[0] != 0:
+            ax.set_ylim(bottom=0)
     handles = [Line2D([], [], color=palette[n], label=n) for n in names]
     fig.legend(handles, names, loc="outside lower center", ncols=min(len(names), 5), fontsize=8, frameon=False,
                title="receiving instance", title_fontsize=8)
@@ -66,4 +90,4 @@ def plot_delivery_around_faults(runs: Sequence, bin_ms: int = BIN_MS) -> Figure 
     return fig
 
 
-__all__ = ["delivery_timeline", "plot_delivery_around_faults", "BIN_MS"]
+__all__ = ["delivery_timeline", "plot_delivery_around_faults", "BIN_MS", "SPIKE_FACTOR"]

@@ -33,7 +33,8 @@ def plot_cpu(summaries: Sequence[tuple]) -> Figure | None:
         ax = fig.add_subplot(1, 1, 1)
     sns.barplot(data=df, y="run", x="cpu_pct", hue="who", order=order, ax=ax, palette=["#d1495b", "#30638e"])
     ax.axvline(100, color="0.3", linestyle="--", linewidth=1)
-    ax.text(100, 1.0, " one core", transform=ax.get_xaxis_transform(), fontsize=7, va="bottom", color="0.3")
+    ax.text(100, 1.0, "one core ", transform=ax.get_xaxis_transform(), fontsize=7, va="bottom", ha="right",
+            color="0.3")
     ax.set_xlabel("CPU (% of one core, mean over the run)")
     ax.set_ylabel("")
     ax.tick_params(axis="y", labelsize=7)
