@@ -301,6 +301,6 @@ def test_the_reports_comparisons_put_every_number_in_report_json():
     assert (p50["base_n"], p50["new_n"], p50["family"], p50["reading"]) == (4, 4, 2, sig.INCONCLUSIVE)
     assert F["method"]["threshold_pct"] == sig.THRESHOLD_PCT and not F["single_runs"]
     text = sections.comparisons(rep)
-    assert "### instances: 3 vs 5 bots at 500 events/s each" in text and "INCONCLUSIVE" in text
+    assert "| instances: 3 vs 5 bots at 500 events/s each" in text and "INCONCLUSIVE" in text
     assert missing_from(text, archive(rep)) == []
     assert missing_from(text + "\nan invented shift: +0.123 ms", archive(rep)) == ["0.123"]

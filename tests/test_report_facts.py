@@ -233,7 +233,7 @@ def test_server_settings_are_per_run_and_a_streams_byte_rate_is_not_pub_sub_advi
     s = archive(rep)["facts"]["settings"]
     assert [lim["runs"] for lim in s["pubsub_limits"]] == [["capacity-1x500", "capacity-streams"], ["partition-pubsub"]]
     assert s["busiest_pubsub_subscriber"]["run"] == "capacity-1x500"
-    text = operations.operations(rep)
+    text = operations.deployment(rep)
     assert "hard 32.0 MiB, soft 8.0 MiB for 60 s (2 runs: capacity-1x500, capacity-streams)" in text
     assert "hard 64.0 KiB, soft 64.0 KiB for 0 s (1 run: partition-pubsub)" in text
     assert "the busiest pub/sub subscriber here received" in text and "(`capacity-1x500`" in text
@@ -391,7 +391,7 @@ def test_every_section_before_the_appendix_reads_its_numbers_from_report_json():
         parts += [sections.scenario_head(rep, run, i), sections.scenario_latency(run), sections.scenario_verdict(run)]
     parts += [sections.comparisons(rep), sections.performance(rep), sections.resources(rep), sections.capacity(rep), sections.capacity_model(rep),
               sections.soak(rep), sections.failover(rep), sections.failover_runs(rep), sections.scenarios(rep),
-              operations.operations(rep), operations.limitations(rep)]
+              operations.operations(rep), operations.deployment(rep), operations.limitations(rep)]
     doc = archive(rep)
     for part in parts:
         assert missing_from(part, doc, PAGE_EXEMPT) == [], part[:60]

@@ -184,6 +184,8 @@ def test_page_one_says_what_protected_the_run_and_names_forged_traffic():
     assert "1 run: signing off, the default Redis user" in row
     assert "1 run: signing on (key id `k-1234`), ACL user `fanout-peer`" in row
     assert "**Forged or conflicting traffic**" in page and "(2 suspicious, 5 rejected, 0 id conflicts)" in page
-    only_plain = sections.page_one(Report(params=PARAMS, runs=[run_of(plain)]))
-    assert "**signed envelopes**: no run signed its envelopes" in only_plain
+    plain_rep = Report(params=PARAMS, runs=[run_of(plain)])
+    only_plain = sections.page_one(plain_rep)
+    assert "**signed envelopes**" in only_plain and "[Next steps](#next-steps)" in only_plain
+    assert "**Signed envelopes** — no run signed its envelopes" in sections.recommendation(plain_rep)
     assert "**least-privilege ACL users**" in only_plain and "**Forged" not in only_plain

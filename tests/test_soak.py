@@ -345,7 +345,7 @@ def test_without_a_soak_the_section_is_one_line_and_page_one_says_no_soak():
     assert len(body) == 1 and body[0].startswith("No soak in this report") and "**not measured**" in body[0]
     assert "60 s" in body[0] and "30 min" in body[0]
     assert missing_from(text, archive(rep), PAGE_EXEMPT) == []
-    assert "**soak**: no soak in this report" in page_one_of(rep)
+    assert "**soak**" in page_one_of(rep) and "**Soak** — no soak in this report" in sections.recommendation(rep)
     assert figures.soak(rep) == []
 
 

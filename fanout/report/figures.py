@@ -53,7 +53,7 @@ def scenarios_latency(rep: Report) -> list[tuple]:
     runs = rep.scenarios
     if not runs:
         return []
-    fig = plots.scenarios_latency([r.record for r in runs], [r.findings for r in runs])
+    fig = plots.scenarios_latency([r.record for r in runs], [r.findings for r in runs], ncols=3)
     names = list(dict.fromkeys(r.name for r in runs))
     per = {n: sum(1 for r in runs if r.name == n) for n in names}
     entries = [_entry(r, rep) for r in runs]

@@ -10,9 +10,17 @@ from fanout.report.prose import render
 
 
 def operations(rep: Report) -> str:
+    """Production readiness and monitoring."""
     f = rep.facts
     return render("operations.md.j2", rep=rep, items=f["readiness"], s=f["settings"], th=f["monitoring"],
                   servers=len(f["scope"]["servers"]))
+
+
+def deployment(rep: Report) -> str:
+    """The appendix: every server setting that decides what happens under load, as each run's server
+    reported it, with what to set (the recommendation's Redis settings are the short form)."""
+    f = rep.facts
+    return render("deployment.md.j2", rep=rep, s=f["settings"])
 
 
 def limitations(rep: Report) -> str:
@@ -28,4 +36,4 @@ def methodology() -> str:
     return render("methodology.md.j2", defs=DEFINITIONS)
 
 
-__all__ = ["checklist", "operations", "limitations", "methodology"]
+__all__ = ["checklist", "operations", "deployment", "limitations", "methodology"]

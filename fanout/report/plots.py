@@ -429,7 +429,7 @@ def scenarios_latency(records: Sequence[RunRecord], findings: Sequence[Findings]
     ncols = max(1, min(ncols, n))
     nrows = -(-n // ncols)
     with sns.axes_style(STYLE):
-        fig = Figure(figsize=(WIDTH_IN, 2.35 * nrows + 0.9), layout="constrained")
+        fig = Figure(figsize=(WIDTH_IN, 2.0 * nrows + 0.9), layout="constrained")
         axes = list(fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel())
     for ax in axes[n:]:
         fig.delaxes(ax)

@@ -63,7 +63,7 @@ def plot_delivery_around_faults(runs: Sequence, bin_ms: int = BIN_MS) -> Figure 
     names = list(dict.fromkeys(str(n) for r in runs for n in r.findings.per_instance["instance"]))
     palette = dict(zip(names, sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))))
     with sns.axes_style("whitegrid"):
-        fig = Figure(figsize=(5.2 * len(transports), 2.3 * len(faults) + 0.8), layout="constrained")
+        fig = Figure(figsize=(5.2 * len(transports), 1.6 * len(faults) + 0.8), layout="constrained")
         axes = fig.subplots(len(faults), len(transports), squeeze=False, sharex=False)
     for run in runs:
         ax = axes[faults.index(run.fault)][transports.index(run.transport)]

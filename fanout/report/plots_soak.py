@@ -69,7 +69,7 @@ def plot_soak(k: dict) -> Figure | None:
     reconnects = int(df["reconnects"].sum())
     n_panels = 5 if reconnects else 4
     with sns.axes_style("whitegrid"):
-        fig = Figure(figsize=(9.0, 2.2 * n_panels), layout="constrained")
+        fig = Figure(figsize=(9.0, 1.6 * n_panels + 0.4), layout="constrained")
         axes = fig.subplots(n_panels, 1, sharex=True)
     ax = axes[0]
     sns.lineplot(data=df, x="t_min", y="deliveries_per_s", ax=ax, color="#30638e", marker="o", markersize=3)

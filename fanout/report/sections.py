@@ -115,24 +115,24 @@ def scenario_verdict(run: ScenarioRun) -> str:
 
 
 def comparisons(rep: Report) -> str:
-    """The comparison pairs, every number read from ``rep.facts["comparisons"]`` (report.json)."""
+    """Every comparison pair in one table (a row per pair and metric), every number read from
+    ``rep.facts["comparisons"]`` (report.json); what reads WORSE or BETTER said in words under it."""
     F = rep.facts["comparisons"]
-    blocks = []
-    for pair in F["pairs"]:
-        rows = [dict(r, scenario=pair["label"]) for r in pair["rows"]]
-        shown = _compare.display_frame(_compare.Comparison(_compare.frame(rows))).drop(columns=["scenario"])
-        by = {}
-        for r in rows:
-            by.setdefault(r["reading"], []).append(r)
-        blocks.append({"pair": pair, "table": T.md_noted(shown), "by": by})
-    return render("comparisons.md.j2", rep=rep, C=F, M=F["method"], blocks=blocks,
-                  distribution=T.md(T.distribution_table(rep.scenarios)) if rep.scenarios else "")
+    rows = [dict(r, scenario=pair["label"]) for pair in F["pairs"] for r in pair["rows"]]
+    table = ""
+    if rows:
+        shown = _compare.display_frame(_compare.Comparison(_compare.frame(rows))).rename(
+            columns={"scenario": "comparison"})
+        table = T.md_noted(shown)
+    decided = [(pair, r) for pair in F["pairs"] for r in pair["rows"] if r["reading"] in ("WORSE", "BETTER")]
+    return render("comparisons.md.j2", rep=rep, C=F, M=F["method"], table=table, decided=decided)
 
 
 def performance(rep: Report) -> str:
     runs = rep.scenarios + rep.capacity
     return render("performance.md.j2", rep=rep, latency=T.md_noted(T.latency_distribution_table(runs)),
-                  throughput=T.md_noted(T.throughput_table(runs, rep.loads, rep.facts)))
+                  throughput=T.md_noted(T.throughput_table(runs, rep.loads, rep.facts)),
+                  distribution=T.md(T.distribution_table(rep.scenarios)) if rep.scenarios else "")
 
 
 def resources(rep: Report) -> str:
