@@ -111,10 +111,13 @@ def _median_range(values: Sequence[float]) -> dict[str, Any]:
 
 
 def _fault_rows(entry: Mapping[str, Any], inp: Mapping[str, Any] | None) -> list[dict]:
-    """The entry's fault rows of outage kinds, each with its window (seconds) from the record:
-    row k is the record's fault k (the analysis builds them in that order); where the counts
-    differ, each row takes the next window of its kind."""
+    """The entry's fault rows of outage kinds, each with its window (seconds): the row's own
+    ``outage_s`` (the fault table's, as report.json keeps it), else from the record — row k is the
+    record's fault k (the analysis builds them in that order); where the counts differ, each row
+    takes the next window of its kind."""
     rows, windows = list(entry.get("faults") or []), list((inp or {}).get("faults") or [])
+    if rows and all(r.get("outage_s") is not None for r in rows):
+        return [{**r, "window_s": float(r["outage_s"])} for r in rows if r.get("kind") in OUTAGE_KINDS]
     if len(windows) != len(rows):
         pool: dict[str, list[dict]] = {}
         for w in windows:
