@@ -181,10 +181,11 @@ def test_the_report_puts_verdict_scope_and_key_results_first_and_the_appendix_la
     all_passed = all(r["findings"]["passed"] for r in res.result["runs"])
     assert res.passed is all_passed and res.status == ("PASS" if all_passed else "FAIL") and res.archive.is_file()
     md = res.markdown.read_text()
-    order = ["## Verdict:", "**Contents**", "### Scope", "### Key results", "### Needs attention", "## Scenarios",
-             "## Comparisons", "## Failover", "## Capacity planning", "## Production readiness",
-             "## Deployment and configuration", "## Monitoring", "## Known limitations", "## Testing methodology",
-             "## Appendix", "### Failover, run by run", "## Performance", "## Resource usage", "## 1. standard"]
+    order = ["## Verdict:", "**Contents**", "### Scope", "### Key results", "### Needs attention", "## Recommendation",
+             "### Next steps", "## Scenarios", "## Comparisons", "## Failover", "## Capacity planning",
+             "## Production readiness", "## Monitoring", "## Known limitations", "## Testing methodology",
+             "## Appendix", "### Failover, run by run", "## Deployment and configuration", "## Performance",
+             "## Resource usage", "## 1. standard"]
     positions = [md.index(h) for h in order]
     assert positions == sorted(positions), [h for h, p in zip(order, positions)]
     assert "**Durations × 0.1**" in md.split("## Verdict")[0]  # the mode in the page header

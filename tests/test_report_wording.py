@@ -189,3 +189,16 @@ def test_page_one_says_what_protected_the_run_and_names_forged_traffic():
     assert "**signed envelopes**" in only_plain and "[Next steps](#next-steps)" in only_plain
     assert "**Signed envelopes** — no run signed its envelopes" in sections.recommendation(plain_rep)
     assert "**least-privilege ACL users**" in only_plain and "**Forged" not in only_plain
+
+
+def test_every_entry_of_page_ones_table_of_contents_links_to_a_section():
+    from fanout.report import appendix, operations
+
+    rep = Report(params=PARAMS, runs=[run_of(make_record(SEED_3)), fault_run(lose=True)])
+    page = sections.page_one(rep)
+    body = "".join([page, sections.recommendation(rep), sections.scenarios(rep), sections.comparisons(rep),
+                    sections.failover(rep), sections.capacity(rep), sections.soak(rep), operations.operations(rep),
+                    operations.limitations(rep), operations.methodology(), appendix.appendix(rep, None, "")])
+    for anchor, title in sections.TOC:
+        assert f"[{title}](#{anchor})" in page
+        assert f'<a id="{anchor}"></a>' in body, anchor

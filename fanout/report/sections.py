@@ -77,7 +77,7 @@ def page_one(rep: Report) -> str:
 #: the report's sections in order (anchor, title): page one's table of contents
 TOC = (("recommendation", "Recommendation"), ("scenarios", "Scenarios"), ("comparisons", "Comparisons"),
        ("failover", "Failover"), ("capacity", "Capacity planning"), ("soak", "Soak"),
-       ("monitoring", "Monitoring"), ("limitations", "Limitations and methodology"), ("appendix", "Appendix"))
+       ("readiness", "Readiness and monitoring"), ("limitations", "Limitations and methodology"), ("appendix", "Appendix"))
 
 
 def scenarios(rep: Report) -> str:
