@@ -100,7 +100,7 @@ def test_a_load_point_below_its_target_rate_is_over_capacity_and_left_out_of_the
     assert [r for r, _ in ml["excluded_over"]] == [over]
     rep = Report(params=PARAMS, runs=[over, ok])
     page = sections.page_one(rep)
-    assert "over capacity — the publisher fell behind" in page
+    assert "1 run of 1 load point ran over capacity (`capacity-1x40`: over capacity — the publisher fell behind)" in page
     assert "Max lossless rate measured: **10.00 events/s**" in page and "capacity-1x10" in page
     assert "**Over capacity**" in page
 
