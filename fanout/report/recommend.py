@@ -338,25 +338,24 @@ def sizing(facts_: Mapping[str, Any]) -> dict[str, Any]:
     ratio beside it; never beyond the range (the template says where it ends)."""
     from scipy import stats
 
-    entries = {e["run_id"]: e for e in facts_["runs"]}
-    by_name = {}
-    for e in facts_["runs"]:
-        by_name.setdefault(e["name"], []).append(e)
+    # every capacity run within capacity is one point (repeated runs: each its own); a run over
+    # capacity measured the instrument's limit, not Redis's
     rows = []
-    for c in facts_.get("capacity") or []:
-        if not c.get("measured") or not c.get("deliveries_per_s") or c.get("redis_cpu_pct") is None:
+    for e in facts_["runs"]:
+        res = e.get("resources") or {}
+        if e.get("role") != "capacity" or (e.get("load") or {}).get("over_capacity") \
+                or not e.get("deliveries_per_s") or res.get("redis_cpu_pct") is None:
             continue
-        e = entries.get(c.get("run_id")) or (by_name.get(c["run"]) or [None])[0]
-        if e is not None and (e.get("load") or {}).get("over_capacity"):
-            continue  # the instrument's limit, not Redis's
-        mem = ((e or {}).get("resources") or {}).get("redis_memory_mib")
-        rows.append({"run": c["run"], "transport": (e or {}).get("transport"),
-                     "deliveries_per_s": float(c["deliveries_per_s"]),
-                     "redis_cpu_pct": float(c["redis_cpu_pct"]), "redis_memory_mib": mem})
-    out: dict[str, Any] = {"rows": rows, "runs": len(rows), "derivable": False, "lo": None, "hi": None,
+        rows.append({"run": e["name"], "run_id": e["run_id"], "transport": e.get("transport"),
+                     "deliveries_per_s": float(e["deliveries_per_s"]), "redis_cpu_pct": float(res["redis_cpu_pct"]),
+                     "redis_memory_mib": res.get("redis_memory_mib")})
+    out: dict[str, Any] = {"rows": rows, "runs": len(rows), "configurations": len({r["run"] for r in rows}),
+                           "excluded_over": sorted({e["name"] for e in facts_["runs"] if e.get("role") == "capacity"
+                                                    and (e.get("load") or {}).get("over_capacity")}),
+                           "derivable": False, "lo": None, "hi": None,
                            "transports": sorted({r["transport"] for r in rows if r["transport"]})}
     if not rows:
-        out["why"] = "no capacity row was measured with Redis sampled"
+        out["why"] = "no capacity run within capacity was measured with Redis sampled"
         return out
     x = np.array([r["deliveries_per_s"] for r in rows]) / 1000
     cpu = np.array([r["redis_cpu_pct"] for r in rows])
