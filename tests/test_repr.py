@@ -239,3 +239,17 @@ def test_the_scenario_sections_carry_their_tables_as_frames_the_notebook_shows_s
     assert kinds.count("Styler") == 2 and "Markdown" in kinds, kinds
     html = next(d for d in shown if type(d).__name__ == "Styler").to_html()
     assert "What it counts" in html
+
+
+def test_the_run_text_and_its_markdown_table_state_the_numbers_of_findings_tables():
+    from fanout.report.text import render_markdown_table, render_text
+
+    f = analyse(lossy_record())
+    per, text = f.tables["per_instance"], render_text(f)
+    for r in per.itertuples(index=False):
+        assert f"Instance {r.instance}:\n  Connected: Yes\n  Published: {r.published}\n  Received: {r.received}\n" in text
+    rows = [line.strip("|").split("|") for line in render_markdown_table(f).splitlines()[2:]]
+    assert [int(c[3]) for c in rows] == list(per["received"]) and [int(c[1]) for c in rows] == list(per["published"])
+    lat, m = f.tables["latency"], "from intended send"
+    assert f"  Samples: {lat.at[m, 'count']} (negative: {lat.at[m, 'negative']})" in text
+    assert f"  P50 (Median): {lat.at[m, 'p50_ms']:.3f}ms" in text

@@ -137,15 +137,17 @@ class RunRecord:
 
     def _rows_where(self, short: bool = False) -> str:
         """Where the rows are, without reading them (counts from memory or the summary)."""
+        if short:
+            return "in memory" if self.rows_loaded else "not loaded"
         if self.rows_loaded or self.summary is not None:
             n = f"{self.count('publications'):,} publications, {self.count('deliveries'):,} deliveries"
         else:
             n = ""
         if self.rows_loaded:
-            return "in memory" if short else f"{n}, in memory"
+            return f"{n}, in memory"
         where = f"parts in {self.parts}" if self.parts is not None else "not archived (summary only)" \
             if self.summary is not None else "none"
-        return "not loaded" if short else f"{n + ', ' if n else ''}not loaded ({where})"
+        return f"{n + ', ' if n else ''}not loaded ({where})"
 
     def _repr_html_(self) -> str:
         """The notebook's card: what ran, how, where its rows are and where it is saved (no row is read)."""
