@@ -84,7 +84,7 @@ def test_reprs_are_one_short_line_that_name_the_run_and_its_outcome():
     f = analyse(rec)
     assert "synthetic" in short_line(rec) and "standard" in short_line(rec)
     line = short_line(f)
-    assert "PASS" in line and "390 of 390" in line, line
+    assert "PASS" in line and "390 of 390" in line and "p50 1.000ms," in line, line
     bad = analyse(lossy_record())
     assert "FAIL" in short_line(bad) and "missing 7" in short_line(bad)
     rep = Report(params=PARAMS, runs=[run_of(make_record(SEED_3)), run_of(lossy_record())])

@@ -101,8 +101,8 @@ class Findings:
         n = lat.get("count")
         return {"delivered": f"{o['received']:,} of {o['expected']:,}", "missing": f"{o['missing']:,}",
                 "duplicates": f"{o['duplicates']:,}",
-                "p50": fmt_pct(lat.get("p50_ms"), n, "p50_ms", short=True) + ("" if lat.get("p50_ms") is None else " ms"),
-                "p99": fmt_pct(lat.get("p99_ms"), n, "p99_ms", short=True) + ("" if lat.get("p99_ms") is None else " ms")}
+                "p50": fmt_pct(lat.get("p50_ms"), n, "p50_ms", short=True),
+                "p99": fmt_pct(lat.get("p99_ms"), n, "p99_ms", short=True)}
 
     def __repr__(self) -> str:
         h = self._headline()
