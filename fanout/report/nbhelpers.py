@@ -68,7 +68,7 @@ def show_markdown(text: str) -> None:
     """Display markdown (renders in Jupyter, the HTML export and the markdown export alike)."""
     from IPython.display import Markdown, display
 
-    display(Markdown(text))
+    display(Markdown(str(text)))  # a Section (str with parts) shown as its plain Markdown
 
 
 def styled(df):
