@@ -40,6 +40,8 @@ from fanout.analysis.accounting import UNEXPLAINED, LossAccount, account_losses
 from fanout.analysis.latency import (PERCENTILES, TAIL_SAMPLES, hist_stats, latency_samples, latency_stats,
                                      min_samples, ms_quantiles)
 from fanout.analysis.verdict import Criterion, Thresholds, fault_verdict, seed_verdict
+from fanout.analysis.frames import Tables, findings_tables
+from fanout.cards import card, one_line
 from fanout.formatting import percentile as fmt_pct
 from fanout.lab.record import RunRecord
 
@@ -47,9 +49,25 @@ from fanout.lab.record import RunRecord
 MAX_FORMULA_TERMS = 8
 
 
-@dataclass
+@dataclass(repr=False)
 class Findings:
-    """Everything a report states about one run."""
+    """Everything a report states about one run: what :func:`analyse` made of a
+    :class:`~fanout.lab.record.RunRecord`.
+
+    Main attributes:
+
+    * ``status`` ("PASS"/"FAIL") and ``passed``; ``verdict``: one Criterion per check (name,
+      passed, measured, threshold, judged);
+    * ``overall``: the run's counts as a dict (published, expected, received, missing, duplicates,
+      delivery_pct, …); ``per_instance``: the same per instance, a DataFrame;
+    * ``latency`` / ``latency_sent``: from the due time / the actual send (ms; a percentile the
+      samples do not carry is None);
+    * ``losses``: every lost event attributed (:class:`~fanout.analysis.accounting.LossAccount`);
+    * ``tables``: the tables above as DataFrames of typed values (:mod:`fanout.analysis.frames`);
+    * ``run_id``, ``scenario``, ``environment``, ``thresholds``.
+
+    Methods: :meth:`to_dict` (JSON-able, what ``fanout run --json`` prints).
+    """
 
     run_id: str
     scenario: dict[str, Any]
@@ -69,7 +87,39 @@ class Findings:
 
     @property
     def status(self) -> str:
+        """``PASS`` when every judged criterion passed, else ``FAIL``."""
         return "PASS" if self.passed else "FAIL"
+
+    @property
+    def tables(self) -> Tables:
+        """The run's tables as DataFrames of typed values: ``per_instance``, ``latency``,
+        ``per_instance_latency``, ``verdict``, ``losses``, ``faults`` (:mod:`fanout.analysis.frames`)."""
+        return findings_tables(self)
+
+    def _headline(self) -> dict[str, str]:
+        o, lat = self.overall, self.latency
+        n = lat.get("count")
+        return {"delivered": f"{o['received']:,} of {o['expected']:,}", "missing": f"{o['missing']:,}",
+                "duplicates": f"{o['duplicates']:,}",
+                "p50": fmt_pct(lat.get("p50_ms"), n, "p50_ms", short=True),
+                "p99": fmt_pct(lat.get("p99_ms"), n, "p99_ms", short=True)}
+
+    def __repr__(self) -> str:
+        h = self._headline()
+        return one_line(f"<Findings {self.run_id}: {self.status}, delivered {h['delivered']}, missing {h['missing']}, "
+                        f"duplicates {h['duplicates']}, p50 {h['p50']}, p99 {h['p99']}>")
+
+    def _repr_html_(self) -> str:
+        """The notebook's card: status, delivered of expected, missing, duplicates, p50/p99."""
+        h, sc = self._headline(), self.scenario or {}
+        failed = [c.name for c in self.verdict if c.judged and not c.passed]
+        return card(self.run_id, [
+            ("scenario", f"{sc.get('name', '?')} ({sc.get('transport', 'pubsub')})"),
+            ("delivered", f"{h['delivered']} ({self.overall['delivery_pct']:.2f}%)"),
+            ("missing", h["missing"]), ("duplicates", h["duplicates"]),
+            ("latency p50 / p99", f"{h['p50']} / {h['p99']}"),
+            ("not met", "; ".join(failed) if failed else None),
+        ], status=self.status, kind="Findings")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict: plain Python numbers, ``None`` for undefined values."""
@@ -251,7 +301,12 @@ def _counts_from_summary(record: RunRecord, names: list[str], receivers: set[str
 def analyse(record: RunRecord, thresholds: Thresholds | None = None) -> Findings:
     """Per-instance arithmetic, latency statistics and the verdict for one run.
 
-    ``thresholds`` default to the scenario's ``min_delivery_pct`` / ``max_avg_latency_ms``.
+    ``record``: the run (:func:`fanout.lab.load_run` reads a saved one); its rows are read only
+    when the run has no summary or had faults (a run with a summary is analysed from it).
+    ``thresholds``: the pass marks; None: the scenario's ``min_delivery_pct`` / ``max_avg_latency_ms``.
+
+    Returns the run's :class:`Findings` (``findings.status``, ``findings.tables``). Pure: nothing
+    is printed, read from or written to disk beyond the record's own rows.
     """
     scenario = dict(record.scenario)
     th = thresholds if thresholds is not None else Thresholds.from_scenario(scenario)

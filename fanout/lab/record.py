@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from fanout.cards import card, one_line
 from fanout.errors import ConfigError
 from fanout.lab.topology import instance_ids, roles
 from fanout.metrics import COUNTER_NAMES
@@ -85,6 +86,24 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
 
 @dataclass(repr=False, eq=False)  # identity: comparing two records field by field would read their rows
 class RunRecord:
+    """Everything one run saw: what was published, what each instance received, and the facts
+    around it. Made by :func:`fanout.lab.run.run_scenario`, read back with :func:`load_run`,
+    turned into facts by :func:`fanout.analysis.analyse`.
+
+    Main attributes:
+
+    * ``run_id``, ``scenario`` (the parameters, a dict), ``environment`` (versions, host, server,
+      ``interrupted`` when the run stopped early), ``path`` (the saved folder, None if not saved);
+    * ``publications`` and ``deliveries``: one row per publish and per delivery (times in integer
+      ns); a record read from parts loads them on first use (:attr:`rows_loaded` says whether they
+      are in memory; the repr and the notebook card never load them);
+    * ``instances`` (each bridge's counters at the end), ``faults``, ``outages``, ``resources``;
+    * ``summary``: the counts and histograms kept while the run went, None for older runs.
+
+    Methods: :meth:`save` (write ``<root>/<run_id>/``), :meth:`count` (rows without loading them),
+    :meth:`meta` (what run.json holds).
+    """
+
     run_id: str
     scenario: dict[str, Any]
     environment: dict[str, Any]
@@ -108,8 +127,42 @@ class RunRecord:
     parts: Path | None = None
 
     def __repr__(self) -> str:  # never reads the rows (the dataclass repr would: it shows every field)
-        where = "in memory" if self.rows_loaded else f"in {self.parts}"
-        return f"RunRecord(run_id={self.run_id!r}, rows {where}, instances={len(self.instances)})"
+        sc = self.scenario or {}
+        stopped = " INTERRUPTED" if (self.environment or {}).get("interrupted") else ""
+        return one_line(f"<RunRecord {self.run_id}: {sc.get('name', '?')}, {self._transport()}, "
+                        f"{len(self.instances)} instances, rows {self._rows_where(short=True)}{stopped}>")
+
+    def _transport(self) -> str:
+        return str((self.scenario or {}).get("transport") or (self.environment or {}).get("transport") or "?")
+
+    def _rows_where(self, short: bool = False) -> str:
+        """Where the rows are, without reading them (counts from memory or the summary)."""
+        if short:
+            return "in memory" if self.rows_loaded else "not loaded"
+        if self.rows_loaded or self.summary is not None:
+            n = f"{self.count('publications'):,} publications, {self.count('deliveries'):,} deliveries"
+        else:
+            n = ""
+        if self.rows_loaded:
+            return f"{n}, in memory"
+        where = f"parts in {self.parts}" if self.parts is not None else "not archived (summary only)" \
+            if self.summary is not None else "none"
+        return f"{n + ', ' if n else ''}not loaded ({where})"
+
+    def _repr_html_(self) -> str:
+        """The notebook's card: what ran, how, where its rows are and where it is saved (no row is read)."""
+        sc, env = self.scenario or {}, self.environment or {}
+        stopped = env.get("interrupted")
+        rate, dur = sc.get("rate_per_s"), sc.get("duration_s")
+        return card(self.run_id, [
+            ("scenario", sc.get("name", "?")), ("transport", self._transport()),
+            ("instances", len(self.instances)),
+            ("rate", f"{float(rate):g} events/s" if rate is not None else None),
+            ("duration", f"{float(dur):g} s" if dur is not None else None),
+            ("rows", self._rows_where()),
+            ("interrupted", f"interrupted after {stopped['after_s']:g} s of {stopped['of_s']:g} s" if stopped else None),
+            ("saved", str(self.path) if self.path is not None else "not saved"),
+        ], kind="RunRecord")
 
     @property
     def rows_loaded(self) -> bool:
@@ -243,7 +296,13 @@ def load_run(path: str | os.PathLike) -> RunRecord:
     """Read a run folder written by :meth:`RunRecord.save`: whole files, or rows written as parts
     while the run went (``parts/``), with ``summary.bin`` as :attr:`RunRecord.summary` when there
     is one. A folder with parts but no ``run.json`` (a run killed before it could save) is read
-    from its parts and ``parts/recording.json``, marked ``interrupted``."""
+    from its parts and ``parts/recording.json``, marked ``interrupted``.
+
+    ``path``: the run's folder (``data/runs/<run-id>``). Rows written as parts are not read here:
+    they load when first asked for.
+
+    Returns the :class:`RunRecord`; raises :class:`~fanout.errors.ConfigError` (one line) when
+    ``path`` is not a run folder."""
     p = Path(path)
     if not (p / "run.json").exists():
         if (p / PARTS_DIR / "recording.json").exists():

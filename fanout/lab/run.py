@@ -194,9 +194,18 @@ def throwaway_server(sc: Scenario):
 
 def run_scenario(sc: Scenario, *, progress: bool | None = None, printer: Printer | None = None,
                  save_to: str | None = "data/runs", options: RunOptions = DEFAULT) -> RunRecord:
-    """Synchronous wrapper: start a throwaway server unless ``sc.redis_url`` is set, run, save the
-    record under ``save_to`` (unless None) and return it. A server too old for the scenario's
-    transport or faults raises :class:`~fanout.errors.ServerTooOld` before anything starts."""
+    """Run one scenario and return its record: start a throwaway server unless ``sc.redis_url``
+    is set, run, save the record under ``save_to`` (unless None) and return it. A server too old
+    for the scenario's transport or faults raises :class:`~fanout.errors.ServerTooOld` before
+    anything starts.
+
+    ``sc``: the :class:`~fanout.lab.scenario.Scenario`. ``progress``: show a progress bar (None:
+    when on a terminal). ``printer``: where verbose lines go (None: nowhere). ``save_to``: the
+    folder the run's folder is made in (None: not saved; rows kept in memory). ``options``:
+    recording options (:class:`~fanout.lab.options.RunOptions`).
+
+    Returns the :class:`~fanout.lab.record.RunRecord` (``rec.path``: its saved folder); analyse it
+    with :func:`fanout.analysis.analyse`."""
     if sc.agents and not sc.redis_url:
         raise ConfigError("agents: a run over agents needs redis_url (the Redis every agent can reach)")
     if not sc.redis_url:

@@ -26,7 +26,15 @@ SCENARIO_DIR = Path(__file__).resolve().parents[2] / "scenarios"
 
 @dataclass(frozen=True)
 class Scenario:
-    """One run's parameters. Each field's help text is its CLI flag's help and its notebook comment."""
+    """One run's parameters (frozen): how many instances, how long, how fast, which transport,
+    which faults, the pass marks. Each field's help text is its CLI flag's help and its notebook
+    comment; an invalid value raises :class:`~fanout.errors.ConfigError` naming the field.
+
+    Make one with keywords (``Scenario(instances=5, duration_s=10)``), from a yaml file or a
+    shipped name (``load_scenario("stress", duration_s=2)``, :meth:`from_yaml`) or from a dict
+    (:func:`from_dict`). Methods: :meth:`to_dict` (what a record keeps), :meth:`replace` (a copy
+    with fields changed), :attr:`expected_events`. Run it with :func:`fanout.lab.run.run_scenario`.
+    """
 
     name: str = param("standard", "scenario name, used in the run id and the titles")
     instances: int = param(3, "number of instances (bridges test-instance-0 .. N-1)", metavar="N")

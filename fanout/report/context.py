@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from fanout.cards import card, one_line
 from fanout.lab.resources import summarise
 from fanout.report import outcomes as _outcomes
 from fanout.report import saturation
@@ -19,8 +20,25 @@ from fanout.report.runs import ScenarioRun
 
 
 
-@dataclass
+@dataclass(repr=False)
 class Report:
+    """One validation report's runs and every fact it states: what the report notebook and
+    ``fanout report`` render, section by section (:mod:`fanout.report.sections`).
+
+    Main attributes:
+
+    * ``runs``: every :class:`~fanout.report.runs.ScenarioRun` (record, findings, role); by role:
+      ``scenarios``, ``faults``, ``capacity``, ``soaks``; ``passed`` (every run passed);
+    * ``facts``: every figure the report states, as report.json keeps it (computed once);
+    * ``tables``: the report-level tables as DataFrames of typed values (``runs``, ``scenarios``,
+      ``faults``, ``comparisons``, ``capacity``: :mod:`fanout.report.frames`); a run's own are
+      ``run.findings.tables``;
+    * ``params`` (what was asked), ``rounds`` (runs per configuration), ``quick``, ``skipped``
+      (transports not measured and why), ``outcomes`` and ``loads`` per run id.
+
+    Methods: ``not_measured()``, ``servers()``, ``machine()``, ``durations()``, ``parameters()``.
+    """
+
     params: ReportParams
     runs: list[ScenarioRun]
     skipped: dict[str, str] = field(default_factory=dict)   # transport -> why it was not measured
@@ -33,6 +51,39 @@ class Report:
     def __post_init__(self) -> None:
         self.outcomes = _outcomes.outcomes(self.runs)
         self.loads = {k: o.load for k, o in self.outcomes.items()}
+
+    # ---------------------------------------------------------------- display
+    @property
+    def tables(self):
+        """The report-level tables as DataFrames of typed values, built from :attr:`facts`."""
+        from fanout.report.frames import report_tables
+
+        return report_tables(self)
+
+    def _mode(self) -> str:
+        p = self.run_params
+        mode = (f"durations x{p.duration_scale:g}" if p.duration_scale is not None
+                else "quick" if p.quick else "full")
+        return mode + (", from an archive" if self.from_archive else "")
+
+    def _by_role(self) -> str:
+        counts = {role: len(self.role(role)) for role in ("scenario", "fault", "capacity", "soak")}
+        return ", ".join(f"{n} {role}" for role, n in counts.items() if n) or "no runs"
+
+    def __repr__(self) -> str:
+        status = "PASS" if self.passed else "FAIL"
+        return one_line(f"<Report {status}: {len(self.runs)} runs ({self._by_role()}); rounds {self.rounds}; "
+                        f"{self._mode()} mode>")
+
+    def _repr_html_(self) -> str:
+        """The notebook's card: status, runs by role, rounds, mode, what was not run."""
+        failed = [r.name for r in self.runs if not r.findings.passed]
+        return card("validation report", [
+            ("runs", f"{len(self.runs)} ({self._by_role()})"), ("rounds", self.rounds),
+            ("mode", self._mode()), ("transports", ", ".join(self.transports()) or None),
+            ("failed", ", ".join(dict.fromkeys(failed)) if failed else None),
+            ("not measured", ", ".join(f"transport {t}" for t in self.skipped) or None),
+        ], status="PASS" if self.passed else "FAIL", kind="Report")
 
     # ---------------------------------------------------------------- runs by role
     def role(self, role: str) -> list[ScenarioRun]:

@@ -68,7 +68,34 @@ def show_markdown(text: str) -> None:
     """Display markdown (renders in Jupyter, the HTML export and the markdown export alike)."""
     from IPython.display import Markdown, display
 
-    display(Markdown(text))
+    display(Markdown(str(text)))  # a Section (str with parts) shown as its plain Markdown
+
+
+def styled(df):
+    """A display table as a pandas Styler: no index, text left-aligned, cells as given (the
+    PASS/FAIL words keep their colour); its data is ``df``."""
+    return (df.style.hide(axis="index")
+            .set_properties(**{"text-align": "left"})
+            .set_table_styles([{"selector": "th", "props": [("text-align", "left")]}]))
+
+
+def section_displays(section) -> list:
+    """What :func:`show_section` displays: its prose as Markdown, each table as a Styler (a
+    section without ``parts``, plain Markdown, as one Markdown)."""
+    import pandas as pd
+    from IPython.display import Markdown
+
+    parts = getattr(section, "parts", None) or (str(section),)
+    return [styled(p) if isinstance(p, pd.DataFrame) else Markdown(p) for p in parts]
+
+
+def show_section(section) -> None:
+    """Display a report section (:class:`fanout.report.sections.Section`) in a notebook: its
+    prose as Markdown, its tables as DataFrames (pandas Styler) rather than Markdown text."""
+    from IPython.display import display
+
+    for d in section_displays(section):
+        display(d)
 
 
 def figure_png(fig, dpi: int = FIGURE_DPI) -> bytes:
@@ -106,4 +133,5 @@ def write_result(path: str | os.PathLike | None, payload: dict[str, Any]) -> Non
 
 
 __all__ = ["find_repo_root", "enter_repo_root", "resolve_redis_url", "stderr_printer", "show_markdown",
+           "styled", "section_displays", "show_section",
            "figure_png", "figure_title", "show_figure", "write_result", "Printer", "FIGURE_DPI"]

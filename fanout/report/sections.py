@@ -3,6 +3,7 @@ from a :class:`~fanout.report.context.Report`, with its tables from :mod:`fanout
 The validation notebook calls these in order; nothing here runs anything."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import pandas as pd
@@ -15,6 +16,40 @@ from fanout.report import tables as T
 from fanout.report.context import Report
 from fanout.report.prose import macro, render
 from fanout.report.runs import ScenarioRun
+
+
+class Section(str):
+    """A section's Markdown, its tables as pipe tables (what every caller reads), carrying
+    ``parts`` too: its prose (str) and its tables (DataFrames of display strings) in order, so a
+    notebook can show each table as a DataFrame (:func:`fanout.report.nbhelpers.show_section`)."""
+
+    parts: tuple = ()
+
+
+def _table(df: pd.DataFrame, noted: bool = True, **kwargs) -> tuple[pd.DataFrame, str, str]:
+    """(the frame, its Markdown, the note under it) for :func:`_section`."""
+    text = T.md_noted(df, **kwargs) if noted else T.md(df, **kwargs)
+    plain = T.md(df, **kwargs)
+    return df, text, text[len(plain):].strip()
+
+
+def _section(template: str, tables: dict[str, tuple | None], **context) -> Section:
+    """``template`` rendered with ``context`` and ``tables`` (name -> :func:`_table`, or None),
+    as a :class:`Section`: the same Markdown as rendering the tables in place, and its parts."""
+    out = Section(render(template, **context, **{k: (t[1] if t else None) for k, t in tables.items()}))
+    marked = render(template, **context, **{k: (f"\x00{k}\x00" if t else None) for k, t in tables.items()})
+    parts: list = []
+    for i, piece in enumerate(re.split("\x00(\\w+)\x00", marked)):
+        if i % 2 == 0:
+            if piece.strip():
+                parts.append(piece)
+            continue
+        df, _text, note = tables[piece]
+        parts.append(df)
+        if note:
+            parts.append(note)
+    out.parts = tuple(parts)
+    return out
 
 
 def _short(o) -> str:
@@ -97,21 +132,21 @@ class _ShortOutcome:
 def scenario_head(rep: Report, run: ScenarioRun, index: int) -> str:
     agents = T.agents_table(run.record)
     o = next(e for e in rep.facts["runs"] if e["run_id"] == run.record.run_id)
-    return render("scenario.md.j2", run=run, index=index, o=o,
-                  overall=T.md_noted(T.overall_table(run.findings), align={"Value": "left"}),
-                  arithmetic=T.md(T.arithmetic_table(run.findings), align={"Exact": "center"}),
-                  agents=T.md(agents) if agents is not None else None)
+    return _section("scenario.md.j2", {
+        "overall": _table(T.overall_table(run.findings), align={"Value": "left"}),
+        "arithmetic": _table(T.arithmetic_table(run.findings), noted=False, align={"Exact": "center"}),
+        "agents": _table(agents, noted=False) if agents is not None else None}, run=run, index=index, o=o)
 
 
 def scenario_latency(run: ScenarioRun) -> str:
-    return render("scenario_latency.md.j2", latency=T.md_noted(T.latency_table(run.findings)),
-                  per_instance=T.md_noted(T.instance_latency_table(run.findings)))
+    return _section("scenario_latency.md.j2", {"latency": _table(T.latency_table(run.findings)),
+                                               "per_instance": _table(T.instance_latency_table(run.findings))})
 
 
 def scenario_verdict(run: ScenarioRun) -> str:
-    return render("scenario_verdict.md.j2", run=run, verdict=T.md(T.verdict_table(run.findings)),
-                  failed=[c for c in run.findings.verdict if not c.passed and _outcomes.judged(c)],
-                  noted=[c for c in run.findings.verdict if not _outcomes.judged(c)])
+    return _section("scenario_verdict.md.j2", {"verdict": _table(T.verdict_table(run.findings), noted=False)},
+                    run=run, failed=[c for c in run.findings.verdict if not c.passed and _outcomes.judged(c)],
+                    noted=[c for c in run.findings.verdict if not _outcomes.judged(c)])
 
 
 def comparisons(rep: Report) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from fanout import formatting as fmt
 from fanout.analysis import Findings
+from fanout.analysis.frames import LATENCY_ROWS
 from fanout.metrics import COUNTERS
 from fanout.report import saturation
 
@@ -144,17 +145,20 @@ def _lag(o: dict, key: str) -> str:
 
 
 def arithmetic_table(f: Findings) -> pd.DataFrame:
+    """``f.tables["per_instance"]`` (typed) as the report's event-distribution table."""
     rows = [{"Instance": r["instance"], "Published": fmt.count(r["published"]),
              "Should receive (sum of the others)": r["expected_formula"], "Received": fmt.count(r["received"]),
              "Missing": fmt.count(r["missing"]), "Duplicates": fmt.count(r["duplicates"]),
              "Self-received": fmt.count(r["self_received"]), "Exact": "yes" if r["arithmetic_ok"] else "NO"}
-            for r in f.per_instance.to_dict(orient="records")]
+            for r in f.tables["per_instance"].to_dict(orient="records")]
     return pd.DataFrame(rows, columns=["Instance", "Published", "Should receive (sum of the others)", "Received",
                                        "Missing", "Duplicates", "Self-received", "Exact"])
 
 
 def latency_table(f: Findings) -> pd.DataFrame:
-    a, b = f.latency, f.latency_sent
+    """``f.tables["latency"]`` (typed) as the report shows it: a row per statistic."""
+    lat = f.tables["latency"]
+    a, b = (lat.loc[m].to_dict() for m in LATENCY_ROWS)
     rows = [("Samples", fmt.count(a["count"]), fmt.count(b["count"]))]
     for label, key in (("Average", "avg_ms"), ("Min (P0)", "min_ms"), ("P50 (median)", "p50_ms"),
                        ("P95", "p95_ms"), ("P99", "p99_ms"), ("P99.9", "p999_ms"), ("Max (P100)", "max_ms")):
@@ -165,18 +169,21 @@ def latency_table(f: Findings) -> pd.DataFrame:
 
 
 def instance_latency_table(f: Findings) -> pd.DataFrame:
-    per = f.per_instance
+    """``f.tables["per_instance_latency"]`` (typed) as the report shows it."""
+    per = f.tables["per_instance_latency"]
     return pd.DataFrame({
         "Instance": per["instance"].astype(str), "Connected": ["yes" if c else "NO" for c in per["connected"]],
-        "Avg": [fmt.ms(v) for v in per["lat_avg_ms"]],
-        **{label: [fmt.percentile(v, n, key, short=True) for v, n in zip(per[key], per["lat_count"])]
-           for label, key in (("P50", "lat_p50_ms"), ("P95", "lat_p95_ms"), ("P99", "lat_p99_ms"))},
-        "Max": [fmt.ms(v) for v in per["lat_max_ms"]], "Errors": [fmt.count(v) for v in per["errors"]],
+        "Avg": [fmt.ms(v) for v in per["avg_ms"]],
+        **{label: [fmt.percentile(v, n, key, short=True) for v, n in zip(per[key], per["count"])]
+           for label, key in (("P50", "p50_ms"), ("P95", "p95_ms"), ("P99", "p99_ms"))},
+        "Max": [fmt.ms(v) for v in per["max_ms"]], "Errors": [fmt.count(v) for v in per["errors"]],
     })
 
 
 def verdict_table(f: Findings) -> pd.DataFrame:
-    return pd.DataFrame([(c.name, c.measured, c.threshold, verdict_word(c)) for c in f.verdict],
+    """``f.tables["verdict"]`` (typed) as the report shows it: the result as a coloured word."""
+    v = f.tables["verdict"]
+    return pd.DataFrame([(r.criterion, r.measured, r.threshold, verdict_word(r)) for r in v.itertuples(index=False)],
                         columns=["Criterion", "Measured", "Threshold", "Result"])
 
 

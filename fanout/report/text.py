@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pandas as pd
+
 from fanout.analysis import Findings
 from fanout.analysis.accounting import KINDS
 from fanout.formatting import loss_bound, mark as _mark, ms as fmt_ms, percentile as _pctl, percentile_rule
@@ -210,10 +212,19 @@ def render_json(f: Findings) -> str:
     return json.dumps(f.to_dict(), indent=2, allow_nan=False) + "\n"
 
 
+def distribution_frame(f: Findings) -> pd.DataFrame:
+    """Per-instance distribution from ``f.tables["per_instance"]``: instance, published, should
+    receive (the sum of the others), received, ✓."""
+    per = f.tables["per_instance"]
+    return pd.DataFrame({"Instance": per["instance"].astype(str), "Published": per["published"],
+                         "Should receive": per["expected_formula"].astype(str), "Received": per["received"],
+                         "✓": [_mark(bool(ok)) for ok in per["arithmetic_ok"]]})
+
+
 def render_markdown_table(f: Findings) -> str:
-    """Per-instance distribution as a markdown table (instance | published | should receive | received | ✓)."""
-    lines = ["| Instance | Published | Should receive | Received | ✓ |", "|---|---:|---:|---:|:---:|"]
-    for r in f.per_instance.to_dict(orient="records"):
-        lines.append(f"| {r['instance']} | {r['published']} | {r['expected_formula']} | {r['received']} | "
-                     f"{_mark(r['arithmetic_ok'])} |")
+    """:func:`distribution_frame` as a compact markdown table (instance | published | should
+    receive | received | ✓)."""
+    df = distribution_frame(f)
+    lines = ["| " + " | ".join(df.columns) + " |", "|---|---:|---:|---:|:---:|"]
+    lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in df.itertuples(index=False)]
     return "\n".join(lines) + "\n"
