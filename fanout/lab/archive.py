@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -83,12 +82,13 @@ def find_run(run_id: str, root: str | os.PathLike | None = None) -> Path:
     raise ConfigError(f"run id {want!r} is ambiguous: {len(names)} runs match ({shown}); give more of it")
 
 
-def _started(t0: Any) -> datetime | None:
+def _started(t0: Any) -> int | None:
+    """The run's t0 (ns since 1970, UTC), None when unknown."""
     try:
         t = int(t0)
     except (TypeError, ValueError):
         return None
-    return datetime.fromtimestamp(t / 1e9, tz=timezone.utc) if t > 0 else None
+    return t if t > 0 else None
 
 
 def _row(p: Path) -> dict[str, Any] | None:
@@ -121,7 +121,7 @@ def runs(root: str | os.PathLike | None = None):
 
     rows = [r for p in run_folders(root) if (r := _row(p)) is not None]
     df = pd.DataFrame(rows, columns=RUN_COLUMNS)
-    df["started"] = pd.to_datetime(df["started"], utc=True)
+    df["started"] = pd.to_datetime(df["started"].astype("Int64"), unit="ns", utc=True)
     df["duration_s"] = df["duration_s"].astype("float64")
     df = df.sort_values(["started", "run_id"], ascending=False, kind="stable", na_position="last")
     return df.reset_index(drop=True)
