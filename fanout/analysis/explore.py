@@ -12,11 +12,10 @@ scan, and only the rows asked for come back. The definitions are the analysis's
 delivered, missing, duplicates, self-received and unknown, per receiver; a missing event's
 ``cause`` is its loss account's (:func:`fanout.analysis.accounting.attributions`).
 
-    >>> from tests._records import make_record          # doctest: +SKIP
-    >>> rec = make_record({"a": 4, "b": 4}, drop=[("b", "a:ticker:1")])  # doctest: +SKIP
-    >>> rec.events(status="missing")[["id", "receiver", "cause"]]  # doctest: +SKIP
-               id receiver        cause
-    0  a:ticker:1        b  unexplained
+    import fanout.lab
+    rec = fanout.lab.load_run("20261207-182631-partition")   # the example report's partition run
+    rec.events(status="missing").groupby(["receiver", "cause"]).size()
+    fanout.analysis.explore.events(rec, receiver="test-instance-1", since=2.0, until=3.0)
 """
 from __future__ import annotations
 

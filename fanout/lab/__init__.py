@@ -7,9 +7,9 @@ over processes and hosts, and throwaway Redis servers (``pip install 'fanout[lab
 A saved run, to dig into (``README.md``, "Exploring a run"):
 
     import fanout.lab
-    fanout.lab.runs()                         # every archived run, newest first
-    rec = fanout.lab.load_run("20261207")     # a folder, a run id or a unique prefix of one
-    rec.events(status="missing")              # each lost (event, receiver) with its cause
+    fanout.lab.runs()                                        # every archived run, newest first
+    rec = fanout.lab.load_run("20261207-182631-partition")  # a folder, a run id or a unique prefix
+    rec.events(status="missing")                             # each lost (event, receiver) with its cause
 
 The names below are imported on first use, so ``fanout.lab.servers`` (which needs no pandas)
 stays light.
