@@ -324,3 +324,42 @@ def test_the_archives_doctest():
     import fanout.lab.archive
 
     assert doctest.testmod(fanout.lab.archive).failed == 0
+
+
+# ---------------------------------------------------------------- real runs (a throwaway server each)
+
+
+def test_a_real_run_recorded_as_parts_answers_from_its_parts_what_its_rows_say(tmp_path):
+    from fanout.lab.options import RunOptions
+    from fanout.lab.run import run_scenario
+    from fanout.lab.scenario import Scenario
+
+    sc = Scenario(name="explore-parts", instances=3, duration_s=2.0, rate_per_s=300, warmup_s=0.3,
+                  event_types=("ticker", "trade"))
+    rec = run_scenario(sc, progress=False, save_to=str(tmp_path), options=RunOptions(chunk_rows=600, chunk_s=0.5))
+    lazy = fanout.lab.load_run(rec.path)
+    assert not lazy.rows_loaded and len(list(lazy.parts.glob("deliveries-*.parquet"))) >= 2
+    whole = fanout.lab.load_run(rec.path)
+    whole.deliveries  # noqa: B018 - every row read: the frames
+    f = analyse(whole)
+    for ask in (lambda r: r.events(), lambda r: r.events(receiver="test-instance-2", type="trade", since=0.5, until=1.5),
+                lambda r: r.latency(), lambda r: r.timeline(0.5)):
+        want, got = ask(whole), ask(lazy)
+        assert len(want) and got.equals(want), (want, got)
+    assert not lazy.rows_loaded
+    ev = lazy.events()
+    assert ev["due"].min() >= pd.Timestamp(rec.t0, unit="ns", tz="UTC")  # the warmup left out, as the analysis does
+    n = ev.groupby(["receiver", "status"]).size()
+    for row in f.per_instance.itertuples():
+        assert n.get((row.instance, "delivered"), 0) + n.get((row.instance, "late"), 0) == row.received
+        assert n.get((row.instance, "missing"), 0) == row.missing
+
+
+def test_fanout_run_records_its_verdict_for_runs_to_list(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "fanout", "run", "--instances=2", "--duration=1", "--rate=20",
+                          "--no-progress", f"--out={tmp_path / 'data' / 'runs'}"],
+                         capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    listed = fanout.lab.runs(tmp_path)
+    assert len(listed) == 1 and listed.loc[0, "status"] == "PASS" and listed.loc[0, "instances"] == 2
+    assert fanout.lab.load_run(listed.loc[0, "path"]).status == "PASS"

@@ -103,7 +103,7 @@ def _connect(record: RunRecord):
     for view, name, cols in (("p_raw", "publications", _PUB), ("d_raw", "deliveries", _DEL)):
         files = sorted(str(f) for f in Path(record.parts).glob(f"{name}-*.parquet"))
         if files:
-            con.read_parquet(files).select(", ".join(cols)).create_view(view)
+            con.read_parquet(files, union_by_name=True).select(", ".join(cols)).create_view(view)
         else:
             empty = pd.DataFrame({c: pd.Series([], dtype=("object" if PUBLICATION_COLUMNS.get(c) == "string" or
                                                             c in ("receiver",) else
@@ -123,6 +123,11 @@ def _connect(record: RunRecord):
 def _q(value: str) -> str:
     """A SQL string literal."""
     return "'" + str(value).replace("'", "''") + "'"
+
+
+def _list(values: list[str]) -> str:
+    """A SQL list literal of strings."""
+    return "[" + ", ".join(map(_q, values)) + "]"
 
 
 def _in(col: str, values: list[str] | None) -> str:
@@ -148,7 +153,7 @@ def _build(record: RunRecord, *, receiver=None, source=None, type=None, since=No
     con.execute(f"CREATE TEMP VIEW p AS SELECT * FROM p_all WHERE {p_where}")
     d_where = " AND ".join([_in("receiver", want_r), _in("source", want_s), _in("type", want_t),
                             f"t_received >= {lo - SKEW_NS}" if lo is not None else "TRUE"])
-    con.execute(f"CREATE TEMP TABLE d AS SELECT id, source, receiver, type, seq, t_received, "
+    con.execute(f"CREATE TEMP VIEW d AS SELECT id, source, receiver, type, seq, t_received, "
                 f"row_number() OVER (PARTITION BY id, receiver ORDER BY t_received) AS k "
                 f"FROM d_all WHERE {d_where} AND source IN (SELECT source FROM known)")
     rs = [r for r in recv if want_r is None or r in want_r]
@@ -157,8 +162,8 @@ def _build(record: RunRecord, *, receiver=None, source=None, type=None, since=No
     any_win = " AND ".join([f"coalesce(due, received) >= {lo}" if lo is not None else "TRUE",
                             f"coalesce(due, received) <= {hi}" if hi is not None else "TRUE"])
     con.execute(f"""
-        CREATE TEMP TABLE ev AS
-        WITH recv AS (SELECT unnest(?::VARCHAR[]) AS receiver),
+        CREATE TEMP VIEW ev AS
+        WITH recv AS (SELECT unnest({_list(rs)}::VARCHAR[]) AS receiver),
         e AS (SELECT p.id, p.source, r.receiver, p.type, p.seq, p.t_intended AS due, p.t_sent AS sent
               FROM p JOIN recv r ON p.source <> r.receiver WHERE p.ok AND {due_win}),
         pa AS (SELECT id, min(t_intended) AS t_intended, min(CASE WHEN ok THEN t_sent END) AS t_sent
@@ -174,11 +179,11 @@ def _build(record: RunRecord, *, receiver=None, source=None, type=None, since=No
                    CASE WHEN d.k > 1 THEN 'duplicate' WHEN d.source = d.receiver THEN 'self' ELSE 'unknown' END
                      AS status
             FROM d LEFT JOIN pa ON pa.id = d.id
-            WHERE d.k > 1 OR d.source = d.receiver OR (pa.id IS NULL AND NOT list_contains(?::VARCHAR[], d.source)))
+            WHERE d.k > 1 OR d.source = d.receiver OR (pa.id IS NULL AND NOT {_in("d.source", dead)}))
         SELECT * FROM expected
         UNION ALL
         SELECT * FROM extra WHERE {any_win}
-    """, [rs, dead])
+    """)
     return con
 
 
