@@ -167,7 +167,7 @@ def _build(record: RunRecord, *, receiver=None, source=None, type=None, since=No
         e AS (SELECT p.id, p.source, r.receiver, p.type, p.seq, p.t_intended AS due, p.t_sent AS sent
               FROM p JOIN recv r ON p.source <> r.receiver WHERE p.ok AND {due_win}),
         pa AS (SELECT id, min(t_intended) AS t_intended, min(CASE WHEN ok THEN t_sent END) AS t_sent
-               FROM p GROUP BY id),
+               FROM p WHERE id IN (SELECT id FROM d) GROUP BY id),
         expected AS (
             SELECT e.id, e.source, e.receiver, e.type, e.seq, e.due, e.sent, f.t_received AS received,
                    CASE WHEN f.id IS NULL THEN 'missing' WHEN f.t_received - e.due > {bound} THEN 'late'
