@@ -253,8 +253,6 @@ class OutageFrame(pd.DataFrame):
     datetimes, ``up`` NaT when never back), ``duration_s`` (to the run's end when never back),
     ``reason`` (:func:`fanout.analysis.explore.outages`). Any operation on it gives a plain DataFrame."""
 
-    _metadata = ["_record"]
-
     def __call__(self) -> pd.DataFrame:
         rec = getattr(self, "_record", None)
         if rec is None:
