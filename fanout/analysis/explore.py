@@ -153,37 +153,39 @@ def _build(record: RunRecord, *, receiver=None, source=None, type=None, since=No
     con.execute(f"CREATE TEMP VIEW p AS SELECT * FROM p_all WHERE {p_where}")
     d_where = " AND ".join([_in("receiver", want_r), _in("source", want_s), _in("type", want_t),
                             f"t_received >= {lo - SKEW_NS}" if lo is not None else "TRUE"])
-    con.execute(f"CREATE TEMP VIEW d AS SELECT id, source, receiver, type, seq, t_received, "
-                f"row_number() OVER (PARTITION BY id, receiver ORDER BY t_received) AS k "
+    con.execute(f"CREATE TEMP VIEW d_scan AS SELECT id, source, receiver, type, seq, t_received "
                 f"FROM d_all WHERE {d_where} AND source IN (SELECT source FROM known)")
+    con.execute("CREATE TEMP VIEW d AS SELECT *, row_number() OVER (PARTITION BY id, receiver ORDER BY t_received) "
+                "AS k FROM d_scan")
     rs = [r for r in recv if want_r is None or r in want_r]
     due_win = " AND ".join([f"p.t_intended >= {lo}" if lo is not None else "TRUE",
                             f"p.t_intended <= {hi}" if hi is not None else "TRUE"])
     any_win = " AND ".join([f"coalesce(due, received) >= {lo}" if lo is not None else "TRUE",
                             f"coalesce(due, received) <= {hi}" if hi is not None else "TRUE"])
+    # (event, receiver) pairs that should have been delivered, with their first delivery (no window
+    # function: what latency() and timeline() ask reads only this)
     con.execute(f"""
-        CREATE TEMP VIEW ev AS
+        CREATE TEMP VIEW expected AS
         WITH recv AS (SELECT unnest({_list(rs)}::VARCHAR[]) AS receiver),
         e AS (SELECT p.id, p.source, r.receiver, p.type, p.seq, p.t_intended AS due, p.t_sent AS sent
               FROM p JOIN recv r ON p.source <> r.receiver WHERE p.ok AND {due_win}),
-        pa AS (SELECT id, min(t_intended) AS t_intended, min(CASE WHEN ok THEN t_sent END) AS t_sent
-               FROM p WHERE id IN (SELECT id FROM d) GROUP BY id),
-        expected AS (
-            SELECT e.id, e.source, e.receiver, e.type, e.seq, e.due, e.sent, f.t_received AS received,
-                   CASE WHEN f.id IS NULL THEN 'missing' WHEN f.t_received - e.due > {bound} THEN 'late'
-                        ELSE 'delivered' END AS status
-            FROM e LEFT JOIN (SELECT * FROM d WHERE k = 1) f ON f.id = e.id AND f.receiver = e.receiver),
-        extra AS (
-            SELECT d.id, d.source, d.receiver, d.type, d.seq, pa.t_intended AS due, pa.t_sent AS sent,
-                   d.t_received AS received,
-                   CASE WHEN d.k > 1 THEN 'duplicate' WHEN d.source = d.receiver THEN 'self' ELSE 'unknown' END
-                     AS status
-            FROM d LEFT JOIN pa ON pa.id = d.id
-            WHERE d.k > 1 OR d.source = d.receiver OR (pa.id IS NULL AND NOT {_in("d.source", dead)}))
-        SELECT * FROM expected
-        UNION ALL
-        SELECT * FROM extra WHERE {any_win}
-    """)
+        f AS (SELECT id, receiver, min(t_received) AS t_received FROM d_scan GROUP BY id, receiver)
+        SELECT e.id, e.source, e.receiver, e.type, e.seq, e.due, e.sent, f.t_received AS received,
+               CASE WHEN f.id IS NULL THEN 'missing' WHEN f.t_received - e.due > {bound} THEN 'late'
+                    ELSE 'delivered' END AS status
+        FROM e LEFT JOIN f ON f.id = e.id AND f.receiver = e.receiver""")
+    # delivery rows that should not have been: a second or later of a pair, one's own, an unknown id
+    con.execute(f"""
+        CREATE TEMP VIEW extra AS
+        WITH pa AS (SELECT id, min(t_intended) AS t_intended, min(CASE WHEN ok THEN t_sent END) AS t_sent
+                    FROM p WHERE id IN (SELECT id FROM d_scan) GROUP BY id)
+        SELECT d.id, d.source, d.receiver, d.type, d.seq, pa.t_intended AS due, pa.t_sent AS sent,
+               d.t_received AS received,
+               CASE WHEN d.k > 1 THEN 'duplicate' WHEN d.source = d.receiver THEN 'self' ELSE 'unknown' END AS status
+        FROM d LEFT JOIN pa ON pa.id = d.id
+        WHERE (d.k > 1 OR d.source = d.receiver OR (pa.id IS NULL AND NOT {_in("d.source", dead)}))
+          AND {any_win}""")
+    con.execute("CREATE TEMP VIEW ev AS SELECT * FROM expected UNION ALL SELECT * FROM extra")
     return con
 
 
@@ -226,12 +228,54 @@ def events(record: RunRecord, *, receiver=None, source=None, type=None, status=N
     out["cause"] = pd.Series([""] * len(out), dtype="string")
     lost = out["status"] == "missing"
     if lost.any():
-        who = sorted(set(out.loc[lost, "receiver"].astype(str)))
-        why = attributions(record, who).drop_duplicates(["receiver", "id"])
+        # one receiver at a time: a run in parts holds one receiver's rows near its losses at most
+        mine = df.loc[lost.to_numpy(), ["receiver", "sent"]]
+        why = pd.concat([attributions(_for_receivers(record, [r], g["sent"].to_numpy(dtype=np.int64)), [r])
+                         for r, g in mine.groupby("receiver", sort=True)], ignore_index=True)
+        why = why.drop_duplicates(["receiver", "id"])
         cause = dict(zip(zip(why["receiver"].astype(str), why["id"].astype(str)), why["cause"].astype(str)))
         out.loc[lost, "cause"] = [cause.get((r, i), "") for r, i in
                                   zip(out.loc[lost, "receiver"].astype(str), out.loc[lost, "id"].astype(str))]
     return out[EVENT_COLUMNS].reset_index(drop=True)
+
+
+def _for_receivers(record: RunRecord, who: list[str], lost_sent: np.ndarray) -> RunRecord:
+    """The record to attribute ``who``'s losses on (``lost_sent``: when the lost events were sent).
+    Rows in memory: the record. A run in parts: a record of ``who``'s deliveries only, read with
+    filtered scans (a receiver's losses are attributed from evidence on its own path: its
+    deliveries, the faults, the outages), with the publications sent within
+    :data:`~fanout.analysis.accounting.NEIGHBOURHOOD_NS` of a lost event — what the analysis
+    reads for a run analysed from its summary (:func:`~fanout.analysis.accounting.rows_near_losses`)
+    — or, in a fault run (whose account reads every row), all of them."""
+    import dataclasses
+
+    import pyarrow.compute as pc
+
+    from fanout.analysis.accounting import NEIGHBOURHOOD_NS
+    from fanout.lab.record import DELIVERY_COLUMNS, frame, scan_parts
+
+    if record.rows_loaded or record.parts is None:
+        return record
+    where = pc.field("t_intended") >= int(record.t0) if float((record.scenario or {}).get("warmup_s") or 0) > 0 \
+        else None
+    if not len(record.faults):
+        spans: list[list[int]] = []
+        for x in np.sort(np.asarray(lost_sent, dtype=np.int64)).tolist():
+            if spans and x - NEIGHBOURHOOD_NS <= spans[-1][1]:
+                spans[-1][1] = x + NEIGHBOURHOOD_NS
+            else:
+                spans.append([x - NEIGHBOURHOOD_NS, x + NEIGHBOURHOOD_NS])
+        near = None
+        for a, b in spans:
+            w = (pc.field("t_sent") >= a) & (pc.field("t_sent") <= b)
+            near = w if near is None else near | w
+        if near is not None:
+            where = near if where is None else where & near
+    pubs = frame(scan_parts(record.parts, "publications", where), PUBLICATION_COLUMNS)
+    pubs = pubs.sort_values("t_intended", kind="stable").reset_index(drop=True)
+    dels = frame(scan_parts(record.parts, "deliveries", pc.field("receiver").isin(who) &
+                            pc.field("id").isin(pubs["id"].astype(object).tolist())), DELIVERY_COLUMNS)
+    return dataclasses.replace(record, publications=pubs, deliveries=dels, summary=None, parts=None)
 
 
 def latency(record: RunRecord, *, receiver=None, source=None, type=None, since=None, until=None) -> pd.DataFrame:
@@ -239,7 +283,7 @@ def latency(record: RunRecord, *, receiver=None, source=None, type=None, since=N
     :data:`LATENCY_COLUMNS`, latency in ms from due and from the send, in receive order. The
     samples :func:`fanout.analysis.latency.latency_samples` gives, as ms."""
     con = _build(record, receiver=receiver, source=source, type=type, since=since, until=until)
-    df = con.execute("SELECT * FROM ev WHERE status IN ('delivered', 'late') ORDER BY received, receiver, id").df()
+    df = con.execute("SELECT * FROM expected WHERE status IN ('delivered', 'late') ORDER BY received, receiver, id").df()
     return _frame(df)[LATENCY_COLUMNS].reset_index(drop=True)
 
 
@@ -281,12 +325,13 @@ def timeline(record: RunRecord, interval_s: float = 1.0) -> pd.DataFrame:
     if not record.rows_loaded and record.parts is None and record.summary is not None:
         return _timeline_from_summary(record, step)
     con = _build(record)
-    got = con.execute(f"""
-        SELECT (received - {t0}) // {step} AS k, count(*) AS n,
+    # one pass: a delivery in the interval it arrived in, a missing event in the one it was due in
+    both = con.execute(f"""
+        SELECT CAST(floor((CASE WHEN status = 'missing' THEN due ELSE received END - {t0}) / {step}) AS BIGINT) AS k,
+               status = 'missing' AS lost, count(*) AS n,
                quantile_cont(received - due, 0.5) AS p50, quantile_cont(received - due, 0.99) AS p99
-        FROM ev WHERE status IN ('delivered', 'late') GROUP BY k""").df()
-    lost = con.execute(f"SELECT (due - {t0}) // {step} AS k, count(*) AS n FROM ev WHERE status = 'missing' "
-                       "GROUP BY k").df()
+        FROM expected GROUP BY k, lost""").df()
+    got, lost = both[~both["lost"].astype(bool)], both[both["lost"].astype(bool)]
     o = pd.DataFrame(record.outages)
     ups = ((o["t_down"].astype("int64") - t0) // step).value_counts() if len(o) else pd.Series(dtype="int64")
     last = max(int(record.t_end or t0) - t0, 0) // step
