@@ -363,3 +363,13 @@ def test_fanout_run_records_its_verdict_for_runs_to_list(tmp_path):
     listed = fanout.lab.runs(tmp_path)
     assert len(listed) == 1 and listed.loc[0, "status"] == "PASS" and listed.loc[0, "instances"] == 2
     assert fanout.lab.load_run(listed.loc[0, "path"]).status == "PASS"
+
+
+def test_a_report_run_records_its_verdict_too(tmp_path):
+    from fanout.lab.scenario import Scenario
+    from fanout.report.runs import run_one
+
+    run = run_one(Scenario(name="explore-report", instances=2, duration_s=1.0, rate_per_s=20),
+                  save_to=str(tmp_path / "reports" / "latest" / "runs"))
+    listed = fanout.lab.runs(tmp_path)
+    assert list(listed["run_id"]) == [run.record.run_id] and listed.loc[0, "status"] == run.findings.status == "PASS"
