@@ -366,6 +366,82 @@ def rows_near_losses(record: RunRecord, receivers: list[str]) -> RunRecord | Non
     return out
 
 
+ATTRIBUTION_COLUMNS = ["receiver", "id", "kind", "cause", "fault", "evidence"]
+
+
+def _attribute(record: RunRecord, receivers: list[str]):
+    """(the record the losses were attributed on, missing ids per receiver, the fault windows,
+    per missing (event, receiver) ``(receiver, id, (receiver, kind, cause, fault, evidence))``);
+    None when a run analysed from its summary lost nothing. See the module doc."""
+    if _from_summary(record):
+        near = rows_near_losses(record, receivers)
+        if near is None:  # nothing lost: nothing to attribute, no row read
+            return None
+        record = near
+    missing = missing_deliveries(record, receivers)
+
+    cut = _cut_off(record)
+    fault_wins, own = _windows(record, receivers)
+    trimmed = dict(zip(record.instances["instance"], record.instances.get("transport_losses", pd.Series(dtype=int))))
+    dead = dict((record.environment or {}).get("dead_instances") or {})
+    held = dict(zip(record.instances["instance"], record.instances.get("held_since_ns", pd.Series(dtype=int))))
+    out: list[tuple[str, str, tuple[str, str, str, str, str]]] = []
+
+    for r, ids in missing.items():
+        if not ids:
+            continue
+        if r in dead:  # its agent died: nothing it should have received was recorded
+            key = (r, OUTAGE_KIND, f"agent {dead[r]} died", "", f"agent {dead[r]} stopped reporting")
+            out.extend((r, eid, key) for eid in ids)
+            continue
+        nb = _neighbours(record, r, ids)
+        near = dict(zip(ids, zip(nb["t_sent"].astype("int64").tolist(), nb["prev"].astype("float64").tolist(),
+                                 nb["next"].astype("float64").tolist())))
+        mine = [w for w in fault_wins if w.receiver == r]
+        t = min(int(trimmed.get(r, 0) or 0), len(ids))
+        for eid in ids[:t]:  # a trim removes the oldest entries: the earliest missing events are the trimmed ones
+            ts = near[eid][0]
+            hit = next((w for w in mine if w.start <= ts <= w.end), None)
+            out.append((r, eid, (r, PLANNED, TRIMMED, hit.label, "trim count, sent in the fault's window") if hit
+                        else (r, OUTAGE_KIND, TRIMMED, "", "trim count (transport_losses)")))
+        since = int(held.get(r, 0) or 0)
+        for eid in ids[t:]:
+            ts, prev, nxt = near[eid]
+            hit = next((w for w in mine if w.start <= ts <= w.end), None)
+            if hit:
+                out.append((r, eid, (r, PLANNED, _cause(hit.fault_kind, bool(cut)), hit.label, hit.evidence)))
+                continue
+            gap = next(((w, ref) for w in mine if (ref := _in_gap(prev, nxt, w.gaps))), None)
+            if gap:
+                out.append((r, eid, (r, PLANNED, _cause(gap[0].fault_kind, bool(cut)), gap[0].label,
+                                     f"in the gap seen on reconnect ({gap[1]})")))
+                continue
+            seen = next((w for w in own.get(r, ()) if w.start <= ts <= w.end), None)
+            if seen:
+                out.append((r, eid, (r, OUTAGE_KIND, OUTAGE, seen.label, seen.evidence)))
+                continue
+            gap = next(((w, ref) for w in own.get(r, ()) if (ref := _in_gap(prev, nxt, w.gaps))), None)
+            if gap:
+                out.append((r, eid, (r, OUTAGE_KIND, OUTAGE, gap[0].label, f"in the gap seen on reconnect ({gap[1]})")))
+            elif since and ts >= since - PRE_NS:
+                out.append((r, eid, (r, OUTAGE_KIND, HELD, f"{r} held reading from {(since - record.t0) / 1e9:.2f} s "
+                                     "to the end", "held_since_ns in the record's instances")))
+            else:
+                out.append((r, eid, (r, UNEXPLAINED, UNEXPLAINED, "", "")))
+    return record, missing, fault_wins, out
+
+
+def attributions(record: RunRecord, receivers: list[str] | None = None) -> pd.DataFrame:
+    """One row per missing (event, receiver): ``receiver, id, kind, cause, fault, evidence`` — the
+    loss account (:func:`account_losses`) event by event (its ``losses`` are these rows counted)."""
+    names = [str(x) for x in record.instances["instance"]]
+    done = _attribute(record, receivers if receivers is not None else names)
+    if done is None:
+        return pd.DataFrame(columns=ATTRIBUTION_COLUMNS)
+    rows = [(r, eid, *key[1:]) for r, eid, key in done[3]]
+    return pd.DataFrame(rows, columns=ATTRIBUTION_COLUMNS)
+
+
 def account_losses(record: RunRecord, receivers: list[str] | None = None,
                    bound_ms: float | None = None) -> LossAccount:
     """Attribute every missing (event, receiver) of ``record`` to a cause (see module doc).
@@ -376,67 +452,18 @@ def account_losses(record: RunRecord, receivers: list[str] | None = None,
     receivers = receivers if receivers is not None else names
     not_published_reasons = _not_published(record)
     not_published = sum(not_published_reasons.values())
-    if _from_summary(record):
-        near = rows_near_losses(record, receivers)
-        if near is None:  # nothing lost: nothing to attribute, no row read
-            return LossAccount(
-                losses=pd.DataFrame(columns=LOSS_COLUMNS), by_cause={}, unexplained=0, lost=0,
-                not_published=not_published, not_published_reasons=not_published_reasons,
-                faults=pd.DataFrame(columns=FAULT_TABLE_COLUMNS),
-                output_buffer_disconnections=_cut_off(record), by_kind={})
-        record = near
-    missing = missing_deliveries(record, receivers)
-
+    done = _attribute(record, receivers)
+    if done is None:
+        return LossAccount(
+            losses=pd.DataFrame(columns=LOSS_COLUMNS), by_cause={}, unexplained=0, lost=0,
+            not_published=not_published, not_published_reasons=not_published_reasons,
+            faults=pd.DataFrame(columns=FAULT_TABLE_COLUMNS),
+            output_buffer_disconnections=_cut_off(record), by_kind={})
+    record, missing, fault_wins, attributed = done
     cut = _cut_off(record)
-    fault_wins, own = _windows(record, receivers)
-    trimmed = dict(zip(record.instances["instance"], record.instances.get("transport_losses", pd.Series(dtype=int))))
-    dead = dict((record.environment or {}).get("dead_instances") or {})
-    held = dict(zip(record.instances["instance"], record.instances.get("held_since_ns", pd.Series(dtype=int))))
     rows: dict[tuple[str, str, str, str, str], int] = {}
-
-    def add(key: tuple[str, str, str, str, str], n: int = 1) -> None:
-        rows[key] = rows.get(key, 0) + n
-
-    for r, ids in missing.items():
-        if not ids:
-            continue
-        if r in dead:  # its agent died: nothing it should have received was recorded
-            add((r, OUTAGE_KIND, f"agent {dead[r]} died", "", f"agent {dead[r]} stopped reporting"), len(ids))
-            continue
-        nb = _neighbours(record, r, ids)
-        near = dict(zip(ids, zip(nb["t_sent"].astype("int64").tolist(), nb["prev"].astype("float64").tolist(),
-                                 nb["next"].astype("float64").tolist())))
-        mine = [w for w in fault_wins if w.receiver == r]
-        t = min(int(trimmed.get(r, 0) or 0), len(ids))
-        for eid in ids[:t]:  # a trim removes the oldest entries: the earliest missing events are the trimmed ones
-            ts = near[eid][0]
-            hit = next((w for w in mine if w.start <= ts <= w.end), None)
-            add((r, PLANNED, TRIMMED, hit.label, "trim count, sent in the fault's window") if hit
-                else (r, OUTAGE_KIND, TRIMMED, "", "trim count (transport_losses)"))
-        since = int(held.get(r, 0) or 0)
-        for eid in ids[t:]:
-            ts, prev, nxt = near[eid]
-            hit = next((w for w in mine if w.start <= ts <= w.end), None)
-            if hit:
-                add((r, PLANNED, _cause(hit.fault_kind, bool(cut)), hit.label, hit.evidence))
-                continue
-            gap = next(((w, ref) for w in mine if (ref := _in_gap(prev, nxt, w.gaps))), None)
-            if gap:
-                add((r, PLANNED, _cause(gap[0].fault_kind, bool(cut)), gap[0].label,
-                     f"in the gap seen on reconnect ({gap[1]})"))
-                continue
-            seen = next((w for w in own.get(r, ()) if w.start <= ts <= w.end), None)
-            if seen:
-                add((r, OUTAGE_KIND, OUTAGE, seen.label, seen.evidence))
-                continue
-            gap = next(((w, ref) for w in own.get(r, ()) if (ref := _in_gap(prev, nxt, w.gaps))), None)
-            if gap:
-                add((r, OUTAGE_KIND, OUTAGE, gap[0].label, f"in the gap seen on reconnect ({gap[1]})"))
-            elif since and ts >= since - PRE_NS:
-                add((r, OUTAGE_KIND, HELD, f"{r} held reading from {(since - record.t0) / 1e9:.2f} s to the end",
-                     "held_since_ns in the record's instances"))
-            else:
-                add((r, UNEXPLAINED, UNEXPLAINED, "", ""))
+    for _r, _eid, key in attributed:
+        rows[key] = rows.get(key, 0) + 1
     losses = pd.DataFrame([dict(zip(LOSS_COLUMNS, (*k, n))) for k, n in sorted(rows.items())], columns=LOSS_COLUMNS)
     by_cause: dict[str, int] = {}
     by_kind: dict[str, int] = {}

@@ -118,12 +118,14 @@ def main(args: argparse.Namespace) -> int:
         if rec is not None:
             stopped.record = rec
             part = analyse(rec)
+            rec.set_status(part.status)  # in run.json when saved: fanout.lab.runs() lists it
             print(render_json(part) if args.json else render_text(part), flush=True)
         raise
     finally:
         if stop_metrics is not None:
             stop_metrics()
     findings = analyse(rec)
+    rec.set_status(findings.status)  # in run.json when saved: fanout.lab.runs() lists it
     if args.json:
         print(render_json(findings))
     else:

@@ -5,6 +5,7 @@ and is never edited after it is written; analysis reads it, reports are generate
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
@@ -125,6 +126,8 @@ class RunRecord:
     summary: Any = None
     #: the folder of Parquet parts the rows were written to as the run went (None: none)
     parts: Path | None = None
+    #: the run's verdict ("PASS"/"FAIL") once analysed (:meth:`set_status`), kept in run.json; None before
+    status: str | None = None
 
     def __repr__(self) -> str:  # never reads the rows (the dataclass repr would: it shows every field)
         sc = self.scenario or {}
@@ -203,7 +206,7 @@ class RunRecord:
         return {
             "run_id": self.run_id, "scenario": scen, "environment": self.environment,
             "t0": self.t0, "t_end": self.t_end, "notes": [redact_text(n) for n in self.notes],
-            "redis_stats": self.redis_stats,
+            "redis_stats": self.redis_stats, **({"status": self.status} if self.status else {}),
             "counts": {"publications": self.count("publications"), "deliveries": self.count("deliveries"),
                        "instances": len(self.instances)},
         }
@@ -224,6 +227,52 @@ class RunRecord:
         (out / "run.json").write_text(json.dumps(self.meta(), indent=2, default=str) + "\n")
         self.path = out
         return out
+
+    def set_status(self, status: str) -> None:
+        """Record the run's verdict (``findings.status``: "PASS" or "FAIL"), and, when the run is
+        saved, in its ``run.json`` (that key only, the rows untouched), so :func:`fanout.lab.runs`
+        lists it without analysing anything. Runs saved before this was recorded read as
+        "not analysed" there."""
+        self.status = str(status)
+        f = Path(self.path) / "run.json" if self.path is not None else None
+        if f is None or not f.exists():
+            return
+        meta = json.loads(f.read_text())
+        meta["status"] = self.status
+        tmp = f.with_name("run.json.tmp")
+        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+        tmp.replace(f)
+
+    # ------------------------------------------------------------ exploring a run (see explore())
+
+    def events(self, *, receiver=None, source=None, type=None, status=None, since=None, until=None) -> pd.DataFrame:
+        """One row per (event, receiver) that should have been delivered, and per delivery that
+        should not have been (duplicate, self, unknown): ``id, source, receiver, type, seq, due,
+        sent, received`` (UTC datetimes), ``latency_ms`` (from due), ``latency_sent_ms`` (from the
+        send), ``status`` (delivered, late, duplicate, self, unknown, missing) and ``cause`` (a
+        missing one's, from the loss account). Filters: a name or a list of names for
+        ``receiver``/``source``/``type``/``status``; ``since``/``until`` (datetime, ISO text or
+        seconds from the run's start) bound the due time (a delivery no event names: its receive
+        time). :func:`fanout.analysis.explore.events`."""
+        return explore("events", self, receiver=receiver, source=source, type=type, status=status,
+                       since=since, until=until)
+
+    def latency(self, *, receiver=None, source=None, type=None, since=None, until=None) -> pd.DataFrame:
+        """Per delivered event (first delivery, delivered or late): ``receiver, source, type, id,
+        received, latency_ms`` (from due) and ``latency_sent_ms`` (from the send).
+        :func:`fanout.analysis.explore.latency`."""
+        return explore("latency", self, receiver=receiver, source=source, type=type, since=since, until=until)
+
+    def losses(self) -> pd.DataFrame:
+        """The loss account's rows: ``receiver, cause, kind, fault, count, evidence``
+        (:func:`fanout.analysis.accounting.account_losses`)."""
+        return explore("losses", self)
+
+    def timeline(self, interval_s: float = 1.0) -> pd.DataFrame:
+        """Per ``interval_s`` of the run: ``start`` (UTC), ``deliveries``, ``missing`` (by due time),
+        ``p50_ms``/``p99_ms`` latency where the interval's samples carry them, ``reconnects``.
+        :func:`fanout.analysis.explore.timeline`."""
+        return explore("timeline", self, interval_s=interval_s)
 
 
 class _Rows:
@@ -248,6 +297,58 @@ class _Rows:
 
 RunRecord.publications = _Rows("publications")  # type: ignore[assignment]
 RunRecord.deliveries = _Rows("deliveries")      # type: ignore[assignment]
+
+
+class OutageFrame(pd.DataFrame):
+    """:attr:`RunRecord.outages`: the outage rows as recorded (``instance, t_down, t_up, reason``,
+    integer ns; ``t_up`` 0: never back), a plain DataFrame for everything the analysis does with
+    it — and, called, ``record.outages()``, the same rows to explore: ``instance, down, up`` (UTC
+    datetimes, ``up`` NaT when never back), ``duration_s`` (to the run's end when never back),
+    ``reason`` (:func:`fanout.analysis.explore.outages`). Any operation on it gives a plain DataFrame."""
+
+    def __call__(self) -> pd.DataFrame:
+        rec = getattr(self, "_record", None)
+        if rec is None:
+            raise ConfigError("outages(): this frame is not attached to a run record (call record.outages())")
+        return explore("outages", rec)
+
+
+class _Outages:
+    """:attr:`RunRecord.outages`, stored as a plain frame and read as an :class:`OutageFrame`."""
+
+    def __get__(self, obj, typ=None):
+        if obj is None:
+            return self
+        out = OutageFrame(obj.__dict__["_outages"])
+        object.__setattr__(out, "_record", obj)
+        return out
+
+    def __set__(self, obj, value) -> None:
+        obj.__dict__["_outages"] = pd.DataFrame(value) if isinstance(value, OutageFrame) else value
+
+
+RunRecord.outages = _Outages()  # type: ignore[assignment]
+
+#: the module that answers a record's exploring questions (:meth:`RunRecord.events`, ...)
+EXPLORE_MODULE = "fanout.analysis.explore"
+
+
+def explore(question: str, record: RunRecord, **kwargs):
+    """The one plug-in point through which a :class:`RunRecord` answers ``events()``,
+    ``latency()``, ``losses()``, ``outages()`` and ``timeline()``: the function ``question`` of
+    :data:`EXPLORE_MODULE` (``fanout.analysis.explore``), imported by name when first asked.
+
+    Why by name: the answers need the analysis layer (a missing event's cause is the loss
+    account's, :mod:`fanout.analysis.accounting`), and the layers point down only — the lab never
+    imports the analysis (import-linter's layers contract, docs/architecture.md). The record's
+    methods are where a notebook user looks for them (``rec.events(status="missing")``), so they
+    stay on the record as thin delegates, and the work lives in the analysis, which imports the
+    lab as it always does. ``importlib`` keeps the lab free of any static import of the analysis
+    (``import fanout.lab.record`` loads no ``fanout.analysis`` module; tests/test_explore.py checks
+    it), and the contracts stay true: the dependency is a call into the layer above at run time,
+    like a registry's, never an import at load time."""
+    module = importlib.import_module(EXPLORE_MODULE)
+    return getattr(module, question)(record, **kwargs)
 
 SUMMARY_FILE = "summary.bin"
 PARTS_DIR = "parts"
@@ -292,18 +393,24 @@ def _rows(p: Path, name: str, columns: dict[str, str], meta: dict) -> pd.DataFra
     return frame(df if df is not None else [], columns)
 
 
-def load_run(path: str | os.PathLike) -> RunRecord:
+def load_run(path_or_run_id: str | os.PathLike) -> RunRecord:
     """Read a run folder written by :meth:`RunRecord.save`: whole files, or rows written as parts
     while the run went (``parts/``), with ``summary.bin`` as :attr:`RunRecord.summary` when there
     is one. A folder with parts but no ``run.json`` (a run killed before it could save) is read
     from its parts and ``parts/recording.json``, marked ``interrupted``.
 
-    ``path``: the run's folder (``data/runs/<run-id>``). Rows written as parts are not read here:
-    they load when first asked for.
+    ``path_or_run_id``: the folder (``data/runs/<run-id>``), or a run id (or a prefix only one run
+    has) found in ``data/runs/`` or ``reports/*/runs/`` under the current directory or the
+    repository root (:func:`fanout.lab.archive.find_run`; :func:`fanout.lab.runs` lists them).
+    Rows written as parts are not read here: they load when first asked for.
 
     Returns the :class:`RunRecord`; raises :class:`~fanout.errors.ConfigError` (one line) when
-    ``path`` is not a run folder."""
-    p = Path(path)
+    nothing, or more than one run, matches."""
+    p = Path(path_or_run_id)
+    if not p.exists() and len(p.parts) == 1:  # not a folder here: a run id
+        from fanout.lab.archive import find_run
+
+        p = find_run(str(path_or_run_id))
     if not (p / "run.json").exists():
         if (p / PARTS_DIR / "recording.json").exists():
             return _recover(p)
@@ -327,6 +434,7 @@ def load_run(path: str | os.PathLike) -> RunRecord:
         faults=optional("faults", FAULT_COLUMNS), outages=optional("outages", OUTAGE_COLUMNS),
         redis_stats=dict(meta.get("redis_stats", {})), resources=optional("resources", RESOURCE_COLUMNS),
         summary=summary, parts=p / PARTS_DIR if (p / PARTS_DIR).is_dir() else None,
+        status=meta.get("status"),
     )
 
 

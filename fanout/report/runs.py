@@ -133,6 +133,7 @@ def run_one(sc, *, role: str = "scenario", save_to: str | None = "data/runs", so
     if save_to:
         record.save(save_to)
     findings = analyse(record)
+    record.set_status(findings.status)  # in run.json when saved: fanout.lab.runs() lists it
     say(f"{label}{sc.name}: {findings.status} (delivery {findings.overall['delivery_pct']:.2f}%, "
         f"avg latency {fmt.ms(findings.latency['avg_ms'])}) -> {record.path or 'not saved'}")
     return ScenarioRun(scenario=sc, record=record, findings=findings, role=role, source=source,
