@@ -13,7 +13,7 @@ import importlib
 
 _EXPORTS = {
     "Scenario": "scenario", "load_scenario": "scenario", "from_dict": "scenario",
-    "simulate": "simulator", "run_scenario": "simulator",
+    "simulate": "run", "run_scenario": "run",
     "RunRecord": "record", "load_run": "record",
     "RedisServer": "servers", "LocalCluster": "servers", "LocalSentinel": "servers",
 }
