@@ -103,7 +103,7 @@ def servers_and_workers(km) -> list[psutil.Process]:
     out = []
     for p in psutil.Process(km.provisioner.process.pid).children(recursive=True):
         try:
-            if "-server" in p.name() or "multiprocessing" in " ".join(p.cmdline()):
+            if "-server" in p.name() or "spawn_main" in " ".join(p.cmdline()):  # (not the resource tracker)
                 out.append(p)
         except psutil.NoSuchProcess:
             continue
@@ -115,6 +115,8 @@ def interrupted_cell_returns_the_partial_record(km, kc, save_to, fields: str, *,
     under way; the kernel is idle again (bounded wait); the cell's own output, checked."""
     msg_id = kc.execute(CELL.format(fields=fields, save_to=str(save_to)))
     before = drain(kc, msg_id, until=lambda m: publishing(m), timeout_s=90)
+    running = servers_and_workers(km)
+    assert running, "the run's throwaway server is not the kernel's child"
     t_interrupt = time.time_ns()
     km.interrupt_kernel()
     after = drain(kc, msg_id, until=idle, timeout_s=IDLE_WITHIN_S)
@@ -132,6 +134,8 @@ def interrupted_cell_returns_the_partial_record(km, kc, save_to, fields: str, *,
     # one line says so, where the record is and that it is no pass
     lines = [ln for ln in said(after, "stderr").splitlines() if "interrupted" in ln]
     assert len(lines) == 1 and res["path"] in lines[0] and "never PASS" in lines[0], said(after, "stderr")
+    gone, alive = psutil.wait_procs(running, timeout=10)  # what it started, stopped with it
+    assert not alive, [(p.pid, p.name()) for p in alive]
     return res
 
 
@@ -193,8 +197,6 @@ def test_interrupt_stops_a_run_in_a_notebook_and_keeps_what_it_measured(kernel, 
 
     res = interrupted_cell_returns_the_partial_record(
         km, kc, save_to, "instances=2, duration_s=30, rate_per_s=20, verbose=True", publishing=publishing)
-    gone, alive = psutil.wait_procs(servers_and_workers(km), timeout=10)
-    assert not alive, [(p.pid, p.name()) for p in alive]
     check_saved(res, save_to)
 
     # the kernel is usable: a short run in the next cell completes, not interrupted
@@ -218,7 +220,7 @@ def test_interrupt_stops_a_run_over_worker_processes_in_a_notebook(kernel, tmp_p
         assert time.monotonic() < deadline, "no parts from both workers within 90 s"
         time.sleep(0.1)
     workers = servers_and_workers(km)
-    assert any("multiprocessing" in " ".join(p.cmdline()) for p in workers), workers
+    assert any("spawn_main" in " ".join(p.cmdline()) for p in workers), workers
     t_interrupt = time.time_ns()
     km.interrupt_kernel()
     msgs = drain(kc, msg_id, until=idle, timeout_s=IDLE_WITHIN_S)

@@ -395,6 +395,10 @@ async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None,
     try:
         rec = await coordinate(sc, url, run_id, links, progress=progress, options=options, mode="processes",
                                reason=reason or "process_mode processes asked for")
+    except asyncio.CancelledError:  # stopped (a signal, a notebook's interrupt): the workers now, not in 5 s
+        for ln in links:            # (what they recorded is in their parts, written whole or not at all)
+            ln.proc.terminate()
+        raise
     finally:
         sampler.stop()
         for ln in links:

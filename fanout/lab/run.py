@@ -312,7 +312,7 @@ def interrupted_line(rec: RunRecord, stopped: Interrupted) -> str:
     """One line on a run stopped midway: after how long, and where its partial record is."""
     cut = (rec.environment or {}).get("interrupted") or {}
     when = f" after {cut['after_s']:.1f} s of {cut['of_s']:g} s" if cut else ""
-    kept = f"saved to {rec.path}" if rec.path else "not saved"
+    kept = f"saved to {rec.path}" if rec.path else "kept in memory only (save_to=None)"
     return f"run {rec.run_id} {stopped}{when}: partial record (marked interrupted, never PASS) {kept}"
 
 
