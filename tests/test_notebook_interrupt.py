@@ -241,3 +241,43 @@ def test_interrupt_stops_a_run_over_worker_processes_in_a_notebook(kernel, tmp_p
     gone, alive = psutil.wait_procs(workers, timeout=10)
     assert not alive, [(p.pid, p.name()) for p in alive]
     check_saved(res, save_to)
+    # saved as cut: every publication kept was delivered (the rows after the cut left out, not read back)
+    f = analyse(load_run(res["path"]))
+    assert f.overall["missing"] == 0 and f.overall["published"] > 0, f.overall
+
+
+def test_a_record_read_back_from_parts_is_saved_as_cut(tmp_path):
+    """Worker processes stopped at different points: the record read back from their parts is cut
+    where every one had recorded; saved (run.json beside the parts), it loads with that cut, not
+    with every row of the parts again (whose publications after the cut would read as missing)."""
+    from fanout.lab.record import DELIVERY_COLUMNS, PUBLICATION_COLUMNS, frame
+    from fanout.lab.scenario import Scenario
+
+    t0, step = 1_700_000_000_000_000_000, 100_000_000  # an event every 0.1 s from each instance
+    parts = tmp_path / "runs" / "r1" / "parts"
+    parts.mkdir(parents=True)
+    (parts / "recording.json").write_text(json.dumps(
+        {"run_id": "r1", "scenario": Scenario(instances=2, duration_s=30).to_dict(), "t0": t0, "warmup": False}))
+    names = ["test-instance-0", "test-instance-1"]
+    upto = {0: 50, 1: 30}  # worker w0 wrote 5 s of rows, w1 only 3 s
+
+    for w, n in upto.items():
+        src, other = names[w], names[1 - w]
+        pubs = [{"id": f"e:{src}:{k}", "source": src, "seq": k + 1, "type": "ticker", "symbol": "X",
+                 "t_intended": t0 + k * step, "t_sent": t0 + k * step, "t_acked": t0 + k * step + 1, "ok": True,
+                 "error": None} for k in range(n)]
+        dels = [{"id": f"e:{other}:{k}", "source": other, "receiver": src, "type": "ticker", "seq": k + 1,
+                 "t_received": t0 + k * step + 1_000_000} for k in range(n)]
+        frame(pubs, PUBLICATION_COLUMNS).to_parquet(parts / f"publications-w{w}-00000.parquet")
+        frame(dels, DELIVERY_COLUMNS).to_parquet(parts / f"deliveries-w{w}-00000.parquet")
+
+    rec = load_run(parts.parent)
+    assert any(n.startswith("cut at ") for n in rec.notes) and len(rec.publications) < 80, rec.notes
+    kept = len(rec.publications)
+    assert analyse(rec).overall["missing"] == 0
+    rec.save(tmp_path / "runs")
+    again = load_run(parts.parent)
+    assert again.environment["interrupted"] and len(again.publications) == kept
+    assert len(again.deliveries) == len(rec.deliveries)
+    f = analyse(again)
+    assert f.overall["missing"] == 0 and not f.passed
