@@ -134,3 +134,7 @@ class Interrupted(BaseException):
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
+
+    def _render_traceback_(self) -> list[str]:
+        """What IPython (a notebook cell) shows instead of a traceback: this one line."""
+        return [f"{type(self).__name__}: {self}"]

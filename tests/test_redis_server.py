@@ -31,6 +31,36 @@ def test_start_answers_and_cleanup_stops_it():
         client(srv).ping()
 
 
+def test_a_ctrl_c_to_the_starters_process_group_does_not_reach_the_server(tmp_path):
+    """A terminal's Ctrl-C and a notebook's Kernel ▸ Interrupt signal a whole process group: the
+    server, in a group of its own, is stopped by the run's cleanup, never shut down under the run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import os, signal, sys, time\n"
+              "from fanout.lab.servers import RedisServer\n"
+              "signal.signal(signal.SIGINT, lambda *_: print('starter got SIGINT', flush=True))\n"
+              "with RedisServer() as srv:\n"
+              "    print(srv.port, flush=True)\n"
+              "    time.sleep(60)\n")
+    starter = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                               start_new_session=True)  # a group of its own, as a kernel's
+    try:
+        port = int(starter.stdout.readline())
+        os.killpg(starter.pid, signal.SIGINT)  # Kernel ▸ Interrupt
+        assert starter.stdout.readline().strip() == "starter got SIGINT"
+        with redis.Redis(port=port, socket_timeout=2, socket_connect_timeout=2) as r:
+            for _ in range(5):  # well past the server's own reaction to a SIGINT (its next cron tick)
+                assert r.ping()
+                time.sleep(0.1)
+    finally:
+        starter.kill()
+        starter.wait(10)
+
+
 def test_restart_keeps_the_port_and_without_aof_loses_data(redis_server):
     c = client(redis_server)
     c.set("k", "v")

@@ -30,6 +30,7 @@ record (its instances' missing deliveries are attributed to it).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import multiprocessing as mp
@@ -166,6 +167,10 @@ async def serve(sc: Scenario, url: str, hosted: list[int], send, recv, *, clock=
         dels = {} if rec.parts is not None else rec.delivery_columns()
         _, dels, outs = shift_records({}, dels, sim.outage_rows(), offset)
         await send(("done", dels, sim.instance_rows(), outs, sim.cpu, rec.summary.to_wire(), rec.stats()))
+    except asyncio.CancelledError:  # stopped by the coordinator (SIGTERM): what it recorded so far, written as parts
+        if sim.recorder.parts is not None:  # (so a run read back from them is cut where every worker stopped)
+            sim.recorder.finish()
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure is the worker's answer: one line to the coordinator
         await send(("error", f"{type(exc).__name__}: {exc}"))
     finally:
@@ -370,7 +375,12 @@ def _process_main(hosted: list[int], scenario: dict, url: str, conn, options: di
             await asyncio.sleep(0.005)
         return conn.recv()
 
-    instrument.run(serve(from_dict(scenario), url, hosted, send, recv, options=RunOptions(**options), run_id=run_id))
+    async def main() -> None:  # SIGTERM (the coordinator stopping it): bridges closed, the parts being written finished
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, asyncio.current_task().cancel)
+        await serve(from_dict(scenario), url, hosted, send, recv, options=RunOptions(**options), run_id=run_id)
+
+    with contextlib.suppress(asyncio.CancelledError):  # (then the interpreter waits for the parts' writer)
+        instrument.run(main())
 
 
 async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None,
@@ -395,6 +405,10 @@ async def simulate_processes(sc: Scenario, url: str, run_id: str, progress=None,
     try:
         rec = await coordinate(sc, url, run_id, links, progress=progress, options=options, mode="processes",
                                reason=reason or "process_mode processes asked for")
+    except asyncio.CancelledError:  # stopped (a signal, a notebook's interrupt): the workers now, not in 5 s;
+        for ln in links:            # each closes its bridges and finishes the part it is writing, then exits
+            ln.proc.terminate()
+        raise
     finally:
         sampler.stop()
         for ln in links:

@@ -215,8 +215,10 @@ class RunRecord:
         """Write ``<root>/<run_id>/`` (the frames as parquet files and run.json); return the folder."""
         out = Path(root) / self.run_id
         out.mkdir(parents=True, exist_ok=True)
-        # rows already written as parts of this folder while the run went stay there, not copied
-        in_parts = self.parts is not None and Path(self.parts).resolve().parent == out.resolve() and \
+        # rows already written as parts of this folder while the run went stay there, not copied; but
+        # a record recovered from its parts holds them cut where every process had recorded: written whole
+        in_parts = not (self.environment or {}).get("recovered_from_parts") and \
+            self.parts is not None and Path(self.parts).resolve().parent == out.resolve() and \
             any(Path(self.parts).glob("deliveries-*.parquet")) | any(Path(self.parts).glob("publications-*.parquet"))
         for name in ("publications", "deliveries", "instances", "faults", "outages", "resources"):
             if in_parts and name in ("publications", "deliveries"):

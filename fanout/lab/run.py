@@ -3,7 +3,7 @@ server it starts (``run_scenario``), in this process, in one process per instanc
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import signal
@@ -166,20 +166,79 @@ async def _stoppable(coro):
             signal.signal(sig, handler)  # asyncio would leave the default behind
 
 
-def run_sync(coro):
-    """``asyncio.run`` (on uvloop when installed), stoppable by a signal (see :func:`_stoppable`); also
-    from inside a running loop (a Jupyter kernel): then in a worker thread, where the kernel's own
-    interrupt applies."""
-    from fanout.lab.instrument import run  # asyncio.run on uvloop when installed
-
+def in_running_loop() -> bool:
+    """Whether this thread runs an event loop already (a Jupyter kernel's): runs go to a worker thread."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        if threading.current_thread() is threading.main_thread():
-            return run(_stoppable(coro))
-        return run(coro)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(run, coro).result()
+        return False
+    return True
+
+
+def run_sync(coro):
+    """``asyncio.run`` (on uvloop when installed), stoppable by a signal (see :func:`_stoppable`); also
+    from inside a running loop (a Jupyter kernel): then in a worker thread, stoppable by the kernel's
+    interrupt (see :func:`_in_worker_thread`)."""
+    from fanout.lab.instrument import run  # asyncio.run on uvloop when installed
+
+    if in_running_loop():
+        return _in_worker_thread(coro)
+    if threading.current_thread() is threading.main_thread():
+        return run(_stoppable(coro))
+    return run(coro)
+
+
+def _in_worker_thread(coro):
+    """Run ``coro`` on an event loop of its own in a worker thread, the calling thread waiting in
+    short steps: the kernel's interrupt (SIGINT, a KeyboardInterrupt in the main thread) cancels the
+    run's task on its loop, its cleanups run (bridges closed, worker processes stopped, the partial
+    record built) and :class:`~fanout.errors.Interrupted` is raised here, with the record. A second
+    interrupt while that cleanup runs stops the wait (KeyboardInterrupt); the cleanup goes on."""
+    from fanout.lab.instrument import run
+
+    started, done = threading.Event(), threading.Event()
+    box: dict = {}
+
+    async def main():
+        box["loop"], box["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        started.set()
+        try:
+            return await coro
+        except asyncio.CancelledError as exc:
+            if box.get("stopped"):
+                raise Interrupted(signal.SIGINT, record=getattr(exc, "record", None)) from None
+            raise
+
+    def target() -> None:
+        try:
+            box["result"] = run(main())
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread as it is
+            box["error"] = exc
+        finally:
+            started.set()
+            done.set()
+
+    worker = threading.Thread(target=target, name="fanout-run", daemon=True)
+    worker.start()
+    while True:
+        try:
+            while not done.wait(0.1):
+                pass
+            break
+        except KeyboardInterrupt:
+            if box.get("stopped"):  # a second interrupt: stop waiting for the cleanup
+                log.warning("stopped waiting for the interrupted run's cleanup; it goes on in the background")
+                raise
+            box["stopped"] = True
+            started.wait()
+            loop, task = box.get("loop"), box.get("task")
+            if loop is not None and task is not None:
+                with contextlib.suppress(RuntimeError):  # (its loop closed meanwhile: the run is over)
+                    loop.call_soon_threadsafe(task.cancel)
+    worker.join()
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def throwaway_server(sc: Scenario):
@@ -199,6 +258,12 @@ def run_scenario(sc: Scenario, *, progress: bool | None = None, printer: Printer
     for the scenario's transport or faults raises :class:`~fanout.errors.ServerTooOld` before
     anything starts.
 
+    Stopped midway (Ctrl-C, SIGTERM, SIGHUP; a notebook's Kernel ▸ Interrupt), what was measured is
+    kept: the record marked ``interrupted`` (never a PASS; over worker processes, read back from the
+    parts they wrote), saved under ``save_to`` as a whole run's would be. From a script it rides on
+    :class:`~fanout.errors.Interrupted` (``.record``); in a notebook it is returned, and one line
+    (logged) says where it was saved.
+
     ``sc``: the :class:`~fanout.lab.scenario.Scenario`. ``progress``: show a progress bar (None:
     when on a terminal). ``printer``: where verbose lines go (None: nowhere). ``save_to``: the
     folder the run's folder is made in (None: not saved; rows kept in memory). ``options``:
@@ -212,26 +277,52 @@ def run_scenario(sc: Scenario, *, progress: bool | None = None, printer: Printer
         require_local(needs(sc))  # the binary's own --version: fail before starting a cluster
     if save_to and options.record_dir is None and not sc.agents:  # record as you go, into the run's folder
         options = dataclasses.replace(options, record_dir=str(save_to))
+    run_id = new_run_id(sc)
+    where = None  # (a throwaway server: named once it runs)
     try:
         if sc.redis_url:
-            rec = run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer, options=options))
+            rec = run_sync(simulate(sc, redis_url=sc.redis_url, progress=progress, printer=printer, run_id=run_id,
+                                    options=options))
         else:
             with throwaway_server(sc) as srv:
-                try:
-                    rec = run_sync(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv,
-                                            options=options))
-                finally:
-                    where = f"throwaway {Path(srv.binary).name} on {srv.safe_url}"
+                where = f"throwaway {Path(srv.binary).name} on {srv.safe_url}"
+                rec = run_sync(simulate(sc, redis_url=srv.url, progress=progress, printer=printer, server=srv,
+                                        run_id=run_id, options=options))
                 rec.environment["redis_url"] = where
     except Interrupted as stopped:  # save what was measured, marked interrupted, then stop
-        if stopped.record is not None and save_to:
+        rec = stopped.record if stopped.record is not None else _from_parts(options.record_dir, run_id)
+        if rec is not None and save_to:
             if not sc.redis_url:
-                stopped.record.environment["redis_url"] = where
-            stopped.record.save(save_to)
-        raise
+                rec.environment["redis_url"] = where
+            rec.save(save_to)
+        stopped.record = rec
+        if rec is None or not in_running_loop():
+            raise
+        log.warning("%s", interrupted_line(rec, stopped))
+        return rec
     if save_to:
         rec.save(save_to)
     return rec
 
 
-__all__ = ["simulate", "run_scenario", "run_sync", "throwaway_server", "check_reachable", "check_server", "needs"]
+def _from_parts(record_dir: str | None, run_id: str) -> RunRecord | None:
+    """A run stopped where its record could not be built (worker processes, whose rows cannot be
+    handed back once stopped): what its processes wrote as parts, read back and cut where every
+    one of them had recorded (:func:`fanout.lab.record.load_run`); None without parts."""
+    from fanout.lab.record import PARTS_DIR, load_run
+
+    folder = Path(record_dir) / run_id if record_dir else None
+    if folder is None or not (folder / PARTS_DIR / "recording.json").exists() or (folder / "run.json").exists():
+        return None
+    return load_run(folder)
+
+
+def interrupted_line(rec: RunRecord, stopped: Interrupted) -> str:
+    """One line on a run stopped midway: after how long, and where its partial record is."""
+    cut = (rec.environment or {}).get("interrupted") or {}
+    when = f" after {cut['after_s']:.1f} s of {cut['of_s']:g} s" if cut else ""
+    kept = f"saved to {rec.path}" if rec.path else "kept in memory only (save_to=None)"
+    return f"run {rec.run_id} {stopped}{when}: partial record (marked interrupted, never PASS) {kept}"
+
+
+__all__ = ["simulate", "run_scenario", "run_sync", "in_running_loop", "interrupted_line", "throwaway_server", "check_reachable", "check_server", "needs"]

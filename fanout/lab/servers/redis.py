@@ -96,6 +96,14 @@ def die_with_parent():
     return None
 
 
+def own_group() -> dict:
+    """``Popen`` keywords of a throwaway server: :func:`die_with_parent`, and a process group of its
+    own, so a Ctrl-C in a terminal or a notebook's Kernel ▸ Interrupt (each signals the whole group)
+    reaches fanout, which stops the run and then the server, never the server under the run (a
+    server shuts down on SIGINT)."""
+    return {"preexec_fn": die_with_parent(), "process_group": 0}
+
+
 class RedisServer(Throwaway):
     """One local redis-server process on a loopback port, with fault controls.
 
@@ -186,7 +194,7 @@ class RedisServer(Throwaway):
             return self
         self._proc = subprocess.Popen(
             self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=die_with_parent(),
+            **own_group(),
         )
         self._paused = False
         self._wait_ready()

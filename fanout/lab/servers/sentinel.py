@@ -21,7 +21,7 @@ from pathlib import Path
 from fanout.errors import RedisServerError
 from fanout.lab.servers import admin
 from fanout.lab.servers.admin import HOST
-from fanout.lab.servers.redis import RedisServer, ServerGroup, die_with_parent, free_port
+from fanout.lab.servers.redis import RedisServer, ServerGroup, free_port, own_group
 
 SENTINEL_MASTER = "fanout-master"
 
@@ -44,7 +44,7 @@ class _SentinelProcess:
             f"sentinel parallel-syncs {name} 1", ""]))
         self._proc = subprocess.Popen([binary, str(self.conf), "--sentinel"], stdin=subprocess.DEVNULL,
                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      preexec_fn=die_with_parent())
+                                      **own_group())
 
     @property
     def addr(self) -> str:
