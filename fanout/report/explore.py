@@ -88,9 +88,10 @@ def losses_by_cause(missing: pd.DataFrame) -> pd.DataFrame:
     return table.sort_values("total", ascending=False).astype("int64")
 
 
-def plot_losses(missing: pd.DataFrame, outages: pd.DataFrame | None = None, t0=None) -> Figure | None:
+def plot_losses(missing: pd.DataFrame, outages: pd.DataFrame | None = None, t0=None,
+                faults: pd.DataFrame | None = None) -> Figure | None:
     """Each missing event at its due time, one row per receiver, coloured by cause, over the
-    outages (shaded); None when nothing is missing."""
+    outages (grey, on their instance's row) and the planned faults (orange); None when nothing is missing."""
     if missing.empty:
         return None
     start = _start(missing, t0)
@@ -98,6 +99,7 @@ def plot_losses(missing: pd.DataFrame, outages: pd.DataFrame | None = None, t0=N
                         cause=missing["cause"].fillna("unexplained").astype(str))
     fig, (ax,) = _figure(1.2 + 0.45 * df["receiver"].nunique())
     _shade(ax, outages, start, by_receiver=sorted(df["receiver"].astype(str).unique()))
+    _shade_faults(ax, faults, start)
     sns.stripplot(data=df, x="t_s", y="receiver", hue="cause", ax=ax, jitter=0.15, size=3,
                   order=sorted(df["receiver"].astype(str).unique()))
     ax.set(xlabel="due time (s since the run started)", ylabel="receiver",
@@ -132,9 +134,10 @@ def plot_latency_by_receiver(latency: pd.DataFrame) -> Figure | None:
 # ---------------------------------------------------------------------------------- over time
 
 
-def plot_timeline(timeline: pd.DataFrame, outages: pd.DataFrame | None = None) -> Figure | None:
+def plot_timeline(timeline: pd.DataFrame, outages: pd.DataFrame | None = None,
+                  faults: pd.DataFrame | None = None) -> Figure | None:
     """The run per interval: deliveries and missing (top), p50/p99 latency where the interval's
-    samples carry them (bottom), outages shaded."""
+    samples carry them (bottom); outages shaded grey, planned faults orange."""
     if timeline.empty:
         return None
     tcol = _time_column(timeline)
@@ -157,6 +160,7 @@ def plot_timeline(timeline: pd.DataFrame, outages: pd.DataFrame | None = None) -
     bottom.set(xlabel="time (s since the run started)", ylabel="latency (ms, log)")
     for ax in (top, bottom):
         _shade(ax, outages, start)
+        _shade_faults(ax, faults, start)
     return fig
 
 
@@ -184,7 +188,7 @@ def outages_table(outages: pd.DataFrame) -> pd.DataFrame:
     return outages.sort_values("duration_s", ascending=False).reset_index(drop=True)
 
 
-def zoom(events: pd.DataFrame, outages: pd.DataFrame | None = None, t0=None):
+def zoom(events: pd.DataFrame, outages: pd.DataFrame | None = None, t0=None, faults: pd.DataFrame | None = None):
     """An interactive window on the run: a range slider (seconds since the start) redraws each
     delivery's latency and each missing event in that window, outages shaded. Needs ipywidgets
     (the report extra); without it, the whole run as one figure and a note saying why."""
@@ -197,7 +201,7 @@ def zoom(events: pd.DataFrame, outages: pd.DataFrame | None = None, t0=None):
         import ipywidgets as widgets
     except ImportError:
         print("zoom: ipywidgets is not installed (pip install 'fanout[report]'): the whole run instead")
-        return _window_figure(events, outages, start, (0.0, end))
+        return _window_figure(events, outages, start, (0.0, end), faults)
     from fanout.report.nbhelpers import show_figure
 
     slider = widgets.FloatRangeSlider(value=(0.0, end), min=0.0, max=max(end, ZOOM_STEP_S), step=ZOOM_STEP_S,
@@ -205,12 +209,12 @@ def zoom(events: pd.DataFrame, outages: pd.DataFrame | None = None, t0=None):
                                       layout=widgets.Layout(width="95%"), readout_format=".1f")
 
     def draw(window):
-        show_figure(_window_figure(events, outages, start, window))
+        show_figure(_window_figure(events, outages, start, window, faults))
 
     return widgets.interactive(draw, window=slider)
 
 
-def _window_figure(events: pd.DataFrame, outages, start, window) -> Figure | None:
+def _window_figure(events: pd.DataFrame, outages, start, window, faults=None) -> Figure | None:
     lo, hi = float(window[0]), float(window[1])
     t_s = (events["due"] - start).dt.total_seconds()
     inside = events[(t_s >= lo) & (t_s <= hi)].assign(t_s=t_s, receiver=events["receiver"].astype(str))
@@ -227,6 +231,7 @@ def _window_figure(events: pd.DataFrame, outages, start, window) -> Figure | Non
                 markersize=10, label=f"missing ({len(lost):,})")
         ax.legend(loc="upper right")
     _shade(ax, outages, start)
+    _shade_faults(ax, faults, start)
     ax.set_xlim(lo, hi)
     ax.set(xlabel="due time (s since the run started)", ylabel="latency (ms, log)",
            title=f"{lo:.1f}–{hi:.1f} s: {len(inside[inside['latency_ms'].notna()]):,} deliveries, "
@@ -267,6 +272,17 @@ def _shade(ax, outages: pd.DataFrame | None, start, by_receiver: list[str] | Non
                        color="grey", alpha=0.2, lw=0)
         elif by_receiver is None:
             ax.axvspan(a, b, color="grey", alpha=0.15, lw=0)
+
+
+def _shade_faults(ax, faults: pd.DataFrame | None, start) -> None:
+    """Shade each planned fault's window (``record.faults``: ``t_start``/``t_end`` ns), labelled by kind."""
+    if faults is None or faults.empty:
+        return
+    for kind, a, b in zip(faults["kind"].astype(str), faults["t_start"], faults["t_end"]):
+        lo = (pd.Timestamp(int(a), unit="ns", tz="UTC") - start).total_seconds()
+        hi = (pd.Timestamp(int(b), unit="ns", tz="UTC") - start).total_seconds() if int(b) > 0 else ax.get_xlim()[1]
+        ax.axvspan(lo, hi, color="tab:orange", alpha=0.15, lw=0)
+        ax.annotate(kind, (lo, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=8, color="tab:orange")
 
 
 __all__ = ["open_run", "describe", "losses_by_cause", "plot_losses", "latency_by_receiver", "plot_latency_by_receiver",
