@@ -67,17 +67,18 @@ def test_help_notebook_lists_every_parameter_with_its_comment():
             assert m.group(1) != "Unknown" and m.group(3).strip(), name
 
 
-def test_notebooks_are_committed_clean_with_minimal_cells():
+@pytest.mark.parametrize("path", [SCENARIO_NOTEBOOK, VALIDATION_NOTEBOOK, FAILOVER_NOTEBOOK, EXPLORE_NOTEBOOK],
+                         ids=lambda p: p.name)
+def test_notebooks_are_committed_clean_with_minimal_cells(path):
     import nbformat
 
-    for path in (SCENARIO_NOTEBOOK, VALIDATION_NOTEBOOK, FAILOVER_NOTEBOOK, EXPLORE_NOTEBOOK):
-        nb = nbformat.read(str(path), as_version=4)
-        nbformat.validate(nb)
-        assert nb.metadata.kernelspec.name == "python3"
-        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-        assert len(tagged) == 1 and nb.cells.index(tagged[0]) <= 1
-        assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
-        assert max(len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code" and c is not tagged[0]) <= 8
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and nb.cells.index(tagged[0]) <= 1
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+    assert max(len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code" and c is not tagged[0]) <= 8
 
 
 def test_report_scenario_durations_transport_and_key_prefix():
