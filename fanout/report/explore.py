@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from fanout.errors import ConfigError
 
@@ -127,6 +128,8 @@ def plot_latency_by_receiver(latency: pd.DataFrame) -> Figure | None:
     fig, (ax,) = _figure(1.2 + 0.4 * len(order))
     sns.boxenplot(data=df.assign(receiver=df["receiver"].astype(str)), x="latency_ms", y="receiver", order=order,
                   ax=ax, log_scale=True)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set(xlabel="latency from due time (ms, log)", ylabel="receiver", title="Latency per receiver, slowest first")
     return fig
 
@@ -155,7 +158,7 @@ def plot_timeline(timeline: pd.DataFrame, outages: pd.DataFrame | None = None,
             bottom.plot(x, timeline[col], style, label=col.removesuffix("_ms"), color="tab:purple")
             drawn = True
     if drawn:
-        bottom.set_yscale("log")
+        _log_ms(bottom)
         bottom.legend(loc="upper right")
     bottom.set(xlabel="time (s since the run started)", ylabel="latency (ms, log)")
     for ax in (top, bottom):
@@ -167,16 +170,17 @@ def plot_timeline(timeline: pd.DataFrame, outages: pd.DataFrame | None = None,
 def plot_latency_over_time(events: pd.DataFrame, t0=None) -> Figure | None:
     """Each delivery's latency at its due time (a seeded sample of :data:`MAX_POINTS`), one colour
     per receiver: how latency moved over the run."""
-    df = events[events["latency_ms"].notna() & (events["latency_ms"] > 0)]
+    df = events[events["status"].isin(DELIVERED) & (events["latency_ms"] > 0)]
     if df.empty:
         return None
-    start = _start(df, t0)
+    start = _start(events, t0)
     if len(df) > MAX_POINTS:
         df = df.sample(MAX_POINTS, random_state=0)
     df = df.assign(t_s=(df["due"] - start).dt.total_seconds(), receiver=df["receiver"].astype(str))
     fig, (ax,) = _figure(4.0)
-    sns.scatterplot(data=df, x="t_s", y="latency_ms", hue="receiver", s=6, linewidth=0, ax=ax, alpha=0.6)
-    ax.set_yscale("log")
+    sns.scatterplot(data=df, x="t_s", y="latency_ms", hue="receiver", hue_order=sorted(df["receiver"].unique()), s=6,
+                    linewidth=0, ax=ax, alpha=0.6)
+    _log_ms(ax)
     ax.set(xlabel="due time (s since the run started)", ylabel="latency (ms, log)", title="Latency over the run")
     return fig
 
@@ -218,14 +222,15 @@ def _window_figure(events: pd.DataFrame, outages, start, window, faults=None) ->
     lo, hi = float(window[0]), float(window[1])
     t_s = (events["due"] - start).dt.total_seconds()
     inside = events[(t_s >= lo) & (t_s <= hi)].assign(t_s=t_s, receiver=events["receiver"].astype(str))
-    got = inside[inside["latency_ms"].notna() & (inside["latency_ms"] > 0)]
+    got = inside[inside["status"].isin(DELIVERED) & (inside["latency_ms"] > 0)]
     lost = inside[inside["status"] == "missing"]
     fig, (ax,) = _figure(4.0)
     if len(got) > MAX_POINTS:
         got = got.sample(MAX_POINTS, random_state=0)
     if not got.empty:
-        sns.scatterplot(data=got, x="t_s", y="latency_ms", hue="receiver", s=8, linewidth=0, ax=ax, alpha=0.7)
-        ax.set_yscale("log")
+        sns.scatterplot(data=got, x="t_s", y="latency_ms", hue="receiver", hue_order=sorted(got["receiver"].unique()),
+                        s=8, linewidth=0, ax=ax, alpha=0.7)
+        _log_ms(ax)
     if not lost.empty:
         ax.plot(lost["t_s"], [0.02] * len(lost), "|", color="tab:red", transform=ax.get_xaxis_transform(),
                 markersize=10, label=f"missing ({len(lost):,})")
@@ -234,12 +239,23 @@ def _window_figure(events: pd.DataFrame, outages, start, window, faults=None) ->
     _shade_faults(ax, faults, start)
     ax.set_xlim(lo, hi)
     ax.set(xlabel="due time (s since the run started)", ylabel="latency (ms, log)",
-           title=f"{lo:.1f}–{hi:.1f} s: {len(inside[inside['latency_ms'].notna()]):,} deliveries, "
+           title=f"{lo:.1f}–{hi:.1f} s: {int(inside['status'].isin(DELIVERED).sum()):,} deliveries, "
                  f"{len(lost):,} missing")
     return fig
 
 
 # ---------------------------------------------------------------------------------- helpers
+
+
+#: a row of events() that counts as a delivery (its first one; duplicates and self-deliveries not)
+DELIVERED = ("delivered", "late")
+
+
+def _log_ms(ax) -> None:
+    """A log latency axis labelled in plain milliseconds (0.5, 1, 2), not 10^0 or 1.0002x10^0."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
 
 
 def _time_column(df: pd.DataFrame) -> str:
@@ -285,5 +301,5 @@ def _shade_faults(ax, faults: pd.DataFrame | None, start) -> None:
         ax.annotate(kind, (lo, 1.0), xycoords=("data", "axes fraction"), va="top", fontsize=8, color="tab:orange")
 
 
-__all__ = ["open_run", "describe", "losses_by_cause", "plot_losses", "latency_by_receiver", "plot_latency_by_receiver",
+__all__ = ["DELIVERED", "open_run", "describe", "losses_by_cause", "plot_losses", "latency_by_receiver", "plot_latency_by_receiver",
            "plot_timeline", "plot_latency_over_time", "outages_table", "zoom"]
