@@ -27,6 +27,7 @@ from fanout.report.notebooks import working_copy
 from fanout.report.paths import NOTEBOOK_DIR
 from fanout.report.pdf import find_chromium
 
+PlaywrightTimeout = TimeoutError  # playwright's own, once it is imported (_browser)
 COMMITTED = sorted(p.name for p in NOTEBOOK_DIR.glob("*.ipynb"))
 #: bounds on waits (never asserted as durations)
 START_S, RUN_S, STOP_S = 60, 60, 20
@@ -152,6 +153,9 @@ def _browser():
         from playwright.sync_api import sync_playwright
     except ImportError:
         sync_playwright = None
+    global PlaywrightTimeout
+    if sync_playwright is not None:
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
     chromium = find_chromium()
     missing = [what for what, ok in (("Playwright (pip install 'fanout[test]')", sync_playwright),
                                      ("Chromium (apt-get install chromium)", chromium)) if not ok]
@@ -171,16 +175,25 @@ def test_in_a_browser_run_all_on_scenario_ipynb_shows_the_verdict(lab):
             page.goto(f"http://127.0.0.1:{lab.port}/lab/tree/scenario.ipynb?token={lab.token}",
                       timeout=START_S * 1000)
             page.locator(".jp-Notebook .jp-Cell").first.wait_for(timeout=START_S * 1000)
+            choose = page.locator(".jp-Dialog").get_by_role("button", name="Select", exact=True)
+            try:  # a fresh JupyterLab may ask which kernel (the preselected one is this environment's python3)
+                choose.wait_for(timeout=5_000)
+                choose.click()
+            except PlaywrightTimeout:
+                pass
             page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells").click()
+            page.locator("li[data-command='runmenu:run-all']").click()  # Run ▸ Run All Cells
+            # attached, not visible: JupyterLab renders a long notebook's cells off screen lazily
             verdict = page.locator(".jp-RenderedMarkdown strong", has_text=re.compile(r"browser: .*PASS"))
             try:
-                verdict.wait_for(timeout=RUN_S * 1000)
-            except Exception as exc:  # the page's errors say more than a timeout
+                verdict.wait_for(state="attached", timeout=RUN_S * 1000)
+            except Exception as exc:  # what the page shows says more than a timeout
+                page.screenshot(path=str(lab.dest.parent / "no-verdict.png"), full_page=True)
                 errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']")
                 shown = "\n".join(errors.all_inner_texts())[-2000:]
-                raise AssertionError(f"no verdict in the page within {RUN_S} s; errors shown: {shown or 'none'}") \
-                    from exc
+                prompts = page.locator(".jp-InputPrompt").all_inner_texts()
+                raise AssertionError(f"no verdict in the page within {RUN_S} s; prompts {prompts}; errors shown: "
+                                     f"{shown or 'none'}; screenshot {lab.dest.parent / 'no-verdict.png'}") from exc
             assert "Overall statistics" in page.content()
         finally:
             browser.close()
