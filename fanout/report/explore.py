@@ -7,7 +7,7 @@ The numbers come from the run's exploration API (``RunRecord.events()``, ``laten
 only groups and draws them. Figures are built without pyplot (as :mod:`fanout.report.plots`), so
 they work under any backend and show nothing by side effect.
 
-    >>> from fanout.report import explore
+    >>> import fanout.report.explore as explore
     >>> record = explore.open_run("latest")            # doctest: +SKIP
     >>> explore.losses_by_cause(record.events(status="missing"))   # doctest: +SKIP
 """
