@@ -48,8 +48,8 @@ chaos: install             ## the reliability suite at full sizes (> 10 min) int
 doctor: install            ## which Redis/Valkey servers are installed, which one runs, why
 	$(BIN)/fanout doctor
 
-lab: install               ## JupyterLab on the notebooks
-	$(BIN)/jupyter lab notebooks/
+lab: install               ## JupyterLab on a working copy of the notebooks (work/notebooks/, git-ignored)
+	$(BIN)/fanout lab
 
 clean:
 	rm -rf data/runs reports/latest reports/*.ipynb .pytest_cache

@@ -22,9 +22,9 @@ from fanout.lab.scenario import Scenario
 from fanout.report.build import build_validation_report
 from fanout.report.execute import execute_notebook, run_scenario_notebook, secret_free
 from fanout.report.notebooks import out_of_date
-from fanout.report.paths import FAILOVER_NOTEBOOK, SCENARIO_NOTEBOOK, VALIDATION_NOTEBOOK
+from fanout.report.paths import EXPLORE_NOTEBOOK, FAILOVER_NOTEBOOK, SCENARIO_NOTEBOOK, VALIDATION_NOTEBOOK
 from fanout.report.params import ReportParams
-from fanout.report.runs import QUICK_DURATION_S, report_scenario
+from fanout.report.runs import QUICK_DURATION_S, load_runs, report_scenario, scenario_from_namespace
 
 SCENARIO_FIELDS = list(Scenario().to_dict())
 REPORT_FIELDS = list(ReportParams.__dataclass_fields__)
@@ -56,7 +56,7 @@ def test_parameters_cells_are_derived_from_the_dataclasses():
 
 
 def test_help_notebook_lists_every_parameter_with_its_comment():
-    for path, names in ((SCENARIO_NOTEBOOK, [*SCENARIO_FIELDS, "save_to", "result_json"]),
+    for path, names in ((SCENARIO_NOTEBOOK, [*SCENARIO_FIELDS, "save_to", "result_json", "from_run", "progress"]),
                         (VALIDATION_NOTEBOOK, REPORT_FIELDS)):
         out = subprocess.run([sys.executable, "-m", "papermill", "--help-notebook", str(path)],
                              capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -67,17 +67,18 @@ def test_help_notebook_lists_every_parameter_with_its_comment():
             assert m.group(1) != "Unknown" and m.group(3).strip(), name
 
 
-def test_notebooks_are_committed_clean_with_minimal_cells():
+@pytest.mark.parametrize("path", [SCENARIO_NOTEBOOK, VALIDATION_NOTEBOOK, FAILOVER_NOTEBOOK, EXPLORE_NOTEBOOK],
+                         ids=lambda p: p.name)
+def test_notebooks_are_committed_clean_with_minimal_cells(path):
     import nbformat
 
-    for path in (SCENARIO_NOTEBOOK, VALIDATION_NOTEBOOK, FAILOVER_NOTEBOOK):
-        nb = nbformat.read(str(path), as_version=4)
-        nbformat.validate(nb)
-        assert nb.metadata.kernelspec.name == "python3"
-        tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
-        assert len(tagged) == 1 and nb.cells.index(tagged[0]) <= 1
-        assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
-        assert max(len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code" and c is not tagged[0]) <= 8
+    nb = nbformat.read(str(path), as_version=4)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1 and nb.cells.index(tagged[0]) <= 1
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in nb.cells if c.cell_type == "code")
+    assert max(len(c.source.splitlines()) for c in nb.cells if c.cell_type == "code" and c is not tagged[0]) <= 8
 
 
 def test_report_scenario_durations_transport_and_key_prefix():
@@ -148,6 +149,51 @@ def test_scenario_notebook_from_yaml_started_in_notebooks_dir_with_a_bogus_kerne
     assert_exact_fanout(result, 5)
     assert result["scenario"]["name"] == "stress" and result["kernel_python"] == sys.executable
     assert Path(result["record"]).is_relative_to(tmp_path)
+
+
+def test_scenario_notebook_names_each_set_of_parameters_apart_and_keeps_a_given_name():
+    """Left None, ``name`` comes from the parameters: runs with different ones never merge into one
+    configuration (one bar) in a report; the same parameters again are repeats of one."""
+    base = {"name": None, "instances": 3, "rate_per_s": 10.0}
+    a, again = scenario_from_namespace(base), scenario_from_namespace(dict(base))
+    b = scenario_from_namespace({**base, "rate_per_s": 50.0})
+    c = scenario_from_namespace({**base, "duration_s": 5.0})
+    assert a.name == again.name and len({a.name, b.name, c.name}) == 3, (a.name, b.name, c.name)
+    assert a.name.startswith("nb-3x10-pubsub-") and b.name.startswith("nb-3x50-pubsub-")
+    assert scenario_from_namespace({**base, "name": "mine"}).name == "mine"
+
+
+def test_scenario_notebook_from_run_renders_that_run_and_a_fault_run_as_one(tmp_path):
+    """``from_run`` opens a recorded run instead of running one; a run with faults is shown as a
+    fault run (the failover section with its own loss), never "no fault run was possible"."""
+    from _runs import partition_run, saved
+
+    folder = saved(partition_run(), tmp_path)
+    out, result = tmp_path / "scenario.ipynb", tmp_path / "result.json"
+    execute_notebook(SCENARIO_NOTEBOOK, out, {"from_run": str(folder), "result_json": str(result),
+                                              "save_to": str(tmp_path / "unused")}, cwd=ROOT)
+    data = json.loads(result.read_text())
+    assert data["run_id"] == folder.name and data["losses"]["lost"] == 5
+    assert data["losses"]["by_cause"]["lost during partition"] == 3
+    assert not (tmp_path / "unused").exists()  # nothing ran
+    text = out.read_text()
+    assert "Failover: what each transport loses under each fault" in text
+    assert "pub/sub lost 5 of 120 expected deliveries" in text and "3 during the partition" in text  # its own loss
+    assert "no fault run was possible" not in text
+
+
+@needs_redis7
+def test_a_fault_scenario_run_from_the_scenario_notebook_is_recorded_and_rendered_as_a_fault_run(tmp_path):
+    params = yaml.safe_load((ROOT / "scenarios" / "faults" / "partition-pubsub.yaml").read_text())
+    params |= {"duration_s": 3, "faults": [{"kind": "partition", "at_s": 1, "duration_s": 0.5, "instance": 1}],
+               "result_json": str(tmp_path / "result.json"), "save_to": str(tmp_path / "runs"), "progress": False}
+    execute_notebook(SCENARIO_NOTEBOOK, tmp_path / "scenario.ipynb", params, cwd=ROOT)
+    result = json.loads((tmp_path / "result.json").read_text())
+    text = (tmp_path / "scenario.ipynb").read_text()
+    assert "Failover: what each transport loses under each fault" in text
+    assert "no fault run was possible" not in text
+    (run,) = load_runs([result["record"]])  # the archive knows its place too: a report re-rendered from it
+    assert run.role == "fault" and run.record.environment["report_role"] == "fault"
 
 
 # ---------------------------------------------------------------- validation-report.ipynb

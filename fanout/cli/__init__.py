@@ -6,6 +6,7 @@
     fanout agent --redis-url URL                                        host instances for a multi-host run
     fanout demo                                                         one publisher, two subscribers, metrics
     fanout doctor [--redis-url URL]                                     the servers found, which one runs, why
+    fanout lab [--no-browser --port N]                                  JupyterLab on a working copy of the notebooks
 
 Exit codes: 0 pass, 1 verdict failed, 2 usage error, 3 Redis unreachable (``compare``: 1
 regressed, 3 inconclusive). Every user mistake is one line on stderr, never a traceback.
@@ -41,6 +42,7 @@ COMMANDS: dict[str, tuple[str, str | None]] = {
     "demo": ("fanout.cli.demo", None),
     "acl": ("fanout.cli.acl", None),
     "doctor": ("fanout.cli.doctor", None),
+    "lab": ("fanout.cli.lab", "report"),
 }
 EXTRAS: dict[str, tuple[str, ...]] = {
     "lab": ("pandas", "pyarrow", "numpy", "yaml", "tqdm", "psutil"),

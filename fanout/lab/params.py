@@ -83,10 +83,15 @@ def given(args: argparse.Namespace, cls: type) -> dict[str, Any]:
             if getattr(args, f.name, None) is not None}
 
 
-def notebook_cell(cls: type, heading: str, extra: list[str] | None = None) -> str:
-    """The parameters cell: one ``name: type = default  # help`` line per field."""
+def notebook_cell(cls: type, heading: str, extra: list[str] | None = None,
+                  overrides: dict[str, str] | None = None) -> str:
+    """The parameters cell: one ``name: type = default  # help`` line per field (``overrides``:
+    field name -> the line the notebook has instead, where its default differs)."""
     lines = [heading]
     for f in dataclasses.fields(cls):
+        if overrides and f.name in overrides:
+            lines.append(overrides[f.name])
+            continue
         default = _default(f)
         if isinstance(default, tuple):
             default = [dict(x) if isinstance(x, dict) else x for x in default]

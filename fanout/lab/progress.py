@@ -32,9 +32,16 @@ def live_text(live: dict | None, rate: float | None) -> str:
     return ", ".join(parts)
 
 
+def in_kernel() -> bool:
+    """True inside a Jupyter kernel (its ``sys.stderr`` is ipykernel's stream): there stderr shows
+    as a pink box, so progress lines go to stdout and the bar is tqdm's widget."""
+    return type(sys.stderr).__module__.startswith("ipykernel")
+
+
 class Progress:
     def __init__(self, enabled: bool | None, total_s: float, desc: str, *, stream=None) -> None:
-        self.stream = stream or sys.stderr
+        kernel = stream is None and in_kernel()
+        self.stream = stream or (sys.stdout if kernel else sys.stderr)
         tty = self.stream.isatty()
         self.lines = enabled is None and not tty and total_s >= LONG_RUN_S
         if enabled is None:
@@ -48,7 +55,10 @@ class Progress:
         if enabled:
             from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=round(total_s, 1), unit="s", desc=desc, leave=False, file=self.stream,
+            # in a kernel tqdm.auto draws a widget (ipywidgets, the report extra) when given stderr, nothing
+            # written to it; given stdout it would print text
+            self.bar = tqdm(total=round(total_s, 1), unit="s", desc=desc, leave=False,
+                            file=sys.stderr if kernel else self.stream,
                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.1f}/{total:.1f}s {postfix}")
 
     def update(self, elapsed_s: float, published: int, delivered: int, live: dict | None = None) -> None:

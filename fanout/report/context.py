@@ -273,4 +273,16 @@ def _loopback(url: str) -> bool:
     return url.startswith("throwaway") or any(h in url for h in ("127.0.0.1", "localhost", "[::1]", "unix://"))
 
 
-__all__ = ["Report", "SENTINEL_WHY"]
+__all__ = ["Report", "one_run", "SENTINEL_WHY"]
+
+
+def one_run(run: ScenarioRun) -> Report:
+    """The report of one run (``notebooks/scenario.ipynb``), with the parameters of its role: a
+    fault run is asked for as the failover matrix's one cell, so it is counted, judged and
+    rendered as a fault run (never "no fault run was possible" above its own loss)."""
+    if run.role == "fault":
+        params = ReportParams(scenarios=(), failover=(run.fault,), failover_transports=(run.transport,), capacity=False)
+    else:
+        params = ReportParams(scenarios=(run.name,), failover=(), capacity=False)
+    return Report(params=params, runs=[run])
+

@@ -14,7 +14,8 @@ import sys
 from pathlib import Path
 
 from fanout.lab.params import notebook_cell
-from fanout.report.paths import SCENARIO_NOTEBOOK, VALIDATION_NOTEBOOK
+from fanout.errors import ConfigError
+from fanout.report.paths import NOTEBOOK_DIR, SCENARIO_NOTEBOOK, VALIDATION_NOTEBOOK
 
 SCENARIO_HEADING = ("# Scenario fields (fanout.lab.scenario.Scenario); papermill -f scenarios/<name>.yaml sets the "
                     "same keys.\n# Generated: python -m fanout.report.notebooks --sync-parameters")
@@ -23,7 +24,15 @@ SCENARIO_EXTRA = [
     'save_to: "Optional[str]" = "data/runs"  # folder for the run record, relative to the repository root '
     "(None: not saved)",
     'result_json: "Optional[str]" = None  # write the findings as JSON to this path (None: not written)',
+    'from_run: "Optional[str]" = None  # open this recorded run instead of running: a run id, a prefix of one, '
+    'a run folder or "latest" (the scenario fields above are then not used)',
+    "progress: bool = True  # a live progress bar while the run goes (a widget in JupyterLab)",
 ]
+#: the scenario notebook's own default for a Scenario field
+SCENARIO_OVERRIDES = {
+    "name": 'name: "Optional[str]" = None  # scenario name, used in the run id, titles and reports (None: made from '
+            "the parameters, e.g. nb-3x10-pubsub-1a2b, so runs with different parameters stay distinct)",
+}
 REPORT_HEADING = ("# Validation report parameters (fanout.report.params.ReportParams): fanout report sets these, "
                   "papermill -p NAME VALUE too.\n# Generated: python -m fanout.report.notebooks --sync-parameters")
 
@@ -31,7 +40,7 @@ REPORT_HEADING = ("# Validation report parameters (fanout.report.params.ReportPa
 def scenario_cell() -> str:
     from fanout.lab.scenario import Scenario
 
-    return notebook_cell(Scenario, SCENARIO_HEADING, SCENARIO_EXTRA)
+    return notebook_cell(Scenario, SCENARIO_HEADING, SCENARIO_EXTRA, SCENARIO_OVERRIDES)
 
 
 def report_cell() -> str:
@@ -75,6 +84,27 @@ def sync_parameters() -> list[Path]:
     return changed
 
 
+def working_copy(dest: str | Path, source: str | Path = NOTEBOOK_DIR) -> tuple[list[Path], list[Path]]:
+    """Copy each committed notebook (``source/*.ipynb``) into ``dest`` when it is not there yet, so
+    JupyterLab (``fanout lab``) opens copies and exploring never dirties the committed ones; a copy
+    already there is kept as it is (it holds someone's work). Returns (copied, kept)."""
+    import shutil
+
+    dest, source = Path(dest), Path(source)
+    if dest.resolve() == source.resolve():
+        raise ConfigError(f"--dir: {dest} is the committed notebooks' own folder; give a working folder")
+    dest.mkdir(parents=True, exist_ok=True)
+    copied, kept = [], []
+    for nb in sorted(source.glob("*.ipynb")):
+        target = dest / nb.name
+        if target.exists():
+            kept.append(target)
+        else:
+            shutil.copyfile(nb, target)
+            copied.append(target)
+    return copied, kept
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m fanout.report.notebooks", description=__doc__.split("\n\n")[0])
     g = ap.add_mutually_exclusive_group(required=True)
@@ -95,4 +125,4 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
 
 
-__all__ = ["scenario_cell", "report_cell", "out_of_date", "sync_parameters", "main"]
+__all__ = ["scenario_cell", "report_cell", "out_of_date", "sync_parameters", "working_copy", "main"]

@@ -11,6 +11,10 @@ NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 SCENARIO_NOTEBOOK = NOTEBOOK_DIR / "scenario.ipynb"
 VALIDATION_NOTEBOOK = NOTEBOOK_DIR / "validation-report.ipynb"
 FAILOVER_NOTEBOOK = NOTEBOOK_DIR / "failover.ipynb"
+EXPLORE_NOTEBOOK = NOTEBOOK_DIR / "explore.ipynb"
+#: `fanout lab` works on copies here (git-ignored), relative to the repository root, so exploring never
+#: dirties the committed notebooks
+WORK_NOTEBOOKS = Path("work") / "notebooks"
 REPORT_STEM = "validation-report"
 #: ``fanout report`` writes here by default (git-ignored); the committed example is reports/example/
 DEFAULT_OUT = Path("reports") / "latest"

@@ -112,20 +112,36 @@ def report_scenario(spec: str, *, quick: bool = True, duration_scale: float | No
     return sc, display_path(path), changes
 
 
-def run_one(sc, *, role: str = "scenario", save_to: str | None = "data/runs", source: str = "",
+def role_for(scenario: dict) -> str:
+    """The role a run of this scenario (its dict) plays in a report when nobody says: ``fault``
+    when it injects faults, ``soak`` for a soak, ``capacity`` for a capacity row, else ``scenario``."""
+    if scenario.get("faults"):
+        return "fault"
+    name = str(scenario.get("name", ""))
+    if name.split("-")[0] in SOAK_SCENARIOS:
+        return "soak"
+    return "capacity" if name.startswith("capacity-") else "scenario"
+
+
+def run_one(sc, *, role: str | None = None, save_to: str | None = "data/runs", source: str = "",
             changes: dict | None = None, printer: Printer | None = None, label: str = "",
-            repeat: dict | None = None) -> ScenarioRun:
+            repeat: dict | None = None, progress: bool = False) -> ScenarioRun:
     """Run one Scenario (throwaway redis-server unless ``sc.redis_url``) and analyse it; a start
     and an end line go through ``printer``. ``repeat`` (``{"round": i, "of": k}``) is kept in the
-    record's environment, so an archive knows which round each run was."""
+    record's environment, so an archive knows which round each run was. ``role`` None: the
+    scenario's own (:func:`role_for`: a scenario with faults is a fault run), kept in the record
+    as ``report_role`` so a report rendered from the archive places it the same way.
+    ``progress``: the lab's live progress bar (a widget in JupyterLab)."""
     from fanout.lab.run import run_scenario
+
+    role = role or role_for(sc.to_dict())
 
     say = printer or (lambda _line: None)
     say(f"{label}{sc.name}: {sc.instances} instances, {sc.duration_s:g} s at {sc.rate_per_s:g} events/s "
         f"({sc.transport}) ...")
     # a soak records as it goes (rows written as parts into its run folder, a chunk at most in memory), so
     # the processes' RSS it is judged on is the bridges' and not a growing pile of rows
-    record = run_scenario(sc, progress=False, save_to=save_to if role == "soak" else None,
+    record = run_scenario(sc, progress=progress, save_to=save_to if role == "soak" else None,
                           printer=print if sc.verbose else None)
     record.environment["report_role"] = role  # so a re-render from the archive knows the run's place
     if repeat:
@@ -189,12 +205,7 @@ def _role_of(record: RunRecord) -> str:
     role = (record.environment or {}).get("report_role")
     if role in ROLES:
         return role
-    if record.scenario.get("faults"):
-        return "fault"
-    name = str(record.scenario.get("name", ""))
-    if name.split("-")[0] in SOAK_SCENARIOS:
-        return "soak"
-    return "capacity" if name.startswith("capacity-") else "scenario"
+    return role_for(record.scenario)
 
 
 def _run_folders(path: Path) -> list[tuple[Path, str | None]]:
@@ -275,13 +286,43 @@ def scenario_from_namespace(namespace: dict[str, Any]):
     from fanout.lab.scenario import Scenario, from_dict
     from fanout.report.params import coerce
 
-    values = coerce(Scenario, namespace)
+    unnamed = "name" in namespace and namespace["name"] in (None, "", "None")
+    values = coerce(Scenario, {k: v for k, v in namespace.items() if not (k == "name" and unnamed)})
     if "redis_url" in values:
         values["redis_url"] = resolve_redis_url(values["redis_url"])
-    return from_dict(values)
+    sc = from_dict(values)
+    return from_dict({**values, "name": parameters_name(sc)}) if unnamed else sc
 
 
-__all__ = ["ScenarioRun", "split_spec", "report_scenario", "run_one", "run_planned", "interleave", "plan_scenarios", "load_runs",
+#: fields that do not change what a run measures (left out of :func:`parameters_name`'s digest)
+_UNMEASURED = ("name", "redis_url", "key_prefix", "verbose")
+
+
+def parameters_name(sc) -> str:
+    """A scenario name made from its parameters: ``nb-{instances}x{rate}-{transport}[-{fault
+    kinds}]-{digest}``, the digest over every field that changes what is measured, so runs made
+    with the same parameters share a name (repeats of one configuration) and runs made with
+    different ones never merge in a report."""
+    import hashlib
+    import json
+
+    d = {k: v for k, v in sc.to_dict().items() if k not in _UNMEASURED}
+    digest = hashlib.sha256(json.dumps(d, sort_keys=True, default=str).encode()).hexdigest()[:4]
+    kinds = "+".join(dict.fromkeys(str(f.get("kind")) for f in sc.faults))
+    return f"nb-{sc.instances}x{sc.rate_per_s:g}-{sc.transport}" + (f"-{kinds}" if kinds else "") + f"-{digest}"
+
+
+def open_one(run: str, root: str | None = None) -> ScenarioRun:
+    """A recorded run (``"latest"``, a run id or prefix, a folder: :func:`fanout.report.explore.open_run`),
+    analysed again, in the role it was recorded in (a run with faults is a fault run)."""
+    from fanout.report.explore import open_run
+
+    record = open_run(run, root)
+    return ScenarioRun(scenario=None, record=record, findings=analyse(record), role=_role_of(record),
+                       source=display_path(record.path) if record.path else "")
+
+
+__all__ = ["ScenarioRun", "role_for", "split_spec", "report_scenario", "run_one", "run_planned", "interleave", "plan_scenarios", "load_runs",
            "copy_runs",
-           "scenario_from_namespace", "archived_parameters", "is_soak", "QUICK_DURATION_S", "FAULT_TAIL_S", "ROLES",
+           "scenario_from_namespace", "parameters_name", "open_one", "archived_parameters", "is_soak", "QUICK_DURATION_S", "FAULT_TAIL_S", "ROLES",
            "SOAK_QUICK_S", "FULL_SOAK_MIN_S", "SOAK_SCENARIOS"]
