@@ -13,7 +13,7 @@ delivered, missing, duplicates, self-received and unknown, per receiver; a missi
 ``cause`` is its loss account's (:func:`fanout.analysis.accounting.attributions`).
 
     import fanout.lab
-    rec = fanout.lab.load_run("20261207-182631-partition")   # the example report's partition run
+    rec = fanout.lab.load_run("20261207-235837-partition")   # the example report's partition run
     rec.events(status="missing").groupby(["receiver", "cause"]).size()
     fanout.analysis.explore.events(rec, receiver="test-instance-1", since=2.0, until=3.0)
 """

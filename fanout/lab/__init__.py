@@ -8,7 +8,7 @@ A saved run, to dig into (``README.md``, "Exploring a run"):
 
     import fanout.lab
     fanout.lab.runs()                                        # every archived run, newest first
-    rec = fanout.lab.load_run("20261207-182631-partition")  # a folder, a run id or a unique prefix
+    rec = fanout.lab.load_run("20261207-235837-partition")  # a folder, a run id or a unique prefix
     rec.events(status="missing")                             # each lost (event, receiver) with its cause
 
 The names below are imported on first use, so ``fanout.lab.servers`` (which needs no pandas)
