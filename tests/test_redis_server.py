@@ -131,3 +131,24 @@ def test_no_binary_anywhere_says_how_to_get_one(monkeypatch, tmp_path):
     monkeypatch.setenv("FANOUT_REDIS_SERVER", str(tmp_path / "nope"))
     with pytest.raises(RedisServerNotFound, match="not an executable"):
         find_redis_server()
+
+
+def test_a_port_another_process_took_first_is_given_up_for_another_and_never_mistaken_for_ours():
+    """Two test workers may be handed one free port: the second server finds it taken and starts on
+    another, and readiness is the PING of *our* process (INFO's process_id), never the other's."""
+    import redis
+
+    with RedisServer() as first:
+        second = RedisServer()
+        second.port = first.port  # the race, made certain
+        with second:
+            assert second.port != first.port
+            for srv in (first, second):
+                info = redis.Redis.from_url(srv.url).info("server")
+                assert info["process_id"] == srv._proc.pid
+        restarted = RedisServer()
+        with restarted:
+            port = restarted.port
+            restarted.stop()
+            restarted.start()  # a restart keeps its port (the restart fault relies on it)
+            assert restarted.port == port

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import re
 import signal
 import socket
 import subprocess
@@ -35,6 +36,10 @@ from fanout.lab.servers.discovery import (  # noqa: F401 - re-exported: callers 
 )
 
 log = logging.getLogger(__name__)
+
+#: a first start tries this many free ports (another process may bind the one it was handed first)
+PORT_ATTEMPTS = 5
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now (the OS's choice)."""
@@ -128,6 +133,10 @@ class RedisServer(Throwaway):
         startup_timeout_s: float = 10.0,
     ) -> None:
         self.host = host
+        #: the port was ours to choose: a first start that finds it taken (another process bound it
+        #: between free_port and the server's bind) tries another; a restart keeps its port
+        self._port_chosen = port is None
+        self._started_once = False
         self.port = port or free_port(host)
         self.appendonly = appendonly
         self.appendfsync = appendfsync
@@ -192,32 +201,45 @@ class RedisServer(Throwaway):
     def start(self) -> "RedisServer":
         if self.running:
             return self
-        self._proc = subprocess.Popen(
-            self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            **own_group(),
-        )
-        self._paused = False
-        self._wait_ready()
+        for attempt in range(1, PORT_ATTEMPTS + 1):
+            self._proc = subprocess.Popen(
+                self._args(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                **own_group(),
+            )
+            self._paused = False
+            try:
+                self._wait_ready()
+                break
+            except RedisServerError as exc:
+                if not (self._port_chosen and not self._started_once and "already in use" in str(exc)
+                        and attempt < PORT_ATTEMPTS):
+                    raise
+                self.port = free_port(self.host)
+        self._started_once = True
         log.debug("%s pid %s ready at %s", Path(self.binary).name, self._proc.pid, self.safe_url)
         return self
 
     def _ping(self) -> bool:
+        """Does *this* server answer: PING, and ``INFO server``'s ``process_id`` is our child's — a
+        server another process started on the same port (two test workers handed one free port)
+        answers PING too, and is not ours."""
         try:
             with socket.create_connection((self.host, self.port), timeout=0.5) as s:
                 s.settimeout(0.5)
+                cmd = "*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"
                 if self.password:
-                    cmd = f"*2\r\n$4\r\nAUTH\r\n${len(self.password)}\r\n{self.password}\r\n*1\r\n$4\r\nPING\r\n"
-                else:
-                    cmd = "*1\r\n$4\r\nPING\r\n"
+                    cmd = f"*2\r\n$4\r\nAUTH\r\n${len(self.password)}\r\n{self.password}\r\n" + cmd
                 s.sendall(cmd.encode())
                 buf = b""
                 deadline = time.monotonic() + 0.5
-                while b"PONG" not in buf and b"LOADING" not in buf and time.monotonic() < deadline:
-                    chunk = s.recv(256)
+                while not re.search(rb"process_id:\d+\r\n", buf) and b"LOADING" not in buf \
+                        and time.monotonic() < deadline:
+                    chunk = s.recv(4096)
                     if not chunk:
                         break
                     buf += chunk
-                return b"PONG" in buf
+                m = re.search(rb"process_id:(\d+)\r\n", buf)
+                return b"PONG" in buf and m is not None and self._proc is not None and int(m.group(1)) == self._proc.pid
         except OSError:
             return False
 
