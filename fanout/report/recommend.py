@@ -454,7 +454,7 @@ def tradeoff_table(R: Mapping[str, Any]):
         row["Runs"] = " / ".join(row.pop(f"{k} runs", "0") for k in ("pubsub", "streams"))
     cols = ["Fault", "Events/s", "Runs", "Pub/sub lost", "Lost per s of outage per receiver", "Streams lost",
             "Streams recovery", "Streams late after the outage"]
-    return pd.DataFrame(list(rows.values()), columns=cols).fillna("not run")
+    return pd.DataFrame([{c: row.get(c, "not run") for c in cols} for row in rows.values()], columns=cols)
 
 
 # ------------------------------------------------------------------ the whole
