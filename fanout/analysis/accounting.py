@@ -331,6 +331,25 @@ def missing_due_times(record: RunRecord, receivers: list[str]) -> np.ndarray:
     return np.array([int(due[i]) for i in ids], dtype=np.int64)
 
 
+def sent_near(times_ns) -> Any:
+    """A Parquet filter (pyarrow expression) for the rows sent within :data:`NEIGHBOURHOOD_NS` of any
+    of ``times_ns`` (overlapping spans merged), or None when there are none: what reading only the
+    rows near some losses scans."""
+    import pyarrow.compute as pc
+
+    spans: list[list[int]] = []
+    for x in np.sort(np.asarray(times_ns, dtype=np.int64)).tolist():
+        if spans and x - NEIGHBOURHOOD_NS <= spans[-1][1]:
+            spans[-1][1] = x + NEIGHBOURHOOD_NS
+        else:
+            spans.append([x - NEIGHBOURHOOD_NS, x + NEIGHBOURHOOD_NS])
+    near = None
+    for a, b in spans:
+        w = (pc.field("t_sent") >= a) & (pc.field("t_sent") <= b)
+        near = w if near is None else near | w
+    return near
+
+
 def rows_near_losses(record: RunRecord, receivers: list[str]) -> RunRecord | None:
     """A run analysed from its summary: which events each receiver missed comes from the seq
     bitmaps; to attribute them, the rows around them are read — publications sent within
@@ -345,17 +364,7 @@ def rows_near_losses(record: RunRecord, receivers: list[str]) -> RunRecord | Non
     ids = _summary_missing(record, receivers, "the rows that would attribute them")
     if not ids:
         return None
-    t = np.sort(_missing_publications(record, ids, ["t_sent"])["t_sent"].to_numpy(dtype=np.int64))
-    spans: list[list[int]] = []
-    for x in t.tolist():
-        if spans and x - NEIGHBOURHOOD_NS <= spans[-1][1]:
-            spans[-1][1] = x + NEIGHBOURHOOD_NS
-        else:
-            spans.append([x - NEIGHBOURHOOD_NS, x + NEIGHBOURHOOD_NS])
-    near = None
-    for a, b in spans:
-        w = (pc.field("t_sent") >= a) & (pc.field("t_sent") <= b)
-        near = w if near is None else near | w
+    near = sent_near(_missing_publications(record, ids, ["t_sent"])["t_sent"].to_numpy(dtype=np.int64))
     pubs = frame(scan_parts(record.parts, "publications", near & (pc.field("t_intended") >= record.t0)),
                  PUBLICATION_COLUMNS).sort_values("t_intended", kind="stable").reset_index(drop=True)
     dels = frame(scan_parts(record.parts, "deliveries", pc.field("id").isin(pubs["id"].astype(object).tolist())),

@@ -251,7 +251,7 @@ def _for_receivers(record: RunRecord, who: list[str], lost_sent: np.ndarray) -> 
 
     import pyarrow.compute as pc
 
-    from fanout.analysis.accounting import NEIGHBOURHOOD_NS
+    from fanout.analysis.accounting import sent_near
     from fanout.lab.record import DELIVERY_COLUMNS, frame, scan_parts
 
     if record.rows_loaded or record.parts is None:
@@ -259,16 +259,7 @@ def _for_receivers(record: RunRecord, who: list[str], lost_sent: np.ndarray) -> 
     where = pc.field("t_intended") >= int(record.t0) if float((record.scenario or {}).get("warmup_s") or 0) > 0 \
         else None
     if not len(record.faults):
-        spans: list[list[int]] = []
-        for x in np.sort(np.asarray(lost_sent, dtype=np.int64)).tolist():
-            if spans and x - NEIGHBOURHOOD_NS <= spans[-1][1]:
-                spans[-1][1] = x + NEIGHBOURHOOD_NS
-            else:
-                spans.append([x - NEIGHBOURHOOD_NS, x + NEIGHBOURHOOD_NS])
-        near = None
-        for a, b in spans:
-            w = (pc.field("t_sent") >= a) & (pc.field("t_sent") <= b)
-            near = w if near is None else near | w
+        near = sent_near(lost_sent)
         if near is not None:
             where = near if where is None else where & near
     pubs = frame(scan_parts(record.parts, "publications", where), PUBLICATION_COLUMNS)
