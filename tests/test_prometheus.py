@@ -118,6 +118,17 @@ def test_publish_errors_are_labelled_by_error_type_after_the_server_stopped(redi
                         "RedisUnavailable", "OSError"}, got
 
 
+def test_error_types_are_bounded_the_rest_counted_as_other():
+    from fanout.publishing import MAX_ERROR_TYPES
+
+    bridge = RedisEventBridge(BridgeConfig(url="redis://127.0.0.1:1/0", event_types=("trade",)))
+    for k in range(MAX_ERROR_TYPES + 5):
+        bridge._count_error_type(f"Kind{k}")
+    bridge._count_error_type("Kind0")
+    kinds = bridge.publish_error_types()
+    assert len(kinds) == MAX_ERROR_TYPES + 1 and kinds["_OTHER"] == 5 and kinds["Kind0"] == 2, kinds
+
+
 def test_histogram_buckets_are_log_linear_from_50_us_to_10_s():
     assert BOUNDS_S[0] == 5e-05 and BOUNDS_S[-1] == 10.0 and len(BOUNDS_S) == 51
     assert list(BOUNDS_S) == sorted(set(BOUNDS_S))
