@@ -164,3 +164,23 @@ def test_a_provider_that_is_not_the_sdks_exports_no_histograms_and_says_so(caplo
     wired = instrument(bridge, meter_provider=NoOpMeterProvider())
     assert not wired.histograms_exported
     assert any("histograms are not" in r.getMessage() for r in caplog.records), caplog.records
+
+
+def test_instrument_twice_on_one_provider_reports_both_once_and_stop_ends_it():
+    from fanout.exporters.otel import Instrumented
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    a, b = (RedisEventBridge(BridgeConfig(url="redis://127.0.0.1:1/0", event_types=("trade",), instance_id=i))
+            for i in ("a", "b"))
+    a._counts["gaps"], b._counts["gaps"] = 3, 4  # (never started: their counters as a run would leave them)
+    first, second = instrument(a, provider), instrument(b, provider)
+    assert first is second and isinstance(first, Instrumented)
+    ms = by_name(reader.get_metrics_data())  # (by_name: no metric twice in one collection)
+    assert [p.value for p in ms["fanout.messages.gaps"].data.data_points] == [7]
+    assert [p.count for p in ms["fanout.delivery.latency"].data.data_points] == [0]
+    first.stop()
+    assert reader.get_metrics_data() is None  # nothing reported after stop()
+    instrument(b, provider)
+    ms = by_name(reader.get_metrics_data())
+    assert [p.value for p in ms["fanout.messages.gaps"].data.data_points] == [4]

@@ -49,6 +49,7 @@ import logging
 import math
 import threading
 import time
+import weakref
 from typing import Any, Callable, Iterable
 
 from opentelemetry import metrics as otel_metrics
@@ -112,11 +113,12 @@ def _destination(bridge, event_type: str) -> str:
 
 
 class Instrumented:
-    """What :func:`instrument` wired: ``stop()`` makes every callback and the histogram hook report
-    nothing more (OpenTelemetry's API has no way to remove an observable instrument)."""
+    """What :func:`instrument` wired on one provider: the bridges it reports (``add`` more: a second
+    :func:`instrument` on the same provider does), and ``stop()``, which makes every callback and the
+    histogram hook report nothing more (OpenTelemetry's API has no way to remove an observable instrument)."""
 
     def __init__(self, source: Bridges, meter_provider: Any) -> None:
-        self._source = source
+        self._sources = [source]
         self.meter_provider = meter_provider
         self.stopped = False
         self.histograms_exported = False
@@ -124,11 +126,16 @@ class Instrumented:
         self._last: dict[int, tuple[int, dict]] = {}   # id(reader) -> (time, cumulative points) for delta readers
         self._lock = threading.Lock()
 
+    def add(self, source: Bridges) -> None:
+        """Report ``source``'s bridges too (one bridge, several, or a callable returning them)."""
+        self._sources.append(source)
+
     def stop(self) -> None:
+        """Report nothing more (until :func:`instrument` is called on this provider again)."""
         self.stopped = True
 
     def bridges(self) -> list:
-        return [] if self.stopped else _bridges(self._source)
+        return [] if self.stopped else [b for src in self._sources for b in _bridges(src)]
 
     # -- observable instruments --------------------------------------------------------
     def _totals(self, key: Callable[[dict, Any], Iterable[tuple[tuple, int]]]) -> list[Observation]:
@@ -255,6 +262,10 @@ class Instrumented:
         return True
 
 
+#: provider -> what instrument() wired on it (its instruments exist once: a second call adds bridges)
+_WIRED: "weakref.WeakKeyDictionary[Any, Instrumented]" = weakref.WeakKeyDictionary()
+
+
 def _base(m: dict) -> tuple:
     return (("messaging.system", SYSTEM), ("fanout.transport", str(m.get("transport", ""))))
 
@@ -263,9 +274,16 @@ def instrument(bridges: Bridges, meter_provider: Any = None) -> Instrumented:
     """Export ``bridges`` (one bridge, several, or a callable returning them, read at each collection)
     through ``meter_provider`` (default: the global one, ``opentelemetry.metrics.get_meter_provider()``).
     Returns an :class:`Instrumented` (``stop()``; ``histograms_exported``: False with a provider that is
-    not the SDK's)."""
+    not the SDK's). Called again with the same provider, it adds ``bridges`` to what is reported there
+    (the same :class:`Instrumented`): bridges with the same attributes are added up."""
     provider = meter_provider if meter_provider is not None else otel_metrics.get_meter_provider()
-    wired = Instrumented(bridges, provider)
+    wired = _WIRED.get(provider)
+    if wired is not None:  # the instruments exist once per provider: add to them (or start them again)
+        if wired.stopped:
+            wired._sources, wired.stopped = [], False
+        wired.add(bridges)
+        return wired
+    wired = _WIRED[provider] = Instrumented(bridges, provider)
     meter = provider.get_meter(SCOPE, fanout.__version__)
     meter.create_observable_counter(SENT, [wired._sent], unit="{message}",
                                     description="Number of messages producer attempted to send to the broker.")
