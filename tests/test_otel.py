@@ -184,3 +184,18 @@ def test_instrument_twice_on_one_provider_reports_both_once_and_stop_ends_it():
     instrument(b, provider)
     ms = by_name(reader.get_metrics_data())
     assert [p.value for p in ms["fanout.messages.gaps"].data.data_points] == [4]
+
+
+def test_a_type_spread_over_partitions_is_its_own_destination():
+    from fanout.histograms import record_s
+
+    cfg = BridgeConfig(url="redis://127.0.0.1:1/0", event_types=("trade", "ticker"), transport="sharded",
+                       shard_partitions=3, histograms=True)
+    bridge = RedisEventBridge(cfg)  # (never started: its histograms as a run would leave them)
+    record_s(bridge._hist.of("handler_duration", "trade"), 0.002)
+    reader = InMemoryMetricReader()
+    instrument(bridge, meter_provider=MeterProvider(metric_readers=[reader]))
+    ms = by_name(reader.get_metrics_data())
+    dests = {p.attributes["messaging.destination.name"]: p.count for p in ms["messaging.process.duration"].data.data_points}
+    assert len(cfg.channels("trade")) == 3 and dests == {"trade": 1, "ticker": 0}, dests
+    assert {p.attributes["fanout.transport"] for p in ms["messaging.process.duration"].data.data_points} == {"sharded"}

@@ -105,10 +105,7 @@ def _bridges(source: Bridges) -> list:
 
 def _destination(bridge, event_type: str) -> str:
     """The event type's channel, or the type itself when it is spread over several channels."""
-    try:
-        chans = bridge.config.channels(event_type)
-    except Exception:  # a type this bridge's config does not know: say the type
-        return event_type
+    chans = bridge.config.channels(event_type)
     return chans[0] if len(chans) == 1 else event_type
 
 
