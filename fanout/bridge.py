@@ -85,6 +85,7 @@ class RedisEventBridge(Publishing):
         self._id_str = str(config.instance_id)
         self.epoch = secrets.token_hex(4)
         self._counts = dict.fromkeys(COUNTER_NAMES, 0)
+        self._error_types: dict[str, int] = {}           # failed publishes by kind (publish_error_types())
         self._hist = Histograms(config.event_types)     # latency and durations (fanout.histograms)
         self._writer = EnvelopeWriter(config.instance_id, self.epoch)
         self._transport = make_transport(config)

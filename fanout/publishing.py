@@ -48,6 +48,8 @@ _dumps, _write, _time_ns, _perf = orjson.dumps, EnvelopeWriter.write, time.time_
 VOID_HOLD_S = 10.0
 #: refused publishes (a full window) are said once per burst, at most this often
 REFUSED_QUIET_S = 10.0
+#: distinct error types kept in ``publish_error_types()``; any further one is counted as ``_OTHER``
+MAX_ERROR_TYPES = 16
 
 
 def one_line(exc: BaseException) -> str:
@@ -56,6 +58,15 @@ def one_line(exc: BaseException) -> str:
 
 
 _one_line = one_line
+
+
+def error_type(exc: BaseException) -> str:
+    """A failed publish's kind, low-cardinality (OpenTelemetry's ``error.type``): ``timeout`` when Redis did
+    not answer within the bound, else the exception's class name (``ConnectionResetError``, ``NeverSent``,
+    ``ReplyError`` ...)."""
+    if isinstance(exc, TimeoutError) or (isinstance(exc, ConnectionError) and str(exc).startswith("no reply within")):
+        return "timeout"
+    return exc.__class__.__name__
 
 
 def outcome(exc: BaseException, handed: bool = True) -> tuple[bool, bool]:
@@ -361,11 +372,12 @@ class Publishing:
                 self._free.append(s)
                 r.add_void(seq)
             if isinstance(exc, TimeoutError):  # held back (no room, reopening) until the deadline: never sent
-                raise self._publish_failed(env, channel, f"no answer within {limit:g}s", outcome(exc, False)) from None
+                raise self._publish_failed(env, channel, f"no answer within {limit:g}s", outcome(exc, False),
+                                           "timeout") from None
             if isinstance(exc, (ConnectionError, OSError, RedisUnavailable)):
-                raise self._publish_failed(env, channel, self._why(exc), outcome(exc, sent)) from None
+                raise self._publish_failed(env, channel, self._why(exc), outcome(exc, sent), error_type(exc)) from None
             if isinstance(exc, hiredis.ReplyError):  # an error reply (NOPERM, MOVED twice, CLUSTERDOWN ...)
-                raise self._publish_failed(env, channel, _one_line(exc), outcome(exc)) from None
+                raise self._publish_failed(env, channel, _one_line(exc), outcome(exc), error_type(exc)) from None
             raise
         return env
 
@@ -375,13 +387,27 @@ class Publishing:
             return f"no answer within {self.config.publish_timeout_s:g}s"
         return msg
 
+    def publish_error_types(self) -> dict[str, int]:
+        """Failed publishes by kind (:func:`error_type`): a fresh dict whose values add up to
+        ``metrics()['publish_errors']``; at most :data:`MAX_ERROR_TYPES` kinds, any further one counted as
+        ``_OTHER``. Kept only on the error path (nothing per successful publish)."""
+        return dict(self._error_types)
+
+    def _count_error_type(self, etype: str) -> None:
+        kinds = self._error_types
+        if etype not in kinds and len(kinds) >= MAX_ERROR_TYPES:
+            etype = "_OTHER"
+        kinds[etype] = kinds.get(etype, 0) + 1
+
     def _publish_failed(self, env: Envelope | None, channel: str | None, why: str,
-                        known: tuple[bool, bool] = (False, False)) -> PublishError:
-        """Count one failed publish, say it (loudly once per outage, or per refusal until a publish is
-        acknowledged), reopen in the background. ``known``: its :func:`outcome`, ``(maybe_sent, refused)``:
-        an error reply is Redis's answer on a connection that is up, so it leaves ``connected`` alone."""
+                        known: tuple[bool, bool] = (False, False), etype: str = "_OTHER") -> PublishError:
+        """Count one failed publish (and its kind, ``etype``: :func:`error_type`), say it (loudly once per
+        outage, or per refusal until a publish is acknowledged), reopen in the background. ``known``: its
+        :func:`outcome`, ``(maybe_sent, refused)``: an error reply is Redis's answer on a connection that is
+        up, so it leaves ``connected`` alone."""
         self._counts["errors"] += 1
         self._counts["publish_errors"] += 1
+        self._count_error_type(etype)
         where = f"publish to {channel} on" if channel else "publish on"
         msg = redact_text(f"{where} {self.safe_url} failed: {why}")
         if known[1]:
@@ -405,10 +431,11 @@ class Publishing:
         if exc is self._last_exc and last is not None and (last.maybe_sent, last.refused) == known:
             self._counts["errors"] += 1  # one connection failure, many events
             self._counts["publish_errors"] += 1
+            self._count_error_type(error_type(exc))
             if not self._closed:
                 self._kick_publisher()
             return last
-        err = self._publish_failed(None, channel, self._why(exc), known)
+        err = self._publish_failed(None, channel, self._why(exc), known, error_type(exc))
         self._last_exc, self._last_err = exc, err
         return err
 

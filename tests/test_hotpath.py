@@ -105,6 +105,12 @@ def test_publishes_in_flight_when_redis_dies_or_hangs_each_end_once_within_the_b
             assert m["published"] == ok + (len(results) - bad)
             assert m["publish_errors"] == len(failed) + bad
             assert failed or bad, "Redis went away mid-burst: something must have failed"
+            kinds = pub.publish_error_types()  # by kind, adding up to the count (one failure, many events too)
+            assert sum(kinds.values()) == m["publish_errors"], (kinds, m["publish_errors"])
+            if how == "pause":
+                assert set(kinds) == {"timeout"}, kinds
+            else:
+                assert "timeout" not in kinds, kinds
             pub.abort()
 
         arun(go(), 30)

@@ -51,6 +51,8 @@ def test_the_layer_contracts_are_kept():
     ("fanout/bridge.py", "import pandas", "The core bridge imports no layer above it"),
     ("fanout/metrics.py", "import fanout.exporters.prometheus", "The core bridge imports no layer above it"),
     ("fanout/exporters/prometheus.py", "import fanout.lab.run", "Exporters sit beside the core"),
+    ("fanout/publishing.py", "import opentelemetry.metrics", "The core bridge imports no layer above it"),
+    ("fanout/exporters/otel.py", "import fanout.lab.run", "Exporters sit beside the core"),
     ("fanout/lab/record.py", "import fanout.report.tables", "Layers: cli -> report -> analysis -> lab -> core"),
     ("fanout/analysis/findings.py", "import fanout.lab.simulator", "Analysis reads the lab's data types"),
     ("fanout/lab/scenario.py", "import fanout.lab.run", "No import cycles"),

@@ -15,7 +15,9 @@ from fanout.histograms import BOUNDS_S
 prometheus_client = pytest.importorskip("prometheus_client", reason="fanout[prometheus] is not installed")
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
-from fanout.exporters.prometheus import COUNTERS, HISTOGRAMS, serve  # noqa: E402
+from fanout.exporters.prometheus import COUNTERS, HISTOGRAMS, registry_for, serve  # noqa: E402
+
+BY_TYPE = "fanout_publish_errors"  # the one counter labelled by error_type too
 
 
 def scrape(port: int) -> dict:
@@ -54,6 +56,9 @@ def test_a_real_scrape_equals_metrics_and_the_histograms_count_the_deliveries(re
 
     fams, mh, mb, hb, hh = arun(go())
     for name, (src, _) in COUNTERS.items():  # prometheus_client's parser names counters without _total
+        if name == BY_TYPE:  # labelled by error_type too: no series before a publish failed
+            assert mh[src] + mb[src] == 0 and not fams[name].samples, fams[name].samples
+            continue
         assert value(fams[name], "_total", transport="pubsub") == mh[src] + mb[src], name
     assert value(fams["fanout_messages_received"], "_total") == n
     assert value(fams["fanout_messages_published"], "_total") == n
@@ -81,6 +86,47 @@ def test_a_real_scrape_equals_metrics_and_the_histograms_count_the_deliveries(re
     for fam in fams.values():
         for s in fam.samples:
             assert set(s.labels) <= {"transport", "event_type", "le", "version"}, s
+
+
+def test_publish_errors_are_labelled_by_error_type_after_the_server_stopped(redis_server):
+    from prometheus_client import generate_latest
+
+    from fanout.errors import PublishError
+
+    async def go():
+        cfg = BridgeConfig(url=redis_server.url, event_types=("trade",), instance_id="host", publish_timeout_s=1.0,
+                           reconnect_initial_s=0.1, enable_subscription=False)
+        async with RedisEventBridge(cfg) as host:
+            await host.publish("trade", {"k": 0})
+            redis_server.stop()
+            failed = 0
+            for k in range(3):
+                try:
+                    await host.publish("trade", {"k": k})
+                except PublishError:
+                    failed += 1
+            return failed, host.metrics(), host.publish_error_types(), generate_latest(registry_for(host)).decode()
+
+    failed, m, kinds, text = arun(go())
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    assert failed == 3 and m["publish_errors"] == 3 and m["published"] == 1, (failed, m)
+    samples = [s for s in fams[BY_TYPE].samples if s.name == BY_TYPE + "_total"]
+    got = {s.labels["error_type"]: s.value for s in samples}
+    assert got == kinds and sum(got.values()) == m["publish_errors"], (got, kinds, m)
+    assert all(s.labels["transport"] == "pubsub" and s.labels["error_type"] for s in samples), samples
+    assert set(got) <= {"timeout", "ConnectionRefusedError", "ConnectionResetError", "ConnectionError", "NeverSent",
+                        "RedisUnavailable", "OSError"}, got
+
+
+def test_error_types_are_bounded_the_rest_counted_as_other():
+    from fanout.publishing import MAX_ERROR_TYPES
+
+    bridge = RedisEventBridge(BridgeConfig(url="redis://127.0.0.1:1/0", event_types=("trade",)))
+    for k in range(MAX_ERROR_TYPES + 5):
+        bridge._count_error_type(f"Kind{k}")
+    bridge._count_error_type("Kind0")
+    kinds = bridge.publish_error_types()
+    assert len(kinds) == MAX_ERROR_TYPES + 1 and kinds["_OTHER"] == 5 and kinds["Kind0"] == 2, kinds
 
 
 def test_histogram_buckets_are_log_linear_from_50_us_to_10_s():

@@ -11,9 +11,11 @@ counted twice, nothing runs on the event loop). Bridges that share a transport a
 id or message id is ever a label; the labels are ``transport`` and, on histograms, ``event_type``.
 
 What each metric means: :data:`COUNTERS`, :data:`HISTOGRAMS` and the gauges below (the README's
-table is the same text). Left out because the bridge has no honest source for them yet:
-``fanout_publish_errors_total``'s ``error_type`` label (the bridge counts failed publishes, not
-their kinds) and ``fanout_last_heartbeat_timestamp_seconds`` (the bridge sends no heartbeat yet).
+table is the same text). ``fanout_publish_errors_total`` carries ``error_type`` besides ``transport``:
+the kind of failure from ``bridge.publish_error_types()`` (``timeout``, or the exception's class name:
+``ConnectionResetError``, ``NeverSent``, ``ReplyError`` ...; at most 16 kinds a bridge, then
+``_OTHER``); no series until a publish failed. Left out because the bridge has no honest source for it
+yet: ``fanout_last_heartbeat_timestamp_seconds`` (the bridge sends no heartbeat yet).
 """
 from __future__ import annotations
 
@@ -52,6 +54,8 @@ HISTOGRAMS: dict[str, tuple[str, str]] = {
     "fanout_handler_duration_seconds": (
         "handler_duration", "Each sync handler call (async handlers are not timed)."),
 }
+#: the counter labelled with ``error_type`` as well (its series add up to ``metrics()['publish_errors']``)
+BY_TYPE = "fanout_publish_errors"
 GAUGES: dict[str, str] = {
     "fanout_connected": "Bridges connected (publishing and subscribing sides up): 1 or 0 for one bridge.",
     "fanout_subscriptions": "Channels subscribed, over every bridge.",
@@ -87,7 +91,9 @@ class BridgeCollector(Collector):
 
     def collect(self) -> Iterable:
         bridges = _bridges(self._source)
-        counters = {name: CounterMetricFamily(name, doc, labels=["transport"]) for name, (_, doc) in COUNTERS.items()}
+        counters = {name: CounterMetricFamily(name, doc, labels=["transport", "error_type"] if name == BY_TYPE
+                                              else ["transport"]) for name, (_, doc) in COUNTERS.items()}
+        kinds: dict[tuple[str, str], int] = {}   # (transport, error_type) -> failed publishes
         gauges = {name: GaugeMetricFamily(name, doc, labels=["transport"]) for name, doc in GAUGES.items()}
         totals: dict[str, dict[str, int]] = {}
         hist: dict[tuple[str, str, str], list] = {}   # (name, transport, type) -> [counts, sum]
@@ -98,6 +104,8 @@ class BridgeCollector(Collector):
                                                      "subscriptions"], 0))
             for src, _ in COUNTERS.values():
                 t[src] += int(m.get(src, 0))
+            for kind, n in b.publish_error_types().items():
+                kinds[(tr, kind)] = kinds.get((tr, kind), 0) + n
             t["connected"] += 1 if m["connected"] else 0
             t["subscriptions"] += int(m["subscriptions"])
             for name, (src, _) in HISTOGRAMS.items():
@@ -110,9 +118,12 @@ class BridgeCollector(Collector):
                         acc[2] += h.sum
         for tr, t in totals.items():
             for name, (src, _) in COUNTERS.items():
-                counters[name].add_metric([tr], t[src])
+                if name != BY_TYPE:
+                    counters[name].add_metric([tr], t[src])
             gauges["fanout_connected"].add_metric([tr], t["connected"])
             gauges["fanout_subscriptions"].add_metric([tr], t["subscriptions"])
+        for (tr, kind), n in sorted(kinds.items()):
+            counters[BY_TYPE].add_metric([tr, kind], n)
         yield from counters.values()
         yield from gauges.values()
         for name, (_, doc) in HISTOGRAMS.items():
@@ -149,4 +160,4 @@ def serve(bridges: Bridges, port: int = 9464, addr: str = "0.0.0.0") -> Callable
     return stop
 
 
-__all__ = ["BridgeCollector", "COUNTERS", "GAUGES", "HISTOGRAMS", "registry_for", "serve"]
+__all__ = ["BY_TYPE", "BridgeCollector", "COUNTERS", "GAUGES", "HISTOGRAMS", "registry_for", "serve"]
