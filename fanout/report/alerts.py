@@ -78,7 +78,8 @@ def thresholds(facts: dict[str, Any], *, heartbeat_s: float = DEFAULT_HEARTBEAT_
         warn_ms = mon.get("warn_ms") or math.ceil(K_WARN * p99)
         page_ms = mon.get("page_ms") or math.ceil(K_PAGE * p99)
         src = (f"the worst p99 of the {len(calm)} runs without faults within capacity: {_num(p99)} ms "
-               f"({mon.get('worst_p99_run')}), from each event's due time.")
+               f"({mon.get('worst_p99_run')}), from each event's due time (an application's events carry no due "
+               "time, so its bridges measure from the send time and leave the publisher's queueing out).")
         out["latency"] = {"p99_ms": p99, "run": mon.get("worst_p99_run"), "runs": len(calm), "k_warn": K_WARN,
                           "k_page": K_PAGE, "warn_s": warn_ms / 1000, "page_s": page_ms / 1000,
                           "warn_why": f"{K_WARN} x {src}{where}", "page_why": f"{K_PAGE} x {src}{where}"}
