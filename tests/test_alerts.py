@@ -345,3 +345,90 @@ def test_the_monitoring_section_names_the_exporters_metrics_and_the_rules_with_t
     assert th == alerts.thresholds(rep.facts)  # report.json keeps what the rules were made of
     assert f"above {th['latency']['warn_s']} s (3×)" in text and f"above {th['latency']['page_s']} s (10×)" in text
     assert f"`FanoutDisconnected`: 0 for {th['connected']['for_s']} s" in text
+
+
+def test_a_real_prometheus_loads_the_rules_and_evaluates_each_on_a_live_bridge_pair(redis_url, tmp_path):
+    """Prometheus with ``rule_files: [alerts.yml]`` scrapes bridges delivering events: every rule evaluates
+    without error (health ok), none fires, and the p99 the latency rules compare is a number below their
+    threshold."""
+    import asyncio
+    import time
+    import urllib.parse
+
+    from test_prometheus import free_port, get_json, prometheus_binary
+
+    from fanout import BridgeConfig, RedisEventBridge
+    from fanout.exporters.prometheus import serve
+
+    binary = prometheus_binary()
+    facts = example_facts()
+    alerts.write(facts, tmp_path)
+    th = alerts.thresholds(facts)
+    mport, pport = free_port(), free_port()
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n"
+        f"rule_files: [{tmp_path / 'alerts.yml'}]\n"
+        f"scrape_configs:\n  - job_name: fanout\n    static_configs:\n      - targets: ['127.0.0.1:{mport}']\n")
+    api = f"http://127.0.0.1:{pport}"
+    p99_query = ("histogram_quantile(0.99, sum by (job, instance, transport, le) "
+                 "(rate(fanout_delivery_latency_seconds_bucket[5m])))")
+
+    def query(q: str) -> list:
+        res = get_json(f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": q}))
+        assert res["status"] == "success", res
+        return res["data"]["result"]
+
+    def settled() -> list | None:
+        """The rules once every one has been evaluated after the p99 became a number, else None."""
+        try:
+            with urllib.request.urlopen(f"{api}/-/ready", timeout=2) as r:
+                if r.status != 200:
+                    return None
+        except OSError:
+            return None
+        if not [r for r in query(p99_query) if r["value"][1] not in ("NaN", "+Inf")]:
+            return None
+        time.sleep(2.5)  # two more evaluations
+        rules = [r for g in get_json(f"{api}/api/v1/rules")["data"]["groups"] for r in g["rules"]]
+        return rules if rules and all(r.get("lastEvaluation", "").startswith("20") for r in rules) else None
+
+    async def go():
+        cfg = dict(url=redis_url, event_types=("trade",), histograms=True)
+        log = open(tmp_path / "prometheus.log", "w")
+        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
+                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
+            got: list = []
+            bot.on("trade", got.append)
+            stop = serve([host, bot], port=mport, addr="127.0.0.1")
+            prom = subprocess.Popen([binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+                                     f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+                                     f"--web.listen-address=127.0.0.1:{pport}"], stdout=log, stderr=subprocess.STDOUT)
+            try:
+                deadline = time.monotonic() + 60
+                k = 0
+                while True:
+                    for _ in range(20):
+                        await host.publish("trade", {"k": k})
+                        k += 1
+                    rules = await asyncio.to_thread(settled)
+                    if rules is not None:
+                        break
+                    assert prom.poll() is None, (tmp_path / "prometheus.log").read_text()[-2000:]
+                    assert time.monotonic() < deadline, "prometheus evaluated no rule on a p99 within 60 s"
+                p99 = await asyncio.to_thread(query, p99_query)
+                return rules, p99, len(got), bot.metrics()
+            finally:
+                prom.kill()
+                prom.wait(timeout=10)
+                stop()
+                log.close()
+
+    rules, p99, delivered, m = arun(go(), timeout=120)
+    assert delivered > 0 and m["gaps"] == 0 and m["connected"]
+    assert {r["name"] for r in rules} == set(rules_by_name(alerts.rules(facts)))
+    for r in rules:
+        assert r["health"] == "ok", (r["name"], r.get("lastError"))
+        assert r["state"] == "inactive", (r["name"], r["alerts"])
+    (series,) = p99
+    assert series["metric"]["job"] == "fanout" and series["metric"]["transport"] == "pubsub"
+    assert 0 < float(series["value"][1]) < th["latency"]["warn_s"], series
