@@ -305,6 +305,10 @@ def test_from_runs_renders_the_same_numbers_without_running(small_report, tmp_pa
             assert after[run_id]["findings"][key] == r["findings"][key], (run_id, key)
     # nothing was run: the new report folder holds copies of the same runs (and so renders again alone)
     assert sorted(p.name for p in (tmp_path / "again" / "runs").iterdir()) == sorted(before)
+    # alerts.yml and dashboard.json beside report.json, each time, the same from the same runs
+    assert [p.name for p in again.alerts] == ["alerts.yml", "dashboard.json"]
+    for name in ("alerts.yml", "dashboard.json"):
+        assert (tmp_path / "again" / name).read_text() == (small_report.archive.parent / name).read_text(), name
     md = again.markdown.read_text()
     assert "re-rendered from archived runs, nothing was run again" in md
     # a rendering of a rendering still says how the runs were made (durations x 0.1, not "quick")

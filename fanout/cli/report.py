@@ -104,6 +104,8 @@ def main(args: argparse.Namespace) -> int:
     print(f"HTML report:     {result.html}")
     print(f"Markdown report: {result.markdown}")
     print(f"Archive:         {result.archive}")
+    for label, path in zip(("Alerts:          ", "Dashboard:       "), result.alerts):
+        print(f"{label}{path}")
     if args.pdf:
         print(f"PDF report:      {print_pdf(result.html)}")
     print(f"Verdict: {result.status}")

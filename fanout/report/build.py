@@ -5,6 +5,8 @@ The output folder (default ``reports/latest/``, git-ignored) gets ``validation-r
 (executed), ``.html``, ``.md`` with its figures in ``validation-report_files/``, the run
 records in ``runs/`` and ``report.json`` (verdict, parameters, every run's role, record and
 findings): ``fanout report --from-runs <folder>`` renders it again, ``fanout compare`` compares two.
+Beside it, ``alerts.yml`` (Prometheus alerting rules) and ``dashboard.json`` (Grafana), their
+thresholds from the report's facts (:mod:`fanout.report.alerts`).
 
 A report folder holds its runs: rendered from archived runs (``from_runs``), they are copied into
 its ``runs/`` first. The archive names every path (records, ``save_to``, ``from_runs``) relative
@@ -39,6 +41,8 @@ class ReportResult:
     status: str
     passed: bool
     result: dict
+    #: ``alerts.yml`` and ``dashboard.json`` (:mod:`fanout.report.alerts`), when the result held its facts
+    alerts: tuple[Path, ...] = ()
 
 
 def _describe(params: dict[str, Any]) -> str:
@@ -103,8 +107,15 @@ def build_validation_report(params: dict[str, Any], out_dir: str | os.PathLike =
     html, md = export_notebook(executed, out_dir, REPORT_STEM)
     archive = out_dir / ARCHIVE_NAME
     archive.write_text(json.dumps(portable_archive(result, out_dir), indent=2, allow_nan=False, default=str) + "\n")
+    written: tuple[Path, ...] = ()
+    if isinstance(result.get("facts"), dict):  # Prometheus rules and a Grafana dashboard, thresholds from the facts
+        from fanout.report.alerts import write as write_alerts
+
+        written = tuple(write_alerts(result["facts"], out_dir))
+        say(f"fanout report: {', '.join(p.name for p in written)} beside it (thresholds from these runs)")
     return ReportResult(html=html, markdown=md, executed=executed, archive=archive,
-                        status=str(result.get("status", "FAIL")), passed=bool(result.get("passed")), result=result)
+                        status=str(result.get("status", "FAIL")), passed=bool(result.get("passed")), result=result,
+                        alerts=written)
 
 
 __all__ = ["ReportResult", "build_validation_report", "portable_archive"]

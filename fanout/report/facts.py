@@ -419,6 +419,9 @@ def compute(rep) -> dict[str, Any]:
     facts["soak"] = _soak.facts(rep, entries)
     facts["capacity_model"] = _capacity.model_constants()
     facts["scope"] = scope(rep)
+    from fanout.report import alerts as _alerts
+
+    facts["monitoring"]["alerts"] = _alerts.thresholds(facts)  # alerts.yml's, with where each came from
     facts["readiness"] = _readiness.checklist(facts)
     from fanout.report import recommend as _recommend
 
