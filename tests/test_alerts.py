@@ -247,7 +247,11 @@ def scraped_names(redis_url: str) -> set[str]:
                 stop()
 
     text = arun(go())
-    return {s.name for fam in text_string_to_metric_families(text) for s in fam.samples}
+    fams = list(text_string_to_metric_families(text))
+    # a labelled counter with no series yet (publish errors by error_type, before the first failure) is
+    # still served: its family is declared on every scrape, and a rule over it reads no series, not a typo
+    return {s.name for fam in fams for s in fam.samples} | {
+        f"{fam.name}_total" for fam in fams if fam.type == "counter" and not fam.samples}
 
 
 def promql_names(expr: str) -> set[str]:
