@@ -106,6 +106,30 @@ def test_a_subscription_that_answers_ping_but_delivers_nothing_is_found_stale_an
     arun(go(), 30)
 
 
+def test_a_paused_reader_is_not_stale(redis_server):
+    """Reading paused (a slow consumer; the handler backlog holds it the same way): nothing can come
+    back, so nothing is expected: longer than the bound paused is no stale subscription; resumed, the
+    heartbeats come back on the same connection."""
+    async def go():
+        bot = RedisEventBridge(BridgeConfig(url=redis_server.url, instance_id="bot", heartbeat_s=HB,
+                                            event_types=("trade",)))
+        await bot.start()
+        try:
+            t = bot.last_heartbeat_ns
+            await wait_for(lambda: bot.last_heartbeat_ns > t, 5, "a heartbeat back")
+            bot.pause_reading()
+            await asyncio.sleep(HB * (HEARTBEAT_BOUND + 3))
+            bot.resume_reading()
+            t = bot.last_heartbeat_ns
+            await wait_for(lambda: bot.last_heartbeat_ns > t, 5, "a heartbeat back after the resume")
+            m = bot.metrics()
+            assert (m["stale_subscriptions"], m["reconnects"]) == (0, 0) and not bot.outages
+        finally:
+            await bot.close()
+
+    arun(go(), 20)
+
+
 def test_heartbeat_off_changes_nothing(redis_server):
     """No heartbeat_s: no control channel, no publishing connection for a subscribe-only bridge, only
     the events' PUBLISHes reach Redis."""
