@@ -66,8 +66,8 @@ class Heartbeat:
         self._beats: list[Beat] = []
         self._timer: asyncio.TimerHandle | None = None
         self._n = 0
-        self._head = (b'{"heartbeat":%d,"source":' + orjson.dumps(bridge.instance_id) + b',"epoch":'
-                      + orjson.dumps(bridge.epoch) + b',"timestamp":%d}')
+        ident = (orjson.dumps(bridge.instance_id) + b',"epoch":' + orjson.dumps(bridge.epoch)).replace(b"%", b"%%")
+        self._head = b'{"heartbeat":%d,"source":' + ident + b',"timestamp":%d}'
         #: when (``time.time_ns()``) one of its own heartbeats last came back (the subscription's start until then)
         self.last_ns = 0
         self._refused_said = False

@@ -111,8 +111,8 @@ def test_a_paused_reader_is_not_stale(redis_server):
     back, so nothing is expected: longer than the bound paused is no stale subscription; resumed, the
     heartbeats come back on the same connection."""
     async def go():
-        bot = RedisEventBridge(BridgeConfig(url=redis_server.url, instance_id="bot", heartbeat_s=HB,
-                                            event_types=("trade",)))
+        bot = RedisEventBridge(BridgeConfig(url=redis_server.url, instance_id="bot 100%d", heartbeat_s=HB,
+                                            event_types=("trade",)))  # (any id: a '%' in it too)
         await bot.start()
         try:
             t = bot.last_heartbeat_ns
