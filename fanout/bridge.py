@@ -54,6 +54,7 @@ from fanout.config import BridgeConfig
 from fanout.delivery import Delivery, EventStream, GapNotice
 from fanout.errors import ConfigError, NotSubscriber, PublishError, RedisUnavailable
 from fanout.events import Envelope, EnvelopeWriter
+from fanout.heartbeat import Heartbeat
 from fanout.histograms import Histogram, Histograms
 from fanout.metrics import COUNTER_NAMES
 from fanout.publishing import Publishing, one_line as _one_line
@@ -130,6 +131,8 @@ class RedisEventBridge(Publishing):
         self._started = False
         self._closed = False
         self.last_error: str | None = None
+        #: heartbeat_s on and subscribing: the heartbeat (fanout.heartbeat), else None
+        self._beat = Heartbeat(self) if config.heartbeat_s and config.enable_subscription else None
         self._follow_task: asyncio.Task | None = None   # sentinel: finding the master again
         self._follow_lock = asyncio.Lock()
         self._followed_at = 0.0
@@ -144,13 +147,15 @@ class RedisEventBridge(Publishing):
         try:
             if self.config.sentinels:
                 self._transport.master_url = await self.config.discover_master()
-            if self.config.enable_publishing:
+            if self._publishes:
                 await self._transport.connect_publisher()
                 self._connected_pub = True
             if self.config.enable_subscription:
                 self._rx.since_ms = (time.time() - self.config.signed_max_skew_s) * 1000.0
                 self._subscriber = await self._transport.open_subscriber(self._channels, self._rx)
                 self._connected_sub = True
+                if self._beat is not None:
+                    self._beat.follow(self._subscriber)
                 self._supervisor = asyncio.get_running_loop().create_task(
                     self._supervise(), name=f"fanout-subscription-{self._id_str}")
         except BaseException:
@@ -166,6 +171,8 @@ class RedisEventBridge(Publishing):
             return
         self._closed = True
         self._reconnect_allowed.set()
+        if self._beat is not None:
+            self._beat.stop()
         if self._batcher is not None:
             self._batcher.flush_all()
         for task in (self._follow_task, self._pub_task, self._supervisor):
@@ -184,6 +191,8 @@ class RedisEventBridge(Publishing):
     def abort(self) -> None:
         """Die without a goodbye (a crash): drop every connection, stop reading, unsubscribe nothing."""
         self._closed = True
+        if self._beat is not None:
+            self._beat.stop()
         for task in (self._follow_task, self._pub_task, self._supervisor):
             if task is not None:
                 task.cancel()
@@ -242,8 +251,31 @@ class RedisEventBridge(Publishing):
         return stream
 
     # -- receiving ---------------------------------------------------------------------
-    async def _supervise(self) -> None:
-        """The subscription's one task: wait until it is lost, then reconnect."""
+    @property
+    def _publishes(self) -> bool:
+        """Whether this bridge has a publishing side: it publishes, or it sends heartbeats."""
+        return self.config.enable_publishing or self._beat is not None
+
+    @property
+    def last_heartbeat_ns(self) -> int:
+        """When (``time.time_ns()``) one of its own heartbeats last came back (until the first did: when its
+        subscription was first confirmed); 0 with the heartbeat off (``heartbeat_s``) or before it started."""
+        return self._beat.last_ns if self._beat is not None else 0
+
+    def _stale(self, why: str, since_ns: int) -> None:
+        """The heartbeat found the subscription stale (fanout.heartbeat): resubscribe on a new connection,
+        the outage dated from ``since_ns`` (the last heartbeat back)."""
+        if self._closed:
+            return
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+        self._supervisor = asyncio.get_running_loop().create_task(
+            self._supervise(why, since_ns), name=f"fanout-subscription-{self._id_str}")
+
+    async def _supervise(self, stale: str | None = None, since_ns: int = 0) -> None:
+        """The subscription's one task: wait until it is lost, then reconnect (at once: found stale)."""
+        if stale is not None:
+            await self._reconnect(stale, since_ns)
         while not self._closed:
             sub = self._subscriber
             why = await sub.wait_lost() if sub is not None else "not subscribed"
@@ -251,14 +283,16 @@ class RedisEventBridge(Publishing):
                 return
             await self._reconnect(why)
 
-    async def _reconnect(self, why: str) -> None:
+    async def _reconnect(self, why: str, since_ns: int = 0) -> None:
         self._connected_sub = False
         self._rx.lost()
         now = time.time_ns()
         sub = self._subscriber
         # the outage began at the connection's last sign of life, not when it was noticed (a PING
-        # unanswered, a probe reset): what was sent in between went nowhere
-        outage = [min(now, sub.last_alive_ns()) if sub is not None else now, 0, redact_text(why)]
+        # unanswered, a probe reset): what was sent in between went nowhere; a stale one's (answering
+        # PING, delivering nothing) at the last heartbeat that came back
+        began = since_ns or (sub.last_alive_ns() if sub is not None else now)
+        outage = [min(now, began), 0, redact_text(why)]
         self.outages.append(outage)
         if sub is not None:
             sub.abort()
@@ -291,6 +325,8 @@ class RedisEventBridge(Publishing):
             self._connected_sub = True
             outage[1] = time.time_ns()
             self._counts["reconnects"] += 1
+            if self._beat is not None:
+                self._beat.follow(sub)
             log.info("bridge %s resubscribed after %d attempt(s)", self._id_str, attempt)
             self._rx.notify(GapNotice(reason="reconnect"))
             return
@@ -306,7 +342,7 @@ class RedisEventBridge(Publishing):
             t = self._transport
             old = t.master_url
             new = t.master_url = await self.config.discover_master()
-            if new != old and self.config.enable_publishing and not self._closed:
+            if new != old and self._publishes and not self._closed:
                 log.warning("bridge %s: Sentinel names a new master %s; publishing there", self._id_str,
                             redact_url(new))
                 await self._transport.close()

@@ -13,7 +13,7 @@ from urllib.parse import quote
 
 from redis.exceptions import RedisError
 
-from fanout.channels import channel_for, partition_channels, partition_of
+from fanout.channels import HEARTBEAT, channel_for, heartbeat_channel, partition_channels, partition_of
 from fanout.errors import ConfigError, RedisUnavailable
 from fanout.events import EVENT_TYPES, MAX_SOURCE_CHARS
 from fanout.redact import redact_url
@@ -30,6 +30,8 @@ PREFIX_SEPARATORS = ":./-_|#"
 SEED_FIELDS = {"host": "host", "port": "port", "password": "password", "keyPrefix": "key_prefix",
                "instanceId": "instance_id", "enablePublishing": "enable_publishing",
                "enableSubscription": "enable_subscription"}
+#: a heartbeat not back within this many ``heartbeat_s`` (while PING answers) marks the subscription stale
+HEARTBEAT_BOUND = 3
 #: every field given in seconds (a number > 0)
 SECONDS = ("connect_timeout_s", "command_timeout_s", "publish_timeout_s", "reconnect_initial_s", "reconnect_max_s",
            "health_check_interval_s", "health_check_timeout_s", "signed_max_age_s", "signed_max_skew_s",
@@ -126,6 +128,11 @@ class BridgeConfig:
     # sync handler duration): off by default, they cost ~20 % of the receive path (README: "Watching a
     # bridge with Prometheus"); an exporter serving latency needs them on
     histograms: bool = False
+    # liveness end to end (README: "Liveness: the heartbeat"): a subscribing bridge publishes a small heartbeat
+    # on its own control channel every this many seconds and expects it back within HEARTBEAT_BOUND x this; one
+    # that does not come back while PING still answers marks the subscription stale: counted
+    # (stale_subscriptions), said, resubscribed on a new connection. None: off (no control channel traffic)
+    heartbeat_s: float | None = None
 
     @classmethod
     def from_seed(cls, seed: Mapping[str, Any], **ours: Any) -> "BridgeConfig":
@@ -178,6 +185,11 @@ class BridgeConfig:
         for t in self.event_types:
             if not isinstance(t, str) or not t or any(c.isspace() for c in t):
                 raise ConfigError(f"event_types: {t!r} is not a valid event type name")
+            if t.startswith(HEARTBEAT):
+                raise ConfigError(f"event_types: {t!r}: names starting with {HEARTBEAT!r} are the heartbeat's "
+                                  "control channels")
+        if self.heartbeat_s is not None and (not _number(self.heartbeat_s) or self.heartbeat_s <= 0):
+            raise ConfigError(f"heartbeat_s: must be a number of seconds > 0, or None (off), got {self.heartbeat_s!r}")
         if self.transport not in TRANSPORTS:
             raise ConfigError(f"transport: {self.transport!r} is not one of {', '.join(sorted(TRANSPORTS))}")
         iid = self.instance_id
@@ -266,6 +278,11 @@ class BridgeConfig:
     @property
     def safe_url(self) -> str:
         return redact_url(self.resolved_url())
+
+    def heartbeat_channel(self, slot_of: str | None = None) -> str:
+        """This bridge's heartbeat channel (stream key): ``{prefix}_heartbeat:{instance_id}``; sharded, one
+        sharing the slot of channel ``slot_of`` (:func:`fanout.channels.heartbeat_channel`)."""
+        return heartbeat_channel(self.key_prefix, self.instance_id, slot_of)
 
     def channel(self, event_type: str, key: Any = None) -> str:
         """The channel an event goes to; with ``shard_partitions > 1`` the partition of ``key`` (its symbol)."""

@@ -145,6 +145,9 @@ class Delivery:
         self._wake: asyncio.Event | None = None
         self._idle: asyncio.Event | None = None
         self._held = False                                      # reading stopped for the backlog
+        #: heartbeat channel (bytes) -> what takes its messages (fanout.heartbeat; set per subscription). Looked
+        #: up only for a channel that is no event channel: the events' path does not change
+        self.beats: dict[bytes, Callable[[bytes], None]] = {}
 
     # -- registration ------------------------------------------------------------------
     def add_handler(self, event_type: str, handler: Callable) -> None:
@@ -169,6 +172,10 @@ class Delivery:
             return
         ch = self._chan.get(channel)
         if ch is None:
+            beat = self.beats.get(channel)
+            if beat is not None:  # the bridge's own heartbeat channel: never an event, never counted as one
+                beat(payload)
+                return
             name = channel.decode(errors="replace")
             ch = self._chan[channel] = self._channel(name, name, self._chan_type.get(name))
         if self._verify and not ch.verify(payload):

@@ -37,5 +37,7 @@ COUNTERS: dict[str, str] = {
     "events_dropped": "events dropped from a full bridge.events() queue (its oldest, for the new one)",
     "refused": "publish_nowait calls refused because the in-flight window was full (nothing sent, no seq used)",
     "id_conflicts": "other instances (epochs) seen publishing with this bridge's own instance id",
+    "stale_subscriptions": "heartbeat_s on: times the subscription answered PING but its own heartbeat did not come "
+                           "back within the bound (it was resubscribed on a new connection: also a reconnect)",
 }
 COUNTER_NAMES: tuple[str, ...] = tuple(COUNTERS)

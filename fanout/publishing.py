@@ -36,6 +36,7 @@ import orjson
 from fanout.channels import partition_of
 from fanout.errors import Backpressure, ConfigError, NotPublisher, PublishError, RedisUnavailable
 from fanout.events import MAX_VOID_RANGES, Envelope, EnvelopeWriter, void_json
+from fanout.heartbeat import Beat
 from fanout.histograms import _BOUNDS_S, index as _index
 from fanout.redact import redact_text
 from fanout.transports.frames import NeverSent
@@ -443,6 +444,8 @@ class Publishing:
         """The transport's answer for one accepted message (an event or a batch of them)."""
         if type(token) is Sent:
             self._settle(token, error)
+        elif type(token) is Beat:  # a heartbeat (fanout.heartbeat): no event, no count
+            self._beat.acked(token, error)
         else:  # a batch: every event in it
             for s in token.tokens:
                 self._settle(s, error)

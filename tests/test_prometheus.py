@@ -63,6 +63,7 @@ def test_a_real_scrape_equals_metrics_and_the_histograms_count_the_deliveries(re
     assert value(fams["fanout_messages_received"], "_total") == n
     assert value(fams["fanout_messages_published"], "_total") == n
     assert value(fams["fanout_connected"]) == 2 and value(fams["fanout_subscriptions"]) == 4
+    assert "fanout_last_heartbeat_timestamp_seconds" not in fams  # no bridge with heartbeat_s on
     (info,) = fams["fanout_build_info"].samples
     assert info.labels["version"] and info.value == 1
 
@@ -127,6 +128,27 @@ def test_error_types_are_bounded_the_rest_counted_as_other():
     bridge._count_error_type("Kind0")
     kinds = bridge.publish_error_types()
     assert len(kinds) == MAX_ERROR_TYPES + 1 and kinds["_OTHER"] == 5 and kinds["Kind0"] == 2, kinds
+
+
+def test_the_last_heartbeat_gauge_is_the_oldest_over_the_bridges_with_heartbeats(redis_url):
+    async def go():
+        cfg = dict(url=redis_url, event_types=("trade",), enable_publishing=False)
+        async with RedisEventBridge(BridgeConfig(instance_id="a", heartbeat_s=0.05, **cfg)) as a, \
+                RedisEventBridge(BridgeConfig(instance_id="b", heartbeat_s=600, **cfg)) as b, \
+                RedisEventBridge(BridgeConfig(instance_id="c", **cfg)) as c:
+            t = a.last_heartbeat_ns
+            await wait_for(lambda: a.last_heartbeat_ns > t, 5, "a's heartbeat back")
+            stop = serve([a, b, c], port=0, addr="127.0.0.1")
+            try:
+                fams = await asyncio.to_thread(scrape, stop.port)
+            finally:
+                stop()
+            return fams, b.last_heartbeat_ns, a.last_heartbeat_ns
+
+    fams, b_ns, a_ns = arun(go())
+    assert b_ns < a_ns  # b's first heartbeat is 10 minutes away: its clock stands at its subscription
+    assert value(fams["fanout_last_heartbeat_timestamp_seconds"], transport="pubsub") == b_ns / 1e9
+    assert value(fams["fanout_stale_subscriptions"], "_total", transport="pubsub") == 0
 
 
 def test_histogram_buckets_are_log_linear_from_50_us_to_10_s():

@@ -285,6 +285,64 @@ def test_blackhole_times_out_then_heal_recovers(redis_server):
     arun(main(), T)
 
 
+# -- 4b. dropping pub/sub messages -------------------------------------------------------
+def test_resp_frames_split_across_any_chunking_and_drop_only_messages():
+    from fanout.lab.proxy import RespFrames
+
+    wire = (b"+PONG\r\n*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$5\r\nhello\r\n*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n"
+            b":1\r\n*3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$0\r\n\r\n*4\r\n$8\r\npmessage\r\n$2\r\nc*\r\n$1\r\nc\r\n"
+            b"$1\r\nx\r\n$-1\r\n*2\r\n*1\r\n$7\r\nmessage\r\n:5\r\n-ERR no\r\n>3\r\n$7\r\nmessage\r\n$1\r\nc\r\n"
+            b"$1\r\ny\r\n")
+    kept = (b"+PONG\r\n*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n$-1\r\n*2\r\n*1\r\n$7\r\nmessage\r\n:5\r\n"
+            b"-ERR no\r\n")
+    for size in (1, 2, 7, len(wire)):
+        f, out, dropped = RespFrames(), b"", 0
+        for i in range(0, len(wire), size):
+            o, n = f.feed(wire[i:i + size], True)
+            out, dropped = out + o, dropped + n
+        assert (out, dropped) == (kept, 4), size
+        assert RespFrames().feed(wire, False) == (wire, 0)
+
+
+def test_drop_messages_keeps_ping_and_replies_on_open_connections_only(redis_server):
+    async def main():
+        async with FaultProxy(redis_server.host, redis_server.port, resp=True) as proxy:
+            url = proxy.url_for(redis_server.url)
+            r, direct = client(url), client(redis_server.url)
+            ps = r.pubsub()
+            try:
+                await ps.subscribe("ch")
+                assert (await ps.get_message(timeout=2))["type"] == "subscribe"
+                assert await r.set("k", "v")
+                proxy.drop_messages()
+                assert await direct.publish("ch", "lost") == 1  # Redis delivered it ...
+                await ps.ping()
+                msg = await ps.get_message(timeout=2)             # ... the proxy dropped it; the PONG passed
+                assert msg is not None and msg["type"] == "pong", msg
+                assert await r.get("k") == b"v"                   # replies pass
+                assert proxy.stats()["dropped_messages"] == 1
+                fresh = client(url).pubsub()                       # a new connection is not affected
+                try:
+                    await fresh.subscribe("ch")
+                    assert (await fresh.get_message(timeout=2))["type"] == "subscribe"
+                    assert await direct.publish("ch", "seen") == 2
+                    msg = await fresh.get_message(ignore_subscribe_messages=True, timeout=2)
+                    assert msg is not None and msg["data"] == b"seen"
+                finally:
+                    await fresh.aclose()
+                proxy.heal()                                       # and the old one delivers again
+                assert await direct.publish("ch", "again") == 2
+                msg = await ps.get_message(ignore_subscribe_messages=True, timeout=2)
+                assert msg is not None and msg["data"] == b"again", msg
+                with pytest.raises(RuntimeError, match="resp=True"):
+                    FaultProxy("127.0.0.1", 1).drop_messages()
+            finally:
+                await ps.aclose()
+                await r.aclose()
+                await direct.aclose()
+    arun(main(), T)
+
+
 # -- 5. close --------------------------------------------------------------------------
 def test_close_with_open_connections_is_bounded(redis_server):
     async def main():

@@ -14,8 +14,9 @@ What each metric means: :data:`COUNTERS`, :data:`HISTOGRAMS` and the gauges belo
 table is the same text). ``fanout_publish_errors_total`` carries ``error_type`` besides ``transport``:
 the kind of failure from ``bridge.publish_error_types()`` (``timeout``, or the exception's class name:
 ``ConnectionResetError``, ``NeverSent``, ``ReplyError`` ...; at most 16 kinds a bridge, then
-``_OTHER``); no series until a publish failed. Left out because the bridge has no honest source for it
-yet: ``fanout_last_heartbeat_timestamp_seconds`` (the bridge sends no heartbeat yet).
+``_OTHER``); no series until a publish failed. ``fanout_last_heartbeat_timestamp_seconds`` reads
+``bridge.last_heartbeat_ns`` (``heartbeat_s`` on; :mod:`fanout.heartbeat`): the oldest over the
+bridges that have heartbeats on.
 """
 from __future__ import annotations
 
@@ -43,6 +44,8 @@ COUNTERS: dict[str, tuple[str, str]] = {
     "fanout_refused": ("refused", "publish_nowait calls refused because the in-flight window was full (nothing sent)."),
     "fanout_publish_errors": ("publish_errors", "Publishes that failed within the bound (the caller was told)."),
     "fanout_reconnects": ("reconnects", "Times a subscription was lost and restored."),
+    "fanout_stale_subscriptions": ("stale_subscriptions", "Times a subscription answered PING but its own heartbeat "
+                                                          "did not come back in time (resubscribed; heartbeat_s on)."),
 }
 #: Prometheus name -> (the ``histograms()`` name, what it measures)
 HISTOGRAMS: dict[str, tuple[str, str]] = {
@@ -60,6 +63,9 @@ GAUGES: dict[str, str] = {
     "fanout_connected": "Bridges connected (publishing and subscribing sides up): 1 or 0 for one bridge.",
     "fanout_subscriptions": "Channels subscribed, over every bridge.",
 }
+HEARTBEAT_GAUGE = ("fanout_last_heartbeat_timestamp_seconds",
+                   "When a bridge's own heartbeat last came back (Unix seconds; until the first, when it subscribed): "
+                   "the oldest over the bridges with heartbeat_s on. Absent when none has it on.")
 
 Bridges = Any  # a bridge, an iterable of bridges, or a callable returning one
 
@@ -97,6 +103,7 @@ class BridgeCollector(Collector):
         gauges = {name: GaugeMetricFamily(name, doc, labels=["transport"]) for name, doc in GAUGES.items()}
         totals: dict[str, dict[str, int]] = {}
         hist: dict[tuple[str, str, str], list] = {}   # (name, transport, type) -> [counts, sum]
+        beats: dict[str, int] = {}                     # transport -> the oldest last heartbeat (ns)
         for b in bridges:
             m = b.metrics()
             tr = str(m["transport"])
@@ -108,6 +115,9 @@ class BridgeCollector(Collector):
                 kinds[(tr, kind)] = kinds.get((tr, kind), 0) + n
             t["connected"] += 1 if m["connected"] else 0
             t["subscriptions"] += int(m["subscriptions"])
+            beat = getattr(b, "last_heartbeat_ns", 0)
+            if beat:
+                beats[tr] = min(beats.get(tr, beat), beat)
             for name, (src, _) in HISTOGRAMS.items():
                 for typ, h in b.histograms()[src].items():
                     acc = hist.get((name, tr, typ))
@@ -126,6 +136,11 @@ class BridgeCollector(Collector):
             counters[BY_TYPE].add_metric([tr, kind], n)
         yield from counters.values()
         yield from gauges.values()
+        if beats:
+            fam = GaugeMetricFamily(*HEARTBEAT_GAUGE, labels=["transport"])
+            for tr, ns in sorted(beats.items()):
+                fam.add_metric([tr], ns / 1e9)
+            yield fam
         for name, (_, doc) in HISTOGRAMS.items():
             fam = HistogramMetricFamily(name, doc, labels=["event_type", "transport"])
             for (n, tr, typ), (bounds, counts, total) in sorted(hist.items()):

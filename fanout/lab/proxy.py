@@ -13,6 +13,9 @@ that instance off, while every other instance keeps talking to Redis directly::
         proxy.heal()                       # blackholed connections are aborted
         proxy.stats()                      # counters
 
+    async with FaultProxy(srv.host, srv.port, resp=True) as proxy:   # reads Redis's replies frame by frame
+        proxy.drop_messages()              # the connections open now lose every pub/sub message, pass the rest
+
 How it works
 ------------
 Each accepted connection is a *link*: the client socket, a socket to Redis, and two
@@ -34,6 +37,14 @@ Faults
   and blackholed the same way (no Redis connection is made for them). The instance only
   notices through its own timeouts / health checks. ``heal()`` aborts every blackholed
   link, so the instance reconnects cleanly instead of resuming a torn byte stream.
+
+* ``drop_messages()`` (a proxy made with ``resp=True``): on every link open now, the pub/sub message
+  frames Redis pushes (``message``, ``smessage``, ``pmessage``) are dropped and everything else passes:
+  replies, PONGs, (un)subscribe confirmations. The subscriber's connection thus answers PING and
+  delivers nothing (a subscription left on a demoted master). New connections are not affected;
+  ``heal()`` ends it for the old ones too. With ``resp=True`` every link's Redis -> client direction
+  is split into RESP frames (:class:`RespFrames`) so the mode can start at any moment, exactly at a
+  frame boundary.
 
 Every wait on the network is bounded (connecting to Redis) or cancellable (reads, drains,
 delays); :meth:`FaultProxy.close` aborts everything and returns within about 2 s.
@@ -63,6 +74,61 @@ CONNECT_TIMEOUT_S = 2.0
 CLOSE_TIMEOUT_S = 2.0
 
 _EOF = None  # FIFO marker: the source sent EOF
+#: the starts of the RESP2 / RESP3 pub/sub message frames drop_messages() drops
+_MESSAGE_HEADS = tuple(k + body for k in (b"*", b">") for body in (
+    b"3\r\n$7\r\nmessage\r\n", b"3\r\n$8\r\nsmessage\r\n", b"4\r\n$8\r\npmessage\r\n"))
+
+
+def frame_end(buf: bytes | bytearray, i: int = 0) -> int:
+    """Where the RESP (2 or 3) frame starting at ``buf[i]`` ends (exclusive), or -1 when it is incomplete."""
+    nl = buf.find(b"\r\n", i)
+    if nl < 0:
+        return -1
+    kind = buf[i:i + 1]
+    if kind in (b"$", b"=", b"!"):                  # bulk (or verbatim, bulk error): length, bytes, CRLF
+        n = int(buf[i + 1:nl])
+        if n < 0:
+            return nl + 2
+        end = nl + 2 + n + 2
+        return end if end <= len(buf) else -1
+    if kind in (b"*", b">", b"~", b"%", b"|"):      # aggregates: n elements (maps and attributes: 2n)
+        n = int(buf[i + 1:nl])
+        if kind in (b"%", b"|"):
+            n *= 2
+        j = nl + 2
+        for _ in range(max(n, 0)):
+            j = frame_end(buf, j)
+            if j < 0:
+                return -1
+        if kind == b"|":                            # an attribute precedes the reply it describes
+            return frame_end(buf, j)
+        return j
+    return nl + 2                                   # a simple line: + - : _ , # (
+
+
+class RespFrames:
+    """Splits one direction's bytes into whole RESP frames; drops pub/sub messages when asked."""
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+
+    def feed(self, chunk: bytes, drop: bool) -> tuple[bytes, int]:
+        """The whole frames ``chunk`` completes (pub/sub messages left out when ``drop``), and how many were dropped."""
+        buf = self._buf
+        buf += chunk
+        out: list[bytes] = []
+        dropped = i = 0
+        while i < len(buf):
+            end = frame_end(buf, i)
+            if end < 0:
+                break
+            if drop and buf.startswith(_MESSAGE_HEADS, i):
+                dropped += 1
+            else:
+                out.append(bytes(buf[i:end]))
+            i = end
+        del buf[:i]
+        return b"".join(out), dropped
 
 
 def _reset(writer: asyncio.StreamWriter | None) -> None:
@@ -96,6 +162,8 @@ class _Pipe:
         self._nonempty = asyncio.Event()
         self._below_high = asyncio.Event()
         self._below_high.set()
+        #: resp proxies: Redis's replies split into frames (for drop_messages)
+        self.frames = RespFrames() if proxy.resp and direction == "down" else None
 
     def _push(self, chunk: bytes | None) -> None:
         loop = asyncio.get_running_loop()
@@ -138,6 +206,11 @@ class _Pipe:
                     return  # the FIN is swallowed too; heal()/close() aborts the link
                 self.proxy._dropped_chunks += 1
                 continue
+            if self.frames is not None and chunk:
+                chunk, dropped = self.frames.feed(chunk, self.link.dropping_messages)
+                self.proxy._dropped_messages += dropped
+                if not chunk:
+                    continue  # an incomplete frame (kept), or only dropped messages
             self._push(chunk or _EOF)
             if not chunk:
                 return
@@ -183,6 +256,7 @@ class _Link:
         self.client_writer = writer
         self.upstream_writer: asyncio.StreamWriter | None = None
         self.blackholed = blackholed
+        self.dropping_messages = False
         self.pipes: list[_Pipe] = []
         self.task: asyncio.Task[None] | None = None
 
@@ -253,10 +327,12 @@ class FaultProxy:
     to Redis / to the client, ``dropped_chunks`` chunks swallowed by a blackhole,
     ``refused`` connections reset on arrival during a reset partition, ``long_waits`` times a
     forwarder slept half the delay or more before a chunk was due: once per burst, not once per
-    chunk, since a delay shifts traffic without throttling it.
+    chunk, since a delay shifts traffic without throttling it; ``dropped_messages`` pub/sub message frames
+    dropped by :meth:`drop_messages`.
     """
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, resp: bool = False) -> None:
+        self.resp = resp
         self.target_host = target_host
         self.target_port = target_port
         self.host: str = "127.0.0.1"
@@ -271,6 +347,7 @@ class FaultProxy:
         self._dropped_chunks = 0
         self._long_waits = 0
         self._refused = 0
+        self._dropped_messages = 0
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self, listen_host: str = "127.0.0.1", listen_port: int = 0) -> FaultProxy:
@@ -336,10 +413,19 @@ class FaultProxy:
             else:
                 link.blackhole()
 
+    def drop_messages(self) -> None:
+        """Drop every pub/sub message frame on the connections open now; pass everything else (see the
+        module docstring). Needs ``FaultProxy(..., resp=True)``."""
+        if not self.resp:
+            raise RuntimeError("drop_messages() needs a proxy made with resp=True (it reads the replies' frames)")
+        for link in list(self._links):
+            link.dropping_messages = True
+
     def heal(self) -> None:
-        """End a partition; blackholed connections are aborted so clients reconnect."""
+        """End a partition; blackholed connections are aborted so clients reconnect; no link drops messages."""
         self.mode = None
         for link in list(self._links):
+            link.dropping_messages = False
             if link.blackholed:
                 link.abort()
 
@@ -356,6 +442,7 @@ class FaultProxy:
             "dropped_chunks": self._dropped_chunks,
             "refused": self._refused,
             "long_waits": self._long_waits,
+            "dropped_messages": self._dropped_messages,
         }
 
     # -- internals ---------------------------------------------------------------------

@@ -55,6 +55,10 @@ class Sink(Protocol):
 
 
 class Subscriber(abc.ABC):
+    #: the channels (stream keys) on which this subscription reads its bridge's own heartbeats (heartbeat_s
+    #: on: one, or one per node for sharded pub/sub); the bridge publishes one on each per beat
+    heartbeats: tuple[str, ...] = ()
+
     @abc.abstractmethod
     async def wait_lost(self) -> str:
         """Return why the subscription ended (connection lost, silent, slot moved ...)."""

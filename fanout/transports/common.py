@@ -100,8 +100,9 @@ class PubConn:
 class ProtoSubscriber(Subscriber):
     """A subscription on one connection (pub/sub, sharded; a Streams reader adds its loop)."""
 
-    def __init__(self, proto: RespProtocol) -> None:
+    def __init__(self, proto: RespProtocol, heartbeats: tuple[str, ...] = ()) -> None:
         self._proto = proto
+        self.heartbeats = heartbeats
 
     async def wait_lost(self) -> str:
         return one_line(await self._proto.wait_closed())

@@ -66,6 +66,8 @@ class PubSubTransport(SinglePublisher, Transport):
         return pub.send(_pack((_PUBLISH, ch, payload)), token, None, force)
 
     async def open_subscriber(self, channels: list[str], sink) -> ProtoSubscriber:
-        proto = await subscribe_on(self.url(), self.config, b"SUBSCRIBE",
-                                   [[c.encode() for c in channels]], sink)
-        return ProtoSubscriber(proto)
+        cfg = self.config
+        beats = (cfg.heartbeat_channel(),) if cfg.heartbeat_s else ()
+        proto = await subscribe_on(self.url(), cfg, b"SUBSCRIBE",
+                                   [[c.encode() for c in (*channels, *beats)]], sink)
+        return ProtoSubscriber(proto, beats)

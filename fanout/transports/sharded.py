@@ -105,8 +105,9 @@ class _Lost:
 class ShardedSubscriber(Subscriber):
     """SSUBSCRIBE connections, one per node; the first one to end ends them all."""
 
-    def __init__(self, protos: dict[Addr, RespProtocol], lost: _Lost) -> None:
+    def __init__(self, protos: dict[Addr, RespProtocol], lost: _Lost, heartbeats: tuple[str, ...] = ()) -> None:
         self._protos = protos
+        self.heartbeats = heartbeats
         self._lost = lost
         self._alive_ns: int | None = None
 
@@ -294,6 +295,13 @@ class ShardedTransport(Transport):
         for ch in channels:
             slot = self.slot_of(ch)
             by_node.setdefault(topo.owner(slot), {}).setdefault(slot, []).append(ch.encode())
+        beats: list[str] = []
+        if cfg.heartbeat_s:  # one heartbeat channel per node, in the slot of one of its channels (same SSUBSCRIBE)
+            for slots in by_node.values():
+                slot, chans = next(iter(slots.items()))
+                beat = cfg.heartbeat_channel(slot_of=chans[0].decode())
+                chans.append(beat.encode())
+                beats.append(beat)
         lost = _Lost()
         protos: dict[Addr, RespProtocol] = {}
 
@@ -312,7 +320,7 @@ class ShardedTransport(Transport):
             for p in protos.values():
                 p.abort()
             raise
-        return ShardedSubscriber(protos, lost)
+        return ShardedSubscriber(protos, lost, tuple(beats))
 
     def _drop_retries(self) -> None:
         retry, self._retry = self._retry, []

@@ -125,6 +125,8 @@ READ_COUNT = 100
 MAX_BLOCK_S = 1.0
 #: own XADD ids remembered per stream while the reader has not passed them
 OWN_IDS_CAP = 100_000
+#: heartbeats kept in an instance's heartbeat stream (MAXLEN ~)
+BEAT_MAXLEN = 100
 #: after Redis refused a position save (an error reply), the next try waits this long (reading goes on)
 SAVE_RETRY_S = 1.0
 
@@ -160,7 +162,12 @@ class StreamsSubscriber(ProtoSubscriber):
         self._sink = sink
         self._info = [pack("XINFO", "STREAM", k) for k in keys]
         block = max(1, int(min(MAX_BLOCK_S, transport.config.health_check_interval_s) * 1000))
-        self._xread = ("XREAD", "COUNT", READ_COUNT, "BLOCK", block, "STREAMS", *keys)
+        beat = transport._beat_key
+        # its own heartbeat stream, read last in the same XREAD (its position in memory only: never saved,
+        # never reconciled, a trimmed heartbeat is no loss)
+        self.heartbeats = (beat,) if beat is not None else ()
+        self._beat = beat.encode() if beat is not None else None
+        self._xread = ("XREAD", "COUNT", READ_COUNT, "BLOCK", block, "STREAMS", *keys, *self.heartbeats)
         self._go = asyncio.Event()
         self._go.set()
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="fanout-streams-reader")
@@ -184,7 +191,10 @@ class StreamsSubscriber(ProtoSubscriber):
         if save is not None:
             cmds.append(pack(*save[0]))
         pos = t._pos
-        cmds.append(pack(*self._xread, *[b"%d-%d" % pos[k][0] for k in keys]))
+        ids = [b"%d-%d" % pos[k][0] for k in keys]
+        if self._beat is not None:
+            ids.append(t._beat_pos)
+        cmds.append(pack(*self._xread, *ids))
         # Redis runs these only once the XREAD has answered: the state of every stream right
         # after the read, with no extra round trip (see "Counting trimmed entries exactly").
         cmds.extend(self._info)
@@ -202,8 +212,13 @@ class StreamsSubscriber(ProtoSubscriber):
             raise ConnectionError(f"stream read failed: {one_line(exc)}") from None
         # No await from here on: positions move exactly when the batch is handed over.
         batch: dict[str, list] = {}
+        beats = None
         for key_raw, entries in reply or ():
             if entries:
+                if key_raw == self._beat:
+                    beats = entries
+                    t._beat_pos = entries[-1][0]
+                    continue
                 batch[self._key_of.get(key_raw) or key_raw.decode()] = entries
         if batch:
             t._outstanding = {}  # filled by _reconcile: what may be saved until it is handed over
@@ -224,6 +239,8 @@ class StreamsSubscriber(ProtoSubscriber):
                 sink.stamp_ms = int(eid[:eid.find(b"-")])
                 sink.on_message(key_b, _payload(fields))
         sink.stamp_ms = 0
+        for _eid, fields in beats or ():  # (the bridge knows the key: a heartbeat, never an event)
+            sink.on_message(self._beat, _payload(fields))
 
     async def wait_lost(self) -> str:
         return await asyncio.shield(self._task)
@@ -262,6 +279,12 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
         if maxlen is not None and maxlen > 0:
             self._trim = ((b"MAXLEN", b"~", b"%d" % int(maxlen)) if config.stream_maxlen_approx
                           else (b"MAXLEN", b"%d" % int(maxlen)))
+        #: heartbeat_s on: this instance's own heartbeat stream (kept short) and where its reader is in it
+        self._beat_key: str | None = None
+        self._beat_pos = b"$"
+        if config.heartbeat_s and config.enable_subscription:
+            key = self._beat_key = config.heartbeat_channel()
+            self._xadd[key] = (b"XADD", key.encode(), b"MAXLEN", b"~", b"%d" % BEAT_MAXLEN, b"*", _FIELD)
 
     # -- publishing --------------------------------------------------------------------
     async def connect_publisher(self) -> None:
@@ -307,6 +330,9 @@ class StreamsTransport(PositionBook, SinglePublisher, Transport):
                 await require_server(proto, "streams")
                 self._version_checked = True
             await self._position(proto, channels, sink)
+            if self._beat_key is not None and self._beat_pos == b"$":  # first open: from its end now
+                info = parse_info((await proto.call_many([pack("XINFO", "STREAM", self._beat_key)]))[0])
+                self._beat_pos = b"%d-%d" % info.last_generated if info is not None else b"0-0"
         except hiredis.ReplyError as exc:
             proto.abort()
             raise ConnectionError(f"stream positions on {proto.name}: {one_line(exc)}") from None
