@@ -55,6 +55,10 @@ class Sink(Protocol):
 
 
 class Subscriber(abc.ABC):
+    #: the server's ``CLIENT ID`` of the subscribing connection, when it was asked (pub/sub with the
+    #: output-buffer check on: :mod:`fanout.outbuf`), else None
+    client_id: int | None = None
+
     @abc.abstractmethod
     async def wait_lost(self) -> str:
         """Return why the subscription ended (connection lost, silent, slot moved ...)."""

@@ -100,8 +100,9 @@ class PubConn:
 class ProtoSubscriber(Subscriber):
     """A subscription on one connection (pub/sub, sharded; a Streams reader adds its loop)."""
 
-    def __init__(self, proto: RespProtocol) -> None:
+    def __init__(self, proto: RespProtocol, client_id: int | None = None) -> None:
         self._proto = proto
+        self.client_id = client_id
 
     async def wait_lost(self) -> str:
         return one_line(await self._proto.wait_closed())
