@@ -215,3 +215,22 @@ def test_a_user_refused_what_the_check_needs_gets_one_line_and_the_check_turns_o
         assert len(said) == 1 and off in said[0], said     # once, although the check ran every 20 ms
         assert m["output_buffer_check"].startswith(off) and m["output_buffer_samples"] == 0
         assert m["connected"]                               # the bridge itself goes on
+
+
+@pytest.mark.parametrize("check_s", [None, 0.05])
+def test_a_run_records_each_receivers_largest_reading(tmp_path, check_s):
+    from fanout.lab import Scenario, load_run, run_scenario
+    from fanout.lab.options import RunOptions
+    from fanout.lab.record import INSTANCE_COLUMNS, frame
+
+    sc = Scenario(name="omem", instances=2, duration_s=1, rate_per_s=20)
+    rec = run_scenario(sc, progress=False, save_to=str(tmp_path), options=RunOptions(output_buffer_check_s=check_s))
+    inst = load_run(rec.path).instances  # saved and read back
+    if check_s is None:
+        assert (inst["output_buffer_max_bytes"] == -1).all()   # not read: never claimed as 0
+    else:
+        assert (inst["output_buffer_max_bytes"] >= 0).all() and (inst["output_buffer_max_bytes"] < 1024 * 1024).all()
+    assert (inst["output_buffer_warnings"] == 0).all()
+    # a record made before the column existed reads as "not read"
+    old = frame(inst.drop(columns=["output_buffer_max_bytes", "output_buffer_warnings"]), INSTANCE_COLUMNS)
+    assert (old["output_buffer_max_bytes"] == -1).all() and (old["output_buffer_warnings"] == 0).all()
