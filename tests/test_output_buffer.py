@@ -143,8 +143,8 @@ def test_the_warning_comes_before_redis_cuts_the_slow_subscriber_off(caplog):
 
 
 async def _quiet_run(url: str, check_s: float | None) -> tuple[dict, dict]:
-    """A subscriber (the check on or off) that gets a few events; then the calls of each command the
-    server counted meanwhile (INFO commandstats, after minus before)."""
+    """A subscriber (the check on or off) that gets a few events; then its metrics, the calls of each
+    command the server counted meanwhile (INFO commandstats, after minus before), and its exporter gauges."""
     admin = aredis.Redis.from_url(url)
     got = []
     sub = RedisEventBridge(BridgeConfig(url=url, instance_id="sub", enable_publishing=False, event_types=("trade",),
@@ -159,24 +159,29 @@ async def _quiet_run(url: str, check_s: float | None) -> tuple[dict, dict]:
         await asyncio.sleep(0.3)  # 15 looks of a 20 ms check
         m = sub.metrics()
         after = await admin.info("commandstats")
+        scraped = _scrape(sub)
     await admin.aclose()
-    return m, {k: v["calls"] - before.get(k, {}).get("calls", 0) for k, v in after.items()}
+    return m, {k: v["calls"] - before.get(k, {}).get("calls", 0) for k, v in after.items()}, scraped
 
 
 @needs_redis7  # per-subcommand counts in INFO commandstats (cmdstat_client|list)
 @pytest.mark.parametrize("check_s", [None, 0.02])
 def test_with_the_check_off_nothing_is_asked(redis_server, check_s):
-    m, calls = arun(_quiet_run(redis_server.url, check_s))
+    m, calls, scraped = arun(_quiet_run(redis_server.url, check_s))
     asked = {k: n for k, n in calls.items() if n and k in ("cmdstat_client|list", "cmdstat_client|id",
                                                            "cmdstat_config|get")}
     if check_s is None:
         assert asked == {}, f"the check is off, yet the bridge asked {asked}"
         assert m["output_buffer_check"] == "off" and m["output_buffer_bytes"] is None
         assert m["output_buffer_samples"] == 0
+        assert scraped is None or scraped["bytes"] == scraped["limit"] == []   # no gauge rather than a made-up 0
     else:  # the same instrument sees the check when it is on
         assert asked["cmdstat_client|id"] == 1 and asked["cmdstat_config|get"] == 1
-        assert asked["cmdstat_client|list"] == m["output_buffer_samples"] >= 5
+        # one CLIENT LIST per look (one may be on its way when the metrics are read)
+        assert m["output_buffer_samples"] >= 5
+        assert m["output_buffer_samples"] <= asked["cmdstat_client|list"] <= m["output_buffer_samples"] + 1
         assert m["output_buffer_check"] == "on" and m["output_buffer_bytes"] == 0 and m["output_buffer_warnings"] == 0
+        assert scraped is None or (scraped["bytes"] == [0] and scraped["limit"] == [m["output_buffer_limit_bytes"]])
 
 
 @needs_redis7  # ACL rules removing one subcommand
