@@ -161,8 +161,7 @@ class RedisEventBridge(Publishing):
                 self._supervisor = asyncio.get_running_loop().create_task(
                     self._supervise(), name=f"fanout-subscription-{self._id_str}")
                 if self.config.output_buffer_check_s is not None:
-                    self._obuf = OutputBufferCheck(self.config, lambda: self._subscriber, self._transport.url,
-                                                   self._id_str)
+                    self._obuf = OutputBufferCheck(self.config, lambda: self._subscriber, self._id_str)
                     self._obuf_task = asyncio.get_running_loop().create_task(
                         self._obuf.run(), name=f"fanout-output-buffer-{self._id_str}")
         except BaseException:

@@ -229,9 +229,9 @@ class BridgeConfig:
             v = self.output_buffer_check_s
             if not _number(v) or v <= 0:
                 raise ConfigError(f"output_buffer_check_s: must be a number of seconds > 0 or None (off), got {v!r}")
-            if self.transport != "pubsub":
+            if self.transport not in ("pubsub", "sharded"):
                 raise ConfigError(f"output_buffer_check_s: the check reads a pub/sub subscriber's output buffer; "
-                                  f"the {self.transport} transport is not checked")
+                                  f"the {self.transport} transport has none to read")
         if not _number(self.output_buffer_warn_fraction) or not 0 < self.output_buffer_warn_fraction <= 1:
             raise ConfigError(f"output_buffer_warn_fraction: must be a number above 0 and at most 1, "
                               f"got {self.output_buffer_warn_fraction!r}")

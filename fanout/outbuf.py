@@ -7,8 +7,9 @@ subscriber learns it only afterwards, from the reconnect and the gap. With
 ``BridgeConfig.output_buffer_check_s`` set, :class:`OutputBufferCheck` looks before that: one task
 per bridge, waking every ``output_buffer_check_s``, reads the subscriber connection's ``omem``
 through a control connection of its own (``CLIENT LIST ID <id>``, the id asked with ``CLIENT ID``
-on the subscriber connection before it subscribed: a subscribed connection may not ask anything)
-and compares it with the limit:
+on the subscriber connection before it subscribed: a subscribed connection may not ask anything;
+sharded pub/sub: each node's subscriber connection, through a control connection to that node, the
+largest reading counting) and compares it with the limit:
 
 * the limit is the smaller non-zero of the server's pub/sub hard and soft limits (``CONFIG GET
   client-output-buffer-limit``; a buffer that stays above the soft limit is cut off too), or
@@ -33,7 +34,7 @@ from typing import Callable
 import hiredis
 
 from fanout.errors import FanoutError
-from fanout.redact import redact_text
+from fanout.redact import redact_text, redact_url
 from fanout.transports.common import conn_options, one_line
 from fanout.transports.connection import open_connection
 
@@ -73,32 +74,39 @@ class _Refused(FanoutError):
     """The server (or the ACL user) refuses what the check needs."""
 
 
+def _key(where) -> str:
+    """A server's name in log lines and the check's tables: its redacted URL, or host:port."""
+    if isinstance(where, str):
+        return redact_url(where)
+    return str(where.get("path") or f"{where.get('host')}:{where.get('port')}")
+
+
 def _mib(n: int) -> str:
     return f"{n / 1048576:.2f} MiB"
 
 
 class OutputBufferCheck:
     """One bridge's output-buffer check (see the module doc). ``subscriber()`` gives the current
-    subscription (or None), ``url()`` where to connect, ``who`` names the bridge in log lines."""
+    subscription (or None; its ``clients()`` name each subscribing connection's server and CLIENT
+    ID: one for pub/sub, one per node for sharded pub/sub); ``who`` names the bridge in log lines."""
 
-    def __init__(self, config, subscriber: Callable[[], object], url: Callable[[], str], who: str) -> None:
+    def __init__(self, config, subscriber: Callable[[], object], who: str) -> None:
         self.config = config
         self.interval = float(config.output_buffer_check_s)
         self.fraction = float(config.output_buffer_warn_fraction)
         self._subscriber = subscriber
-        self._url = url
         self.who = who
-        self.bytes: int | None = None        # the last reading (None: none yet)
+        self.bytes: int | None = None        # the last reading: the largest over the subscribing connections
         self.max_bytes: int | None = None    # the largest reading
-        self.limit: int | None = None        # what it is compared with (0: the server has none)
+        self.limit: int | None = None        # what it is compared with: the smallest over their servers (0: none)
         self.limit_from = ""                 # "server" (CONFIG GET) or "config" (output_buffer_limit_bytes)
         self.samples = 0                     # readings taken
         self.warnings = 0                    # times the threshold was crossed (each said in one line)
         self.warned_ns = 0                   # time.time_ns() of the last warning
         self.off: str | None = None          # why the check turned itself off
         self._above = False
-        self._conn = None
-        self._conn_url: str | None = None
+        self._conns: dict[str, object] = {}  # server (redacted address) -> control connection
+        self._limits: dict[str, int] = {}    # server -> its pub/sub limit (0: none)
 
     @property
     def threshold(self) -> int | None:
@@ -128,33 +136,31 @@ class OutputBufferCheck:
             self._drop()
 
     async def sample(self) -> None:
-        """Take one reading (nothing while not subscribed or while the subscriber just went away)."""
+        """Take one reading (nothing while not subscribed, or while a subscriber just went away)."""
         sub = self._subscriber()
-        if sub is None:
+        clients = sub.clients() if sub is not None else []
+        if not clients:
             return
-        cid = getattr(sub, "client_id", None)
-        if cid is None:
-            raise _Refused("the subscriber connection's CLIENT ID was refused (the ACL user needs client|id)")
-        conn = await self._connect()
-        if self.limit is None:
-            await self._read_limit(conn)
-        try:
-            reply = await conn.call(b"CLIENT", b"LIST", b"ID", cid)
-        except hiredis.ReplyError as exc:
-            if "syntax" not in str(exc).lower():  # NOPERM and the like
-                raise _Refused(f"CLIENT LIST refused: {one_line(exc)}") from None
-            try:  # Redis < 6.2 has no CLIENT LIST ID: every client's line, filtered here
-                reply = await conn.call(b"CLIENT", b"LIST")
-            except hiredis.ReplyError as exc2:
-                raise _Refused(f"CLIENT LIST refused: {one_line(exc2)}") from None
-        omem = client_field(reply, cid, "omem")
-        if omem is None:  # the subscriber is gone (cut off, reconnecting): the bridge's reconnect says it
-            return
-        n = int(omem)
+        readings, limits = [], []
+        for where, cid in clients:
+            if cid is None:
+                raise _Refused("the subscriber connection's CLIENT ID was refused (the ACL user needs client|id)")
+            key = _key(where)
+            conn = await self._connect(key, where)
+            if key not in self._limits:
+                self._limits[key] = await self._read_limit(conn, key)
+            omem = await self._omem(conn, cid)
+            if omem is None:  # the subscriber is gone (cut off, reconnecting): the bridge's reconnect says it
+                return
+            readings.append(omem)
+            limits.append(self._limits[key])
+        for key in [k for k in self._conns if k not in {_key(w) for w, _ in clients}]:
+            self._conns.pop(key).abort()  # a server this subscription no longer uses (a moved master)
+        n = max(readings)
         self.bytes = n
         self.max_bytes = n if self.max_bytes is None else max(self.max_bytes, n)
         self.samples += 1
-        limit = self.limit
+        limit = self.limit = min((x for x in limits if x), default=0)
         if not limit:
             return
         threshold = limit * self.fraction
@@ -169,10 +175,23 @@ class OutputBufferCheck:
         elif n < threshold / 2:
             self._above = False
 
-    async def _read_limit(self, conn) -> None:
+    async def _omem(self, conn, cid: int) -> int | None:
+        try:
+            reply = await conn.call(b"CLIENT", b"LIST", b"ID", cid)
+        except hiredis.ReplyError as exc:
+            if "syntax" not in str(exc).lower():  # NOPERM and the like
+                raise _Refused(f"CLIENT LIST refused: {one_line(exc)}") from None
+            try:  # Redis < 6.2 has no CLIENT LIST ID: every client's line, filtered here
+                reply = await conn.call(b"CLIENT", b"LIST")
+            except hiredis.ReplyError as exc2:
+                raise _Refused(f"CLIENT LIST refused: {one_line(exc2)}") from None
+        omem = client_field(reply, cid, "omem")
+        return None if omem is None else int(omem)
+
+    async def _read_limit(self, conn, key: str) -> int:
         if self.config.output_buffer_limit_bytes is not None:
-            self.limit, self.limit_from = int(self.config.output_buffer_limit_bytes), "config"
-            return
+            self.limit_from = "config"
+            return int(self.config.output_buffer_limit_bytes)
         try:
             reply = await conn.call(b"CONFIG", b"GET", b"client-output-buffer-limit")
         except hiredis.ReplyError as exc:
@@ -183,25 +202,23 @@ class OutputBufferCheck:
         except (ValueError, IndexError) as exc:  # renamed or emptied CONFIG: the same as refused
             raise _Refused(f"CONFIG GET client-output-buffer-limit: {exc}; give the limit as "
                            f"BridgeConfig.output_buffer_limit_bytes") from None
-        self.limit = min((x for x in (hard, soft) if x > 0), default=0)
         self.limit_from = "server"
-        if not self.limit:
-            log.info("bridge %s: the server sets no pub/sub output-buffer limit: the buffer is read, never warned "
-                     "about", self.who)
+        limit = min((x for x in (hard, soft) if x > 0), default=0)
+        if not limit:
+            log.info("bridge %s: %s sets no pub/sub output-buffer limit: its buffer is read, never warned about",
+                     self.who, key)
+        return limit
 
-    async def _connect(self):
-        url = self._url()
-        if self._conn is not None and self._conn.connected and self._conn_url == url:
-            return self._conn
-        self._drop()
-        if self._conn_url is not None and self._conn_url != url:
-            self.limit = None  # another server (Sentinel moved the master): ask its limit
+    async def _connect(self, key: str, where):
+        conn = self._conns.get(key)
+        if conn is not None and conn.connected:
+            return conn
         cfg = self.config
-        self._conn = await open_connection(url, **conn_options(cfg, client_name=f"fanout:{cfg.instance_id}:check"))
-        self._conn_url = url
-        return self._conn
+        conn = await open_connection(where, **conn_options(cfg, client_name=f"fanout:{cfg.instance_id}:check"))
+        self._conns[key] = conn
+        return conn
 
     def _drop(self) -> None:
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        conns, self._conns = self._conns, {}
+        for conn in conns.values():
             conn.abort()

@@ -82,13 +82,15 @@ async def _flood_until_cut_off(url: str):
                 assert pub.publish_nowait("trade", {"blob": BLOB}) is not None
             await pub.flush()
             before = time.time_ns()
-            if (await admin.info("stats"))["client_output_buffer_limit_disconnections"]:
+            if await _cut_off(admin):
                 break
             not_yet_ns = before  # (the count only grows: at `before` nobody had been cut off)
             if m["output_buffer_warnings"] and scraped is None:
                 scraped = _scrape(sub)
-            seen = m["output_buffer_samples"]
-            await wait_for(lambda: sub.metrics()["output_buffer_samples"] > seen, 5, "the check's next look")
+            if not await _next_look(sub, m["output_buffer_samples"]):
+                # no look for 5 s: only a subscriber Redis just cut off (its client is gone) is not read
+                assert await _cut_off(admin), "the check took no look for 5 s"
+                break
         else:
             raise AssertionError("Redis never cut the slow subscriber off")
         # the bridge notices the cut-off although its reading is stopped (the paused-connection probe)
@@ -100,6 +102,21 @@ async def _flood_until_cut_off(url: str):
         await pub.close()
         await sub.close()
         await admin.aclose()
+
+
+async def _cut_off(admin) -> int:
+    """Subscribers Redis has cut off for their output buffer so far (INFO stats)."""
+    return (await admin.info("stats"))["client_output_buffer_limit_disconnections"]
+
+
+async def _next_look(bridge, seen: int, timeout_s: float = 5.0) -> bool:
+    """Wait until the bridge's check has taken a look after the ``seen``-th; False after ``timeout_s``."""
+    end = time.monotonic() + timeout_s
+    while bridge.metrics()["output_buffer_samples"] <= seen:
+        if time.monotonic() > end:
+            return False
+        await asyncio.sleep(0.002)
+    return True
 
 
 def _scrape(bridge) -> dict | None:
@@ -239,3 +256,36 @@ def test_a_run_records_each_receivers_largest_reading(tmp_path, check_s):
     # a record made before the column existed reads as "not read"
     old = frame(inst.drop(columns=["output_buffer_max_bytes", "output_buffer_warnings"]), INSTANCE_COLUMNS)
     assert (old["output_buffer_max_bytes"] == -1).all() and (old["output_buffer_warnings"] == 0).all()
+
+
+@needs_redis7  # sharded pub/sub
+def test_sharded_reads_every_nodes_subscriber_connection():
+    from redis.crc import key_slot
+
+    from fanout.lab.servers import LocalCluster
+
+    types = ("ticker", "trade", "orderbook", "candle")
+    with LocalCluster(masters=3) as cl:
+        cfg = BridgeConfig(url=cl.url, instance_id="sub", transport="sharded", event_types=types, shard_partitions=3,
+                           enable_publishing=False, output_buffer_check_s=0.02)
+        holders = {cl.slot_owner(key_slot(c.encode())).port for t in types for c in cfg.channels(t)}
+        assert len(holders) == 3, holders   # the subscription spans every master
+
+        async def go():
+            sub = RedisEventBridge(cfg)
+            async with sub:
+                await wait_for(lambda: sub.metrics()["output_buffer_samples"] >= 5, 10, "five looks")
+                m = sub.metrics()
+            calls = {}
+            for node in cl.masters():
+                admin = aredis.Redis(host=node.host, port=node.port)
+                stats = await admin.info("commandstats")
+                calls[node.port] = stats.get("cmdstat_client|list", {}).get("calls", 0)
+                await admin.aclose()
+            return m, calls
+
+        m, calls = arun(go(), 30)
+    # every look read the subscriber connection on each of the three masters (one may be on its way)
+    assert all(m["output_buffer_samples"] <= n <= m["output_buffer_samples"] + 1 for n in calls.values()), (m, calls)
+    assert m["output_buffer_bytes"] == 0 and m["output_buffer_check"] == "on"
+    assert m["output_buffer_limit_bytes"] == 8 * 1024 * 1024  # the default pubsub 32mb 8mb 60: the soft limit

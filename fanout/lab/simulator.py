@@ -146,9 +146,9 @@ class Simulation:
             reconnect_max_s=0.5 if fast else 2.0, publish_timeout_s=1.0 if fast else 2.0,
             batch_max=self.sc.batch_max, batch_delay_ms=self.sc.batch_delay_ms, signing_keys=keys,
             histograms=self.options.bridge_histograms,
-            # the output-buffer check reads a pub/sub subscriber's omem (fanout.outbuf): receivers only
+            # the output-buffer check reads a (sharded) pub/sub subscriber's omem (fanout.outbuf): receivers only
             output_buffer_check_s=(self.options.output_buffer_check_s
-                                   if self.sc.transport == "pubsub" and i in receivers else None),
+                                   if self.sc.transport in ("pubsub", "sharded") and i in receivers else None),
             **backend_options(self.server, self.sc),  # sentinel addresses, shard partitions
         )
 

@@ -55,9 +55,11 @@ class Sink(Protocol):
 
 
 class Subscriber(abc.ABC):
-    #: the server's ``CLIENT ID`` of the subscribing connection, when it was asked (pub/sub with the
-    #: output-buffer check on: :mod:`fanout.outbuf`), else None
-    client_id: int | None = None
+    def clients(self) -> list[tuple[Any, int | None]]:
+        """``(where, client_id)`` of each subscribing connection: its server (a URL or connection
+        parameters) and the ``CLIENT ID`` the server gave it, None if refused; asked only with the
+        output-buffer check on (:mod:`fanout.outbuf`: pub/sub, sharded). Default: none known."""
+        return []
 
     @abc.abstractmethod
     async def wait_lost(self) -> str:

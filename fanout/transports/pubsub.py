@@ -83,6 +83,8 @@ class PubSubTransport(SinglePublisher, Transport):
         return pub.send(_pack((_PUBLISH, ch, payload)), token, None, force)
 
     async def open_subscriber(self, channels: list[str], sink) -> ProtoSubscriber:
-        proto = await subscribe_on(self.url(), self.config, b"SUBSCRIBE", [[c.encode() for c in channels]], sink,
-                                   ask_id=self.config.output_buffer_check_s is not None)
-        return ProtoSubscriber(proto, proto.client_id)
+        checked = self.config.output_buffer_check_s is not None
+        url = self.url()
+        proto = await subscribe_on(url, self.config, b"SUBSCRIBE", [[c.encode() for c in channels]], sink,
+                                   ask_id=checked)
+        return ProtoSubscriber(proto, url if checked else None)
