@@ -289,3 +289,22 @@ def test_sharded_reads_every_nodes_subscriber_connection():
     assert all(m["output_buffer_samples"] <= n <= m["output_buffer_samples"] + 1 for n in calls.values()), (m, calls)
     assert m["output_buffer_bytes"] == 0 and m["output_buffer_check"] == "on"
     assert m["output_buffer_limit_bytes"] == 8 * 1024 * 1024  # the default pubsub 32mb 8mb 60: the soft limit
+
+
+def test_fanout_run_output_buffer_check_records_each_receivers_reading(redis_url, tmp_path):
+    import subprocess
+
+    from conftest import ROOT, fanout_cmd
+    from fanout.lab import load_run
+
+    def fanout(*args):
+        return subprocess.run([*fanout_cmd(), "run", *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+    res = fanout("--instances=2", "--duration=1", "--rate=20", "--no-progress", f"--redis-url={redis_url}",
+                 f"--out={tmp_path}", "--output-buffer-check=0.05")
+    assert res.returncode == 0, res.stderr
+    (run_dir,) = [p for p in tmp_path.iterdir() if (p / "run.json").exists()]
+    inst = load_run(run_dir).instances
+    assert len(inst) == 2 and (inst["output_buffer_max_bytes"] >= 0).all()
+    bad = fanout("--output-buffer-check=0", "--no-save", f"--redis-url={redis_url}")
+    assert bad.returncode == 2 and "--output-buffer-check" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
