@@ -57,6 +57,7 @@ from fanout.events import Envelope, EnvelopeWriter
 from fanout.heartbeat import Heartbeat
 from fanout.histograms import Histogram, Histograms
 from fanout.metrics import COUNTER_NAMES
+from fanout.outbuf import OutputBufferCheck
 from fanout.publishing import Publishing, one_line as _one_line
 from fanout.redact import redact_text, redact_url
 from fanout.signing import Signer
@@ -64,6 +65,11 @@ from fanout.transports import make_transport
 from fanout.transports.base import Subscriber
 
 log = logging.getLogger(__name__)
+
+#: metrics()' output-buffer fields while the check is off (fanout.outbuf)
+OUTPUT_BUFFER_OFF = {"output_buffer_bytes": None, "output_buffer_max_bytes": None, "output_buffer_limit_bytes": None,
+                     "output_buffer_warnings": 0, "output_buffer_warned_ns": 0, "output_buffer_samples": 0,
+                     "output_buffer_check": "off"}
 
 Handler = Callable[[Envelope], Any]
 
@@ -136,6 +142,8 @@ class RedisEventBridge(Publishing):
         self._follow_task: asyncio.Task | None = None   # sentinel: finding the master again
         self._follow_lock = asyncio.Lock()
         self._followed_at = 0.0
+        self._obuf = None                               # the output-buffer check (fanout.outbuf), when on
+        self._obuf_task: asyncio.Task | None = None
 
     # -- lifecycle ---------------------------------------------------------------------
     async def start(self) -> "RedisEventBridge":
@@ -158,6 +166,10 @@ class RedisEventBridge(Publishing):
                     self._beat.follow(self._subscriber)
                 self._supervisor = asyncio.get_running_loop().create_task(
                     self._supervise(), name=f"fanout-subscription-{self._id_str}")
+                if self.config.output_buffer_check_s is not None:
+                    self._obuf = OutputBufferCheck(self.config, lambda: self._subscriber, self._id_str)
+                    self._obuf_task = asyncio.get_running_loop().create_task(
+                        self._obuf.run(), name=f"fanout-output-buffer-{self._id_str}")
         except BaseException:
             await self.close()
             raise
@@ -175,7 +187,7 @@ class RedisEventBridge(Publishing):
             self._beat.stop()
         if self._batcher is not None:
             self._batcher.flush_all()
-        for task in (self._follow_task, self._pub_task, self._supervisor):
+        for task in (self._follow_task, self._pub_task, self._supervisor, self._obuf_task):
             if task is not None:
                 task.cancel()
                 await asyncio.wait({task}, timeout=2.0)
@@ -193,7 +205,7 @@ class RedisEventBridge(Publishing):
         self._closed = True
         if self._beat is not None:
             self._beat.stop()
-        for task in (self._follow_task, self._pub_task, self._supervisor):
+        for task in (self._follow_task, self._pub_task, self._supervisor, self._obuf_task):
             if task is not None:
                 task.cancel()
         self._rx.abort()
@@ -414,6 +426,10 @@ class RedisEventBridge(Publishing):
         m["epoch"] = self.epoch
         m["last_error"] = self.last_error
         m["held_since_ns"] = self._held_since_ns
+        if self._obuf is not None:
+            m.update(self._obuf.fields())
+        else:
+            m.update(OUTPUT_BUFFER_OFF)
         return m
 
     def histograms(self) -> dict[str, dict[str, Histogram]]:

@@ -133,6 +133,14 @@ class BridgeConfig:
     # that does not come back while PING still answers marks the subscription stale: counted
     # (stale_subscriptions), said, resubscribed on a new connection. None: off (no control channel traffic)
     heartbeat_s: float | None = None
+    # early warning of the pub/sub output-buffer cut-off (README: "Before Redis cuts a slow subscriber
+    # off"): every this many seconds (None: off) a control connection reads the subscriber connection's
+    # ``omem`` (CLIENT LIST ID) and compares it with the server's pub/sub limit (CONFIG GET
+    # client-output-buffer-limit, or ``output_buffer_limit_bytes`` when given); at or above
+    # ``output_buffer_warn_fraction`` of it: one warning line, metrics()' output_buffer_* fields
+    output_buffer_check_s: float | None = None
+    output_buffer_warn_fraction: float = 0.5
+    output_buffer_limit_bytes: int | None = None
 
     @classmethod
     def from_seed(cls, seed: Mapping[str, Any], **ours: Any) -> "BridgeConfig":
@@ -229,6 +237,20 @@ class BridgeConfig:
             raise ConfigError("batch_max: batching is for pub/sub (a stream entry must stay one event)")
         if not _number(self.batch_delay_ms) or not 0 <= self.batch_delay_ms <= 1000:
             raise ConfigError(f"batch_delay_ms: must be a number from 0 to 1000, got {self.batch_delay_ms!r}")
+        if self.output_buffer_check_s is not None:
+            v = self.output_buffer_check_s
+            if not _number(v) or v <= 0:
+                raise ConfigError(f"output_buffer_check_s: must be a number of seconds > 0 or None (off), got {v!r}")
+            if self.transport not in ("pubsub", "sharded"):
+                raise ConfigError(f"output_buffer_check_s: the check reads a pub/sub subscriber's output buffer; "
+                                  f"the {self.transport} transport has none to read")
+        if not _number(self.output_buffer_warn_fraction) or not 0 < self.output_buffer_warn_fraction <= 1:
+            raise ConfigError(f"output_buffer_warn_fraction: must be a number above 0 and at most 1, "
+                              f"got {self.output_buffer_warn_fraction!r}")
+        if self.output_buffer_limit_bytes is not None and (
+                not _whole(self.output_buffer_limit_bytes) or self.output_buffer_limit_bytes <= 0):
+            raise ConfigError(f"output_buffer_limit_bytes: must be a whole number of bytes > 0 or None (ask the "
+                              f"server), got {self.output_buffer_limit_bytes!r}")
         if self.shard_partitions > 1 and self.transport != "sharded":
             raise ConfigError("shard_partitions: only the sharded transport partitions channels")
 

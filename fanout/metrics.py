@@ -3,7 +3,13 @@
 Each counter is a whole number that only grows during a bridge's life. ``metrics()`` returns
 them with ``connected``, ``subscriptions``, ``transport``, ``epoch``, ``last_error`` and
 ``held_since_ns`` (when the subscription stopped reading for its async handlers' backlog,
-``time.time_ns()``; 0 while it reads).
+``time.time_ns()``; 0 while it reads), and the output-buffer check's reading (:mod:`fanout.outbuf`;
+``BridgeConfig.output_buffer_check_s``): ``output_buffer_bytes`` (the subscriber's ``omem`` at the
+last look, None while off or not read yet), ``output_buffer_max_bytes``, ``output_buffer_limit_bytes``
+(what it is compared with), ``output_buffer_warnings`` (times it crossed the warning fraction),
+``output_buffer_warned_ns`` (the last warning, ``time.time_ns()``; 0: none), ``output_buffer_samples``
+(readings taken) and
+``output_buffer_check`` ("on", "off", or why it turned itself off).
 """
 from __future__ import annotations
 

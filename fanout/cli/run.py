@@ -30,6 +30,10 @@ def add_parser(sub) -> None:
                           "in other processes)")
     run.add_argument("--metrics-addr", metavar="ADDR", default="127.0.0.1",
                      help="the address --metrics-port listens on (default 127.0.0.1; 0.0.0.0 for every interface)")
+    run.add_argument("--output-buffer-check", type=float, metavar="S",
+                     help="every S seconds each pub/sub (or sharded) receiver reads the output buffer Redis holds for "
+                          "it and warns past half its limit (BridgeConfig.output_buffer_check_s); the record's "
+                          "instances keep each one's largest reading (output_buffer_max_bytes)")
 
 
 def scenario_from_args(args: argparse.Namespace):
@@ -106,8 +110,13 @@ def main(args: argparse.Namespace) -> int:
         sc, stop_metrics = serve_metrics(sc, args.metrics_port, args.metrics_addr, sims)
     if sc.redis_url:
         check_reachable(sc.redis_url)
+    check_s = getattr(args, "output_buffer_check", None)
+    if check_s is not None and not 0 < check_s < float("inf"):
+        from fanout.errors import ConfigError
+
+        raise ConfigError(f"--output-buffer-check: give a number of seconds > 0, got {check_s:g}")
     options = RunOptions(agent_wait_s=args.agent_wait, on_simulation=sims.append if stop_metrics else None,
-                         bridge_histograms=stop_metrics is not None)
+                         bridge_histograms=stop_metrics is not None, output_buffer_check_s=check_s)
     printer = (lambda line: print(line, flush=True)) if sc.verbose and not args.json else None
     began = time.time()
     try:

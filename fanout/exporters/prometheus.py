@@ -62,10 +62,19 @@ BY_TYPE = "fanout_publish_errors"
 GAUGES: dict[str, str] = {
     "fanout_connected": "Bridges connected (publishing and subscribing sides up): 1 or 0 for one bridge.",
     "fanout_subscriptions": "Channels subscribed, over every bridge.",
+    "fanout_subscriber_output_buffer_bytes": (
+        "What Redis holds unsent for a subscriber (CLIENT LIST omem at the bridge's last output-buffer check; "
+        "the largest over the bridges; only bridges with output_buffer_check_s set)."),
+    "fanout_subscriber_output_buffer_limit_bytes": (
+        "The pub/sub output-buffer limit that reading is compared with (the smaller of the server's hard and "
+        "soft limits, or output_buffer_limit_bytes); Redis cuts a subscriber off past it."),
 }
 HEARTBEAT_GAUGE = ("fanout_last_heartbeat_timestamp_seconds",
                    "When a bridge's own heartbeat last came back (Unix seconds; until the first, when it subscribed): "
                    "the oldest over the bridges with heartbeat_s on. Absent when none has it on.")
+#: the gauges read from the output-buffer check: (gauge, metrics() field), the largest over the bridges
+OUTPUT_BUFFER_GAUGES = (("fanout_subscriber_output_buffer_bytes", "output_buffer_bytes"),
+                        ("fanout_subscriber_output_buffer_limit_bytes", "output_buffer_limit_bytes"))
 
 Bridges = Any  # a bridge, an iterable of bridges, or a callable returning one
 
@@ -118,6 +127,9 @@ class BridgeCollector(Collector):
             beat = getattr(b, "last_heartbeat_ns", 0)
             if beat:
                 beats[tr] = min(beats.get(tr, beat), beat)
+            for gauge, src in OUTPUT_BUFFER_GAUGES:  # read by the check only: absent (not 0) when nobody read it
+                if m.get(src) is not None:
+                    t[gauge] = max(t.get(gauge, 0), int(m[src]))
             for name, (src, _) in HISTOGRAMS.items():
                 for typ, h in b.histograms()[src].items():
                     acc = hist.get((name, tr, typ))
@@ -132,6 +144,9 @@ class BridgeCollector(Collector):
                     counters[name].add_metric([tr], t[src])
             gauges["fanout_connected"].add_metric([tr], t["connected"])
             gauges["fanout_subscriptions"].add_metric([tr], t["subscriptions"])
+            for gauge, _ in OUTPUT_BUFFER_GAUGES:
+                if gauge in t:
+                    gauges[gauge].add_metric([tr], t[gauge])
         for (tr, kind), n in sorted(kinds.items()):
             counters[BY_TYPE].add_metric([tr, kind], n)
         yield from counters.values()

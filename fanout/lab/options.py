@@ -30,6 +30,9 @@ class RunOptions:
     #: the bridges keep their own histograms (``BridgeConfig.histograms``; the run records every delivery
     #: itself, so off unless their metrics are served: ``fanout run --metrics-port``)
     bridge_histograms: bool = False
+    #: the receivers' output-buffer check (``BridgeConfig.output_buffer_check_s``, pub/sub only; None: off):
+    #: each instance's largest reading and warnings go into the record's instances
+    output_buffer_check_s: float | None = None
     #: called with each in-process :class:`~fanout.lab.simulator.Simulation` once its bridges are made (its
     #: ``bridges`` then follow crashes and restarts), e.g. to serve their metrics (``fanout run
     #: --metrics-port``); not sent to worker processes or agents (their bridges are not in this process)

@@ -45,7 +45,7 @@ from fanout.errors import FanoutError
 from fanout.lab import control, instrument, resources
 from fanout.lab.options import DEFAULT, RunOptions
 from fanout.lab.progress import Progress
-from fanout.lab.record import (DELIVERY_COLUMNS, INSTANCE_COLUMNS, PARTS_DIR, PUBLICATION_COLUMNS, RunRecord,
+from fanout.lab.record import (DELIVERY_COLUMNS, INSTANCE_COLUMNS, MISSING, PARTS_DIR, PUBLICATION_COLUMNS, RunRecord,
                                build_record, columns_frame, frame, read_parts)
 from fanout.lab.recorder import merge_columns
 from fanout.lab.summary import Summary
@@ -338,7 +338,8 @@ async def coordinate(sc: Scenario, url: str, run_id: str, links: list[Link], *, 
             ln.dead = ln.dead or "no records"
             for i in ln.hosted:
                 lost_instances[ids[i]] = ln.name
-                inst_rows.append({**dict.fromkeys(INSTANCE_COLUMNS, 0), "instance": ids[i], "connected": False})
+                inst_rows.append({**dict.fromkeys(INSTANCE_COLUMNS, 0), **MISSING, "instance": ids[i],
+                                  "connected": False})
     rec = build_record(sc, url, run_id, version, t0, t_end, pubs, deliveries, inst_rows, [], outages, {})
     # every worker's summary merged (exact); none when a worker's records were lost with it
     rec.summary = Summary.merged(summaries) if summaries and len(summaries) == len(links) else None

@@ -52,9 +52,15 @@ RESOURCE_COLUMNS = {
     "omem_max_bytes": "int64",
 }
 #: one row per instance: its bridge's counters (fanout.metrics) as the run ended; ``held_since_ns``:
-#: reading held for the handler backlog since then, as the run ended (0: it was reading)
+#: reading held for the handler backlog since then, as the run ended (0: it was reading);
+#: ``output_buffer_max_bytes``: the largest output buffer Redis held for its subscriber, as its
+#: output-buffer check read it (RunOptions.output_buffer_check_s; -1: not read), and
+#: ``output_buffer_warnings``: the times it crossed the warning fraction of the limit
 INSTANCE_COLUMNS = {"instance": "string", "connected": "bool", **dict.fromkeys(COUNTER_NAMES, "int64"),
-                    "subscriptions": "int64", "held_since_ns": "int64"}
+                    "subscriptions": "int64", "held_since_ns": "int64", "output_buffer_max_bytes": "int64",
+                    "output_buffer_warnings": "int64"}
+#: a column a frame lacks (an older record) is filled with this, where 0 would claim a reading
+MISSING = {"output_buffer_max_bytes": -1}
 
 
 def frame(rows: list[dict] | dict[str, list], columns: dict[str, str]) -> pd.DataFrame:
@@ -62,17 +68,17 @@ def frame(rows: list[dict] | dict[str, list], columns: dict[str, str]) -> pd.Dat
     df = pd.DataFrame(rows) if rows is not None else pd.DataFrame()
     for col, dtype in columns.items():
         if col not in df.columns:
-            df[col] = pd.Series([], dtype=dtype) if len(df) == 0 else _default(dtype, len(df))
+            df[col] = pd.Series([], dtype=dtype) if len(df) == 0 else _default(dtype, len(df), MISSING.get(col, 0))
     df = df[list(columns) + [c for c in df.columns if c not in columns]]
     return df.astype({c: t for c, t in columns.items()})
 
 
-def _default(dtype: str, n: int) -> pd.Series:
+def _default(dtype: str, n: int, number: int = 0) -> pd.Series:
     if dtype == "bool":
         return pd.Series([False] * n)
     if dtype == "string":
         return pd.Series([""] * n, dtype="string")
-    return pd.Series([0] * n, dtype=dtype)
+    return pd.Series([number] * n, dtype=dtype)
 
 
 def write_parquet(df: pd.DataFrame, path: Path) -> None:

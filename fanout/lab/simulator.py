@@ -146,6 +146,9 @@ class Simulation:
             reconnect_max_s=0.5 if fast else 2.0, publish_timeout_s=1.0 if fast else 2.0,
             batch_max=self.sc.batch_max, batch_delay_ms=self.sc.batch_delay_ms, signing_keys=keys,
             histograms=self.options.bridge_histograms,
+            # the output-buffer check reads a (sharded) pub/sub subscriber's omem (fanout.outbuf): receivers only
+            output_buffer_check_s=(self.options.output_buffer_check_s
+                                   if self.sc.transport in ("pubsub", "sharded") and i in receivers else None),
             **backend_options(self.server, self.sc),  # sentinel addresses, shard partitions
         )
 
@@ -388,11 +391,16 @@ class Simulation:
         rows = []
         for i, b in sorted(self.bridges.items()):
             m = b.metrics()
+            lives = [m]
             for old in self.retired:  # a crashed and restarted instance: add its first life's counters
                 if str(old.instance_id) == self.ids[i]:
                     om = old.metrics()
-                    for k in COUNTER_NAMES:
+                    lives.append(om)
+                    for k in (*COUNTER_NAMES, "output_buffer_warnings"):
                         m[k] = m.get(k, 0) + om.get(k, 0)
+            # the output-buffer check's largest reading over the instance's lives (-1: never read, the check off)
+            m["output_buffer_max_bytes"] = max((x["output_buffer_max_bytes"] for x in lives
+                                                if x.get("output_buffer_max_bytes") is not None), default=-1)
             rows.append({k: m.get(k, 0) for k in INSTANCE_COLUMNS if k != "instance"} | {"instance": self.ids[i]})
         return rows
 

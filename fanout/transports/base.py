@@ -59,6 +59,12 @@ class Subscriber(abc.ABC):
     #: on: one, or one per node for sharded pub/sub); the bridge publishes one on each per beat
     heartbeats: tuple[str, ...] = ()
 
+    def clients(self) -> list[tuple[Any, int | None]]:
+        """``(where, client_id)`` of each subscribing connection: its server (a URL or connection
+        parameters) and the ``CLIENT ID`` the server gave it, None if refused; asked only with the
+        output-buffer check on (:mod:`fanout.outbuf`: pub/sub, sharded). Default: none known."""
+        return []
+
     @abc.abstractmethod
     async def wait_lost(self) -> str:
         """Return why the subscription ended (connection lost, silent, slot moved ...)."""

@@ -100,9 +100,13 @@ class PubConn:
 class ProtoSubscriber(Subscriber):
     """A subscription on one connection (pub/sub, sharded; a Streams reader adds its loop)."""
 
-    def __init__(self, proto: RespProtocol, heartbeats: tuple[str, ...] = ()) -> None:
+    def __init__(self, proto: RespProtocol, heartbeats: tuple[str, ...] = (), where: Any = None) -> None:
         self._proto = proto
         self.heartbeats = heartbeats
+        self._where = where  # its server (given when its CLIENT ID was asked: the output-buffer check)
+
+    def clients(self) -> list[tuple[Any, int | None]]:
+        return [] if self._where is None else [(self._where, self._proto.client_id)]
 
     async def wait_lost(self) -> str:
         return one_line(await self._proto.wait_closed())

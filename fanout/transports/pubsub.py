@@ -23,15 +23,26 @@ _PUBLISH = b"PUBLISH"
 
 
 async def subscribe_on(url_or_params, cfg, command: bytes, groups: list[list[bytes]], sink,
-                       on_unsubscribed=None, on_lost=None) -> RespProtocol:
+                       on_unsubscribed=None, on_lost=None, ask_id: bool = False) -> RespProtocol:
     """A subscriber-mode connection with every group of channels confirmed (one command per
-    group); errors become one line (``RedisUnavailable``) and leave no connection behind."""
+    group); errors become one line (``RedisUnavailable``) and leave no connection behind.
+    ``ask_id``: ``CLIENT ID`` goes out in the same write, before the first subscribe (a connection
+    in subscriber mode may not ask it), and ``proto.client_id`` is its answer (None if refused)."""
     proto = await open_connection(url_or_params, on_message=sink.on_message, on_unsubscribed=on_unsubscribed,
                                   on_lost=on_lost, health_interval_s=cfg.health_check_interval_s,
                                   health_timeout_s=cfg.health_check_timeout_s, **conn_options(cfg))
+    asked = None
     try:
+        if ask_id:
+            asked = proto.call(b"CLIENT", b"ID")
+            asked.add_done_callback(_seen)
         for chans in groups:
             await proto.subscribe(command, chans)
+        if asked is not None:
+            try:
+                proto.client_id = int(await asked)
+            except hiredis.ReplyError:  # an ACL without client|id: the output-buffer check says so and stops
+                pass
     except hiredis.ReplyError as exc:  # NOPERM, MOVED, CLUSTERDOWN: the bridge retries, re-resolving
         proto.abort()
         raise RedisUnavailable(f"{command.decode()} on {proto.name} refused: {one_line(exc)}") from None
@@ -39,6 +50,12 @@ async def subscribe_on(url_or_params, cfg, command: bytes, groups: list[list[byt
         proto.abort()
         raise
     return proto
+
+
+def _seen(fut) -> None:
+    """Mark a control reply's exception as retrieved (a subscription that failed never reads it)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 class PubSubTransport(SinglePublisher, Transport):
@@ -68,6 +85,8 @@ class PubSubTransport(SinglePublisher, Transport):
     async def open_subscriber(self, channels: list[str], sink) -> ProtoSubscriber:
         cfg = self.config
         beats = (cfg.heartbeat_channel(),) if cfg.heartbeat_s else ()
-        proto = await subscribe_on(self.url(), cfg, b"SUBSCRIBE",
-                                   [[c.encode() for c in (*channels, *beats)]], sink)
-        return ProtoSubscriber(proto, beats)
+        checked = cfg.output_buffer_check_s is not None
+        url = self.url()
+        proto = await subscribe_on(url, cfg, b"SUBSCRIBE", [[c.encode() for c in (*channels, *beats)]], sink,
+                                   ask_id=checked)
+        return ProtoSubscriber(proto, beats, url if checked else None)

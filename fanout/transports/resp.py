@@ -92,6 +92,7 @@ class RespProtocol(Liveness, asyncio.Protocol):
         self._last_rx = 0.0                              # monotonic time of the last data read
         self._resumed = 0.0                              # reading resumed (the health check's idle count)
         self._lost_called = False
+        self.client_id: int | None = None                # the server's CLIENT ID, when asked (subscribe_on)
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport) -> None:

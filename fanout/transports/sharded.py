@@ -31,6 +31,7 @@ import asyncio
 import bisect
 import logging
 import time
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import hiredis
@@ -105,11 +106,16 @@ class _Lost:
 class ShardedSubscriber(Subscriber):
     """SSUBSCRIBE connections, one per node; the first one to end ends them all."""
 
-    def __init__(self, protos: dict[Addr, RespProtocol], lost: _Lost, heartbeats: tuple[str, ...] = ()) -> None:
+    def __init__(self, protos: dict[Addr, RespProtocol], lost: _Lost, heartbeats: tuple[str, ...] = (),
+                 where: dict[Addr, dict] | None = None) -> None:
         self._protos = protos
         self.heartbeats = heartbeats
         self._lost = lost
         self._alive_ns: int | None = None
+        self._where = where or {}  # each node's connection parameters (given with the output-buffer check)
+
+    def clients(self) -> list[tuple[Any, int | None]]:
+        return [(self._where[a], p.client_id) for a, p in self._protos.items() if a in self._where]
 
     async def wait_lost(self) -> str:
         why = await asyncio.shield(self._lost.fut)
@@ -308,7 +314,8 @@ class ShardedTransport(Transport):
         async def one(addr: Addr, slots: dict[int, list[bytes]]) -> None:
             # one SSUBSCRIBE per slot: a command's channels must share one
             protos[addr] = await subscribe_on(self._params(addr), cfg, b"SSUBSCRIBE", list(slots.values()), sink,
-                                              on_unsubscribed=lost.unsubscribed, on_lost=lost.lost)
+                                              on_unsubscribed=lost.unsubscribed, on_lost=lost.lost,
+                                              ask_id=cfg.output_buffer_check_s is not None)
 
         try:
             async with asyncio.timeout(cfg.connect_timeout_s + cfg.command_timeout_s):
@@ -320,7 +327,8 @@ class ShardedTransport(Transport):
             for p in protos.values():
                 p.abort()
             raise
-        return ShardedSubscriber(protos, lost, tuple(beats))
+        where = {a: self._params(a) for a in protos} if cfg.output_buffer_check_s is not None else None
+        return ShardedSubscriber(protos, lost, tuple(beats), where)
 
     def _drop_retries(self) -> None:
         retry, self._retry = self._retry, []
