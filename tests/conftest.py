@@ -93,3 +93,41 @@ def exact_fault_findings(rec):
     per = f.per_instance
     assert (per["received"] + per["lost_attributed"] == per["expected"]).all()
     return f
+
+
+def pair_run(redis_url: str, n: int, collect, *, types: tuple[str, ...] = ("trade", "ticker"), **config):
+    """A host bridge publishes ``n`` events (3/4 the first of ``types``, 1/4 the last) to a bot bridge
+    (histograms on unless ``config`` says otherwise; ``config``: more BridgeConfig fields for both);
+    ``collect(host, bot)`` (a plain function, or a coroutine function) runs while both are up, after every
+    event arrived, and its result is returned."""
+    import inspect
+
+    from fanout import BridgeConfig, RedisEventBridge
+
+    async def go():
+        cfg = dict(url=redis_url, event_types=types, histograms=True) | config
+        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
+                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
+            got: list = []
+            for t in types:
+                bot.on(t, got.append)
+            for k in range(n):
+                await host.publish(types[0] if k % 4 else types[-1], {"k": k})
+            await wait_for(lambda: len(got) == n, timeout=10, what=f"{n} deliveries at the bot")
+            out = collect(host, bot)
+            return await out if inspect.isawaitable(out) else out
+
+    return arun(go())
+
+
+def debian_binary(name: str, package: str = "prometheus") -> str:
+    """A Debian package's binary on PATH (``prometheus``, ``promtool``); absent: the test skips here in one
+    line and fails in CI, where ``.ci/run`` installs the package."""
+    import shutil
+
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is missing in CI (.ci/run installs Debian's {package} package, which brings it)")
+        pytest.skip(f"no {name} on PATH (apt-get install {package}); CI installs it")
+    return found

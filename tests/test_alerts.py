@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -16,7 +15,7 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import ROOT, arun, wait_for
+from conftest import ROOT, arun, debian_binary, pair_run
 from fanout.report import alerts
 
 EXAMPLE = ROOT / "reports" / "example"
@@ -24,12 +23,7 @@ EXAMPLE = ROOT / "reports" / "example"
 
 def promtool() -> str:
     """Debian's ``promtool`` (the ``prometheus`` package); absent: skip here, fail in CI (.ci/run installs it)."""
-    found = shutil.which("promtool")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("promtool is missing in CI (.ci/run installs Debian's prometheus package, which brings it)")
-        pytest.skip("no promtool on PATH (apt-get install prometheus); CI installs it")
-    return found
+    return debian_binary("promtool")
 
 
 def example_facts() -> dict:
@@ -219,7 +213,7 @@ def scraped_names(redis_url: str) -> set[str]:
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from fanout import BridgeConfig, RedisEventBridge
+    from fanout import BridgeConfig
     from fanout.exporters.prometheus import serve
 
     fields = {f.name for f in dataclasses.fields(BridgeConfig)}
@@ -229,24 +223,16 @@ def scraped_names(redis_url: str) -> set[str]:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
             return r.read().decode()
 
-    async def go() -> str:
-        cfg = dict(url=redis_url, event_types=("trade",), histograms=True, **extra)
-        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
-                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
-            got: list = []
-            bot.on("trade", got.append)
-            for k in range(20):
-                await host.publish("trade", {"k": k})
-            await wait_for(lambda: len(got) == 20, timeout=10, what="20 deliveries at the bot")
-            if extra:
-                await asyncio.sleep(1.0)  # a few heartbeats and buffer samples
-            stop = serve([host, bot], port=0, addr="127.0.0.1")
-            try:
-                return await asyncio.to_thread(scrape, stop.port)
-            finally:
-                stop()
+    async def scraped(host, bot) -> str:
+        if extra:
+            await asyncio.sleep(1.0)  # a few heartbeats and buffer samples
+        stop = serve([host, bot], port=0, addr="127.0.0.1")
+        try:
+            return await asyncio.to_thread(scrape, stop.port)
+        finally:
+            stop()
 
-    text = arun(go())
+    text = pair_run(redis_url, 20, scraped, types=("trade",), **extra)
     fams = list(text_string_to_metric_families(text))
     # a labelled counter with no series yet (publish errors by error_type, before the first failure) is
     # still served: its family is declared on every scrape, and a rule over it reads no series, not a typo

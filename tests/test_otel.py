@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import arun, wait_for
+from conftest import arun, pair_run
 from fanout import BridgeConfig, RedisEventBridge
 from fanout.histograms import BOUNDS_S
 
@@ -33,23 +33,6 @@ def by_name(data) -> dict:
 
 def points(metric, **attrs) -> list:
     return [p for p in metric.data.data_points if all(p.attributes.get(k) == v for k, v in attrs.items())]
-
-
-def pair_run(redis_url: str, n: int, collect):
-    """host publishes ``n`` events (3/4 trade, 1/4 ticker) to bot; ``collect(host, bot)`` runs while both are up."""
-    async def go():
-        cfg = dict(url=redis_url, event_types=("trade", "ticker"), histograms=True)
-        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
-                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
-            got: list = []
-            bot.on("trade", got.append)
-            bot.on("ticker", got.append)
-            for k in range(n):
-                await host.publish("trade" if k % 4 else "ticker", {"k": k})
-            await wait_for(lambda: len(got) == n, timeout=10, what=f"{n} deliveries at the bot")
-            return collect(host, bot)
-
-    return arun(go())
 
 
 def test_messaging_conventions_names_units_attributes_and_counts_equal_the_bridges(redis_url):

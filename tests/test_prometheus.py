@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from conftest import arun, wait_for
+from conftest import arun, debian_binary, pair_run, wait_for
 from fanout import BridgeConfig, RedisEventBridge
 from fanout.histograms import BOUNDS_S
 
@@ -37,24 +37,15 @@ def value(fam, suffix: str = "", **labels) -> float:
 def test_a_real_scrape_equals_metrics_and_the_histograms_count_the_deliveries(redis_url):
     n = 200
 
-    async def go():
-        cfg = dict(url=redis_url, event_types=("trade", "ticker"), histograms=True)
-        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
-                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
-            got: list = []
-            bot.on("trade", got.append)
-            bot.on("ticker", got.append)
-            for k in range(n):
-                await host.publish("trade" if k % 4 else "ticker", {"k": k})
-            await wait_for(lambda: len(got) == n, timeout=10, what=f"{n} deliveries at the bot")
-            stop = serve([host, bot], port=0, addr="127.0.0.1")
-            try:
-                fams = await asyncio.to_thread(scrape, stop.port)
-            finally:
-                stop()
-            return fams, host.metrics(), bot.metrics(), bot.histograms(), host.histograms()
+    async def scrape_both(host, bot):
+        stop = serve([host, bot], port=0, addr="127.0.0.1")
+        try:
+            fams = await asyncio.to_thread(scrape, stop.port)
+        finally:
+            stop()
+        return fams, host.metrics(), bot.metrics(), bot.histograms(), host.histograms()
 
-    fams, mh, mb, hb, hh = arun(go())
+    fams, mh, mb, hb, hh = pair_run(redis_url, n, scrape_both)
     for name, (src, _) in COUNTERS.items():  # prometheus_client's parser names counters without _total
         if name == BY_TYPE:  # labelled by error_type too: no series before a publish failed
             assert mh[src] + mb[src] == 0 and not fams[name].samples, fams[name].samples
@@ -168,15 +159,7 @@ def free_port() -> int:
 
 def prometheus_binary() -> str:
     """Debian's ``prometheus``; absent: skip here, fail in CI (.ci/run installs it)."""
-    import os
-    import shutil
-
-    found = shutil.which("prometheus")
-    if found is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the prometheus binary is missing in CI (.ci/run installs Debian's prometheus package)")
-        pytest.skip("no prometheus binary on PATH (apt-get install prometheus); CI installs it")
-    return found
+    return debian_binary("prometheus")
 
 
 def get_json(url: str) -> dict:
@@ -255,18 +238,8 @@ def test_metrics_port_with_agents_or_worker_processes_is_one_line_and_exit_2():
 
 
 def test_histograms_false_keeps_none_and_the_counters_still_count(redis_url):
-    async def go():
-        cfg = dict(url=redis_url, event_types=("trade",), histograms=False)
-        async with RedisEventBridge(BridgeConfig(instance_id="host", **cfg)) as host, \
-                RedisEventBridge(BridgeConfig(instance_id="bot", **cfg)) as bot:
-            got: list = []
-            bot.on("trade", got.append)
-            for k in range(20):
-                await host.publish("trade", {"k": k})
-            await wait_for(lambda: len(got) == 20, timeout=10, what="20 deliveries")
-            return bot.metrics(), host.metrics(), bot.histograms(), host.histograms()
-
-    mb, mh, hb, hh = arun(go())
+    mb, mh, hb, hh = pair_run(redis_url, 20, lambda host, bot: (bot.metrics(), host.metrics(), bot.histograms(),
+                                                                host.histograms()), types=("trade",), histograms=False)
     assert mb["received"] == 20 and mh["published"] == 20
     assert hb["delivery_latency"]["trade"].count == hb["handler_duration"]["trade"].count == 0
     assert hh["publish_duration"]["trade"].count == 0
