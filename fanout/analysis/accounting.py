@@ -146,6 +146,15 @@ def _outage_ref(o, k: int) -> str:
     return f"outage {k} of {o.instance}"
 
 
+def _due_times(record: RunRecord) -> pd.Series | None:
+    """Each event's due time by id (what :func:`_caught_up` measures lateness from); None for a run
+    without faults or publications (nothing to catch up after)."""
+    if not (len(record.faults) and len(record.publications)):
+        return None
+    due = pd.Series(record.publications["t_intended"].to_numpy(), index=record.publications["id"])
+    return due[~due.index.duplicated()]
+
+
 def _caught_up(record: RunRecord, receiver: str, after: int, due: pd.Series | None) -> int:
     """When ``receiver`` was receiving on time again after ``after`` (ns): its first delivery after
     it within :data:`CAUGHT_UP_NS` of the event's due time — evidence on its own path that a slow
@@ -176,10 +185,7 @@ def _windows(record: RunRecord, receivers: list[str]) -> tuple[list[Window], dic
                 _outage_label(record, o), "", who, int(o.t_down) - PRE_NS, _ended(o, record) + POST_NS,
                 f"sent while {who} was disconnected ({ref})", ((int(o.t_down), _ended(o, record), ref),)))
     faults_out = []
-    due = None
-    if len(record.faults) and len(record.publications):
-        due = pd.Series(record.publications["t_intended"].to_numpy(), index=record.publications["id"])
-        due = due[~due.index.duplicated()]
+    due = _due_times(record)
     for f in record.faults.sort_values("t_start", kind="stable").itertuples(index=False):
         touched = [str(f.instance)] if f.instance else receivers
         start, stop = int(f.t_start), int(f.t_end)
@@ -211,10 +217,7 @@ def recovery_windows(record: RunRecord, receivers: list[str]) -> list[tuple[str,
     fault within :data:`CAUGHT_UP_NS` of its due time) — the backlog a slow spell leaves is the
     fault's delay too. A receiver that never caught up before the run ended keeps the fault's own
     window: its lateness afterwards is judged."""
-    due = None
-    if len(record.faults) and len(record.publications):
-        due = pd.Series(record.publications["t_intended"].to_numpy(), index=record.publications["id"])
-        due = due[~due.index.duplicated()]
+    due = _due_times(record)
     out = []
     for w in _windows(record, receivers)[0]:
         back = _caught_up(record, w.receiver, w.end, due)

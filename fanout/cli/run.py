@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import time
 
 from fanout.cli import EXIT_FAIL, EXIT_PASS, redis_url
 
@@ -79,24 +78,6 @@ def serve_metrics(sc, port: int, addr: str, sims: list):
     return sc.replace(process_mode="single"), stop
 
 
-def _recovered(out: str | None, began: float):
-    """A run stopped where its record could not be built (worker processes): the rows its
-    processes wrote as parts, read back (marked interrupted, :func:`fanout.lab.record.load_run`)."""
-    from pathlib import Path
-
-    from fanout.lab.record import PARTS_DIR, load_run
-
-    if not out or not Path(out).is_dir():
-        return None
-    fresh = [p for p in Path(out).iterdir() if (p / PARTS_DIR / "recording.json").exists()
-             and not (p / "run.json").exists() and p.stat().st_mtime >= began - 1]
-    if len(fresh) != 1:
-        return None
-    rec = load_run(fresh[0])
-    rec.save(out)
-    return rec
-
-
 def main(args: argparse.Namespace) -> int:
     from fanout.analysis import analyse
     from fanout.lab.options import RunOptions
@@ -118,14 +99,12 @@ def main(args: argparse.Namespace) -> int:
     options = RunOptions(agent_wait_s=args.agent_wait, on_simulation=sims.append if stop_metrics else None,
                          bridge_histograms=stop_metrics is not None, output_buffer_check_s=check_s)
     printer = (lambda line: print(line, flush=True)) if sc.verbose and not args.json else None
-    began = time.time()
     try:
         rec = run_scenario(sc, progress=False if (args.no_progress or args.json) else None, printer=printer,
                            save_to=None if args.no_save else args.out, options=options)
     except Interrupted as stopped:  # what was recorded up to the signal, analysed (never a PASS), then stop
-        rec = stopped.record if stopped.record is not None else _recovered(None if args.no_save else args.out, began)
+        rec = stopped.record  # run_scenario saved it (worker processes: read back from their parts)
         if rec is not None:
-            stopped.record = rec
             part = analyse(rec)
             rec.set_status(part.status)  # in run.json when saved: fanout.lab.runs() lists it
             print(render_json(part) if args.json else render_text(part), flush=True)

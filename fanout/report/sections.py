@@ -10,7 +10,6 @@ import pandas as pd
 
 from fanout.report import capacity as _capacity
 from fanout.report import compare as _compare
-from fanout.report.compare import comparison_pairs
 from fanout.report import outcomes as _outcomes
 from fanout.report import tables as T
 from fanout.report.context import Report
@@ -254,5 +253,5 @@ def recommendation(rep: Report) -> str:
 
 
 __all__ = ["page_one", "recommendation", "scenarios", "TOC", "scenario_head", "scenario_latency", "scenario_verdict",
-           "comparisons", "comparison_pairs", "performance", "resources", "capacity", "soak", "failover",
+           "comparisons", "performance", "resources", "capacity", "soak", "failover",
            "failover_runs", "capacity_model", "soak_series"]
